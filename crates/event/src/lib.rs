@@ -1,0 +1,16 @@
+//! The botwatch event, version 1: the one shape in which every message and profile
+//! update enters the system, and the rules that decide whether an event is valid.
+//!
+//! This crate does no IO. [`parse_batch`] turns the body of an ingest request into
+//! events or into a list of every field at fault; [`parse_event`] does the same for
+//! one event (an entry written straight into Redis). What is stored is the canonical
+//! form of [`Event`] (server-made `id` and `ts` filled in, times in UTC with
+//! millisecond precision), so every reader sees exactly what was acknowledged.
+
+mod model;
+mod validate;
+
+pub use model::{Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo};
+pub use validate::{
+    BatchError, FieldError, Limits, Problem, is_slug, parse_batch, parse_event, parse_event_value,
+};

@@ -1,0 +1,630 @@
+//! Validation of incoming events: every fault of every event is named, so a client
+//! can fix a whole batch in one go.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::model::{
+    Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo,
+};
+
+/// The limits of API.md → Event, version 1.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_text_bytes: usize,
+    pub max_event_bytes: usize,
+    pub max_batch_events: usize,
+    pub max_batch_bytes: usize,
+    /// How far in the future an event time may lie (clock skew allowance).
+    pub max_future: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_text_bytes: 16 * 1024,
+            max_event_bytes: 64 * 1024,
+            max_batch_events: 1_000,
+            max_batch_bytes: 4 * 1024 * 1024,
+            max_future: Duration::minutes(5),
+        }
+    }
+}
+
+const MAX_ID_CHARS: usize = 128;
+const MAX_USER_ID_CHARS: usize = 256;
+const MAX_NAME_CHARS: usize = 256;
+const MAX_URL_BYTES: usize = 2048;
+const MAX_ATTACHMENTS: usize = 10;
+const MAX_BUTTONS: usize = 10;
+
+/// Whether a fault makes the event invalid (400) or breaks a size limit (413).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    Invalid,
+    TooLarge,
+}
+
+/// One fault: which event of the batch, which field (absent when the fault is the
+/// event as a whole), and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub reason: String,
+    #[serde(skip)]
+    pub problem: Problem,
+}
+
+/// Why a batch was refused. Nothing of a refused batch may be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("malformed json: {0}")]
+    Malformed(String),
+    #[error("{} event(s) over the limits", .0.len())]
+    TooLarge(Vec<FieldError>),
+    #[error("{} fault(s) in the events", .0.len())]
+    Invalid(Vec<FieldError>),
+}
+
+/// Parses an ingest body: one event object or an array of them. Either every event
+/// is valid and all are returned in order, or the error names every fault.
+pub fn parse_batch(
+    body: &[u8],
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<Vec<Event>, BatchError> {
+    if body.len() > limits.max_batch_bytes {
+        return Err(BatchError::TooLarge(vec![FieldError {
+            index: 0,
+            field: None,
+            reason: format!(
+                "body is {} bytes; at most {} bytes per request",
+                body.len(),
+                limits.max_batch_bytes
+            ),
+            problem: Problem::TooLarge,
+        }]));
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let raws: Vec<&RawValue> = match first {
+        Some(b'[') => serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?,
+        Some(b'{') => vec![serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?],
+        Some(_) => {
+            // Valid JSON that is neither an object nor an array is still refused as
+            // malformed for this endpoint; say which.
+            return Err(BatchError::Malformed(match serde_json::from_slice::<&RawValue>(body) {
+                Ok(_) => "expected an event object or an array of events".to_owned(),
+                Err(e) => e.to_string(),
+            }));
+        }
+        None => return Err(BatchError::Malformed("empty body".to_owned())),
+    };
+    if raws.is_empty() {
+        return Err(BatchError::Invalid(vec![FieldError {
+            index: 0,
+            field: None,
+            reason: "the batch holds no events".to_owned(),
+            problem: Problem::Invalid,
+        }]));
+    }
+    if raws.len() > limits.max_batch_events {
+        return Err(BatchError::TooLarge(vec![FieldError {
+            index: limits.max_batch_events,
+            field: None,
+            reason: format!(
+                "batch has {} events; at most {} per request",
+                raws.len(),
+                limits.max_batch_events
+            ),
+            problem: Problem::TooLarge,
+        }]));
+    }
+
+    let mut events = Vec::with_capacity(raws.len());
+    let mut errors = Vec::new();
+    for (index, raw) in raws.iter().enumerate() {
+        match parse_event(raw.get().as_bytes(), index, now, limits) {
+            Ok(event) => events.push(event),
+            Err(mut faults) => errors.append(&mut faults),
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else if errors.iter().any(|e| e.problem == Problem::TooLarge) {
+        Err(BatchError::TooLarge(errors))
+    } else {
+        Err(BatchError::Invalid(errors))
+    }
+}
+
+/// Parses and validates one event given as JSON bytes; `index` is its place in the
+/// batch, used in the faults.
+pub fn parse_event(
+    raw: &[u8],
+    index: usize,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<Event, Vec<FieldError>> {
+    if raw.len() > limits.max_event_bytes {
+        return Err(vec![FieldError {
+            index,
+            field: None,
+            reason: format!(
+                "event is {} bytes; at most {} bytes",
+                raw.len(),
+                limits.max_event_bytes
+            ),
+            problem: Problem::TooLarge,
+        }]);
+    }
+    let value: Value = serde_json::from_slice(raw).map_err(|e| {
+        vec![FieldError {
+            index,
+            field: None,
+            reason: format!("not valid JSON: {e}"),
+            problem: Problem::Invalid,
+        }]
+    })?;
+    parse_event_value(value, index, now, limits)
+}
+
+/// Validates one event already parsed as a JSON value.
+pub fn parse_event_value(
+    value: Value,
+    index: usize,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<Event, Vec<FieldError>> {
+    let mut c = Checker {
+        index,
+        errors: Vec::new(),
+    };
+    let Value::Object(mut obj) = value else {
+        c.fault(None, format!("expected an object, found {}", kind_of(&value)));
+        return Err(c.errors);
+    };
+
+    let id = c
+        .string(&mut obj, "id", "id", 1, MAX_ID_CHARS)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let bot = c.slug(&mut obj, "bot", "bot");
+    let provider = c.slug(&mut obj, "provider", "provider");
+    let kind = match obj.remove("type") {
+        None | Some(Value::Null) => {
+            c.fault(Some("type"), "is required".to_owned());
+            None
+        }
+        Some(Value::String(s)) => match EventKind::ALL.iter().find(|(name, _)| *name == s) {
+            Some((_, kind)) => Some(*kind),
+            None => {
+                let allowed: Vec<&str> = EventKind::ALL.iter().map(|(n, _)| *n).collect();
+                c.fault(
+                    Some("type"),
+                    format!("unknown type {s:?}; expected one of {}", allowed.join(", ")),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            c.fault(Some("type"), format!("expected a string, found {}", kind_of(&other)));
+            None
+        }
+    };
+    let user = c.user(&mut obj);
+    let direction = match c.string(&mut obj, "direction", "direction", 1, 8).as_deref() {
+        None => None,
+        Some("in") => Some(Direction::In),
+        Some("out") => Some(Direction::Out),
+        Some(other) => {
+            c.fault(
+                Some("direction"),
+                format!("expected \"in\" or \"out\", found {other:?}"),
+            );
+            None
+        }
+    };
+    let text = match obj.remove("text") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() > limits.max_text_bytes => {
+            c.push(
+                Some("text"),
+                format!(
+                    "is {} bytes; at most {} bytes",
+                    s.len(),
+                    limits.max_text_bytes
+                ),
+                Problem::TooLarge,
+            );
+            None
+        }
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            c.fault(Some("text"), format!("expected a string, found {}", kind_of(&other)));
+            None
+        }
+    };
+    let attachments = c.attachments(&mut obj);
+    let sender = c.sender(&mut obj);
+    let ts = match obj.remove("ts") {
+        None | Some(Value::Null) => Some(now),
+        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
+            Ok(t) => {
+                let t = t.with_timezone(&Utc);
+                if t > now + limits.max_future {
+                    c.fault(
+                        Some("ts"),
+                        format!(
+                            "is more than {} minutes in the future",
+                            limits.max_future.num_minutes()
+                        ),
+                    );
+                    None
+                } else if t.timestamp() < 0 {
+                    c.fault(Some("ts"), "is before 1970-01-01".to_owned());
+                    None
+                } else {
+                    Some(t)
+                }
+            }
+            Err(e) => {
+                c.fault(Some("ts"), format!("is not an RFC 3339 time: {e}"));
+                None
+            }
+        },
+        Some(other) => {
+            c.fault(Some("ts"), format!("expected a string, found {}", kind_of(&other)));
+            None
+        }
+    };
+
+    // Rules that tie fields together.
+    let mut sender = sender;
+    match kind {
+        Some(EventKind::Message) => match direction {
+            None if !c.has_fault("direction") => {
+                c.fault(Some("direction"), "is required for type \"message\"".to_owned())
+            }
+            Some(Direction::In) if sender.is_some() => c.fault(
+                Some("sender"),
+                "is only for outbound messages (direction \"out\")".to_owned(),
+            ),
+            Some(Direction::Out) if sender.is_none() && !c.has_fault("sender") => {
+                sender = Some(Sender::Bot)
+            }
+            _ => {}
+        },
+        Some(EventKind::User) => {
+            for (present, field) in [
+                (direction.is_some(), "direction"),
+                (text.is_some(), "text"),
+                (!attachments.is_empty(), "attachments"),
+                (sender.is_some(), "sender"),
+            ] {
+                if present {
+                    c.fault(Some(field), "is only for type \"message\"".to_owned());
+                }
+            }
+        }
+        None => {}
+    }
+
+    match (bot, provider, kind, user, ts) {
+        (Some(bot), Some(provider), Some(kind), Some(user), Some(ts)) if c.errors.is_empty() => {
+            Ok(Event {
+                id,
+                bot,
+                kind,
+                direction,
+                provider,
+                user,
+                text,
+                attachments,
+                sender,
+                ts: truncate_to_millis(ts),
+            })
+        }
+        _ => Err(c.errors),
+    }
+}
+
+/// `[a-z0-9][a-z0-9_-]{0,63}`: the shape of bot and provider names.
+pub fn is_slug(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+}
+
+fn truncate_to_millis(ts: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ts.timestamp_millis()).unwrap_or(ts)
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn is_url(s: &str) -> bool {
+    (s.starts_with("https://") || s.starts_with("http://"))
+        && s.len() > "http://".len()
+        && s.len() <= MAX_URL_BYTES
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+struct Checker {
+    index: usize,
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn push(&mut self, field: Option<&str>, reason: String, problem: Problem) {
+        self.errors.push(FieldError {
+            index: self.index,
+            field: field.map(str::to_owned),
+            reason,
+            problem,
+        });
+    }
+
+    fn fault(&mut self, field: Option<&str>, reason: String) {
+        self.push(field, reason, Problem::Invalid);
+    }
+
+    fn has_fault(&self, field: &str) -> bool {
+        self.errors.iter().any(|e| e.field.as_deref() == Some(field))
+    }
+
+    /// An optional string field of `min..=max` characters; `None` when absent or null.
+    fn string(
+        &mut self,
+        obj: &mut Map<String, Value>,
+        key: &str,
+        path: &str,
+        min: usize,
+        max: usize,
+    ) -> Option<String> {
+        match obj.remove(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => {
+                let chars = s.chars().count();
+                if chars < min {
+                    self.fault(Some(path), format!("must not be empty"));
+                    None
+                } else if chars > max {
+                    self.fault(
+                        Some(path),
+                        format!("is {chars} characters; at most {max}"),
+                    );
+                    None
+                } else {
+                    Some(s)
+                }
+            }
+            Some(other) => {
+                self.fault(Some(path), format!("expected a string, found {}", kind_of(&other)));
+                None
+            }
+        }
+    }
+
+    fn required_string(
+        &mut self,
+        obj: &mut Map<String, Value>,
+        key: &str,
+        path: &str,
+        max: usize,
+    ) -> Option<String> {
+        let present = matches!(obj.get(key), Some(v) if !v.is_null());
+        let value = self.string(obj, key, path, 1, max);
+        if !present {
+            self.fault(Some(path), "is required".to_owned());
+        }
+        value
+    }
+
+    fn slug(&mut self, obj: &mut Map<String, Value>, key: &str, path: &str) -> Option<String> {
+        let s = self.required_string(obj, key, path, 64)?;
+        if is_slug(&s) {
+            Some(s)
+        } else {
+            self.fault(
+                Some(path),
+                format!("{s:?} is not a slug: lower-case letters, digits, '_' and '-', starting with a letter or digit"),
+            );
+            None
+        }
+    }
+
+    fn url(&mut self, obj: &mut Map<String, Value>, key: &str, path: &str) -> Option<String> {
+        let s = self.string(obj, key, path, 1, MAX_URL_BYTES)?;
+        if is_url(&s) {
+            Some(s)
+        } else {
+            self.fault(
+                Some(path),
+                "must be an http(s) URL without spaces".to_owned(),
+            );
+            None
+        }
+    }
+
+    fn object(
+        &mut self,
+        value: Option<Value>,
+        path: &str,
+        required: bool,
+    ) -> Option<Map<String, Value>> {
+        match value {
+            None | Some(Value::Null) => {
+                if required {
+                    self.fault(Some(path), "is required".to_owned());
+                }
+                None
+            }
+            Some(Value::Object(map)) => Some(map),
+            Some(other) => {
+                self.fault(Some(path), format!("expected an object, found {}", kind_of(&other)));
+                None
+            }
+        }
+    }
+
+    fn array(&mut self, value: Option<Value>, path: &str, max: usize) -> Vec<Value> {
+        match value {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) if items.len() > max => {
+                self.fault(
+                    Some(path),
+                    format!("has {} items; at most {max}", items.len()),
+                );
+                Vec::new()
+            }
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.fault(Some(path), format!("expected an array, found {}", kind_of(&other)));
+                Vec::new()
+            }
+        }
+    }
+
+    fn user(&mut self, obj: &mut Map<String, Value>) -> Option<UserInfo> {
+        let mut user = self.object(obj.remove("user"), "user", true)?;
+        let id = self.required_string(&mut user, "id", "user.id", MAX_USER_ID_CHARS);
+        let name = self.string(&mut user, "name", "user.name", 0, MAX_NAME_CHARS);
+        let avatar = self.url(&mut user, "avatar", "user.avatar");
+        let gender = self.string(&mut user, "gender", "user.gender", 0, 32);
+        let lang = self.string(&mut user, "lang", "user.lang", 0, 35);
+        Some(UserInfo {
+            id: id?,
+            name,
+            avatar,
+            gender,
+            lang,
+        })
+    }
+
+    fn sender(&mut self, obj: &mut Map<String, Value>) -> Option<Sender> {
+        let mut sender = self.object(obj.remove("sender"), "sender", false)?;
+        match self.required_string(&mut sender, "kind", "sender.kind", 16).as_deref() {
+            Some("bot") => Some(Sender::Bot),
+            Some("operator") => {
+                let id = self.required_string(&mut sender, "id", "sender.id", MAX_USER_ID_CHARS)?;
+                Some(Sender::Operator { id })
+            }
+            Some(other) => {
+                self.fault(
+                    Some("sender.kind"),
+                    format!("expected \"bot\" or \"operator\", found {other:?}"),
+                );
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn attachments(&mut self, obj: &mut Map<String, Value>) -> Vec<Attachment> {
+        let items = self.array(obj.remove("attachments"), "attachments", MAX_ATTACHMENTS);
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let path = format!("attachments[{i}]");
+            if let Some(a) = self.attachment(item, &path) {
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    fn attachment(&mut self, item: Value, path: &str) -> Option<Attachment> {
+        let mut a = self.object(Some(item), path, true)?;
+        let type_path = format!("{path}.type");
+        let kind = self.required_string(&mut a, "type", &type_path, 16)?;
+        if kind == "card" {
+            return self.card(a, path).map(Attachment::Card);
+        }
+        let make: fn(Media) -> Attachment = match kind.as_str() {
+            "file" => Attachment::File,
+            "image" => Attachment::Image,
+            "audio" => Attachment::Audio,
+            "video" => Attachment::Video,
+            other => {
+                self.fault(
+                    Some(&type_path),
+                    format!(
+                        "unknown attachment type {other:?}; expected one of {}",
+                        Attachment::TYPES.join(", ")
+                    ),
+                );
+                return None;
+            }
+        };
+        let url_path = format!("{path}.url");
+        let present = matches!(a.get("url"), Some(v) if !v.is_null());
+        let url = self.url(&mut a, "url", &url_path);
+        if !present {
+            self.fault(Some(&url_path), "is required".to_owned());
+        }
+        let name = self.string(&mut a, "name", &format!("{path}.name"), 1, MAX_NAME_CHARS);
+        let mime = self.string(&mut a, "mime", &format!("{path}.mime"), 3, 127);
+        let size = match a.remove("size") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(other) => {
+                self.fault(
+                    Some(&format!("{path}.size")),
+                    format!("expected a whole number of bytes, found {other}"),
+                );
+                None
+            }
+        };
+        Some(make(Media {
+            url: url?,
+            name,
+            mime,
+            size,
+        }))
+    }
+
+    fn card(&mut self, mut a: Map<String, Value>, path: &str) -> Option<Card> {
+        let title = self.required_string(&mut a, "title", &format!("{path}.title"), MAX_NAME_CHARS);
+        let subtitle = self.string(&mut a, "subtitle", &format!("{path}.subtitle"), 0, 1024);
+        let image = self.url(&mut a, "image", &format!("{path}.image"));
+        let buttons_path = format!("{path}.buttons");
+        let items = self.array(a.remove("buttons"), &buttons_path, MAX_BUTTONS);
+        let mut buttons = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let bpath = format!("{buttons_path}[{i}]");
+            let Some(mut b) = self.object(Some(item), &bpath, true) else {
+                continue;
+            };
+            let title = self.required_string(&mut b, "title", &format!("{bpath}.title"), 64);
+            let payload = self.string(&mut b, "payload", &format!("{bpath}.payload"), 0, 1024);
+            let url = self.url(&mut b, "url", &format!("{bpath}.url"));
+            if let Some(title) = title {
+                buttons.push(Button {
+                    title,
+                    payload,
+                    url,
+                });
+            }
+        }
+        Some(Card {
+            title: title?,
+            subtitle,
+            image,
+            buttons,
+        })
+    }
+}

@@ -1,0 +1,420 @@
+//! The embedded backend: one redb database file under the data directory.
+//!
+//! Appends go through one writer thread. It takes every append request queued while
+//! the previous transaction committed and writes them all in one transaction with
+//! `Durability::Immediate` (fsync before commit returns): group commit. A request is
+//! answered only after that commit, so an acknowledged event survives `kill -9`.
+//!
+//! Tables:
+//! - `events`:  position → canonical event JSON
+//! - `dedup`:   (bot, id) → position of the first event with that id
+//! - `history`: (bot, user, event ms, position) → (), the dialog history index
+//! - `meta`:    "count" → number of events
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use botwatch_event::Event;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, instrument};
+
+use crate::{
+    AppendReceipt, EventLog, HistoryCursor, HistoryPage, LogEntry, LogError, LogStats, Position,
+    ReadBatch,
+};
+
+const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+const DEDUP: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("dedup");
+const HISTORY: TableDefinition<(&str, &str, i64, u64, u64), ()> = TableDefinition::new("history");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const DB_FILE: &str = "events.redb";
+/// Upper bound of events written in one group-commit transaction.
+const MAX_GROUP_EVENTS: usize = 50_000;
+/// Append requests that may wait for the writer before `append` itself waits.
+const QUEUE_DEPTH: usize = 4_096;
+
+/// An event ready for the writer: its keys and its canonical JSON, made on the
+/// caller's thread so the writer thread only writes.
+struct Prepared {
+    bot: String,
+    id: String,
+    user: String,
+    ts_ms: i64,
+    json: Vec<u8>,
+}
+
+struct AppendRequest {
+    events: Vec<Prepared>,
+    reply: oneshot::Sender<Result<AppendReceipt, LogError>>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    path: PathBuf,
+    queue: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    head: watch::Sender<Position>,
+    count: Arc<AtomicU64>,
+}
+
+/// The embedded event log. Cheap to clone; all clones share one database.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log in `dir`. Recovers after an unclean stop.
+    pub async fn open(dir: &Path) -> Result<EmbeddedLog, LogError> {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&dir))
+            .await
+            .map_err(|e| LogError::Embedded(format!("open task failed: {e}")))?
+    }
+
+    fn open_blocking(dir: &Path) -> Result<EmbeddedLog, LogError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            LogError::Embedded(format!("cannot create data directory {}: {e}", dir.display()))
+        })?;
+        let path = dir.join(DB_FILE);
+        let db = Database::builder()
+            .set_repair_callback(|session| {
+                info!(progress = session.progress(), "repairing the event store after an unclean stop");
+            })
+            .create(&path)
+            .map_err(|e| LogError::Embedded(format!("cannot open {}: {e}", path.display())))?;
+
+        // Make sure every table exists, and learn where the log ends.
+        let txn = db.begin_write()?;
+        let (head, count) = {
+            let events = txn.open_table(EVENTS)?;
+            txn.open_table(DEDUP)?;
+            txn.open_table(HISTORY)?;
+            let meta = txn.open_table(META)?;
+            let head = match events.last()? {
+                Some((k, _)) => {
+                    let (ms, seq) = k.value();
+                    Position::new(ms, seq)
+                }
+                None => Position::START,
+            };
+            let count = meta.get("count")?.map(|v| v.value()).unwrap_or(0);
+            (head, count)
+        };
+        txn.commit()?;
+        info!(path = %path.display(), %head, count, "embedded event log open");
+
+        let db = Arc::new(db);
+        let (head_tx, _) = watch::channel(head);
+        let count = Arc::new(AtomicU64::new(count));
+        let (queue_tx, queue_rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer = {
+            let db = db.clone();
+            let head_tx = head_tx.clone();
+            let count = count.clone();
+            std::thread::Builder::new()
+                .name("botwatch-log-writer".to_owned())
+                .spawn(move || writer_loop(&db, queue_rx, head, &head_tx, &count))
+                .map_err(|e| LogError::Embedded(format!("cannot start the writer thread: {e}")))?
+        };
+        Ok(EmbeddedLog {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                queue: Mutex::new(Some(queue_tx)),
+                writer: Mutex::new(Some(writer)),
+                head: head_tx,
+                count,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn queue(&self) -> Result<mpsc::Sender<AppendRequest>, LogError> {
+        self.inner
+            .queue
+            .lock()
+            .map_err(|_| LogError::Closed)?
+            .clone()
+            .ok_or(LogError::Closed)
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, LogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, LogError> + Send + 'static,
+    {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| LogError::Embedded(format!("read task failed: {e}")))?
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn writer_loop(
+    db: &Database,
+    mut queue: mpsc::Receiver<AppendRequest>,
+    mut head: Position,
+    head_tx: &watch::Sender<Position>,
+    count: &AtomicU64,
+) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut group = vec![first];
+        let mut events = group[0].events.len();
+        while events < MAX_GROUP_EVENTS {
+            match queue.try_recv() {
+                Ok(req) => {
+                    events += req.events.len();
+                    group.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        match write_group(db, &group, head) {
+            Ok((new_head, receipts)) => {
+                let stored: u64 = receipts.iter().map(|r| r.stored).sum();
+                count.fetch_add(stored, Ordering::Relaxed);
+                head = new_head;
+                head_tx.send_replace(head);
+                debug!(requests = group.len(), events, stored, "group committed");
+                for (req, receipt) in group.into_iter().zip(receipts) {
+                    let _ = req.reply.send(Ok(receipt));
+                }
+            }
+            Err(e) => {
+                error!(error = %e, requests = group.len(), "group commit failed; nothing of it was stored");
+                for req in group {
+                    let _ = req.reply.send(Err(LogError::Embedded(e.to_string())));
+                }
+            }
+        }
+    }
+    debug!("writer thread stops: the queue is closed");
+}
+
+fn write_group(
+    db: &Database,
+    group: &[AppendRequest],
+    mut head: Position,
+) -> Result<(Position, Vec<AppendReceipt>), LogError> {
+    let txn = db.begin_write()?;
+    let mut receipts = Vec::with_capacity(group.len());
+    {
+        let mut events = txn.open_table(EVENTS)?;
+        let mut dedup = txn.open_table(DEDUP)?;
+        let mut history = txn.open_table(HISTORY)?;
+        let mut meta = txn.open_table(META)?;
+        let now = now_ms();
+        let mut stored_total = 0;
+        for req in group {
+            let mut receipt = AppendReceipt::default();
+            for ev in &req.events {
+                if dedup.get((ev.bot.as_str(), ev.id.as_str()))?.is_some() {
+                    receipt.duplicates += 1;
+                    continue;
+                }
+                head = head.next_after(now);
+                let key = (head.ms, head.seq);
+                events.insert(key, ev.json.as_slice())?;
+                dedup.insert((ev.bot.as_str(), ev.id.as_str()), key)?;
+                history.insert(
+                    (ev.bot.as_str(), ev.user.as_str(), ev.ts_ms, head.ms, head.seq),
+                    (),
+                )?;
+                receipt.stored += 1;
+            }
+            stored_total += receipt.stored;
+            receipts.push(receipt);
+        }
+        let count = meta.get("count")?.map(|v| v.value()).unwrap_or(0);
+        meta.insert("count", count + stored_total)?;
+    }
+    txn.commit()?;
+    Ok((head, receipts))
+}
+
+fn decode(position: Position, bytes: &[u8]) -> Result<LogEntry, LogError> {
+    let event = serde_json::from_slice(bytes).map_err(|e| LogError::Corrupt {
+        position: position.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(LogEntry { position, event })
+}
+
+fn read_range(db: &Database, after: Position, max: usize) -> Result<ReadBatch, LogError> {
+    let txn = db.begin_read()?;
+    let events = txn.open_table(EVENTS)?;
+    let mut batch = ReadBatch {
+        next: after,
+        ..ReadBatch::default()
+    };
+    let start = (after.ms, after.seq);
+    for item in events.range(start..)?.take(max + 1) {
+        let (k, v) = item?;
+        let (ms, seq) = k.value();
+        let position = Position::new(ms, seq);
+        if position == after {
+            continue;
+        }
+        if batch.entries.len() == max {
+            break;
+        }
+        batch.entries.push(decode(position, v.value())?);
+        batch.next = position;
+    }
+    Ok(batch)
+}
+
+fn read_history(
+    db: &Database,
+    bot: &str,
+    user: &str,
+    before: Option<HistoryCursor>,
+    limit: usize,
+) -> Result<HistoryPage, LogError> {
+    let txn = db.begin_read()?;
+    let history = txn.open_table(HISTORY)?;
+    let events = txn.open_table(EVENTS)?;
+    let low = (bot, user, i64::MIN, 0u64, 0u64);
+    let mut page = HistoryPage::default();
+    let mut keys = Vec::with_capacity(limit);
+    match before {
+        Some(c) => {
+            let high = (bot, user, c.ts_ms, c.position.ms, c.position.seq);
+            for item in history.range(low..high)?.rev().take(limit) {
+                let (k, _) = item?;
+                let (_, _, ts, ms, seq) = k.value();
+                keys.push((ts, Position::new(ms, seq)));
+            }
+        }
+        None => {
+            let high = (bot, user, i64::MAX, u64::MAX, u64::MAX);
+            for item in history.range(low..=high)?.rev().take(limit) {
+                let (k, _) = item?;
+                let (_, _, ts, ms, seq) = k.value();
+                keys.push((ts, Position::new(ms, seq)));
+            }
+        }
+    }
+    for (ts_ms, position) in &keys {
+        let bytes = events
+            .get((position.ms, position.seq))?
+            .ok_or_else(|| LogError::Corrupt {
+                position: position.to_string(),
+                reason: "indexed in the dialog history but missing from the log".to_owned(),
+            })?;
+        page.entries.push(decode(*position, bytes.value())?);
+        page.next = Some(HistoryCursor {
+            ts_ms: *ts_ms,
+            position: *position,
+        });
+    }
+    if keys.len() < limit {
+        page.next = None;
+    }
+    Ok(page)
+}
+
+impl EventLog for EmbeddedLog {
+    #[instrument(name = "log.append", skip_all, fields(backend = "embedded", events = events.len()))]
+    async fn append(&self, events: Vec<Event>) -> Result<AppendReceipt, LogError> {
+        if events.is_empty() {
+            return Ok(AppendReceipt::default());
+        }
+        let prepared = events
+            .into_iter()
+            .map(|e| Prepared {
+                json: e.to_json().into_bytes(),
+                ts_ms: e.ts_millis(),
+                bot: e.bot,
+                id: e.id,
+                user: e.user.id,
+            })
+            .collect();
+        let (reply, answer) = oneshot::channel();
+        self.queue()?
+            .send(AppendRequest {
+                events: prepared,
+                reply,
+            })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn read(
+        &self,
+        after: Position,
+        max: usize,
+        wait: Option<Duration>,
+    ) -> Result<ReadBatch, LogError> {
+        let max = max.max(1);
+        let mut head = self.inner.head.subscribe();
+        let batch = self.blocking(move |db| read_range(db, after, max)).await?;
+        let Some(wait) = wait else { return Ok(batch) };
+        if !batch.entries.is_empty() {
+            return Ok(batch);
+        }
+        // Nothing yet: wait until the head moves past `after`, then read once more.
+        let moved = tokio::time::timeout(wait, head.wait_for(|h| *h > after))
+            .await
+            .map(|changed| changed.map(|_| ()));
+        match moved {
+            Ok(Ok(())) => self.blocking(move |db| read_range(db, after, max)).await,
+            Ok(Err(_)) => Err(LogError::Closed),
+            Err(_) => Ok(batch),
+        }
+    }
+
+    async fn history(
+        &self,
+        bot: &str,
+        user: &str,
+        before: Option<HistoryCursor>,
+        limit: usize,
+    ) -> Result<HistoryPage, LogError> {
+        let (bot, user) = (bot.to_owned(), user.to_owned());
+        self.blocking(move |db| read_history(db, &bot, &user, before, limit.max(1)))
+            .await
+    }
+
+    async fn stats(&self) -> Result<LogStats, LogError> {
+        Ok(LogStats {
+            length: self.inner.count.load(Ordering::Relaxed),
+            head: *self.inner.head.borrow(),
+        })
+    }
+
+    async fn ready(&self) -> Result<(), LogError> {
+        match self.queue() {
+            Ok(q) if !q.is_closed() => Ok(()),
+            _ => Err(LogError::Closed),
+        }
+    }
+
+    async fn close(&self) {
+        let queue = self.inner.queue.lock().ok().and_then(|mut q| q.take());
+        drop(queue);
+        let writer = self.inner.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            // The writer finishes the requests already queued, then stops.
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+            info!("embedded event log closed");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The event log: every accepted event, in order, counted once, durable before it is
+//! acknowledged, readable from any position.
+//!
+//! One trait, [`EventLog`], two backends:
+//! - [`EmbeddedLog`] (the default): a redb database under `--data`, one writer thread
+//!   that commits the appends queued meanwhile in one fsynced transaction (group commit);
+//! - [`RedisLog`]: the stream `botwatch:events`, de-duplication and the dialog history
+//!   index kept beside it by Lua scripts, entries written by adapters validated on read
+//!   and dead-lettered to `botwatch:events:dead` when invalid.
+//!
+//! [`AnyLog`] is what the server holds: the backend chosen by configuration.
+
+mod embedded;
+mod error;
+mod position;
+mod redis_streams;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use botwatch_event::Event;
+
+pub use embedded::EmbeddedLog;
+pub use error::LogError;
+pub use position::{HistoryCursor, Position};
+pub use redis_streams::{RedisConfig, RedisLog};
+
+/// An event as read back from the log, with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub position: Position,
+    pub event: Event,
+}
+
+/// What an append did: how many events were new and how many were already in the log
+/// under the same `(bot, id)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendReceipt {
+    pub stored: u64,
+    pub duplicates: u64,
+}
+
+/// A page read from the log.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBatch {
+    /// Events in log order, each counted once.
+    pub entries: Vec<LogEntry>,
+    /// Where the next read starts: past everything scanned, including skipped entries.
+    pub next: Position,
+    /// Entries scanned but not returned because an earlier entry had the same id.
+    pub duplicates: u64,
+    /// Entries scanned but not returned because they are not valid events (Redis only:
+    /// written by an adapter straight into the stream); they go to the dead-letter stream.
+    pub dead_lettered: u64,
+}
+
+/// One page of a dialog's history, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryPage {
+    pub entries: Vec<LogEntry>,
+    /// Pass as `before` to get the next (older) page; `None` at the beginning.
+    pub next: Option<HistoryCursor>,
+}
+
+/// Figures about the log, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Entries in the log (on Redis: the stream's length, dead entries included).
+    pub length: u64,
+    /// Position of the newest entry.
+    pub head: Position,
+}
+
+/// Where the log lives.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    Embedded { dir: PathBuf },
+    Redis(RedisConfig),
+}
+
+/// The contract every backend keeps (tested by one suite run against each).
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends validated events in order. Returns once every new event is durable.
+    /// An event whose `(bot, id)` is already in the log is not stored again.
+    fn append(
+        &self,
+        events: Vec<Event>,
+    ) -> impl Future<Output = Result<AppendReceipt, LogError>> + Send;
+
+    /// Reads up to `max` events after `after`. When none are there and `wait` is
+    /// given, waits up to that long for new ones.
+    fn read(
+        &self,
+        after: Position,
+        max: usize,
+        wait: Option<Duration>,
+    ) -> impl Future<Output = Result<ReadBatch, LogError>> + Send;
+
+    /// One page of the history of the dialog `(bot, user)`, newest first, ordered by
+    /// event time and then by log position; `before` continues an earlier page.
+    fn history(
+        &self,
+        bot: &str,
+        user: &str,
+        before: Option<HistoryCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<HistoryPage, LogError>> + Send;
+
+    fn stats(&self) -> impl Future<Output = Result<LogStats, LogError>> + Send;
+
+    /// Whether the storage answers right now.
+    fn ready(&self) -> impl Future<Output = Result<(), LogError>> + Send;
+
+    /// Flushes and closes the log; appends after this fail with [`LogError::Closed`].
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// The backend chosen by configuration.
+#[derive(Clone)]
+pub enum AnyLog {
+    Embedded(EmbeddedLog),
+    Redis(RedisLog),
+}
+
+impl AnyLog {
+    /// Opens the configured backend.
+    pub async fn open(config: &StorageConfig) -> Result<AnyLog, LogError> {
+        Ok(match config {
+            StorageConfig::Embedded { dir } => AnyLog::Embedded(EmbeddedLog::open(dir).await?),
+            StorageConfig::Redis(cfg) => AnyLog::Redis(RedisLog::connect(cfg.clone()).await?),
+        })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            AnyLog::Embedded(_) => "embedded",
+            AnyLog::Redis(_) => "redis",
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $log:ident => $call:expr) => {
+        match $self {
+            AnyLog::Embedded($log) => $call.await,
+            AnyLog::Redis($log) => $call.await,
+        }
+    };
+}
+
+impl EventLog for AnyLog {
+    async fn append(&self, events: Vec<Event>) -> Result<AppendReceipt, LogError> {
+        delegate!(self, log => log.append(events))
+    }
+
+    async fn read(
+        &self,
+        after: Position,
+        max: usize,
+        wait: Option<Duration>,
+    ) -> Result<ReadBatch, LogError> {
+        delegate!(self, log => log.read(after, max, wait))
+    }
+
+    async fn history(
+        &self,
+        bot: &str,
+        user: &str,
+        before: Option<HistoryCursor>,
+        limit: usize,
+    ) -> Result<HistoryPage, LogError> {
+        delegate!(self, log => log.history(bot, user, before, limit))
+    }
+
+    async fn stats(&self) -> Result<LogStats, LogError> {
+        delegate!(self, log => log.stats())
+    }
+
+    async fn ready(&self) -> Result<(), LogError> {
+        delegate!(self, log => log.ready())
+    }
+
+    async fn close(&self) {
+        delegate!(self, log => log.close())
+    }
+}
