@@ -1,1 +1,134 @@
+//! A botwatch server started in-process on port 0, on either backend, for end-to-end
+//! tests over real HTTP.
 
+use std::net::SocketAddr;
+
+use botwatch_log::{RedisConfig, StorageConfig};
+use botwatch_server::{AppState, Config, Server};
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Redis,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub backend: Backend,
+    redis_prefix: Option<String>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        let (storage, dir, redis_prefix) = match backend {
+            Backend::Embedded => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let storage = StorageConfig::Embedded {
+                    dir: dir.path().to_owned(),
+                };
+                (storage, Some(dir), None)
+            }
+            Backend::Redis => {
+                let mut cfg = RedisConfig::new(REDIS_URL);
+                cfg.prefix = format!("bwtest:{}:", uuid::Uuid::now_v7());
+                let prefix = cfg.prefix.clone();
+                (StorageConfig::Redis(cfg), None, Some(prefix))
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut config = Config::new(addr, storage);
+        config.admin_token = Some(ADMIN_TOKEN.to_owned());
+        let server = Server::open(config)
+            .await
+            .expect("open the server (Redis must run on 127.0.0.1:6379 for Redis tests)");
+        let state = server.state().clone();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            server.serve(listener, stop).await.expect("serve");
+        });
+        TestServer {
+            addr,
+            client: reqwest::Client::new(),
+            state,
+            backend,
+            redis_prefix,
+            shutdown,
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a body to the ingest endpoint with the admin token.
+    pub async fn ingest(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url("/api/v1/events"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// GETs a path with the admin token.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// Stops the server and removes what it stored in Redis.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+        if let Some(prefix) = &self.redis_prefix {
+            let client = redis::Client::open(REDIS_URL).expect("url");
+            if let Ok(mut con) = client.get_multiplexed_async_connection().await {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}*"))
+                    .query_async(&mut con)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut con).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,1 +1,222 @@
-fn main() {}
+//! `botwatch`: the command line. It parses arguments and the environment, sets up
+//! logging and signals, and hands over to the server library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use botwatch_log::{RedisConfig, StorageConfig};
+use botwatch_server::{Config, Server};
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(
+    name = "botwatch",
+    version,
+    about = "Watch chatbots at work: every message in and out, live, per bot",
+    long_about = "botwatch ingests every message that bots receive and send on any messaging \
+                  service and serves live figures, dialogs and statistics per bot.\n\n\
+                  Storage is embedded (a directory, --data) unless --redis is given."
+)]
+struct Cli {
+    #[command(flatten)]
+    storage: StorageArgs,
+
+    /// Log filter (tracing's env-filter syntax, e.g. `info`, `botwatch_server=debug`).
+    #[arg(long, env = "BOTWATCH_LOG", default_value = "info", global = true)]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct StorageArgs {
+    /// Directory of the embedded storage [default: ./botwatch-data; for `demo`:
+    /// ./botwatch-demo-data].
+    #[arg(long, env = "BOTWATCH_DATA", global = true)]
+    data: Option<PathBuf>,
+
+    /// Run on Redis instead of the embedded storage (redis://HOST:PORT[/DB]).
+    #[arg(long, env = "BOTWATCH_REDIS_URL", global = true, hide_env_values = true)]
+    redis: Option<String>,
+
+    /// Prefix of every Redis key (several deployments on one Redis; tests).
+    #[arg(
+        long,
+        env = "BOTWATCH_REDIS_PREFIX",
+        default_value = "botwatch:",
+        global = true
+    )]
+    redis_prefix: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Run the service with a traffic simulator so there is something to watch.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BOTWATCH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BOTWATCH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Conversations the simulator runs at once.
+    #[arg(long, default_value_t = 12)]
+    dialogs: usize,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("botwatch")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(cli.storage, args).await,
+            Command::Demo(args) => demo(cli.storage, args).await,
+        }
+    })
+}
+
+fn init_tracing(filter: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("bad log filter {filter:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+fn storage_config(args: StorageArgs, default_dir: &str) -> StorageConfig {
+    match args.redis {
+        Some(url) => {
+            let mut redis = RedisConfig::new(url);
+            redis.prefix = args.redis_prefix;
+            StorageConfig::Redis(redis)
+        }
+        None => StorageConfig::Embedded {
+            dir: args.data.unwrap_or_else(|| PathBuf::from(default_dir)),
+        },
+    }
+}
+
+fn admin_token_from_env() -> Option<String> {
+    std::env::var("BOTWATCH_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
+/// Cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => info!("interrupted"),
+            _ = term => info!("terminated"),
+        }
+        cancel.cancel();
+    });
+    token
+}
+
+/// Validates the configuration, opens the storage, then binds the port.
+async fn start(config: Config) -> Result<(Server, TcpListener)> {
+    config.validate().context("invalid configuration")?;
+    let listen = config.listen;
+    let server = Server::open(config)
+        .await
+        .context("cannot open the storage")?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    Ok((server, listener))
+}
+
+async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
+    let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-data"));
+    config.admin_token = admin_token_from_env();
+    if config.admin_token.is_none() {
+        warn!("BOTWATCH_ADMIN_TOKEN is not set: every API request will be refused with 401");
+    }
+    let (server, listener) = start(config).await?;
+    let addr = listener.local_addr().context("listener address")?;
+    println!("botwatch listening on http://{addr}");
+    server.serve(listener, shutdown_on_signals()).await?;
+    Ok(())
+}
+
+async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
+    let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-demo-data"));
+    let token =
+        admin_token_from_env().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    config.admin_token = Some(token.clone());
+    let data = match &config.storage {
+        StorageConfig::Embedded { dir } => format!("{} (embedded)", dir.display()),
+        StorageConfig::Redis(r) => format!("Redis, keys {}*", r.prefix),
+    };
+    let (server, listener) = start(config).await?;
+    let addr = listener.local_addr().context("listener address")?;
+    let shutdown = shutdown_on_signals();
+
+    let simulator = botwatch_demo::SimulatorConfig {
+        base_url: format!("http://{addr}"),
+        token: token.clone(),
+        concurrent_dialogs: args.dialogs.max(1),
+        ..botwatch_demo::SimulatorConfig::default()
+    };
+    let simulation = tokio::spawn(botwatch_demo::run(simulator, shutdown.clone()));
+
+    println!("botwatch demo is running at http://{addr}");
+    println!("  storage:     {data}");
+    println!("  admin token: {token}");
+    println!("  try:         curl -s -H 'Authorization: Bearer {token}' http://{addr}/metrics");
+    println!("Press Ctrl-C to stop.");
+    server.serve(listener, shutdown.clone()).await?;
+    match tokio::time::timeout(Duration::from_secs(5), simulation).await {
+        Ok(Ok(Ok(stats))) => info!(
+            events = stats.events_sent,
+            failed = stats.requests_failed,
+            "traffic simulator stopped"
+        ),
+        Ok(Ok(Err(e))) => warn!(error = %e, "traffic simulator failed"),
+        Ok(Err(e)) => warn!(error = %e, "traffic simulator task failed"),
+        Err(_) => warn!("traffic simulator did not stop in time"),
+    }
+    Ok(())
+}

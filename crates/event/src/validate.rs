@@ -401,7 +401,7 @@ impl Checker {
             Some(Value::String(s)) => {
                 let chars = s.chars().count();
                 if chars < min {
-                    self.fault(Some(path), format!("must not be empty"));
+                    self.fault(Some(path), "must not be empty".to_owned());
                     None
                 } else if chars > max {
                     self.fault(

@@ -9,6 +9,7 @@
 //! - `events`:  position → canonical event JSON
 //! - `dedup`:   (bot, id) → position of the first event with that id
 //! - `history`: (bot, user, event ms, position) → (), the dialog history index
+//!   (messages only)
 //! - `meta`:    "count" → number of events
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use botwatch_event::Event;
+use botwatch_event::{Event, EventKind};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, instrument};
@@ -44,6 +45,8 @@ struct Prepared {
     id: String,
     user: String,
     ts_ms: i64,
+    /// Messages are indexed in their dialog's history; profile updates are not.
+    in_history: bool,
     json: Vec<u8>,
 }
 
@@ -232,10 +235,12 @@ fn write_group(
                 let key = (head.ms, head.seq);
                 events.insert(key, ev.json.as_slice())?;
                 dedup.insert((ev.bot.as_str(), ev.id.as_str()), key)?;
-                history.insert(
-                    (ev.bot.as_str(), ev.user.as_str(), ev.ts_ms, head.ms, head.seq),
-                    (),
-                )?;
+                if ev.in_history {
+                    history.insert(
+                        (ev.bot.as_str(), ev.user.as_str(), ev.ts_ms, head.ms, head.seq),
+                        (),
+                    )?;
+                }
                 receipt.stored += 1;
             }
             stored_total += receipt.stored;
@@ -341,6 +346,7 @@ impl EventLog for EmbeddedLog {
             .map(|e| Prepared {
                 json: e.to_json().into_bytes(),
                 ts_ms: e.ts_millis(),
+                in_history: e.kind == EventKind::Message,
                 bot: e.bot,
                 id: e.id,
                 user: e.user.id,

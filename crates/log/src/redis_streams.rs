@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use botwatch_event::{Event, Limits, parse_event_value};
+use botwatch_event::{Event, EventKind, Limits, parse_event_value};
 use chrono::{DateTime, SecondsFormat, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
@@ -57,7 +57,8 @@ local function pad(sid)
 end
 "#;
 
-/// KEYS[1] = events; ARGV = prefix, ttl, then (bot, id, user, ts ms, json) per event.
+/// KEYS[1] = events; ARGV = prefix, ttl, then (bot, id, user, ts ms, json) per event;
+/// `user` is empty for events that are not indexed in the history (not messages).
 /// Returns per event the new stream id, or 0 when the id was already taken.
 const LUA_INGEST: &str = r#"
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
@@ -68,7 +69,9 @@ for i = 3, #ARGV, 5 do
   if redis.call('EXISTS', dk) == 0 then
     local sid = redis.call('XADD', KEYS[1], '*', 'event', json)
     redis.call('SET', dk, sid, 'EX', ttl)
-    redis.call('ZADD', prefix .. 'history:' .. bot .. ':' .. user, ts, pad(sid))
+    if user ~= '' then
+      redis.call('ZADD', prefix .. 'history:' .. bot .. ':' .. user, ts, pad(sid))
+    end
     out[#out+1] = sid
   else
     out[#out+1] = 0
@@ -78,7 +81,7 @@ return out
 "#;
 
 /// KEYS[1] = dead-letter stream; ARGV = prefix, ttl, then six values per entry read:
-/// ('v', stream id, bot, id, user, ts ms) for a valid event, or
+/// ('v', stream id, bot, id, user or '' when not indexed, ts ms) for a valid event, or
 /// ('x', stream id, reason, raw, '', '') for an invalid one.
 /// Returns per entry 1 (counts), 0 (duplicate of an earlier entry), 2 (dead-lettered).
 const LUA_ADMIT: &str = r#"
@@ -96,7 +99,9 @@ for i = 3, #ARGV, 6 do
       out[#out+1] = 0
     else
       redis.call('SET', dk, sid, 'EX', ttl)
-      redis.call('ZADD', prefix .. 'history:' .. bot .. ':' .. user, ts, pad(sid))
+      if user ~= '' then
+        redis.call('ZADD', prefix .. 'history:' .. bot .. ':' .. user, ts, pad(sid))
+      end
       out[#out+1] = 1
     end
   else
@@ -230,6 +235,11 @@ fn history_member(p: Position) -> String {
     format!("{:015}-{:010}", p.ms, p.seq)
 }
 
+/// The user whose history indexes this event, or "" when it is not a message.
+fn history_user(e: &Event) -> &str {
+    if e.kind == EventKind::Message { &e.user.id } else { "" }
+}
+
 fn time_of(p: Position) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(p.ms as i64).unwrap_or_default()
 }
@@ -338,7 +348,7 @@ impl EventLog for RedisLog {
         for e in &events {
             inv.arg(&e.bot)
                 .arg(&e.id)
-                .arg(&e.user.id)
+                .arg(history_user(e))
                 .arg(e.ts_millis())
                 .arg(e.to_json());
         }
@@ -396,7 +406,7 @@ impl EventLog for RedisLog {
                         .arg(position.to_string())
                         .arg(&event.bot)
                         .arg(&event.id)
-                        .arg(&event.user.id)
+                        .arg(history_user(&event))
                         .arg(event.ts_millis());
                     decoded.push(Some(event));
                 }

@@ -1,1 +1,137 @@
+//! The botwatch service as a library: [`Server::open`] opens the storage,
+//! [`Server::serve`] answers HTTP on a listener until the shutdown token fires.
+//! The binary only parses arguments; tests start the same server on port 0.
 
+mod auth;
+mod config;
+mod error;
+mod follower;
+mod health;
+mod history;
+mod ingest;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use botwatch_log::{AnyLog, EventLog};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use tracing::{info, warn};
+
+pub use config::{Config, ConfigError};
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub log: Arc<AnyLog>,
+    pub metrics: Arc<Metrics>,
+    pub auth: Arc<auth::Auth>,
+    pub limits: Arc<botwatch_event::Limits>,
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/events", post(ingest::ingest))
+        .route(
+            "/api/v1/bots/{bot}/dialogs/{user}/messages",
+            get(history::messages),
+        )
+        .fallback(error::not_found)
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the event log: {0}")]
+    Storage(#[from] botwatch_log::LogError),
+    #[error("http server failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// An opened service: storage ready, not yet answering.
+pub struct Server {
+    config: Config,
+    state: AppState,
+}
+
+impl Server {
+    /// Validates the configuration and opens the storage.
+    pub async fn open(config: Config) -> Result<Server, ServerError> {
+        config.validate()?;
+        let log = AnyLog::open(&config.storage).await?;
+        info!(backend = log.backend_name(), "storage open");
+        let state = AppState {
+            log: Arc::new(log),
+            metrics: Arc::new(Metrics::new()),
+            auth: Arc::new(auth::Auth::new(config.admin_token.clone())),
+            limits: Arc::new(botwatch_event::Limits::default()),
+        };
+        Ok(Server { config, state })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Answers HTTP on `listener` until `shutdown` is cancelled, then shuts down in
+    /// order: stop accepting, finish requests in flight (within the grace period),
+    /// stop the log follower, close the log.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServerError> {
+        let Server { config, state } = self;
+        let follower_stop = CancellationToken::new();
+        let follower = tokio::spawn(follower::run(
+            state.log.clone(),
+            state.metrics.clone(),
+            follower_stop.clone(),
+        ));
+
+        let app = router(state.clone());
+        let http_stop = shutdown.clone();
+        let http = axum::serve(listener, app).with_graceful_shutdown(async move {
+            http_stop.cancelled().await;
+        });
+        let http = tokio::spawn(http.into_future());
+
+        shutdown.cancelled().await;
+        info!("shutting down: no new connections; finishing requests in flight");
+        match tokio::time::timeout(config.shutdown_grace, http).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "http server stopped with an error"),
+            Ok(Err(e)) => warn!(error = %e, "http server task failed"),
+            Err(_) => warn!(grace = ?config.shutdown_grace, "requests still running after the grace period; dropping them"),
+        }
+        follower_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), follower).await;
+        state.log.close().await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Opens the storage and serves until `shutdown` fires.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    Server::open(config).await?.serve(listener, shutdown).await
+}

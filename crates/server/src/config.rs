@@ -1,0 +1,106 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use botwatch_log::StorageConfig;
+
+/// Everything `serve` needs, validated before any port is bound.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub storage: StorageConfig,
+    /// `BOTWATCH_ADMIN_TOKEN`: a bearer token with every right. `None`: nobody is
+    /// admitted by token (accounts and scoped tokens come with their own issue).
+    pub admin_token: Option<String>,
+    /// How long requests in flight may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub fn new(listen: SocketAddr, storage: StorageConfig) -> Config {
+        Config {
+            listen,
+            storage,
+            admin_token: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.admin_token {
+            if token.len() < MIN_TOKEN_LEN {
+                return Err(ConfigError::WeakAdminToken);
+            }
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::AdminTokenCharacters);
+            }
+        }
+        match &self.storage {
+            StorageConfig::Embedded { dir } if dir.as_os_str().is_empty() => {
+                Err(ConfigError::EmptyDataDir)
+            }
+            StorageConfig::Redis(redis) => {
+                if !(redis.url.starts_with("redis://")
+                    || redis.url.starts_with("rediss://")
+                    || redis.url.starts_with("unix://"))
+                {
+                    return Err(ConfigError::RedisUrl(redis.url.clone()));
+                }
+                if redis.prefix.is_empty() || redis.prefix.contains(char::is_whitespace) {
+                    return Err(ConfigError::RedisPrefix(redis.prefix.clone()));
+                }
+                Ok(())
+            }
+            StorageConfig::Embedded { .. } => Ok(()),
+        }
+    }
+}
+
+/// The shortest admin token accepted: long enough not to be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("BOTWATCH_ADMIN_TOKEN must be at least {MIN_TOKEN_LEN} characters long")]
+    WeakAdminToken,
+    #[error("BOTWATCH_ADMIN_TOKEN must not contain spaces or control characters")]
+    AdminTokenCharacters,
+    #[error("the data directory must not be empty")]
+    EmptyDataDir,
+    #[error("not a Redis URL: {0:?} (expected redis://HOST:PORT[/DB], rediss:// or unix://)")]
+    RedisUrl(String),
+    #[error("the Redis key prefix {0:?} must be non-empty and without spaces")]
+    RedisPrefix(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use botwatch_log::RedisConfig;
+
+    fn embedded() -> Config {
+        Config::new(
+            "127.0.0.1:0".parse().expect("addr"),
+            StorageConfig::Embedded { dir: "data".into() },
+        )
+    }
+
+    #[test]
+    fn short_or_spaced_admin_tokens_are_refused() {
+        let mut c = embedded();
+        c.admin_token = Some("short".into());
+        assert_eq!(c.validate(), Err(ConfigError::WeakAdminToken));
+        c.admin_token = Some("a long token with spaces".into());
+        assert_eq!(c.validate(), Err(ConfigError::AdminTokenCharacters));
+        c.admin_token = Some("0123456789abcdef".into());
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn redis_urls_are_checked() {
+        let mut c = embedded();
+        c.storage = StorageConfig::Redis(RedisConfig::new("http://127.0.0.1:6379"));
+        assert!(matches!(c.validate(), Err(ConfigError::RedisUrl(_))));
+        c.storage = StorageConfig::Redis(RedisConfig::new("redis://127.0.0.1:6379/2"));
+        assert_eq!(c.validate(), Ok(()));
+    }
+}

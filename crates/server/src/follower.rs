@@ -1,0 +1,53 @@
+//! Follows the log from its start: keeps the reader metrics, and on Redis it is what
+//! validates, de-duplicates, indexes and dead-letters the entries adapters write
+//! straight into the stream. The aggregator will read the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use botwatch_log::{AnyLog, EventLog, Position};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, warn};
+
+use crate::metrics::Metrics;
+
+const BATCH: usize = 1_000;
+const WAIT: Duration = Duration::from_secs(1);
+
+pub async fn run(log: Arc<AnyLog>, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let mut position = Position::START;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let read = log
+            .read(position, BATCH, Some(WAIT))
+            .instrument(info_span!("follower.read", %position));
+        let batch = tokio::select! {
+            _ = stop.cancelled() => return,
+            batch = read => batch,
+        };
+        match batch {
+            Ok(batch) => {
+                backoff = Duration::from_millis(100);
+                position = batch.next;
+                metrics.reader_events.inc_by(batch.entries.len() as u64);
+                metrics.dead_letters.inc_by(batch.dead_lettered);
+                match log.stats().await {
+                    Ok(stats) => {
+                        metrics.log_length.set(stats.length as i64);
+                        let lag_ms = stats.head.ms.saturating_sub(position.ms);
+                        metrics.reader_lag_seconds.set(lag_ms as f64 / 1000.0);
+                    }
+                    Err(e) => warn!(error = %e, "cannot read log stats"),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in = ?backoff, "log follower cannot read; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

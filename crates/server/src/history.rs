@@ -1,0 +1,102 @@
+//! `GET /api/v1/bots/{bot}/dialogs/{user}/messages`: a dialog's history, newest page
+//! first, read from the history index kept beside the log.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use botwatch_event::{Attachment, Direction, Sender, is_slug};
+use botwatch_log::{EventLog, HistoryCursor};
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 200;
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryAnswer {
+    pub items: Vec<Message>,
+    /// Pass as `before` for the next, older page; null at the start of the dialog.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Message {
+    pub id: String,
+    pub direction: Option<Direction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub provider: String,
+    pub ts: String,
+}
+
+#[instrument(name = "history", skip(state, headers, query))]
+pub async fn messages(
+    State(state): State<AppState>,
+    Path((bot, user)): Path<(String, String)>,
+    Query(query): Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Result<Json<HistoryAnswer>, ApiError> {
+    let principal = state.auth.authenticate(&headers)?;
+    if !is_slug(&bot) {
+        return Err(ApiError::bad_parameter("bot", "not a bot slug"));
+    }
+    if !principal.may_read(&bot) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("no read access to bot {bot:?}"),
+        ));
+    }
+    let limit = match query.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_parameter(
+                    "limit",
+                    format!("expected a whole number from 1 to {MAX_LIMIT}"),
+                ));
+            }
+        },
+    };
+    let before = match query.before.as_deref() {
+        None | Some("") => None,
+        Some(b) => Some(
+            b.parse::<HistoryCursor>()
+                .map_err(|_| ApiError::bad_parameter("before", "not a cursor returned as `next`"))?,
+        ),
+    };
+    let page = state.log.history(&bot, &user, before, limit).await?;
+    let items = page
+        .entries
+        .into_iter()
+        .map(|entry| {
+            let e = entry.event;
+            let ts = e.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            Message {
+                id: e.id,
+                direction: e.direction,
+                sender: e.sender,
+                text: e.text,
+                attachments: e.attachments,
+                provider: e.provider,
+                ts,
+            }
+        })
+        .collect();
+    Ok(Json(HistoryAnswer {
+        items,
+        next: page.next.map(|c| c.to_string()),
+    }))
+}

@@ -1,0 +1,124 @@
+//! `POST /api/v1/events`: one event or a batch; all valid and stored, or nothing.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use botwatch_event::{BatchError, parse_batch};
+use botwatch_log::EventLog;
+use chrono::Utc;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use tracing::{Span, instrument};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize)]
+pub struct IngestAnswer {
+    pub accepted: usize,
+    /// For every user of the batch: whether the bot may answer (auto) or an operator
+    /// has taken over (manual).
+    pub dialogs: BTreeMap<String, DialogMode>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DialogMode {
+    pub mode: &'static str,
+}
+
+#[instrument(name = "ingest", skip_all, fields(events, stored, duplicates))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<IngestAnswer>), ApiError> {
+    let principal = state.auth.authenticate(&headers)?;
+    let max = state.limits.max_batch_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        state.metrics.reject("too_large", 1);
+        return Err(too_large(max));
+    }
+    let bytes = match Limited::new(body, max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            state.metrics.reject("too_large", 1);
+            return Err(too_large(max));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("cannot read the request body: {e}"),
+            ));
+        }
+    };
+
+    let events = parse_batch(&bytes, Utc::now(), &state.limits).map_err(|e| {
+        let (status, code, reason, details) = match e {
+            BatchError::Malformed(m) => {
+                state.metrics.reject("malformed", 1);
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("the body is not a JSON event or array of events: {m}"),
+                );
+            }
+            BatchError::TooLarge(d) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "too_large",
+                d,
+            ),
+            BatchError::Invalid(d) => (StatusCode::BAD_REQUEST, "invalid_events", "invalid", d),
+        };
+        let mut faulty: Vec<usize> = details.iter().map(|d| d.index).collect();
+        faulty.dedup();
+        state.metrics.reject(reason, faulty.len() as u64);
+        ApiError {
+            status,
+            code,
+            message: format!(
+                "{} event(s) refused; nothing of this batch was stored",
+                faulty.len()
+            ),
+            details,
+        }
+    })?;
+
+    if let Some(bot) = events.iter().map(|e| e.bot.as_str()).find(|b| !principal.may_ingest(b)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token may not ingest events for bot {bot:?}"),
+        ));
+    }
+
+    let accepted = events.len();
+    let dialogs = events
+        .iter()
+        .map(|e| (e.user.id.clone(), DialogMode { mode: "auto" }))
+        .collect();
+    let receipt = state.log.append(events).await?;
+    let span = Span::current();
+    span.record("events", accepted);
+    span.record("stored", receipt.stored);
+    span.record("duplicates", receipt.duplicates);
+    state.metrics.events_accepted.inc_by(accepted as u64);
+    state.metrics.events_duplicate.inc_by(receipt.duplicates);
+    Ok((StatusCode::ACCEPTED, Json(IngestAnswer { accepted, dialogs })))
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the body is larger than {max} bytes"),
+    )
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics, served at `/metrics` in the text format.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+pub type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Events in accepted requests (new and duplicates).
+    pub events_accepted: Counter,
+    /// Accepted events that were already in the log (same bot and id).
+    pub events_duplicate: Counter,
+    /// Events (or, for malformed bodies, requests) refused, by reason.
+    pub events_rejected: Family<Labels, Counter>,
+    pub log_length: Gauge,
+    /// How far the log follower is behind the head of the log, in append time.
+    pub reader_lag_seconds: Gauge<f64, AtomicU64>,
+    /// Events the log follower has read.
+    pub reader_events: Counter,
+    /// Entries written into the Redis stream by adapters that were not valid events.
+    pub dead_letters: Counter,
+    /// 1 when the storage answers, 0 when not (as `/readyz`).
+    pub storage_ready: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("botwatch");
+        let m = Metrics {
+            events_accepted: Counter::default(),
+            events_duplicate: Counter::default(),
+            events_rejected: Family::default(),
+            log_length: Gauge::default(),
+            reader_lag_seconds: Gauge::default(),
+            reader_events: Counter::default(),
+            dead_letters: Counter::default(),
+            storage_ready: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events_accepted",
+            "Events in accepted ingest requests, duplicates included",
+            m.events_accepted.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Accepted events already in the log under the same bot and id",
+            m.events_duplicate.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events refused at ingest, by reason (malformed bodies count once)",
+            m.events_rejected.clone(),
+        );
+        registry.register("log_length", "Entries in the event log", m.log_length.clone());
+        registry.register(
+            "reader_lag_seconds",
+            "How far the log follower is behind the head of the log, in append time",
+            m.reader_lag_seconds.clone(),
+        );
+        registry.register(
+            "reader_events",
+            "Events read by the log follower",
+            m.reader_events.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Stream entries that were not valid events, moved to the dead-letter stream",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "storage_ready",
+            "1 when the storage answers, else 0",
+            m.storage_ready.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn reject(&self, reason: &'static str, count: u64) {
+        self.events_rejected
+            .get_or_create(&vec![("reason", reason)])
+            .inc_by(count);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,0 +1,263 @@
+//! The HTTP API end to end: a real server on port 0, real HTTP, each test run against
+//! the embedded store and against Redis.
+
+use botwatch_tests::{ADMIN_TOKEN, Backend, TestServer};
+use serde_json::{Value, json};
+
+fn event(id: &str, user: &str, text: &str, ts: &str) -> Value {
+    json!({
+        "id": id, "bot": "helpdesk", "type": "message", "direction": "in",
+        "provider": "telegram", "user": {"id": user, "name": "Олена К."},
+        "text": text, "ts": ts
+    })
+}
+
+fn history_ids(body: &Value) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+async fn ingest_one_event_or_a_batch(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (status, body) = s.ingest(event("e1", "u1", "hi", "2026-11-26T10:00:00Z").to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body, json!({"accepted": 1, "dialogs": {"u1": {"mode": "auto"}}}));
+
+    let batch = json!([
+        event("e2", "u1", "where is my order?", "2026-11-26T10:00:01Z"),
+        event("e3", "u2", "привіт", "2026-11-26T10:00:02Z"),
+        {"id": "e4", "bot": "helpdesk", "type": "message", "direction": "out", "provider": "telegram",
+         "user": {"id": "u1"}, "text": "On its way", "ts": "2026-11-26T10:00:03Z"},
+    ]);
+    let (status, body) = s.ingest(batch.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 3);
+    assert_eq!(body["dialogs"], json!({"u1": {"mode": "auto"}, "u2": {"mode": "auto"}}));
+
+    let (status, history) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages").await;
+    assert_eq!(status, 200);
+    assert_eq!(history_ids(&history), ["e4", "e2", "e1"]);
+    let newest = &history["items"][0];
+    assert_eq!(newest["direction"], "out");
+    assert_eq!(newest["sender"], json!({"kind": "bot"}));
+    assert_eq!(newest["ts"], "2026-11-26T10:00:03.000Z");
+    assert_eq!(history["next"], Value::Null);
+    s.stop().await;
+}
+
+async fn an_invalid_batch_names_every_fault_and_stores_nothing(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let batch = json!([
+        event("ok", "u1", "fine", "2026-11-26T10:00:00Z"),
+        {"id": "bad1", "bot": "Help Desk", "type": "message", "direction": "in", "provider": "telegram", "user": {"id": "u1"}},
+        {"id": "bad2", "bot": "helpdesk", "type": "message", "provider": "telegram"},
+    ]);
+    let (status, body) = s.ingest(batch.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_events");
+    let faults: Vec<(u64, String)> = body["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| (d["index"].as_u64().expect("index"), d["field"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert!(faults.contains(&(1, "bot".into())), "{faults:?}");
+    assert!(faults.contains(&(2, "user".into())), "{faults:?}");
+    assert!(faults.contains(&(2, "direction".into())), "{faults:?}");
+    assert!(faults.iter().all(|(i, _)| *i != 0), "the valid event has no fault");
+    let (_, history) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages").await;
+    assert_eq!(history_ids(&history), Vec::<String>::new(), "nothing of the batch was stored");
+
+    // Fixed and sent again, the batch is taken.
+    let fixed = json!([
+        event("ok", "u1", "fine", "2026-11-26T10:00:00Z"),
+        event("bad1", "u1", "now fine", "2026-11-26T10:00:01Z"),
+    ]);
+    let (status, _) = s.ingest(fixed.to_string()).await;
+    assert_eq!(status, 202);
+    let (_, history) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages").await;
+    assert_eq!(history_ids(&history), ["bad1", "ok"]);
+    s.stop().await;
+}
+
+async fn malformed_json_and_missing_credentials_are_refused(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (status, body) = s.ingest("{\"id\": ").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "malformed_json");
+
+    let url = s.url("/api/v1/events");
+    let body = event("e1", "u1", "hi", "2026-11-26T10:00:00Z").to_string();
+    let none = s.client.post(&url).body(body.clone()).send().await.expect("request");
+    assert_eq!(none.status().as_u16(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    let wrong = s
+        .client
+        .post(&url)
+        .bearer_auth(format!("{ADMIN_TOKEN}x"))
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong.status().as_u16(), 401);
+    let history = s
+        .client
+        .get(s.url("/api/v1/bots/helpdesk/dialogs/u1/messages"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(history.status().as_u16(), 401, "reading needs credentials too");
+    s.stop().await;
+}
+
+async fn limits_answer_413(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let many: Vec<Value> = (0..1001)
+        .map(|i| event(&format!("e{i}"), "u1", "x", "2026-11-26T10:00:00Z"))
+        .collect();
+    let (status, body) = s.ingest(Value::Array(many).to_string()).await;
+    assert_eq!(status, 413, "{body}");
+
+    let long_text = "я".repeat(8 * 1024 + 1); // 16 KiB + 2 bytes of UTF-8
+    let (status, body) = s.ingest(event("long", "u1", &long_text, "2026-11-26T10:00:00Z").to_string()).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["details"][0]["field"], "text");
+
+    // A body announced as over 4 MiB is refused before it is read.
+    let status_line = raw_request(
+        &s,
+        &format!(
+            "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n[",
+            4 * 1024 * 1024 + 1
+        ),
+    )
+    .await;
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+
+    let exactly: Vec<Value> = (0..1000)
+        .map(|i| event(&format!("e{i}"), "u1", "x", "2026-11-26T10:00:00Z"))
+        .collect();
+    let (status, body) = s.ingest(Value::Array(exactly).to_string()).await;
+    assert_eq!(status, 202, "1,000 events is within the limit: {body}");
+    s.stop().await;
+}
+
+async fn retried_events_count_once(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let batch = json!([
+        event("r1", "u1", "a", "2026-11-26T10:00:00Z"),
+        event("r2", "u1", "b", "2026-11-26T10:00:01Z"),
+    ])
+    .to_string();
+    for _ in 0..3 {
+        let (status, body) = s.ingest(batch.clone()).await;
+        assert_eq!(status, 202);
+        assert_eq!(body["accepted"], 2, "a retry is accepted");
+    }
+    let (_, history) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages").await;
+    assert_eq!(history_ids(&history), ["r2", "r1"]);
+    let metrics = s.client.get(s.url("/metrics")).send().await.expect("request");
+    let text = metrics.text().await.expect("text");
+    assert!(text.contains("botwatch_events_accepted_total 6"), "{text}");
+    assert!(text.contains("botwatch_events_duplicate_total 4"), "{text}");
+    s.stop().await;
+}
+
+async fn history_pages_newest_first(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let batch: Vec<Value> = (0..7)
+        .map(|i| event(&format!("m{i}"), "u1", "x", &format!("2026-11-26T10:00:0{i}Z")))
+        .collect();
+    s.ingest(Value::Array(batch).to_string()).await;
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/bots/helpdesk/dialogs/u1/messages?limit=3".to_owned();
+    loop {
+        let (status, page) = s.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(history_ids(&page));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/v1/bots/helpdesk/dialogs/u1/messages?limit=3&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["m6", "m5", "m4", "m3", "m2", "m1", "m0"]);
+
+    let (status, body) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages?before=garbage").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_parameter")));
+    let (status, _) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages?limit=0").await;
+    assert_eq!(status, 400);
+    let (status, _) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages?limit=201").await;
+    assert_eq!(status, 400);
+    let (status, _) = s.get("/api/v1/bots/Not%20A%20Bot/dialogs/u1/messages").await;
+    assert_eq!(status, 400);
+    s.stop().await;
+}
+
+async fn health_readiness_and_metrics(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (status, body) = s.get("/healthz").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = s.get("/readyz").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+    let expected = match backend {
+        Backend::Embedded => "embedded",
+        Backend::Redis => "redis",
+    };
+    assert_eq!(body["storage"], expected);
+    s.ingest(event("e1", "u1", "hi", "2026-11-26T10:00:00Z").to_string()).await;
+    s.ingest("nope").await;
+    let metrics = s.client.get(s.url("/metrics")).send().await.expect("request");
+    assert!(metrics.headers()["content-type"].to_str().expect("ct").starts_with("text/plain"));
+    let text = metrics.text().await.expect("text");
+    for name in [
+        "botwatch_events_accepted_total 1",
+        "botwatch_events_rejected_total{reason=\"malformed\"} 1",
+        "botwatch_log_length 1",
+        "botwatch_storage_ready 1",
+        "botwatch_reader_lag_seconds",
+        "botwatch_dead_letters_total",
+    ] {
+        assert!(text.contains(name), "missing {name:?} in\n{text}");
+    }
+    let (status, body) = s.get("/api/v1/nothing-here").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    s.stop().await;
+}
+
+/// Sends raw bytes and returns the status line of the answer.
+async fn raw_request(s: &TestServer, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 1024];
+    let n = stream.read(&mut buf).await.expect("read");
+    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned()
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(botwatch_tests::Backend::Embedded).await })*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(botwatch_tests::Backend::Redis).await })*
+        }
+    };
+}
+
+both_backends!(
+    ingest_one_event_or_a_batch,
+    an_invalid_batch_names_every_fault_and_stores_nothing,
+    malformed_json_and_missing_credentials_are_refused,
+    limits_answer_413,
+    retried_events_count_once,
+    history_pages_newest_first,
+    health_readiness_and_metrics,
+);
