@@ -23,9 +23,14 @@ fn history_ids(body: &Value) -> Vec<String> {
 
 async fn ingest_one_event_or_a_batch(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let (status, body) = s.ingest(event("e1", "u1", "hi", "2026-11-26T10:00:00Z").to_string()).await;
+    let (status, body) = s
+        .ingest(event("e1", "u1", "hi", "2026-11-26T10:00:00Z").to_string())
+        .await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(body, json!({"accepted": 1, "dialogs": {"u1": {"mode": "auto"}}}));
+    assert_eq!(
+        body,
+        json!({"accepted": 1, "dialogs": {"u1": {"mode": "auto"}}})
+    );
 
     let batch = json!([
         event("e2", "u1", "where is my order?", "2026-11-26T10:00:01Z"),
@@ -36,7 +41,10 @@ async fn ingest_one_event_or_a_batch(backend: Backend) {
     let (status, body) = s.ingest(batch.to_string()).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["accepted"], 3);
-    assert_eq!(body["dialogs"], json!({"u1": {"mode": "auto"}, "u2": {"mode": "auto"}}));
+    assert_eq!(
+        body["dialogs"],
+        json!({"u1": {"mode": "auto"}, "u2": {"mode": "auto"}})
+    );
 
     let (status, history) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages").await;
     assert_eq!(status, 200);
@@ -63,14 +71,26 @@ async fn an_invalid_batch_names_every_fault_and_stores_nothing(backend: Backend)
         .as_array()
         .expect("details")
         .iter()
-        .map(|d| (d["index"].as_u64().expect("index"), d["field"].as_str().unwrap_or("").to_owned()))
+        .map(|d| {
+            (
+                d["index"].as_u64().expect("index"),
+                d["field"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     assert!(faults.contains(&(1, "bot".into())), "{faults:?}");
     assert!(faults.contains(&(2, "user".into())), "{faults:?}");
     assert!(faults.contains(&(2, "direction".into())), "{faults:?}");
-    assert!(faults.iter().all(|(i, _)| *i != 0), "the valid event has no fault");
+    assert!(
+        faults.iter().all(|(i, _)| *i != 0),
+        "the valid event has no fault"
+    );
     let (_, history) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages").await;
-    assert_eq!(history_ids(&history), Vec::<String>::new(), "nothing of the batch was stored");
+    assert_eq!(
+        history_ids(&history),
+        Vec::<String>::new(),
+        "nothing of the batch was stored"
+    );
 
     // Fixed and sent again, the batch is taken.
     let fixed = json!([
@@ -92,7 +112,13 @@ async fn malformed_json_and_missing_credentials_are_refused(backend: Backend) {
 
     let url = s.url("/api/v1/events");
     let body = event("e1", "u1", "hi", "2026-11-26T10:00:00Z").to_string();
-    let none = s.client.post(&url).body(body.clone()).send().await.expect("request");
+    let none = s
+        .client
+        .post(&url)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("request");
     assert_eq!(none.status().as_u16(), 401);
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
     let wrong = s
@@ -110,7 +136,11 @@ async fn malformed_json_and_missing_credentials_are_refused(backend: Backend) {
         .send()
         .await
         .expect("request");
-    assert_eq!(history.status().as_u16(), 401, "reading needs credentials too");
+    assert_eq!(
+        history.status().as_u16(),
+        401,
+        "reading needs credentials too"
+    );
     s.stop().await;
 }
 
@@ -123,7 +153,9 @@ async fn limits_answer_413(backend: Backend) {
     assert_eq!(status, 413, "{body}");
 
     let long_text = "я".repeat(8 * 1024 + 1); // 16 KiB + 2 bytes of UTF-8
-    let (status, body) = s.ingest(event("long", "u1", &long_text, "2026-11-26T10:00:00Z").to_string()).await;
+    let (status, body) = s
+        .ingest(event("long", "u1", &long_text, "2026-11-26T10:00:00Z").to_string())
+        .await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["details"][0]["field"], "text");
 
@@ -161,7 +193,12 @@ async fn retried_events_count_once(backend: Backend) {
     }
     let (_, history) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages").await;
     assert_eq!(history_ids(&history), ["r2", "r1"]);
-    let metrics = s.client.get(s.url("/metrics")).send().await.expect("request");
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("request");
     let text = metrics.text().await.expect("text");
     assert!(text.contains("botwatch_events_accepted_total 6"), "{text}");
     assert!(text.contains("botwatch_events_duplicate_total 4"), "{text}");
@@ -171,7 +208,14 @@ async fn retried_events_count_once(backend: Backend) {
 async fn history_pages_newest_first(backend: Backend) {
     let s = TestServer::start(backend).await;
     let batch: Vec<Value> = (0..7)
-        .map(|i| event(&format!("m{i}"), "u1", "x", &format!("2026-11-26T10:00:0{i}Z")))
+        .map(|i| {
+            event(
+                &format!("m{i}"),
+                "u1",
+                "x",
+                &format!("2026-11-26T10:00:0{i}Z"),
+            )
+        })
         .collect();
     s.ingest(Value::Array(batch).to_string()).await;
     let mut seen = Vec::new();
@@ -181,19 +225,32 @@ async fn history_pages_newest_first(backend: Backend) {
         assert_eq!(status, 200, "{page}");
         seen.extend(history_ids(&page));
         match page["next"].as_str() {
-            Some(next) => path = format!("/api/v1/bots/helpdesk/dialogs/u1/messages?limit=3&before={next}"),
+            Some(next) => {
+                path = format!("/api/v1/bots/helpdesk/dialogs/u1/messages?limit=3&before={next}")
+            }
             None => break,
         }
     }
     assert_eq!(seen, ["m6", "m5", "m4", "m3", "m2", "m1", "m0"]);
 
-    let (status, body) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages?before=garbage").await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_parameter")));
-    let (status, _) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages?limit=0").await;
+    let (status, body) = s
+        .get("/api/v1/bots/helpdesk/dialogs/u1/messages?before=garbage")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_parameter"))
+    );
+    let (status, _) = s
+        .get("/api/v1/bots/helpdesk/dialogs/u1/messages?limit=0")
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = s.get("/api/v1/bots/helpdesk/dialogs/u1/messages?limit=201").await;
+    let (status, _) = s
+        .get("/api/v1/bots/helpdesk/dialogs/u1/messages?limit=201")
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = s.get("/api/v1/bots/Not%20A%20Bot/dialogs/u1/messages").await;
+    let (status, _) = s
+        .get("/api/v1/bots/Not%20A%20Bot/dialogs/u1/messages")
+        .await;
     assert_eq!(status, 400);
     s.stop().await;
 }
@@ -209,10 +266,21 @@ async fn health_readiness_and_metrics(backend: Backend) {
         Backend::Redis => "redis",
     };
     assert_eq!(body["storage"], expected);
-    s.ingest(event("e1", "u1", "hi", "2026-11-26T10:00:00Z").to_string()).await;
+    s.ingest(event("e1", "u1", "hi", "2026-11-26T10:00:00Z").to_string())
+        .await;
     s.ingest("nope").await;
-    let metrics = s.client.get(s.url("/metrics")).send().await.expect("request");
-    assert!(metrics.headers()["content-type"].to_str().expect("ct").starts_with("text/plain"));
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("request");
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/plain")
+    );
     let text = metrics.text().await.expect("text");
     for name in [
         "botwatch_events_accepted_total 1",
@@ -232,11 +300,17 @@ async fn health_readiness_and_metrics(backend: Backend) {
 /// Sends raw bytes and returns the status line of the answer.
 async fn raw_request(s: &TestServer, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 1024];
     let n = stream.read(&mut buf).await.expect("read");
-    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned()
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 macro_rules! both_backends {

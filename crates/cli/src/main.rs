@@ -42,7 +42,12 @@ struct StorageArgs {
     data: Option<PathBuf>,
 
     /// Run on Redis instead of the embedded storage (redis://HOST:PORT[/DB]).
-    #[arg(long, env = "BOTWATCH_REDIS_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BOTWATCH_REDIS_URL",
+        global = true,
+        hide_env_values = true
+    )]
     redis: Option<String>,
 
     /// Prefix of every Redis key (several deployments on one Redis; tests).
@@ -183,8 +188,7 @@ async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
 
 async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
     let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-demo-data"));
-    let token =
-        admin_token_from_env().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let token = admin_token_from_env().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     config.admin_token = Some(token.clone());
     let data = match &config.storage {
         StorageConfig::Embedded { dir } => format!("{} (embedded)", dir.display()),

@@ -91,15 +91,21 @@ pub fn parse_batch(
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let raws: Vec<&RawValue> = match first {
-        Some(b'[') => serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?,
-        Some(b'{') => vec![serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?],
+        Some(b'[') => {
+            serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?
+        }
+        Some(b'{') => {
+            vec![serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?]
+        }
         Some(_) => {
             // Valid JSON that is neither an object nor an array is still refused as
             // malformed for this endpoint; say which.
-            return Err(BatchError::Malformed(match serde_json::from_slice::<&RawValue>(body) {
-                Ok(_) => "expected an event object or an array of events".to_owned(),
-                Err(e) => e.to_string(),
-            }));
+            return Err(BatchError::Malformed(
+                match serde_json::from_slice::<&RawValue>(body) {
+                    Ok(_) => "expected an event object or an array of events".to_owned(),
+                    Err(e) => e.to_string(),
+                },
+            ));
         }
         None => return Err(BatchError::Malformed("empty body".to_owned())),
     };
@@ -127,7 +133,18 @@ pub fn parse_batch(
     let mut events = Vec::with_capacity(raws.len());
     let mut errors = Vec::new();
     for (index, raw) in raws.iter().enumerate() {
-        match parse_event(raw.get().as_bytes(), index, now, limits) {
+        let raw = raw.get();
+        let parsed = if raw.len() > limits.max_event_bytes {
+            parse_event(raw.as_bytes(), index, now, limits)
+        } else {
+            // The body passed as JSON above, but only for its syntax: a value nested
+            // deeper than serde_json parses, or a string with a lone surrogate escape,
+            // fails only here, and is still malformed JSON rather than an invalid event.
+            let value: Value =
+                serde_json::from_str(raw).map_err(|e| BatchError::Malformed(e.to_string()))?;
+            parse_event_value(value, index, now, limits)
+        };
+        match parsed {
             Ok(event) => events.push(event),
             Err(mut faults) => errors.append(&mut faults),
         }
@@ -184,7 +201,10 @@ pub fn parse_event_value(
         errors: Vec::new(),
     };
     let Value::Object(mut obj) = value else {
-        c.fault(None, format!("expected an object, found {}", kind_of(&value)));
+        c.fault(
+            None,
+            format!("expected an object, found {}", kind_of(&value)),
+        );
         return Err(c.errors);
     };
 
@@ -210,12 +230,18 @@ pub fn parse_event_value(
             }
         },
         Some(other) => {
-            c.fault(Some("type"), format!("expected a string, found {}", kind_of(&other)));
+            c.fault(
+                Some("type"),
+                format!("expected a string, found {}", kind_of(&other)),
+            );
             None
         }
     };
     let user = c.user(&mut obj);
-    let direction = match c.string(&mut obj, "direction", "direction", 1, 8).as_deref() {
+    let direction = match c
+        .string(&mut obj, "direction", "direction", 1, 8)
+        .as_deref()
+    {
         None => None,
         Some("in") => Some(Direction::In),
         Some("out") => Some(Direction::Out),
@@ -243,7 +269,10 @@ pub fn parse_event_value(
         }
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            c.fault(Some("text"), format!("expected a string, found {}", kind_of(&other)));
+            c.fault(
+                Some("text"),
+                format!("expected a string, found {}", kind_of(&other)),
+            );
             None
         }
     };
@@ -276,7 +305,10 @@ pub fn parse_event_value(
             }
         },
         Some(other) => {
-            c.fault(Some("ts"), format!("expected a string, found {}", kind_of(&other)));
+            c.fault(
+                Some("ts"),
+                format!("expected a string, found {}", kind_of(&other)),
+            );
             None
         }
     };
@@ -285,13 +317,14 @@ pub fn parse_event_value(
     let mut sender = sender;
     match kind {
         Some(EventKind::Message) => match direction {
-            None if !c.has_fault("direction") => {
-                c.fault(Some("direction"), "is required for type \"message\"".to_owned())
-            }
-            Some(Direction::In) if sender.is_some() => c.fault(
-                Some("sender"),
-                "is only for outbound messages (direction \"out\")".to_owned(),
+            None if !c.has_fault("direction") => c.fault(
+                Some("direction"),
+                "is required for type \"message\"".to_owned(),
             ),
+            // API.md's own example sends `"sender": {"kind": "bot"}` on an inbound
+            // message, so it is accepted; the author of an inbound message is the
+            // user, so there is no sender to store.
+            Some(Direction::In) => sender = None,
             Some(Direction::Out) if sender.is_none() && !c.has_fault("sender") => {
                 sender = Some(Sender::Bot)
             }
@@ -358,8 +391,12 @@ fn kind_of(v: &Value) -> &'static str {
 }
 
 fn is_url(s: &str) -> bool {
-    (s.starts_with("https://") || s.starts_with("http://"))
-        && s.len() > "http://".len()
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    // A host must follow the scheme: "https://" alone is no URL.
+    rest.and_then(|r| r.split(['/', '?', '#']).next())
+        .is_some_and(|host| !host.is_empty())
         && s.len() <= MAX_URL_BYTES
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
@@ -384,7 +421,9 @@ impl Checker {
     }
 
     fn has_fault(&self, field: &str) -> bool {
-        self.errors.iter().any(|e| e.field.as_deref() == Some(field))
+        self.errors
+            .iter()
+            .any(|e| e.field.as_deref() == Some(field))
     }
 
     /// An optional string field of `min..=max` characters; `None` when absent or null.
@@ -404,17 +443,17 @@ impl Checker {
                     self.fault(Some(path), "must not be empty".to_owned());
                     None
                 } else if chars > max {
-                    self.fault(
-                        Some(path),
-                        format!("is {chars} characters; at most {max}"),
-                    );
+                    self.fault(Some(path), format!("is {chars} characters; at most {max}"));
                     None
                 } else {
                     Some(s)
                 }
             }
             Some(other) => {
-                self.fault(Some(path), format!("expected a string, found {}", kind_of(&other)));
+                self.fault(
+                    Some(path),
+                    format!("expected a string, found {}", kind_of(&other)),
+                );
                 None
             }
         }
@@ -476,7 +515,10 @@ impl Checker {
             }
             Some(Value::Object(map)) => Some(map),
             Some(other) => {
-                self.fault(Some(path), format!("expected an object, found {}", kind_of(&other)));
+                self.fault(
+                    Some(path),
+                    format!("expected an object, found {}", kind_of(&other)),
+                );
                 None
             }
         }
@@ -494,7 +536,10 @@ impl Checker {
             }
             Some(Value::Array(items)) => items,
             Some(other) => {
-                self.fault(Some(path), format!("expected an array, found {}", kind_of(&other)));
+                self.fault(
+                    Some(path),
+                    format!("expected an array, found {}", kind_of(&other)),
+                );
                 Vec::new()
             }
         }
@@ -518,7 +563,10 @@ impl Checker {
 
     fn sender(&mut self, obj: &mut Map<String, Value>) -> Option<Sender> {
         let mut sender = self.object(obj.remove("sender"), "sender", false)?;
-        match self.required_string(&mut sender, "kind", "sender.kind", 16).as_deref() {
+        match self
+            .required_string(&mut sender, "kind", "sender.kind", 16)
+            .as_deref()
+        {
             Some("bot") => Some(Sender::Bot),
             Some("operator") => {
                 let id = self.required_string(&mut sender, "id", "sender.id", MAX_USER_ID_CHARS)?;
@@ -628,3 +676,7 @@ impl Checker {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "validate/tests.rs"]
+mod tests;

@@ -8,7 +8,8 @@
 //! Tables:
 //! - `events`:  position → canonical event JSON
 //! - `dedup`:   (bot, id) → position of the first event with that id
-//! - `history`: (bot, user, event ms, position) → (), the dialog history index
+//! - `dialogs`: (bot, user) → dialog number (small fixed-width keys for `history`)
+//! - `history`: (dialog number, event ms, position) → (), the dialog history index
 //!   (messages only)
 //! - `meta`:    "count" → number of events
 
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use botwatch_event::{Event, EventKind};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, instrument};
 
@@ -29,7 +30,8 @@ use crate::{
 
 const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
 const DEDUP: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("dedup");
-const HISTORY: TableDefinition<(&str, &str, i64, u64, u64), ()> = TableDefinition::new("history");
+const DIALOGS: TableDefinition<(&str, &str), u64> = TableDefinition::new("dialogs");
+const HISTORY: TableDefinition<(u64, i64, u64, u64), ()> = TableDefinition::new("history");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const DB_FILE: &str = "events.redb";
@@ -81,12 +83,18 @@ impl EmbeddedLog {
 
     fn open_blocking(dir: &Path) -> Result<EmbeddedLog, LogError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            LogError::Embedded(format!("cannot create data directory {}: {e}", dir.display()))
+            LogError::Embedded(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let path = dir.join(DB_FILE);
         let db = Database::builder()
             .set_repair_callback(|session| {
-                info!(progress = session.progress(), "repairing the event store after an unclean stop");
+                info!(
+                    progress = session.progress(),
+                    "repairing the event store after an unclean stop"
+                );
             })
             .create(&path)
             .map_err(|e| LogError::Embedded(format!("cannot open {}: {e}", path.display())))?;
@@ -97,6 +105,7 @@ impl EmbeddedLog {
             let events = txn.open_table(EVENTS)?;
             txn.open_table(DEDUP)?;
             txn.open_table(HISTORY)?;
+            txn.open_table(DIALOGS)?;
             let meta = txn.open_table(META)?;
             let head = match events.last()? {
                 Some((k, _)) => {
@@ -176,6 +185,7 @@ fn writer_loop(
     head_tx: &watch::Sender<Position>,
     count: &AtomicU64,
 ) {
+    let mut dialogs = DialogNumbers::default();
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
         let mut events = group[0].events.len();
@@ -188,7 +198,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        match write_group(db, &group, head) {
+        match write_group(db, &group, head, &mut dialogs) {
             Ok((new_head, receipts)) => {
                 let stored: u64 = receipts.iter().map(|r| r.stored).sum();
                 count.fetch_add(stored, Ordering::Relaxed);
@@ -200,6 +210,8 @@ fn writer_loop(
                 }
             }
             Err(e) => {
+                // Numbers handed out in the failed transaction were not stored.
+                dialogs = DialogNumbers::default();
                 error!(error = %e, requests = group.len(), "group commit failed; nothing of it was stored");
                 for req in group {
                     let _ = req.reply.send(Err(LogError::Embedded(e.to_string())));
@@ -210,10 +222,46 @@ fn writer_loop(
     debug!("writer thread stops: the queue is closed");
 }
 
+/// The writer's memory of dialog numbers, so most events need no lookup for them.
+#[derive(Default)]
+struct DialogNumbers {
+    known: std::collections::HashMap<(String, String), u64>,
+    next: Option<u64>,
+}
+
+impl DialogNumbers {
+    fn number(
+        &mut self,
+        table: &mut redb::Table<(&str, &str), u64>,
+        bot: &str,
+        user: &str,
+    ) -> Result<u64, LogError> {
+        if let Some(n) = self.known.get(&(bot.to_owned(), user.to_owned())) {
+            return Ok(*n);
+        }
+        let stored = table.get((bot, user))?.map(|n| n.value());
+        let n = match stored {
+            Some(n) => n,
+            None => {
+                let next = match self.next {
+                    Some(n) => n,
+                    None => table.len()?,
+                };
+                table.insert((bot, user), next)?;
+                self.next = Some(next + 1);
+                next
+            }
+        };
+        self.known.insert((bot.to_owned(), user.to_owned()), n);
+        Ok(n)
+    }
+}
+
 fn write_group(
     db: &Database,
     group: &[AppendRequest],
     mut head: Position,
+    dialog_numbers: &mut DialogNumbers,
 ) -> Result<(Position, Vec<AppendReceipt>), LogError> {
     let txn = db.begin_write()?;
     let mut receipts = Vec::with_capacity(group.len());
@@ -221,25 +269,29 @@ fn write_group(
         let mut events = txn.open_table(EVENTS)?;
         let mut dedup = txn.open_table(DEDUP)?;
         let mut history = txn.open_table(HISTORY)?;
+        let mut dialogs = txn.open_table(DIALOGS)?;
         let mut meta = txn.open_table(META)?;
         let now = now_ms();
         let mut stored_total = 0;
         for req in group {
             let mut receipt = AppendReceipt::default();
             for ev in &req.events {
-                if dedup.get((ev.bot.as_str(), ev.id.as_str()))?.is_some() {
+                let dedup_key = (ev.bot.as_str(), ev.id.as_str());
+                let next = head.next_after(now);
+                let key = (next.ms, next.seq);
+                // One lookup on the common path: claim the id, and put the first
+                // owner back in the rare case it was taken.
+                let owner = dedup.insert(dedup_key, key)?.map(|old| old.value());
+                if let Some(owner) = owner {
+                    dedup.insert(dedup_key, owner)?;
                     receipt.duplicates += 1;
                     continue;
                 }
-                head = head.next_after(now);
-                let key = (head.ms, head.seq);
+                head = next;
                 events.insert(key, ev.json.as_slice())?;
-                dedup.insert((ev.bot.as_str(), ev.id.as_str()), key)?;
                 if ev.in_history {
-                    history.insert(
-                        (ev.bot.as_str(), ev.user.as_str(), ev.ts_ms, head.ms, head.seq),
-                        (),
-                    )?;
+                    let dialog = dialog_numbers.number(&mut dialogs, &ev.bot, &ev.user)?;
+                    history.insert((dialog, ev.ts_ms, head.ms, head.seq), ())?;
                 }
                 receipt.stored += 1;
             }
@@ -293,27 +345,29 @@ fn read_history(
     limit: usize,
 ) -> Result<HistoryPage, LogError> {
     let txn = db.begin_read()?;
+    let dialogs = txn.open_table(DIALOGS)?;
+    let Some(dialog) = dialogs.get((bot, user))?.map(|n| n.value()) else {
+        return Ok(HistoryPage::default());
+    };
     let history = txn.open_table(HISTORY)?;
     let events = txn.open_table(EVENTS)?;
-    let low = (bot, user, i64::MIN, 0u64, 0u64);
+    let low = (dialog, i64::MIN, 0u64, 0u64);
+    let high = match before {
+        Some(c) => (dialog, c.ts_ms, c.position.ms, c.position.seq),
+        None => (dialog, i64::MAX, u64::MAX, u64::MAX),
+    };
     let mut page = HistoryPage::default();
     let mut keys = Vec::with_capacity(limit);
-    match before {
-        Some(c) => {
-            let high = (bot, user, c.ts_ms, c.position.ms, c.position.seq);
-            for item in history.range(low..high)?.rev().take(limit) {
-                let (k, _) = item?;
-                let (_, _, ts, ms, seq) = k.value();
-                keys.push((ts, Position::new(ms, seq)));
-            }
+    for item in history.range(low..=high)?.rev() {
+        let (k, _) = item?;
+        let (_, ts, ms, seq) = k.value();
+        let position = Position::new(ms, seq);
+        if before.is_some_and(|c| c.ts_ms == ts && c.position == position) {
+            continue; // the cursor itself was on the previous page
         }
-        None => {
-            let high = (bot, user, i64::MAX, u64::MAX, u64::MAX);
-            for item in history.range(low..=high)?.rev().take(limit) {
-                let (k, _) = item?;
-                let (_, _, ts, ms, seq) = k.value();
-                keys.push((ts, Position::new(ms, seq)));
-            }
+        keys.push((ts, position));
+        if keys.len() == limit {
+            break;
         }
     }
     for (ts_ms, position) in &keys {

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use botwatch_event::{Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo};
+use botwatch_event::{
+    Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo,
+};
 use botwatch_log::{EmbeddedLog, EventLog, HistoryCursor, Position, RedisConfig, RedisLog};
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -28,7 +30,9 @@ impl Embedded {
 impl Backend for Embedded {
     type Log = EmbeddedLog;
     async fn open(&self) -> EmbeddedLog {
-        EmbeddedLog::open(self.0.path()).await.expect("open embedded log")
+        EmbeddedLog::open(self.0.path())
+            .await
+            .expect("open embedded log")
     }
     async fn cleanup(&self) {}
 }
@@ -76,7 +80,9 @@ impl Backend for Redis {
 }
 
 fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_780_000_000 + secs, 0).single().expect("valid time")
+    Utc.timestamp_opt(1_780_000_000 + secs, 0)
+        .single()
+        .expect("valid time")
 }
 
 fn msg(bot: &str, user: &str, id: &str, ts: DateTime<Utc>, text: &str) -> Event {
@@ -114,9 +120,16 @@ pub async fn append_then_read_in_order<B: Backend>(b: B) {
     assert_eq!((r.stored, r.duplicates), (3, 0));
     let all = log.read(Position::START, 100, None).await.expect("read");
     assert_eq!(ids(&all.entries), ["e1", "e2", "e3"]);
-    assert!(all.entries.windows(2).all(|w| w[0].position < w[1].position));
+    assert!(
+        all.entries
+            .windows(2)
+            .all(|w| w[0].position < w[1].position)
+    );
     assert_eq!(all.next, all.entries[2].position);
-    let rest = log.read(all.entries[1].position, 100, None).await.expect("read");
+    let rest = log
+        .read(all.entries[1].position, 100, None)
+        .await
+        .expect("read");
     assert_eq!(ids(&rest.entries), ["e3"]);
     assert_eq!(all.entries[1].event.text.as_deref(), Some("привіт"));
     b.cleanup().await;
@@ -134,16 +147,26 @@ pub async fn duplicate_ids_count_once<B: Backend>(b: B) {
         .expect("append");
     assert_eq!((r.stored, r.duplicates), (2, 1));
     let r = log
-        .append(vec![msg("b1", "u1", "b", at(1), "2"), msg("b1", "u1", "c", at(3), "3")])
+        .append(vec![
+            msg("b1", "u1", "b", at(1), "2"),
+            msg("b1", "u1", "c", at(3), "3"),
+        ])
         .await
         .expect("append");
     assert_eq!((r.stored, r.duplicates), (1, 1));
     // The same id under another bot is another event.
-    let r = log.append(vec![msg("b2", "u1", "a", at(4), "other bot")]).await.expect("append");
+    let r = log
+        .append(vec![msg("b2", "u1", "a", at(4), "other bot")])
+        .await
+        .expect("append");
     assert_eq!((r.stored, r.duplicates), (1, 0));
     let all = log.read(Position::START, 100, None).await.expect("read");
     assert_eq!(ids(&all.entries), ["a", "b", "c", "a"]);
-    assert_eq!(all.entries[0].event.text.as_deref(), Some("1"), "the first copy wins");
+    assert_eq!(
+        all.entries[0].event.text.as_deref(),
+        Some("1"),
+        "the first copy wins"
+    );
     let history = log.history("b1", "u1", None, 100).await.expect("history");
     assert_eq!(ids(&history.entries), ["c", "b", "a"]);
     b.cleanup().await;
@@ -151,14 +174,19 @@ pub async fn duplicate_ids_count_once<B: Backend>(b: B) {
 
 pub async fn reads_page_by_max<B: Backend>(b: B) {
     let log = b.open().await;
-    let events = (0..10).map(|i| msg("b1", "u1", &format!("e{i}"), at(i), "x")).collect();
+    let events = (0..10)
+        .map(|i| msg("b1", "u1", &format!("e{i}"), at(i), "x"))
+        .collect();
     log.append(events).await.expect("append");
     let mut after = Position::START;
     let mut seen = Vec::new();
     loop {
         let batch = log.read(after, 4, None).await.expect("read");
         if batch.entries.is_empty() {
-            assert_eq!(batch.next, after, "an empty read does not move the position");
+            assert_eq!(
+                batch.next, after,
+                "an empty read does not move the position"
+            );
             break;
         }
         assert!(batch.entries.len() <= 4);
@@ -183,7 +211,10 @@ pub async fn read_waits_for_new_events<B: Backend>(b: B) {
     let writer = log.clone();
     let append = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        writer.append(vec![msg("b1", "u1", "late", at(0), "x")]).await.expect("append");
+        writer
+            .append(vec![msg("b1", "u1", "late", at(0), "x")])
+            .await
+            .expect("append");
     });
     let started = Instant::now();
     let got = log
@@ -191,7 +222,10 @@ pub async fn read_waits_for_new_events<B: Backend>(b: B) {
         .await
         .expect("read");
     assert_eq!(ids(&got.entries), ["late"]);
-    assert!(started.elapsed() < Duration::from_secs(3), "woken by the append, not the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "woken by the append, not the timeout"
+    );
     append.await.expect("append task");
     b.cleanup().await;
 }
@@ -210,14 +244,23 @@ pub async fn history_is_newest_first_and_pages<B: Backend>(b: B) {
     ])
     .await
     .expect("append");
-    log.append(vec![msg("b1", "u1", "m0", at(5), "arrived late")]).await.expect("append");
-    log.append(vec![msg("b1", "u1", "m5", at(40), "5")]).await.expect("append");
+    log.append(vec![msg("b1", "u1", "m0", at(5), "arrived late")])
+        .await
+        .expect("append");
+    log.append(vec![msg("b1", "u1", "m5", at(40), "5")])
+        .await
+        .expect("append");
 
     let mut before: Option<HistoryCursor> = None;
     let mut pages = Vec::new();
     loop {
         let page = log.history("b1", "u1", before, 2).await.expect("history");
-        pages.push(ids(&page.entries).into_iter().map(str::to_owned).collect::<Vec<_>>());
+        pages.push(
+            ids(&page.entries)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        );
         match page.next {
             Some(next) => before = Some(next),
             None => break,
@@ -227,16 +270,27 @@ pub async fn history_is_newest_first_and_pages<B: Backend>(b: B) {
     let flat: Vec<String> = pages.concat();
     assert_eq!(flat, ["m5", "m4", "m3", "m2", "m1", "m0"]);
     assert!(pages.iter().all(|p| p.len() <= 2));
-    let none = log.history("b1", "nobody", None, 10).await.expect("history");
+    let none = log
+        .history("b1", "nobody", None, 10)
+        .await
+        .expect("history");
     assert!(none.entries.is_empty() && none.next.is_none());
     b.cleanup().await;
 }
 
 pub async fn events_round_trip_exactly<B: Backend>(b: B) {
     let log = b.open().await;
-    let mut event = msg("helpdesk", "5532", "tg-5532-000781", at(0), "Where is my order?");
+    let mut event = msg(
+        "helpdesk",
+        "5532",
+        "tg-5532-000781",
+        at(0),
+        "Where is my order?",
+    );
     event.direction = Some(Direction::Out);
-    event.sender = Some(Sender::Operator { id: "anna".to_owned() });
+    event.sender = Some(Sender::Operator {
+        id: "anna".to_owned(),
+    });
     event.user = UserInfo {
         id: "5532".to_owned(),
         name: Some("Олена К.".to_owned()),
@@ -267,16 +321,22 @@ pub async fn events_round_trip_exactly<B: Backend>(b: B) {
     let all = log.read(Position::START, 10, None).await.expect("read");
     assert_eq!(all.entries.len(), 1);
     assert_eq!(all.entries[0].event, event);
-    let history = log.history("helpdesk", "5532", None, 10).await.expect("history");
+    let history = log
+        .history("helpdesk", "5532", None, 10)
+        .await
+        .expect("history");
     assert_eq!(history.entries[0].event, event);
     b.cleanup().await;
 }
 
 pub async fn everything_survives_a_restart<B: Backend>(b: B) {
     let log = b.open().await;
-    log.append(vec![msg("b1", "u1", "a", at(0), "1"), msg("b1", "u1", "b", at(1), "2")])
-        .await
-        .expect("append");
+    log.append(vec![
+        msg("b1", "u1", "a", at(0), "1"),
+        msg("b1", "u1", "b", at(1), "2"),
+    ])
+    .await
+    .expect("append");
     let before = log.stats().await.expect("stats");
     assert_eq!(before.length, 2);
     log.close().await;
@@ -286,13 +346,23 @@ pub async fn everything_survives_a_restart<B: Backend>(b: B) {
     let after = log.stats().await.expect("stats");
     assert_eq!(after, before);
     let r = log
-        .append(vec![msg("b1", "u1", "a", at(0), "retried after restart"), msg("b1", "u1", "c", at(2), "3")])
+        .append(vec![
+            msg("b1", "u1", "a", at(0), "retried after restart"),
+            msg("b1", "u1", "c", at(2), "3"),
+        ])
         .await
         .expect("append");
-    assert_eq!((r.stored, r.duplicates), (1, 1), "ids are remembered across restarts");
+    assert_eq!(
+        (r.stored, r.duplicates),
+        (1, 1),
+        "ids are remembered across restarts"
+    );
     let all = log.read(Position::START, 10, None).await.expect("read");
     assert_eq!(ids(&all.entries), ["a", "b", "c"]);
-    assert!(all.entries[2].position > before.head, "positions keep growing");
+    assert!(
+        all.entries[2].position > before.head,
+        "positions keep growing"
+    );
     let history = log.history("b1", "u1", None, 10).await.expect("history");
     assert_eq!(ids(&history.entries), ["c", "b", "a"]);
     log.ready().await.expect("ready");

@@ -61,18 +61,36 @@ mod tests {
 
     fn headers(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).expect("header"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(value).expect("header"),
+        );
         h
     }
 
     #[test]
     fn only_the_admin_token_is_admitted() {
         let auth = Auth::new(Some("0123456789abcdef".into()));
-        assert_eq!(auth.authenticate(&headers("Bearer 0123456789abcdef")).ok(), Some(Principal::Admin));
-        assert_eq!(auth.authenticate(&headers("bearer 0123456789abcdef")).ok(), Some(Principal::Admin));
-        assert!(auth.authenticate(&headers("Bearer 0123456789abcdeX")).is_err());
-        assert!(auth.authenticate(&headers("Bearer 0123456789abcde")).is_err());
-        assert!(auth.authenticate(&headers("Basic 0123456789abcdef")).is_err());
+        assert_eq!(
+            auth.authenticate(&headers("Bearer 0123456789abcdef")).ok(),
+            Some(Principal::Admin)
+        );
+        assert_eq!(
+            auth.authenticate(&headers("bearer 0123456789abcdef")).ok(),
+            Some(Principal::Admin)
+        );
+        assert!(
+            auth.authenticate(&headers("Bearer 0123456789abcdeX"))
+                .is_err()
+        );
+        assert!(
+            auth.authenticate(&headers("Bearer 0123456789abcde"))
+                .is_err()
+        );
+        assert!(
+            auth.authenticate(&headers("Basic 0123456789abcdef"))
+                .is_err()
+        );
         assert!(auth.authenticate(&HeaderMap::new()).is_err());
     }
 

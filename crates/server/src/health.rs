@@ -1,7 +1,7 @@
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::Json;
 use botwatch_log::EventLog;
 use serde_json::json;
 
@@ -18,7 +18,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.log.ready().await {
         Ok(()) => {
             state.metrics.storage_ready.set(1);
-            (StatusCode::OK, Json(json!({"status": "ready", "storage": storage})))
+            (
+                StatusCode::OK,
+                Json(json!({"status": "ready", "storage": storage})),
+            )
         }
         Err(e) => {
             state.metrics.storage_ready.set(0);

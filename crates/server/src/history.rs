@@ -70,13 +70,13 @@ pub async fn messages(
             }
         },
     };
-    let before = match query.before.as_deref() {
-        None | Some("") => None,
-        Some(b) => Some(
-            b.parse::<HistoryCursor>()
-                .map_err(|_| ApiError::bad_parameter("before", "not a cursor returned as `next`"))?,
-        ),
-    };
+    let before =
+        match query.before.as_deref() {
+            None | Some("") => None,
+            Some(b) => Some(b.parse::<HistoryCursor>().map_err(|_| {
+                ApiError::bad_parameter("before", "not a cursor returned as `next`")
+            })?),
+        };
     let page = state.log.history(&bot, &user, before, limit).await?;
     let items = page
         .entries

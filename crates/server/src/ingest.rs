@@ -70,12 +70,7 @@ pub async fn ingest(
                     format!("the body is not a JSON event or array of events: {m}"),
                 );
             }
-            BatchError::TooLarge(d) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "too_large",
-                d,
-            ),
+            BatchError::TooLarge(d) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", "too_large", d),
             BatchError::Invalid(d) => (StatusCode::BAD_REQUEST, "invalid_events", "invalid", d),
         };
         let mut faulty: Vec<usize> = details.iter().map(|d| d.index).collect();
@@ -92,7 +87,11 @@ pub async fn ingest(
         }
     })?;
 
-    if let Some(bot) = events.iter().map(|e| e.bot.as_str()).find(|b| !principal.may_ingest(b)) {
+    if let Some(bot) = events
+        .iter()
+        .map(|e| e.bot.as_str())
+        .find(|b| !principal.may_ingest(b))
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -112,7 +111,10 @@ pub async fn ingest(
     span.record("duplicates", receipt.duplicates);
     state.metrics.events_accepted.inc_by(accepted as u64);
     state.metrics.events_duplicate.inc_by(receipt.duplicates);
-    Ok((StatusCode::ACCEPTED, Json(IngestAnswer { accepted, dialogs })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestAnswer { accepted, dialogs }),
+    ))
 }
 
 fn too_large(max: usize) -> ApiError {

@@ -117,7 +117,9 @@ impl Server {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => warn!(error = %e, "http server stopped with an error"),
             Ok(Err(e)) => warn!(error = %e, "http server task failed"),
-            Err(_) => warn!(grace = ?config.shutdown_grace, "requests still running after the grace period; dropping them"),
+            Err(_) => {
+                warn!(grace = ?config.shutdown_grace, "requests still running after the grace period; dropping them")
+            }
         }
         follower_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), follower).await;

@@ -58,7 +58,11 @@ impl Metrics {
             "Events refused at ingest, by reason (malformed bodies count once)",
             m.events_rejected.clone(),
         );
-        registry.register("log_length", "Entries in the event log", m.log_length.clone());
+        registry.register(
+            "log_length",
+            "Entries in the event log",
+            m.log_length.clone(),
+        );
         registry.register(
             "reader_lag_seconds",
             "How far the log follower is behind the head of the log, in append time",

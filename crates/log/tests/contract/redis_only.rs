@@ -28,7 +28,11 @@ async fn dead_letters(b: &Redis) -> Vec<(String, String)> {
         .into_iter()
         .map(|(_, fields)| {
             let get = |name: &str| {
-                fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+                fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
             };
             (get("id"), get("reason"))
         })
@@ -53,21 +57,37 @@ async fn invalid_entries_are_dead_lettered_once_and_never_block() {
     .await;
 
     let batch = log.read(Position::START, 100, None).await.expect("read");
-    assert_eq!(ids(&batch.entries), ["ok-1"], "the valid entry after three bad ones is read");
+    assert_eq!(
+        ids(&batch.entries),
+        ["ok-1"],
+        "the valid entry after three bad ones is read"
+    );
     assert_eq!(batch.dead_lettered, 3);
     assert_eq!(batch.next.to_string(), good);
 
     // A second reader (another node, or a replay) reads the same entries:
     // nothing is dead-lettered twice.
-    let again = b.open().await.read(Position::START, 100, None).await.expect("read");
+    let again = b
+        .open()
+        .await
+        .read(Position::START, 100, None)
+        .await
+        .expect("read");
     assert_eq!(ids(&again.entries), ["ok-1"]);
 
     let dead = dead_letters(&b).await;
     let dead_ids: Vec<&str> = dead.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(dead_ids, [bad_json.as_str(), no_field.as_str(), bad_bot.as_str()]);
+    assert_eq!(
+        dead_ids,
+        [bad_json.as_str(), no_field.as_str(), bad_bot.as_str()]
+    );
     assert!(dead[0].1.contains("not valid JSON"), "{}", dead[0].1);
     assert!(dead[1].1.contains("no field \"event\""), "{}", dead[1].1);
-    assert!(dead[2].1.contains("bot:"), "the reason names the field: {}", dead[2].1);
+    assert!(
+        dead[2].1.contains("bot:"),
+        "the reason names the field: {}",
+        dead[2].1
+    );
     b.cleanup().await;
 }
 
@@ -75,7 +95,9 @@ async fn invalid_entries_are_dead_lettered_once_and_never_block() {
 async fn adapter_entries_are_deduplicated_against_ingested_ones() {
     let b = Redis::new();
     let log = b.open().await;
-    log.append(vec![msg("b1", "u1", "same", at(0), "via http")]).await.expect("append");
+    log.append(vec![msg("b1", "u1", "same", at(0), "via http")])
+        .await
+        .expect("append");
     let json = r#"{"id":"same","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"},"text":"via xadd"}"#;
     xadd(&b, &[("event", json)]).await;
     // An adapter retrying its own XADD: the first copy counts.
@@ -84,14 +106,23 @@ async fn adapter_entries_are_deduplicated_against_ingested_ones() {
     xadd(&b, &[("event", json2)]).await;
 
     for reader in 0..2 {
-        let batch = b.open().await.read(Position::START, 100, None).await.expect("read");
+        let batch = b
+            .open()
+            .await
+            .read(Position::START, 100, None)
+            .await
+            .expect("read");
         assert_eq!(ids(&batch.entries), ["same", "twice"], "reader {reader}");
         assert_eq!(batch.entries[0].event.text.as_deref(), Some("via http"));
         assert_eq!(batch.duplicates, 2, "reader {reader}");
     }
     // Entries written by adapters join the dialog history once read.
     let history = log.history("b1", "u1", None, 10).await.expect("history");
-    assert_eq!(ids(&history.entries), ["twice", "same"], "newest event time first");
+    assert_eq!(
+        ids(&history.entries),
+        ["twice", "same"],
+        "newest event time first"
+    );
     b.cleanup().await;
 }
 
@@ -101,13 +132,24 @@ async fn adapter_entries_without_id_or_ts_get_them_from_the_stream_id() {
     let log = b.open().await;
     let sid = xadd(
         &b,
-        &[("event", r#"{"bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"}}"#)],
+        &[(
+            "event",
+            r#"{"bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"}}"#,
+        )],
     )
     .await;
     let first = log.read(Position::START, 10, None).await.expect("read");
-    let second = b.open().await.read(Position::START, 10, None).await.expect("read");
+    let second = b
+        .open()
+        .await
+        .read(Position::START, 10, None)
+        .await
+        .expect("read");
     assert_eq!(first.entries[0].event.id, format!("redis-{sid}"));
-    assert_eq!(first.entries[0].event, second.entries[0].event, "every reader derives the same event");
+    assert_eq!(
+        first.entries[0].event, second.entries[0].event,
+        "every reader derives the same event"
+    );
     let pos: Position = sid.parse().expect("stream id");
     assert_eq!(first.entries[0].event.ts_millis(), pos.ms as i64);
     b.cleanup().await;
@@ -119,9 +161,15 @@ async fn events_land_in_the_stream_named_by_the_api() {
     let log = b.open().await;
     assert_eq!(log.events_key(), format!("{}events", b.config().prefix));
     assert_eq!(log.dead_key(), format!("{}events:dead", b.config().prefix));
-    log.append(vec![msg("b1", "u1", "e1", at(0), "hi")]).await.expect("append");
+    log.append(vec![msg("b1", "u1", "e1", at(0), "hi")])
+        .await
+        .expect("append");
     let mut con = b.raw().await;
-    let len: u64 = redis::cmd("XLEN").arg(log.events_key()).query_async(&mut con).await.expect("xlen");
+    let len: u64 = redis::cmd("XLEN")
+        .arg(log.events_key())
+        .query_async(&mut con)
+        .await
+        .expect("xlen");
     assert_eq!(len, 1);
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(log.events_key())

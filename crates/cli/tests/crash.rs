@@ -1,0 +1,261 @@
+//! `kill -9` of `botwatch serve` in the middle of a stream of acknowledged ingests:
+//! after a restart every acknowledged event is there, and none twice — on both
+//! backends. The real binary, real HTTP, real Redis.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "crash-test-admin-token-0123456789";
+const USERS: usize = 8;
+const WRITERS: usize = 4;
+const BATCH: usize = 50;
+
+enum Storage {
+    Embedded(tempfile::TempDir),
+    Redis { prefix: String },
+}
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+async fn start(storage: &Storage) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_botwatch"));
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("BOTWATCH_ADMIN_TOKEN", TOKEN)
+        .env("BOTWATCH_LOG", "warn")
+        .env_remove("BOTWATCH_REDIS_URL")
+        .env_remove("BOTWATCH_DATA")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    match storage {
+        Storage::Embedded(dir) => {
+            cmd.arg("--data").arg(dir.path());
+        }
+        Storage::Redis { prefix } => {
+            cmd.arg("--redis")
+                .arg("redis://127.0.0.1:6379")
+                .arg("--redis-prefix")
+                .arg(prefix);
+        }
+    }
+    let mut child = cmd.spawn().expect("start botwatch serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server starts within 30 s (Redis must run on 127.0.0.1:6379)")
+        .expect("read stdout")
+        .expect("a line on stdout");
+    let base = line
+        .strip_prefix("botwatch listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    Running { child, base }
+}
+
+fn batch(writer: usize, n: usize) -> (Vec<String>, String) {
+    let mut ids = Vec::with_capacity(BATCH);
+    let events: Vec<Value> = (0..BATCH)
+        .map(|k| {
+            let id = format!("w{writer}-b{n}-{k}");
+            ids.push(id.clone());
+            json!({
+                "id": id, "bot": "crash", "type": "message", "direction": "in",
+                "provider": "web", "user": {"id": format!("u{}", k % USERS)}, "text": "x"
+            })
+        })
+        .collect();
+    (ids, Value::Array(events).to_string())
+}
+
+#[derive(Default)]
+struct Ledger {
+    acknowledged: BTreeSet<String>,
+    /// Batches sent but not acknowledged when the server died: retried after restart.
+    unanswered: Vec<(Vec<String>, String)>,
+}
+
+/// Writers ingest until the server dies under them.
+async fn ingest_until_killed(base: String, ledger: Arc<Mutex<Ledger>>, round: usize) {
+    let client = reqwest::Client::new();
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let client = client.clone();
+        let ledger = ledger.clone();
+        let url = format!("{base}/api/v1/events");
+        writers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let (ids, body) = batch(w + round * WRITERS, n);
+                let answer = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match answer {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        ledger.lock().expect("ledger").acknowledged.extend(ids);
+                    }
+                    Ok(r) if r.status().is_client_error() => panic!("refused: {}", r.status()),
+                    _ => {
+                        ledger.lock().expect("ledger").unanswered.push((ids, body));
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+}
+
+async fn read_all(base: &str) -> BTreeMap<String, usize> {
+    let client = reqwest::Client::new();
+    let mut counts = BTreeMap::new();
+    for u in 0..USERS {
+        let mut url = format!("{base}/api/v1/bots/crash/dialogs/u{u}/messages?limit=200");
+        loop {
+            let page: Value = client
+                .get(&url)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("history")
+                .json()
+                .await
+                .expect("json");
+            for m in page["items"].as_array().expect("items") {
+                *counts
+                    .entry(m["id"].as_str().expect("id").to_owned())
+                    .or_insert(0) += 1;
+            }
+            match page["next"].as_str() {
+                Some(next) => {
+                    url = format!(
+                        "{base}/api/v1/bots/crash/dialogs/u{u}/messages?limit=200&before={next}"
+                    )
+                }
+                None => break,
+            }
+        }
+    }
+    counts
+}
+
+async fn kill_nine_loses_nothing_acknowledged(storage: Storage) {
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    // Seeded moments, so a failure can be replayed.
+    let kill_after_ms = [350u64, 120, 600];
+    for (round, delay) in kill_after_ms.into_iter().enumerate() {
+        let mut server = start(&storage).await;
+        let writers = tokio::spawn(ingest_until_killed(
+            server.base.clone(),
+            ledger.clone(),
+            round,
+        ));
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        server.child.start_kill().expect("SIGKILL");
+        server.child.wait().await.expect("wait");
+        tokio::time::timeout(Duration::from_secs(30), writers)
+            .await
+            .expect("writers notice the dead server")
+            .expect("writers");
+    }
+
+    let server = start(&storage).await;
+    // Clients retry what was never answered; ids make that safe.
+    let unanswered = std::mem::take(&mut ledger.lock().expect("ledger").unanswered);
+    let client = reqwest::Client::new();
+    let mut retried = BTreeSet::new();
+    for (ids, body) in unanswered {
+        let r = client
+            .post(format!("{}/api/v1/events", server.base))
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .await
+            .expect("retry");
+        assert_eq!(r.status().as_u16(), 202);
+        retried.extend(ids);
+    }
+
+    let counts = read_all(&server.base).await;
+    let acknowledged = ledger.lock().expect("ledger").acknowledged.clone();
+    assert!(
+        acknowledged.len() >= 3 * BATCH,
+        "the server took load before each kill: {}",
+        acknowledged.len()
+    );
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let twice: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "events stored twice: {twice:?}");
+    for id in &retried {
+        assert_eq!(
+            counts.get(id),
+            Some(&1),
+            "retried event {id} is stored once"
+        );
+    }
+    let expected: BTreeSet<&String> = acknowledged.iter().chain(retried.iter()).collect();
+    assert_eq!(counts.len(), expected.len(), "nothing but what was sent");
+    eprintln!(
+        "acknowledged {} events over 3 kills; {} retried after restart; {} stored",
+        acknowledged.len(),
+        retried.len(),
+        counts.len()
+    );
+
+    drop(server);
+    if let Storage::Redis { prefix } = &storage {
+        let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
+        let mut con = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut con)
+            .await
+            .expect("keys");
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut con)
+                .await
+                .expect("del");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_kill_nine_loses_nothing_acknowledged() {
+    kill_nine_loses_nothing_acknowledged(Storage::Embedded(tempfile::tempdir().expect("dir")))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_kill_nine_loses_nothing_acknowledged() {
+    let prefix = format!("bwcrash:{}:", std::process::id());
+    kill_nine_loses_nothing_acknowledged(Storage::Redis { prefix }).await;
+}
