@@ -108,6 +108,7 @@ fn init_tracing(filter: &str) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     Ok(())
 }
@@ -209,7 +210,16 @@ async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
     println!("botwatch demo is running at http://{addr}");
     println!("  storage:     {data}");
     println!("  admin token: {token}");
-    println!("  try:         curl -s -H 'Authorization: Bearer {token}' http://{addr}/metrics");
+    println!("  figures:     curl -s http://{addr}/metrics | grep botwatch_events");
+    println!(
+        "  send one:    curl -s -H 'Authorization: Bearer {token}' -d \\\n                 \
+         '{{\"bot\":\"mybot\",\"type\":\"message\",\"direction\":\"in\",\"provider\":\"web\",\"user\":{{\"id\":\"me\"}},\"text\":\"hi\"}}' \\\n                 \
+         http://{addr}/api/v1/events"
+    );
+    println!(
+        "  read it:     curl -s -H 'Authorization: Bearer {token}' \\\n                 \
+         http://{addr}/api/v1/bots/mybot/dialogs/me/messages"
+    );
     println!("Press Ctrl-C to stop.");
     server.serve(listener, shutdown.clone()).await?;
     match tokio::time::timeout(Duration::from_secs(5), simulation).await {
