@@ -122,7 +122,7 @@ async fn run(args: Args, redis_host: String) -> Result<()> {
     for (name, runs) in &results {
         let mut rates: Vec<f64> = runs.iter().map(|m| m.events_per_sec).collect();
         rates.sort_by(f64::total_cmp);
-        let median = if rates.len() % 2 == 1 {
+        let median = if !rates.len().is_multiple_of(2) {
             rates[rates.len() / 2]
         } else {
             (rates[rates.len() / 2 - 1] + rates[rates.len() / 2]) / 2.0
@@ -166,7 +166,7 @@ fn event_json(writer: usize, n: usize) -> String {
         "id": format!("bench-{writer}-{n}"),
         "bot": "helpdesk",
         "type": "message",
-        "direction": if n % 2 == 0 { "in" } else { "out" },
+        "direction": if n.is_multiple_of(2) { "in" } else { "out" },
         "provider": "telegram",
         "user": {"id": format!("{}", 100_000 + (n * 7919 + writer) % 50_000), "name": users[n % users.len()]},
         "text": "Hello! Where is my order #12345? It was supposed to arrive yesterday, tracking says it is still in the warehouse.",

@@ -1,6 +1,8 @@
 //! Validation of incoming events: every fault of every event is named, so a client
 //! can fix a whole batch in one go.
 
+use std::ops::RangeInclusive;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -9,6 +11,8 @@ use serde_json::{Map, Value};
 use crate::model::{
     Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo,
 };
+
+mod fast;
 
 /// The limits of API.md → Event, version 1.
 #[derive(Debug, Clone)]
@@ -33,12 +37,28 @@ impl Default for Limits {
     }
 }
 
-const MAX_ID_CHARS: usize = 128;
-const MAX_USER_ID_CHARS: usize = 256;
-const MAX_NAME_CHARS: usize = 256;
 const MAX_URL_BYTES: usize = 2048;
 const MAX_ATTACHMENTS: usize = 10;
 const MAX_BUTTONS: usize = 10;
+
+// How many characters each string member may have. Both the slow path (which
+// names the fault) and the fast path (which only decides) read them from here.
+const ID_CHARS: RangeInclusive<usize> = 1..=128;
+const SLUG_CHARS: RangeInclusive<usize> = 1..=64;
+const USER_ID_CHARS: RangeInclusive<usize> = 1..=256;
+const USER_NAME_CHARS: RangeInclusive<usize> = 0..=256;
+const GENDER_CHARS: RangeInclusive<usize> = 0..=32;
+const LANG_CHARS: RangeInclusive<usize> = 0..=35;
+const DIRECTION_CHARS: RangeInclusive<usize> = 1..=8;
+/// `sender.kind` and `attachments[i].type`.
+const KIND_CHARS: RangeInclusive<usize> = 1..=16;
+const URL_CHARS: RangeInclusive<usize> = 1..=MAX_URL_BYTES;
+const FILE_NAME_CHARS: RangeInclusive<usize> = 1..=256;
+const MIME_CHARS: RangeInclusive<usize> = 3..=127;
+const CARD_TITLE_CHARS: RangeInclusive<usize> = 1..=256;
+const SUBTITLE_CHARS: RangeInclusive<usize> = 0..=1024;
+const BUTTON_TITLE_CHARS: RangeInclusive<usize> = 1..=64;
+const PAYLOAD_CHARS: RangeInclusive<usize> = 0..=1024;
 
 /// Whether a fault makes the event invalid (400) or breaks a size limit (413).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +156,10 @@ pub fn parse_batch(
         let raw = raw.get();
         let parsed = if raw.len() > limits.max_event_bytes {
             parse_event(raw.as_bytes(), index, now, limits)
+        } else if let Some(event) = fast::parse(raw, now, limits) {
+            // The common case: a valid event, vouched for by the fast path (see
+            // `fast` for why it accepts exactly what the code below would accept).
+            Ok(event)
         } else {
             // The body passed as JSON above, but only for its syntax: a value nested
             // deeper than serde_json parses, or a string with a lone surrogate escape,
@@ -209,7 +233,7 @@ pub fn parse_event_value(
     };
 
     let id = c
-        .string(&mut obj, "id", "id", 1, MAX_ID_CHARS)
+        .string(&mut obj, "id", "id", ID_CHARS)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let bot = c.slug(&mut obj, "bot", "bot");
     let provider = c.slug(&mut obj, "provider", "provider");
@@ -239,7 +263,7 @@ pub fn parse_event_value(
     };
     let user = c.user(&mut obj);
     let direction = match c
-        .string(&mut obj, "direction", "direction", 1, 8)
+        .string(&mut obj, "direction", "direction", DIRECTION_CHARS)
         .as_deref()
     {
         None => None,
@@ -280,27 +304,10 @@ pub fn parse_event_value(
     let sender = c.sender(&mut obj);
     let ts = match obj.remove("ts") {
         None | Some(Value::Null) => Some(now),
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
-            Ok(t) => {
-                let t = t.with_timezone(&Utc);
-                if t > now + limits.max_future {
-                    c.fault(
-                        Some("ts"),
-                        format!(
-                            "is more than {} minutes in the future",
-                            limits.max_future.num_minutes()
-                        ),
-                    );
-                    None
-                } else if t.timestamp() < 0 {
-                    c.fault(Some("ts"), "is before 1970-01-01".to_owned());
-                    None
-                } else {
-                    Some(t)
-                }
-            }
-            Err(e) => {
-                c.fault(Some("ts"), format!("is not an RFC 3339 time: {e}"));
+        Some(Value::String(s)) => match event_time(&s, now, limits) {
+            Ok(t) => Some(t),
+            Err(reason) => {
+                c.fault(Some("ts"), reason);
                 None
             }
         },
@@ -375,6 +382,24 @@ pub fn is_slug(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
 }
 
+/// The rule for `ts` given as a string: an RFC 3339 time, not before 1970 and at
+/// most `limits.max_future` after `now`; in UTC, not yet truncated.
+fn event_time(s: &str, now: DateTime<Utc>, limits: &Limits) -> Result<DateTime<Utc>, String> {
+    let t = DateTime::parse_from_rfc3339(s)
+        .map_err(|e| format!("is not an RFC 3339 time: {e}"))?
+        .with_timezone(&Utc);
+    if t > now + limits.max_future {
+        Err(format!(
+            "is more than {} minutes in the future",
+            limits.max_future.num_minutes()
+        ))
+    } else if t.timestamp() < 0 {
+        Err("is before 1970-01-01".to_owned())
+    } else {
+        Ok(t)
+    }
+}
+
 fn truncate_to_millis(ts: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ts.timestamp_millis()).unwrap_or(ts)
 }
@@ -426,24 +451,24 @@ impl Checker {
             .any(|e| e.field.as_deref() == Some(field))
     }
 
-    /// An optional string field of `min..=max` characters; `None` when absent or null.
+    /// An optional string field of `chars` characters; `None` when absent or null.
     fn string(
         &mut self,
         obj: &mut Map<String, Value>,
         key: &str,
         path: &str,
-        min: usize,
-        max: usize,
+        chars: RangeInclusive<usize>,
     ) -> Option<String> {
         match obj.remove(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
-                let chars = s.chars().count();
-                if chars < min {
+                let count = s.chars().count();
+                if count < *chars.start() {
                     self.fault(Some(path), "must not be empty".to_owned());
                     None
-                } else if chars > max {
-                    self.fault(Some(path), format!("is {chars} characters; at most {max}"));
+                } else if count > *chars.end() {
+                    let max = chars.end();
+                    self.fault(Some(path), format!("is {count} characters; at most {max}"));
                     None
                 } else {
                     Some(s)
@@ -464,10 +489,10 @@ impl Checker {
         obj: &mut Map<String, Value>,
         key: &str,
         path: &str,
-        max: usize,
+        chars: RangeInclusive<usize>,
     ) -> Option<String> {
         let present = matches!(obj.get(key), Some(v) if !v.is_null());
-        let value = self.string(obj, key, path, 1, max);
+        let value = self.string(obj, key, path, chars);
         if !present {
             self.fault(Some(path), "is required".to_owned());
         }
@@ -475,7 +500,7 @@ impl Checker {
     }
 
     fn slug(&mut self, obj: &mut Map<String, Value>, key: &str, path: &str) -> Option<String> {
-        let s = self.required_string(obj, key, path, 64)?;
+        let s = self.required_string(obj, key, path, SLUG_CHARS)?;
         if is_slug(&s) {
             Some(s)
         } else {
@@ -488,7 +513,7 @@ impl Checker {
     }
 
     fn url(&mut self, obj: &mut Map<String, Value>, key: &str, path: &str) -> Option<String> {
-        let s = self.string(obj, key, path, 1, MAX_URL_BYTES)?;
+        let s = self.string(obj, key, path, URL_CHARS)?;
         if is_url(&s) {
             Some(s)
         } else {
@@ -547,11 +572,11 @@ impl Checker {
 
     fn user(&mut self, obj: &mut Map<String, Value>) -> Option<UserInfo> {
         let mut user = self.object(obj.remove("user"), "user", true)?;
-        let id = self.required_string(&mut user, "id", "user.id", MAX_USER_ID_CHARS);
-        let name = self.string(&mut user, "name", "user.name", 0, MAX_NAME_CHARS);
+        let id = self.required_string(&mut user, "id", "user.id", USER_ID_CHARS);
+        let name = self.string(&mut user, "name", "user.name", USER_NAME_CHARS);
         let avatar = self.url(&mut user, "avatar", "user.avatar");
-        let gender = self.string(&mut user, "gender", "user.gender", 0, 32);
-        let lang = self.string(&mut user, "lang", "user.lang", 0, 35);
+        let gender = self.string(&mut user, "gender", "user.gender", GENDER_CHARS);
+        let lang = self.string(&mut user, "lang", "user.lang", LANG_CHARS);
         Some(UserInfo {
             id: id?,
             name,
@@ -564,12 +589,12 @@ impl Checker {
     fn sender(&mut self, obj: &mut Map<String, Value>) -> Option<Sender> {
         let mut sender = self.object(obj.remove("sender"), "sender", false)?;
         match self
-            .required_string(&mut sender, "kind", "sender.kind", 16)
+            .required_string(&mut sender, "kind", "sender.kind", KIND_CHARS)
             .as_deref()
         {
             Some("bot") => Some(Sender::Bot),
             Some("operator") => {
-                let id = self.required_string(&mut sender, "id", "sender.id", MAX_USER_ID_CHARS)?;
+                let id = self.required_string(&mut sender, "id", "sender.id", USER_ID_CHARS)?;
                 Some(Sender::Operator { id })
             }
             Some(other) => {
@@ -598,7 +623,7 @@ impl Checker {
     fn attachment(&mut self, item: Value, path: &str) -> Option<Attachment> {
         let mut a = self.object(Some(item), path, true)?;
         let type_path = format!("{path}.type");
-        let kind = self.required_string(&mut a, "type", &type_path, 16)?;
+        let kind = self.required_string(&mut a, "type", &type_path, KIND_CHARS)?;
         if kind == "card" {
             return self.card(a, path).map(Attachment::Card);
         }
@@ -624,8 +649,8 @@ impl Checker {
         if !present {
             self.fault(Some(&url_path), "is required".to_owned());
         }
-        let name = self.string(&mut a, "name", &format!("{path}.name"), 1, MAX_NAME_CHARS);
-        let mime = self.string(&mut a, "mime", &format!("{path}.mime"), 3, 127);
+        let name = self.string(&mut a, "name", &format!("{path}.name"), FILE_NAME_CHARS);
+        let mime = self.string(&mut a, "mime", &format!("{path}.mime"), MIME_CHARS);
         let size = match a.remove("size") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
@@ -646,8 +671,14 @@ impl Checker {
     }
 
     fn card(&mut self, mut a: Map<String, Value>, path: &str) -> Option<Card> {
-        let title = self.required_string(&mut a, "title", &format!("{path}.title"), MAX_NAME_CHARS);
-        let subtitle = self.string(&mut a, "subtitle", &format!("{path}.subtitle"), 0, 1024);
+        let title =
+            self.required_string(&mut a, "title", &format!("{path}.title"), CARD_TITLE_CHARS);
+        let subtitle = self.string(
+            &mut a,
+            "subtitle",
+            &format!("{path}.subtitle"),
+            SUBTITLE_CHARS,
+        );
         let image = self.url(&mut a, "image", &format!("{path}.image"));
         let buttons_path = format!("{path}.buttons");
         let items = self.array(a.remove("buttons"), &buttons_path, MAX_BUTTONS);
@@ -657,8 +688,18 @@ impl Checker {
             let Some(mut b) = self.object(Some(item), &bpath, true) else {
                 continue;
             };
-            let title = self.required_string(&mut b, "title", &format!("{bpath}.title"), 64);
-            let payload = self.string(&mut b, "payload", &format!("{bpath}.payload"), 0, 1024);
+            let title = self.required_string(
+                &mut b,
+                "title",
+                &format!("{bpath}.title"),
+                BUTTON_TITLE_CHARS,
+            );
+            let payload = self.string(
+                &mut b,
+                "payload",
+                &format!("{bpath}.payload"),
+                PAYLOAD_CHARS,
+            );
             let url = self.url(&mut b, "url", &format!("{bpath}.url"));
             if let Some(title) = title {
                 buttons.push(Button {
@@ -680,3 +721,11 @@ impl Checker {
 #[cfg(test)]
 #[path = "validate/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "validate/differential.rs"]
+mod differential;
+
+#[cfg(test)]
+#[path = "validate/tmp_bench.rs"]
+mod tmp_bench;

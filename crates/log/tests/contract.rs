@@ -27,6 +27,12 @@ impl Embedded {
     }
 }
 
+impl Default for Embedded {
+    fn default() -> Self {
+        Embedded::new()
+    }
+}
+
 impl Backend for Embedded {
     type Log = EmbeddedLog;
     async fn open(&self) -> EmbeddedLog {
@@ -38,6 +44,12 @@ impl Backend for Embedded {
 }
 
 pub struct Redis(RedisConfig);
+
+impl Default for Redis {
+    fn default() -> Self {
+        Redis::new()
+    }
+}
 
 impl Redis {
     pub fn new() -> Redis {
