@@ -25,10 +25,16 @@ pub struct TestServer {
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
+    redis_url: String,
 }
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
+        TestServer::start_on(backend, REDIS_URL).await
+    }
+
+    /// Starts a server; on Redis, the one at `redis_url`.
+    pub async fn start_on(backend: Backend, redis_url: &str) -> TestServer {
         let (storage, dir, redis_prefix) = match backend {
             Backend::Embedded => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -38,7 +44,7 @@ impl TestServer {
                 (storage, Some(dir), None)
             }
             Backend::Redis => {
-                let mut cfg = RedisConfig::new(REDIS_URL);
+                let mut cfg = RedisConfig::new(redis_url);
                 cfg.prefix = format!("bwtest:{}:", uuid::Uuid::now_v7());
                 let prefix = cfg.prefix.clone();
                 (StorageConfig::Redis(cfg), None, Some(prefix))
@@ -68,6 +74,7 @@ impl TestServer {
             shutdown,
             task: Some(task),
             _dir: dir,
+            redis_url: redis_url.to_owned(),
         }
     }
 
@@ -112,7 +119,7 @@ impl TestServer {
             task.await.expect("server task");
         }
         if let Some(prefix) = &self.redis_prefix {
-            let client = redis::Client::open(REDIS_URL).expect("url");
+            let client = redis::Client::open(self.redis_url.as_str()).expect("url");
             if let Ok(mut con) = client.get_multiplexed_async_connection().await {
                 let keys: Vec<String> = redis::cmd("KEYS")
                     .arg(format!("{prefix}*"))

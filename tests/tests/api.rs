@@ -335,3 +335,6 @@ both_backends!(
     history_pages_newest_first,
     health_readiness_and_metrics,
 );
+
+#[path = "api/redis_outage.rs"]
+mod redis_outage;

@@ -64,6 +64,8 @@ struct Inner {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     head: watch::Sender<Position>,
     count: Arc<AtomicU64>,
+    /// The error of the last group commit, when it failed; cleared by the next success.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// The embedded event log. Cheap to clone; all clones share one database.
@@ -124,13 +126,15 @@ impl EmbeddedLog {
         let (head_tx, _) = watch::channel(head);
         let count = Arc::new(AtomicU64::new(count));
         let (queue_tx, queue_rx) = mpsc::channel(QUEUE_DEPTH);
+        let failure = Arc::new(Mutex::new(None));
         let writer = {
             let db = db.clone();
             let head_tx = head_tx.clone();
             let count = count.clone();
+            let failure = failure.clone();
             std::thread::Builder::new()
                 .name("botwatch-log-writer".to_owned())
-                .spawn(move || writer_loop(&db, queue_rx, head, &head_tx, &count))
+                .spawn(move || writer_loop(&db, queue_rx, head, &head_tx, &count, &failure))
                 .map_err(|e| LogError::Embedded(format!("cannot start the writer thread: {e}")))?
         };
         Ok(EmbeddedLog {
@@ -141,6 +145,7 @@ impl EmbeddedLog {
                 writer: Mutex::new(Some(writer)),
                 head: head_tx,
                 count,
+                failure,
             }),
         })
     }
@@ -184,6 +189,7 @@ fn writer_loop(
     mut head: Position,
     head_tx: &watch::Sender<Position>,
     count: &AtomicU64,
+    failure: &Mutex<Option<String>>,
 ) {
     let mut dialogs = DialogNumbers::default();
     while let Some(first) = queue.blocking_recv() {
@@ -204,6 +210,9 @@ fn writer_loop(
                 count.fetch_add(stored, Ordering::Relaxed);
                 head = new_head;
                 head_tx.send_replace(head);
+                if let Ok(mut f) = failure.lock() {
+                    *f = None;
+                }
                 debug!(requests = group.len(), events, stored, "group committed");
                 for (req, receipt) in group.into_iter().zip(receipts) {
                     let _ = req.reply.send(Ok(receipt));
@@ -213,6 +222,9 @@ fn writer_loop(
                 // Numbers handed out in the failed transaction were not stored.
                 dialogs = DialogNumbers::default();
                 error!(error = %e, requests = group.len(), "group commit failed; nothing of it was stored");
+                if let Ok(mut f) = failure.lock() {
+                    *f = Some(e.to_string());
+                }
                 for req in group {
                     let _ = req.reply.send(Err(LogError::Embedded(e.to_string())));
                 }
@@ -357,7 +369,8 @@ fn read_history(
         None => (dialog, i64::MAX, u64::MAX, u64::MAX),
     };
     let mut page = HistoryPage::default();
-    let mut keys = Vec::with_capacity(limit);
+    // One more than asked: whether there is an older page.
+    let mut keys = Vec::with_capacity(limit + 1);
     for item in history.range(low..=high)?.rev() {
         let (k, _) = item?;
         let (_, ts, ms, seq) = k.value();
@@ -366,11 +379,13 @@ fn read_history(
             continue; // the cursor itself was on the previous page
         }
         keys.push((ts, position));
-        if keys.len() == limit {
+        if keys.len() > limit {
             break;
         }
     }
-    for (ts_ms, position) in &keys {
+    let more = keys.len() > limit;
+    keys.truncate(limit);
+    for (_, position) in &keys {
         let bytes = events
             .get((position.ms, position.seq))?
             .ok_or_else(|| LogError::Corrupt {
@@ -378,14 +393,14 @@ fn read_history(
                 reason: "indexed in the dialog history but missing from the log".to_owned(),
             })?;
         page.entries.push(decode(*position, bytes.value())?);
-        page.next = Some(HistoryCursor {
+    }
+    page.next = match keys.last() {
+        Some((ts_ms, position)) if more => Some(HistoryCursor {
             ts_ms: *ts_ms,
             position: *position,
-        });
-    }
-    if keys.len() < limit {
-        page.next = None;
-    }
+        }),
+        _ => None,
+    };
     Ok(page)
 }
 
@@ -462,8 +477,12 @@ impl EventLog for EmbeddedLog {
 
     async fn ready(&self) -> Result<(), LogError> {
         match self.queue() {
-            Ok(q) if !q.is_closed() => Ok(()),
-            _ => Err(LogError::Closed),
+            Ok(q) if !q.is_closed() => {}
+            _ => return Err(LogError::Closed),
+        }
+        match self.inner.failure.lock().ok().and_then(|f| f.clone()) {
+            Some(e) => Err(LogError::Embedded(format!("the last commit failed: {e}"))),
+            None => Ok(()),
         }
     }
 

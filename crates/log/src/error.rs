@@ -24,6 +24,17 @@ impl LogError {
     }
 }
 
+/// Redis error codes that mean "not now": loading a dataset after a restart, a
+/// failover under way, a busy script, out of memory.
+const TRANSIENT_CODES: [&str; 6] = [
+    "LOADING",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "READONLY",
+    "BUSY",
+    "OOM",
+];
+
 impl From<redis::RedisError> for LogError {
     fn from(e: redis::RedisError) -> LogError {
         if e.is_io_error()
@@ -31,6 +42,7 @@ impl From<redis::RedisError> for LogError {
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_unrecoverable_error()
+            || e.code().is_some_and(|code| TRANSIENT_CODES.contains(&code))
         {
             LogError::Unavailable(e.to_string())
         } else {

@@ -24,7 +24,7 @@ use botwatch_event::Event;
 pub use embedded::EmbeddedLog;
 pub use error::LogError;
 pub use position::{HistoryCursor, Position};
-pub use redis_streams::{RedisConfig, RedisLog};
+pub use redis_streams::{RedisConfig, RedisLog, redact as redact_url};
 
 /// An event as read back from the log, with its position.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,12 +17,15 @@
 //! (the same answer for every reader, on every node, after every restart), indexes it,
 //! and dead-letters invalid entries exactly once.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use botwatch_event::{Event, EventKind, Limits, parse_event_value};
 use chrono::{DateTime, SecondsFormat, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Script, Value};
 use tracing::{info, instrument, warn};
 
 use crate::{
@@ -31,7 +34,7 @@ use crate::{
 };
 
 /// How to reach Redis and name the keys.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisConfig {
     pub url: String,
     /// Prefix of every key; `botwatch:` in production (API.md names `botwatch:events`).
@@ -41,6 +44,17 @@ pub struct RedisConfig {
     pub dedup_window: Duration,
     /// How long one command may take before Redis counts as unavailable.
     pub response_timeout: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact(&self.url))
+            .field("prefix", &self.prefix)
+            .field("dedup_window", &self.dedup_window)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
 }
 
 impl RedisConfig {
@@ -55,7 +69,8 @@ impl RedisConfig {
 }
 
 /// `pad(sid)`: a stream id as 25 fixed-width digits (15 for the milliseconds, 10 for
-/// the sequence), so that history members sort like positions.
+/// the sequence), so that history members sort like positions. (Entries whose ids do
+/// not fit are refused before they get here.)
 const LUA_PAD: &str = r#"
 local function pad(sid)
   local ms, sq = string.match(sid, '^(%d+)-(%d+)$')
@@ -63,20 +78,19 @@ local function pad(sid)
 end
 "#;
 
-/// KEYS[1] = events; ARGV = prefix, dedup window number, window ttl, then
+/// KEYS[1] = events; ARGV = prefix, dedup window seconds, window ttl, then
 /// (bot, id, history member prefix or '' when not indexed, json) per event.
 /// Returns per event the new stream id, or 0 when the id was already taken.
 ///
 /// Event ids are remembered in one hash per bot and dedup window
-/// (`dedup:{bot}:{window}`); the current and the previous window are checked, so an id
-/// is remembered for at least one window. Everything but the `XADD` is done in bulk
-/// (an HMGET per window and bot, one HSET and one ZADD per bot), because each call
-/// from Lua costs about as much as the work it does.
-///
-/// Entries written here carry the field `botwatch` = `admitted`: they were validated
-/// and de-duplicated before they were added, so readers take them as they are.
+/// (`dedup:{bot}:{window}`, the window counted on Redis's clock): id → the stream id
+/// of the entry that owns it. The current and the previous window are checked, so an
+/// id is remembered for at least one window. Everything but the `XADD` is done in
+/// bulk (an HMGET per window and bot, one HSET and one ZADD per bot), because each
+/// call from Lua costs about as much as the work it does.
 const LUA_INGEST: &str = r#"
-local prefix, window, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local prefix, wsecs, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local window = math.floor(tonumber(redis.call('TIME')[1]) / wsecs)
 local n = (#ARGV - 3) / 4
 local bots = {}
 for i = 0, n - 1 do
@@ -105,12 +119,12 @@ for i = 0, n - 1 do
     out[i + 1] = 0
   else
     t[id] = true
-    local sid = redis.call('XADD', KEYS[1], '*', 'event', ARGV[b + 3], 'botwatch', 'admitted')
+    local sid = redis.call('XADD', KEYS[1], '*', 'event', ARGV[b + 3])
     out[i + 1] = sid
     local f = fresh[bot]
     if not f then f = {}; fresh[bot] = f; members[bot] = {} end
     f[#f + 1] = id
-    f[#f + 1] = '+'
+    f[#f + 1] = sid
     if member ~= '' then
       local m = members[bot]
       m[#m + 1] = 0
@@ -129,39 +143,50 @@ end
 return out
 "#;
 
-/// KEYS[1] = dead-letter stream; ARGV = prefix, ttl, then seven values per entry read:
-/// ('v', stream id, dedup window, bot, id, history member prefix or '', '') for a
-/// valid event, or ('x', stream id, '', reason, raw, '', '') for an invalid one.
-/// Returns per entry 1 (counts), 0 (duplicate of an earlier entry), 2 (dead-lettered).
-/// An adapter's entry claims its id with its own stream id as the owner, so every
-/// reader, now or in a replay, finds the same owner.
+/// KEYS[1] = events, KEYS[2] = dead letters; ARGV = prefix, dedup window seconds,
+/// ttl, then five values per entry read: ('v', stream id, bot, id, history member
+/// prefix or '') for a valid event, or ('x', stream id, reason, '', '') for an entry
+/// that is not one. Returns per entry 1 (counts), 0 (an earlier entry owns its id) or
+/// 2 (dead-lettered).
+///
+/// The verdict depends only on what Redis holds, so every reader on every node, now
+/// or in a replay, reaches the same one: the first entry to claim an id owns it (the
+/// ingest script claims for its own entries as it writes them), and the owner is
+/// recorded in the window of the entry's own time. An invalid entry is copied to the
+/// dead letters once (its fields taken from the stream, not sent back by the reader).
 const LUA_ADMIT: &str = r#"
-local prefix, ttl = ARGV[1], ARGV[2]
+local prefix, wsecs, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out = {}
-for i = 3, #ARGV, 7 do
-  local tag, sid = ARGV[i], ARGV[i+1]
+for i = 4, #ARGV, 5 do
+  local tag, sid = ARGV[i], ARGV[i + 1]
   if tag == 'v' then
-    local window, bot, id, member = tonumber(ARGV[i+2]), ARGV[i+3], ARGV[i+4], ARGV[i+5]
+    local bot, id, member = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    local window = math.floor(tonumber(string.match(sid, '^(%d+)-')) / 1000 / wsecs)
     local key = prefix .. 'dedup:' .. bot .. ':' .. window
     local owner = redis.call('HGET', key, id) or
       redis.call('HGET', prefix .. 'dedup:' .. bot .. ':' .. (window - 1), id)
     if owner == sid then
-      out[#out+1] = 1
+      out[#out + 1] = 1
     elseif owner then
-      out[#out+1] = 0
+      out[#out + 1] = 0
     else
       redis.call('HSET', key, id, sid)
       redis.call('EXPIRE', key, ttl)
       if member ~= '' then
         redis.call('ZADD', prefix .. 'history:' .. bot, 0, member .. pad(sid))
       end
-      out[#out+1] = 1
+      out[#out + 1] = 1
     end
   else
     if redis.call('SET', prefix .. 'deadmark:' .. sid, '1', 'NX', 'EX', ttl) then
-      redis.call('XADD', KEYS[1], '*', 'id', sid, 'reason', ARGV[i+3], 'event', ARGV[i+4])
+      local fields = {'id', sid, 'reason', ARGV[i + 2]}
+      local e = redis.call('XRANGE', KEYS[1], sid, sid)
+      if e[1] then
+        for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
+      end
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
     end
-    out[#out+1] = 2
+    out[#out + 1] = 2
   end
 end
 return out
@@ -169,20 +194,21 @@ return out
 
 /// KEYS[1] = the bot's history set, KEYS[2] = events; ARGV = the dialog's member
 /// prefix, the exclusive upper bound (a cursor's member, or '' for the newest), limit.
-/// Returns {member, fields or false} newest first.
-const LUA_HISTORY: &str = r#"
+/// Returns {1 when there are older messages else 0, {{member, fields or false}, …}}
+/// newest first. Read-only, so it runs on replicas and while writes are paused.
+const LUA_HISTORY: &str = r#"#!lua flags=no-writes
 local prefix, limit = ARGV[1], tonumber(ARGV[3])
 local max = ARGV[2] ~= '' and ('(' .. ARGV[2]) or ('[' .. prefix .. '~')
-local rows = redis.call('ZRANGE', KEYS[1], max, '[' .. prefix, 'BYLEX', 'REV', 'LIMIT', 0, limit)
+local rows = redis.call('ZRANGE', KEYS[1], max, '[' .. prefix, 'BYLEX', 'REV', 'LIMIT', 0, limit + 1)
 local out = {}
-for i = 1, #rows do
+for i = 1, math.min(#rows, limit) do
   local t = string.sub(rows[i], #prefix + 16)
   local ms = string.match(string.sub(t, 1, 15), '^0*(%d+)$')
   local sq = string.match(string.sub(t, 16), '^0*(%d+)$')
-  local e = redis.call('XRANGE', KEYS[2], ms .. '-' .. sq, ms .. '-' .. sq)
-  out[#out+1] = {rows[i], e[1] and e[1][2] or false}
+  local e = (ms and sq) and redis.call('XRANGE', KEYS[2], ms .. '-' .. sq, ms .. '-' .. sq) or {}
+  out[#out + 1] = {rows[i], e[1] and e[1][2] or false}
 end
-return out
+return {#rows > limit and 1 or 0, out}
 "#;
 
 struct Scripts {
@@ -191,49 +217,79 @@ struct Scripts {
     history: Script,
 }
 
-/// The Redis Streams event log. Cheap to clone.
+/// The Redis Streams event log. Cheap to clone; clones share connections.
 #[derive(Clone)]
 pub struct RedisLog {
     config: RedisConfig,
-    /// Commands that answer at once (multiplexed, reconnects by itself).
+    /// Commands that answer at once (multiplexed, reconnects by itself with backoff).
     con: ConnectionManager,
-    /// Blocking reads only, so they never hold up other commands.
-    blocking: ConnectionManager,
+    /// Connections for blocking reads: one per read in progress, so a blocking read
+    /// never holds up another command or another reader.
+    blocking: Arc<BlockingPool>,
     events_key: String,
     dead_key: String,
-    scripts: std::sync::Arc<Scripts>,
+    scripts: Arc<Scripts>,
+    closed: Arc<AtomicBool>,
+}
+
+/// Idle connections for blocking reads. A connection that failed is dropped, and the
+/// next read opens a new one: that is the reconnect.
+struct BlockingPool {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    idle: Mutex<Vec<MultiplexedConnection>>,
+}
+
+impl BlockingPool {
+    async fn take(&self) -> Result<MultiplexedConnection, LogError> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match idle {
+            Some(con) => Ok(con),
+            None => Ok(self
+                .client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await?),
+        }
+    }
+
+    fn give_back(&self, con: MultiplexedConnection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < 8
+        {
+            idle.push(con);
+        }
+    }
 }
 
 impl RedisLog {
     /// Connects to Redis; fails with a clear error when it does not answer.
     pub async fn connect(config: RedisConfig) -> Result<RedisLog, LogError> {
+        let url = redact(&config.url);
         let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| LogError::Redis(format!("bad Redis URL {:?}: {e}", config.url)))?;
-        let manager_config = |response_timeout: Duration| {
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(response_timeout))
-                .set_min_delay(Duration::from_millis(50))
-                .set_max_delay(Duration::from_secs(2))
-                .set_number_of_retries(2)
-        };
-        let unreachable = |e: redis::RedisError| {
-            LogError::Unavailable(format!("cannot reach Redis at {}: {e}", config.url))
-        };
+            .map_err(|e| LogError::Redis(format!("bad Redis URL {url:?}: {:?}", e.kind())))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(2);
         let con = client
-            .get_connection_manager_with_config(manager_config(config.response_timeout))
+            .get_connection_manager_with_config(manager_config)
             .await
-            .map_err(unreachable)?;
-        // A blocking read waits at most `MAX_BLOCK`; its own timeout leaves room for that.
-        let blocking = client
-            .get_connection_manager_with_config(manager_config(MAX_BLOCK + config.response_timeout))
-            .await
-            .map_err(unreachable)?;
+            .map_err(|e| LogError::Unavailable(format!("cannot reach Redis at {url}: {e}")))?;
+        // A blocking read waits at most `MAX_BLOCK`; its timeout leaves room for that.
+        let blocking = Arc::new(BlockingPool {
+            client,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(MAX_BLOCK + config.response_timeout)),
+            idle: Mutex::new(Vec::new()),
+        });
         let pad_then = |body: &str| Script::new(&format!("{LUA_PAD}{body}"));
         let log = RedisLog {
             events_key: format!("{}events", config.prefix),
             dead_key: format!("{}events:dead", config.prefix),
-            scripts: std::sync::Arc::new(Scripts {
+            scripts: Arc::new(Scripts {
                 ingest: pad_then(LUA_INGEST),
                 admit: pad_then(LUA_ADMIT),
                 history: Script::new(LUA_HISTORY),
@@ -241,10 +297,30 @@ impl RedisLog {
             con,
             blocking,
             config,
+            closed: Arc::new(AtomicBool::new(false)),
         };
         log.ready().await?;
-        info!(url = %redact(&log.config.url), stream = %log.events_key, "redis event log connected");
+        log.warn_when_not_durable().await;
+        info!(url = %url, stream = %log.events_key, "redis event log connected");
         Ok(log)
+    }
+
+    /// An acknowledged event is as durable as Redis makes it: say so when Redis keeps
+    /// it in memory only.
+    async fn warn_when_not_durable(&self) {
+        let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut self.con.clone())
+            .await;
+        match reply.as_deref() {
+            Ok([_, value]) if value == "yes" => {}
+            Ok([_, _]) => warn!(
+                "Redis runs with appendonly no: acknowledged events are lost if Redis \
+                 restarts; run Redis with appendonly yes (appendfsync everysec or always)"
+            ),
+            _ => info!("cannot read Redis's persistence settings (CONFIG is disabled)"),
+        }
     }
 
     /// The stream key (`botwatch:events` by default).
@@ -257,13 +333,13 @@ impl RedisLog {
         &self.dead_key
     }
 
-    /// How long a dedup window's hash (and a dead-letter mark) is kept.
-    fn ttl_secs(&self) -> u64 {
-        2 * self.config.dedup_window.as_secs().max(1) + 3600
+    fn window_secs(&self) -> u64 {
+        self.config.dedup_window.as_secs().max(1)
     }
 
-    fn window_of(&self, ms: u64) -> u64 {
-        ms / 1000 / self.config.dedup_window.as_secs().max(1)
+    /// How long a dedup window's hash (and a dead-letter mark) is kept.
+    fn ttl_secs(&self) -> u64 {
+        2 * self.window_secs() + 3600
     }
 }
 
@@ -274,12 +350,16 @@ const MAX_SCRIPT_EVENTS: usize = 1_000;
 const MAX_BLOCK: Duration = Duration::from_secs(5);
 
 /// A Redis URL without its password, for logs.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, _)) => (url, "?***"),
+        None => (url, ""),
+    };
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &url[..scheme], &url[at..])
+            format!("{}://***{}{query}", &url[..scheme], &url[at..])
         }
-        _ => url.to_owned(),
+        _ => format!("{url}{query}"),
     }
 }
 
@@ -328,12 +408,10 @@ fn time_of(p: Position) -> DateTime<Utc> {
 
 /// What a stream entry holds, decided the same way by every reader.
 enum Decoded {
-    /// Written by botwatch's ingest script: validated and de-duplicated already.
-    Admitted(Event),
-    /// Written by an adapter: a valid event whose id still has to be claimed.
-    Unclaimed(Event),
-    /// Not a valid event: the reason and the raw bytes, for the dead-letter stream.
-    Invalid(String, Vec<u8>),
+    /// A valid event; whether it counts is decided by who owns its id.
+    Valid(Box<Event>),
+    /// Not a valid event: the reason, for the dead-letter stream.
+    Invalid(String),
 }
 
 fn field<'a>(fields: &'a [Value], name: &[u8]) -> Option<&'a Vec<u8>> {
@@ -343,41 +421,36 @@ fn field<'a>(fields: &'a [Value], name: &[u8]) -> Option<&'a Vec<u8>> {
     })
 }
 
-/// Decodes one stream entry. For adapters' entries, missing `id` and `ts` are taken
-/// from the stream id, and validation uses the entry's own append time as "now", so
-/// the answer never depends on when or where it is read.
+/// The largest stream id the history index can order (15 + 10 digits). Adapters
+/// must `XADD` with `*`; an entry with an id beyond this is refused.
+const MAX_STREAM_MS: u64 = 999_999_999_999_999;
+const MAX_STREAM_SEQ: u64 = 9_999_999_999;
+
+/// Decodes and validates one stream entry. Missing `id` and `ts` are taken from the
+/// stream id, and validation uses the entry's own append time as "now", so the
+/// answer never depends on when or where it is read.
 fn decode_fields(position: Position, fields: Option<&[Value]>) -> Decoded {
+    let invalid = |reason: String| Decoded::Invalid(reason);
+    if position.ms > MAX_STREAM_MS || position.seq > MAX_STREAM_SEQ {
+        return invalid("the stream id is out of range: add entries with XADD … *".to_owned());
+    }
     let Some(fields) = fields else {
-        return Decoded::Invalid(
-            "the entry has no fields (deleted or trimmed)".to_owned(),
-            Vec::new(),
-        );
+        return invalid("the entry has no fields (deleted or trimmed)".to_owned());
     };
     let Some(raw) = field(fields, b"event") else {
-        return Decoded::Invalid("the entry has no field \"event\"".to_owned(), Vec::new());
+        return invalid("the entry has no field \"event\"".to_owned());
     };
-    // A marked entry not in the canonical form is validated like any other entry.
-    if field(fields, b"botwatch").is_some_and(|v| v.as_slice() == b"admitted")
-        && let Ok(event) = serde_json::from_slice::<Event>(raw)
-    {
-        return Decoded::Admitted(event);
-    }
     let limits = Limits::default();
     if raw.len() > limits.max_event_bytes {
-        return Decoded::Invalid(
-            format!(
-                "event is {} bytes; at most {}",
-                raw.len(),
-                limits.max_event_bytes
-            ),
-            raw.clone(),
-        );
+        return invalid(format!(
+            "event is {} bytes; at most {}",
+            raw.len(),
+            limits.max_event_bytes
+        ));
     }
     let mut value: serde_json::Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
-        Err(e) => {
-            return Decoded::Invalid(format!("the event is not valid JSON: {e}"), raw.clone());
-        }
+        Err(e) => return invalid(format!("the event is not valid JSON: {e}")),
     };
     if let serde_json::Value::Object(obj) = &mut value {
         if obj.get("id").is_none_or(|v| v.is_null()) {
@@ -389,18 +462,17 @@ fn decode_fields(position: Position, fields: Option<&[Value]>) -> Decoded {
         }
     }
     match parse_event_value(value, 0, time_of(position), &limits) {
-        Ok(event) => Decoded::Unclaimed(event),
-        Err(faults) => {
-            let reason = faults
+        Ok(event) => Decoded::Valid(Box::new(event)),
+        Err(faults) => invalid(
+            faults
                 .iter()
                 .map(|f| match &f.field {
                     Some(field) => format!("{field}: {}", f.reason),
                     None => f.reason.clone(),
                 })
                 .collect::<Vec<_>>()
-                .join("; ");
-            Decoded::Invalid(reason, raw.clone())
-        }
+                .join("; "),
+        ),
     }
 }
 
@@ -460,13 +532,9 @@ fn xread_entries(reply: Value) -> Result<Vec<RawEntry>, LogError> {
 impl EventLog for RedisLog {
     #[instrument(name = "log.append", skip_all, fields(backend = "redis", events = events.len()))]
     async fn append(&self, events: Vec<Event>) -> Result<AppendReceipt, LogError> {
-        if events.is_empty() {
-            return Ok(AppendReceipt::default());
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(LogError::Closed);
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         let mut receipt = AppendReceipt::default();
         // One script call per chunk keeps every call's arguments within Lua's limits.
         // Should a later chunk fail, the client's retry of the whole batch is safe:
@@ -475,7 +543,7 @@ impl EventLog for RedisLog {
             let mut inv = self.scripts.ingest.prepare_invoke();
             inv.key(&self.events_key)
                 .arg(&self.config.prefix)
-                .arg(self.window_of(now_ms))
+                .arg(self.window_secs())
                 .arg(self.ttl_secs());
             for e in chunk {
                 inv.arg(&e.bot)
@@ -503,18 +571,25 @@ impl EventLog for RedisLog {
     ) -> Result<ReadBatch, LogError> {
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT").arg(max.max(1));
-        let mut con = match wait {
+        let reply: Value = match wait {
             Some(wait) => {
                 let ms = wait.min(MAX_BLOCK).as_millis().max(1) as u64;
                 cmd.arg("BLOCK").arg(ms);
-                self.blocking.clone()
+                cmd.arg("STREAMS")
+                    .arg(&self.events_key)
+                    .arg(after.to_string());
+                let mut con = self.blocking.take().await?;
+                let reply = cmd.query_async(&mut con).await?;
+                self.blocking.give_back(con);
+                reply
             }
-            None => self.con.clone(),
+            None => {
+                cmd.arg("STREAMS")
+                    .arg(&self.events_key)
+                    .arg(after.to_string());
+                cmd.query_async(&mut self.con.clone()).await?
+            }
         };
-        cmd.arg("STREAMS")
-            .arg(&self.events_key)
-            .arg(after.to_string());
-        let reply: Value = cmd.query_async(&mut con).await?;
         let raw = xread_entries(reply)?;
 
         let mut batch = ReadBatch {
@@ -524,66 +599,50 @@ impl EventLog for RedisLog {
         if raw.is_empty() {
             return Ok(batch);
         }
-        // Marked entries count as they are; the others are claimed or dead-lettered
-        // by the admit script, in one round trip for the whole batch.
+        // Every entry is judged by the admit script, in one round trip for the batch.
         let mut decoded = Vec::with_capacity(raw.len());
         let mut admit = self.scripts.admit.prepare_invoke();
         admit
+            .key(&self.events_key)
             .key(&self.dead_key)
             .arg(&self.config.prefix)
+            .arg(self.window_secs())
             .arg(self.ttl_secs());
-        let mut to_admit = 0;
         for (position, fields) in &raw {
             let d = decode_fields(*position, fields.as_deref());
             match &d {
-                Decoded::Admitted(_) => {}
-                Decoded::Unclaimed(event) => {
-                    to_admit += 1;
+                Decoded::Valid(event) => {
                     admit
                         .arg("v")
                         .arg(position.to_string())
-                        .arg(self.window_of(position.ms))
                         .arg(&event.bot)
                         .arg(&event.id)
-                        .arg(history_member_prefix(event))
-                        .arg("");
+                        .arg(history_member_prefix(event));
                 }
-                Decoded::Invalid(reason, bytes) => {
-                    to_admit += 1;
+                Decoded::Invalid(reason) => {
                     warn!(position = %position, %reason, "invalid entry in the event stream; dead-lettered");
                     admit
                         .arg("x")
                         .arg(position.to_string())
-                        .arg("")
                         .arg(reason)
-                        .arg(bytes)
                         .arg("")
                         .arg("");
                 }
             }
             decoded.push((*position, d));
         }
-        let mut verdicts = Vec::new();
-        if to_admit > 0 {
-            verdicts = admit
-                .invoke_async::<Vec<i64>>(&mut self.con.clone())
-                .await?;
-            if verdicts.len() != to_admit {
-                return Err(protocol("admit verdicts"));
-            }
+        let verdicts: Vec<i64> = admit.invoke_async(&mut self.con.clone()).await?;
+        if verdicts.len() != decoded.len() {
+            return Err(protocol("admit verdicts"));
         }
-        let mut verdicts = verdicts.into_iter();
-        for (position, d) in decoded {
-            match d {
-                Decoded::Admitted(event) => batch.entries.push(LogEntry { position, event }),
-                Decoded::Unclaimed(event) => match verdicts.next() {
-                    Some(1) => batch.entries.push(LogEntry { position, event }),
-                    _ => batch.duplicates += 1,
-                },
-                Decoded::Invalid(..) => {
-                    verdicts.next();
-                    batch.dead_lettered += 1;
-                }
+        for ((position, d), verdict) in decoded.into_iter().zip(verdicts) {
+            match (d, verdict) {
+                (Decoded::Valid(event), 1) => batch.entries.push(LogEntry {
+                    position,
+                    event: *event,
+                }),
+                (Decoded::Valid(_), _) => batch.duplicates += 1,
+                (Decoded::Invalid(_), _) => batch.dead_lettered += 1,
             }
         }
         Ok(batch)
@@ -602,7 +661,7 @@ impl EventLog for RedisLog {
         let upper = before
             .map(|c| member(user, c.ts_ms, c.position))
             .unwrap_or_default();
-        let rows: Vec<Value> = self
+        let (more, rows): (i64, Vec<Value>) = self
             .scripts
             .history
             .key(&key)
@@ -613,33 +672,36 @@ impl EventLog for RedisLog {
             .invoke_async(&mut self.con.clone())
             .await?;
         let mut page = HistoryPage::default();
+        let mut last = None;
         for row in &rows {
             let Value::Array(parts) = row else {
                 return Err(protocol("history row"));
             };
-            let (ts_ms, position) = parts
+            let Some((ts_ms, position)) = parts
                 .first()
                 .and_then(bulk_str)
                 .and_then(|m| parse_member_tail(m, user))
-                .ok_or_else(|| protocol("history member"))?;
+            else {
+                warn!(bot, user, "unreadable member in the history index; skipped");
+                continue;
+            };
+            last = Some(HistoryCursor { ts_ms, position });
             let fields = match parts.get(1) {
                 Some(Value::Array(f)) => Some(f.as_slice()),
                 _ => None,
             };
             match decode_fields(position, fields) {
-                Decoded::Admitted(event) | Decoded::Unclaimed(event) => {
-                    page.entries.push(LogEntry { position, event })
-                }
+                Decoded::Valid(event) => page.entries.push(LogEntry {
+                    position,
+                    event: *event,
+                }),
                 // Indexed but gone from the stream (trimmed): nothing left to show.
-                Decoded::Invalid(reason, _) => {
+                Decoded::Invalid(reason) => {
                     warn!(%position, %reason, "history entry no longer readable")
                 }
             }
-            page.next = Some(HistoryCursor { ts_ms, position });
         }
-        if rows.len() < limit {
-            page.next = None;
-        }
+        page.next = if more == 1 { last } else { None };
         Ok(page)
     }
 
@@ -663,6 +725,9 @@ impl EventLog for RedisLog {
     }
 
     async fn ready(&self) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(LogError::Closed);
+        }
         let mut con = self.con.clone();
         let ping = redis::cmd("PING");
         let ping = ping.query_async::<String>(&mut con);
@@ -676,7 +741,9 @@ impl EventLog for RedisLog {
         }
     }
 
-    async fn close(&self) {}
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -711,6 +778,10 @@ mod tests {
             redact("redis://:secret@127.0.0.1:6379/0"),
             "redis://***@127.0.0.1:6379/0"
         );
+        assert_eq!(
+            redact("unix:///run/redis.sock?db=0&pass=secret"),
+            "unix:///run/redis.sock?***"
+        );
         assert_eq!(redact("redis://127.0.0.1"), "redis://127.0.0.1");
     }
 
@@ -721,11 +792,11 @@ mod tests {
             Value::BulkString(b"other".to_vec()),
             Value::BulkString(b"x".to_vec()),
         ];
-        let Decoded::Invalid(reason, _) = decode_fields(p, Some(&fields)) else {
+        let Decoded::Invalid(reason) = decode_fields(p, Some(&fields)) else {
             panic!("an entry without an event field is invalid");
         };
         assert!(reason.contains("no field \"event\""), "{reason}");
-        let Decoded::Invalid(reason, _) = decode_fields(p, None) else {
+        let Decoded::Invalid(reason) = decode_fields(p, None) else {
             panic!("a nil entry is invalid");
         };
         assert!(reason.contains("deleted"), "{reason}");
@@ -740,7 +811,7 @@ mod tests {
             Value::BulkString(b"event".to_vec()),
             Value::BulkString(json.to_vec()),
         ];
-        let Decoded::Unclaimed(event) = decode_fields(p, Some(&fields)) else {
+        let Decoded::Valid(event) = decode_fields(p, Some(&fields)) else {
             panic!("a valid adapter entry");
         };
         assert_eq!(event.id, "redis-1732612345678-3");

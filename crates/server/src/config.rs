@@ -4,7 +4,7 @@ use std::time::Duration;
 use botwatch_log::StorageConfig;
 
 /// Everything `serve` needs, validated before any port is bound.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub storage: StorageConfig,
@@ -13,6 +13,17 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// How long requests in flight may run on after a shutdown signal.
     pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("storage", &self.storage)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
 }
 
 impl Config {
@@ -43,7 +54,7 @@ impl Config {
                     || redis.url.starts_with("rediss://")
                     || redis.url.starts_with("unix://"))
                 {
-                    return Err(ConfigError::RedisUrl(redis.url.clone()));
+                    return Err(ConfigError::RedisUrl(botwatch_log::redact_url(&redis.url)));
                 }
                 if redis.prefix.is_empty() || redis.prefix.contains(char::is_whitespace) {
                     return Err(ConfigError::RedisPrefix(redis.prefix.clone()));

@@ -25,9 +25,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(e) => {
             state.metrics.storage_ready.set(0);
+            // The detail goes to the log; anonymous callers learn only the state.
+            tracing::warn!(error = %e, "not ready: the storage does not answer");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "storage": storage, "reason": e.to_string()})),
+                Json(json!({"status": "unavailable", "storage": storage})),
             )
         }
     }

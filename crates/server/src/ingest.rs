@@ -36,6 +36,14 @@ pub async fn ingest(
     body: Body,
 ) -> Result<(StatusCode, Json<IngestAnswer>), ApiError> {
     let principal = state.auth.authenticate(&headers)?;
+    // Bounds the memory held by bodies in flight; others wait here, unread.
+    let _slot = state.ingest_slots.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is stopping",
+        )
+    })?;
     let max = state.limits.max_batch_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -51,6 +59,19 @@ pub async fn ingest(
             state.metrics.reject("too_large", 1);
             return Err(too_large(max));
         }
+        Err(e)
+            if e.downcast_ref::<tower_http::timeout::TimeoutError>()
+                .is_some() =>
+        {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} s",
+                    crate::BODY_TIMEOUT.as_secs()
+                ),
+            ));
+        }
         Err(e) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -60,7 +81,22 @@ pub async fn ingest(
         }
     };
 
-    let events = parse_batch(&bytes, Utc::now(), &state.limits).map_err(|e| {
+    // A large body takes milliseconds to parse: off the async workers.
+    let parsed = if bytes.len() > BLOCKING_PARSE_BYTES {
+        let limits = state.limits.clone();
+        tokio::task::spawn_blocking(move || parse_batch(&bytes, Utc::now(), &limits))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; it has been logged",
+                )
+            })?
+    } else {
+        parse_batch(&bytes, Utc::now(), &state.limits)
+    };
+    let events = parsed.map_err(|e| {
         let (status, code, reason, details) = match e {
             BatchError::Malformed(m) => {
                 state.metrics.reject("malformed", 1);
@@ -116,6 +152,9 @@ pub async fn ingest(
         Json(IngestAnswer { accepted, dialogs }),
     ))
 }
+
+/// Bodies larger than this are parsed on the blocking pool.
+const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
 
 fn too_large(max: usize) -> ApiError {
     ApiError::new(

@@ -20,6 +20,7 @@ use botwatch_log::{AnyLog, EventLog};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
@@ -34,7 +35,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub auth: Arc<auth::Auth>,
     pub limits: Arc<botwatch_event::Limits>,
+    /// Ingest requests that may hold a body in memory at once (each up to 4 MiB).
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many ingest bodies may be in memory at once: 64 × 4 MiB at most.
+pub const INGEST_SLOTS: usize = 64;
+/// A request body must arrive within this time (slow senders hold a slot).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
@@ -48,6 +56,7 @@ pub fn router(state: AppState) -> Router {
             get(history::messages),
         )
         .fallback(error::not_found)
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -80,6 +89,7 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             auth: Arc::new(auth::Auth::new(config.admin_token.clone())),
             limits: Arc::new(botwatch_event::Limits::default()),
+            ingest_slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
         };
         Ok(Server { config, state })
     }

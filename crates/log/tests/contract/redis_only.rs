@@ -185,3 +185,154 @@ async fn events_land_in_the_stream_named_by_the_api() {
     assert_eq!(v["type"], "message");
     b.cleanup().await;
 }
+
+async fn delete_keys(b: &Redis, pattern: &str) {
+    let mut con = b.raw().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}{pattern}", b.config().prefix))
+        .query_async(&mut con)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut con)
+            .await
+            .expect("del");
+    }
+}
+
+#[tokio::test]
+async fn a_replay_after_the_ids_are_forgotten_still_counts_once() {
+    let b = Redis::new();
+    let log = b.open().await;
+    log.append(vec![msg("b1", "u1", "same", at(0), "via http")])
+        .await
+        .expect("append");
+    let copy = r#"{"id":"same","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"},"text":"copy"}"#;
+    xadd(&b, &[("event", copy)]).await;
+    let first = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!((ids(&first.entries), first.duplicates), (vec!["same"], 1));
+
+    // The dedup window has passed (its hashes expired) and a node replays the stream.
+    delete_keys(&b, "dedup:*").await;
+    let replay = b
+        .open()
+        .await
+        .read(Position::START, 100, None)
+        .await
+        .expect("read");
+    assert_eq!(ids(&replay.entries), ["same"]);
+    assert_eq!(
+        replay.entries[0].event.text.as_deref(),
+        Some("via http"),
+        "the first entry still owns the id"
+    );
+    assert_eq!(replay.duplicates, 1);
+    let history = log.history("b1", "u1", None, 10).await.expect("history");
+    assert_eq!(
+        ids(&history.entries),
+        ["same"],
+        "the copy never enters the history"
+    );
+    b.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_adapter_entry_not_yet_read_still_owns_its_id() {
+    let b = Redis::new();
+    let log = b.open().await;
+    let json = r#"{"id":"x1","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"},"text":"adapter"}"#;
+    xadd(&b, &[("event", json)]).await;
+    // HTTP ingest of the same id before any reader has seen the adapter's entry.
+    let r = log
+        .append(vec![msg("b1", "u1", "x1", at(0), "http")])
+        .await
+        .expect("append");
+    assert_eq!((r.stored, r.duplicates), (1, 0), "ingest cannot know yet");
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!(ids(&batch.entries), ["x1"], "counted once");
+    assert_eq!(batch.duplicates, 1);
+    let again = b
+        .open()
+        .await
+        .read(Position::START, 100, None)
+        .await
+        .expect("read");
+    assert_eq!(
+        batch.entries[0].event.text, again.entries[0].event.text,
+        "every reader keeps the same copy"
+    );
+    b.cleanup().await;
+}
+
+#[tokio::test]
+async fn copies_of_entries_do_not_count() {
+    let b = Redis::new();
+    let log = b.open().await;
+    log.append(vec![msg("b1", "u1", "orig", at(0), "hi")])
+        .await
+        .expect("append");
+    // An adapter replays the stream into itself, fields and all.
+    let mut con = b.raw().await;
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(log.events_key())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut con)
+        .await
+        .expect("xrange");
+    let fields: Vec<(&str, &str)> = entries[0]
+        .1
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    xadd(&b, &fields).await;
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!((ids(&batch.entries), batch.duplicates), (vec!["orig"], 1));
+    b.cleanup().await;
+}
+
+#[tokio::test]
+async fn dead_letters_keep_the_original_fields() {
+    let b = Redis::new();
+    let log = b.open().await;
+    let sid = xadd(&b, &[("payload", "kept"), ("other", "too")]).await;
+    log.read(Position::START, 100, None).await.expect("read");
+    let mut con = b.raw().await;
+    let dead: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(log.dead_key())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut con)
+        .await
+        .expect("xrange");
+    let fields = &dead[0].1;
+    assert_eq!(fields[0], ("id".to_owned(), sid));
+    assert!(
+        fields.contains(&("payload".to_owned(), "kept".to_owned())),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&("other".to_owned(), "too".to_owned())),
+        "{fields:?}"
+    );
+    b.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_retry_in_the_next_dedup_window_is_still_recognised() {
+    let mut b = Redis::new();
+    b.set_dedup_window(std::time::Duration::from_secs(1));
+    let log = b.open().await;
+    log.append(vec![msg("b1", "u1", "w1", at(0), "hi")])
+        .await
+        .expect("append");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = log
+        .append(vec![msg("b1", "u1", "w1", at(0), "hi")])
+        .await
+        .expect("append");
+    assert_eq!((r.stored, r.duplicates), (0, 1));
+    b.cleanup().await;
+}
