@@ -213,12 +213,62 @@ pub fn parse_event(
     parse_event_value(value, index, now, limits)
 }
 
+/// Parses and validates one event read back from a stream: like [`parse_event`],
+/// but an absent `id` is made by `make_id`, so that every reader of the same entry
+/// derives the same event. The common, valid case takes the fast path.
+pub fn parse_event_with_id(
+    raw: &[u8],
+    now: DateTime<Utc>,
+    limits: &Limits,
+    make_id: impl Fn() -> String,
+) -> Result<Event, Vec<FieldError>> {
+    if raw.len() <= limits.max_event_bytes
+        && let Ok(text) = std::str::from_utf8(raw)
+        && let Some(event) = fast::parse_with(text, now, limits, &make_id)
+    {
+        return Ok(event);
+    }
+    let fault = |reason: String, problem| {
+        vec![FieldError {
+            index: 0,
+            field: None,
+            reason,
+            problem,
+        }]
+    };
+    if raw.len() > limits.max_event_bytes {
+        return Err(fault(
+            format!(
+                "event is {} bytes; at most {} bytes",
+                raw.len(),
+                limits.max_event_bytes
+            ),
+            Problem::TooLarge,
+        ));
+    }
+    let value: Value = serde_json::from_slice(raw)
+        .map_err(|e| fault(format!("not valid JSON: {e}"), Problem::Invalid))?;
+    parse_event_value_with_id(value, 0, now, limits, make_id)
+}
+
 /// Validates one event already parsed as a JSON value.
 pub fn parse_event_value(
     value: Value,
     index: usize,
     now: DateTime<Utc>,
     limits: &Limits,
+) -> Result<Event, Vec<FieldError>> {
+    parse_event_value_with_id(value, index, now, limits, || {
+        uuid::Uuid::now_v7().to_string()
+    })
+}
+
+fn parse_event_value_with_id(
+    value: Value,
+    index: usize,
+    now: DateTime<Utc>,
+    limits: &Limits,
+    make_id: impl FnOnce() -> String,
 ) -> Result<Event, Vec<FieldError>> {
     let mut c = Checker {
         index,
@@ -234,7 +284,7 @@ pub fn parse_event_value(
 
     let id = c
         .string(&mut obj, "id", "id", ID_CHARS)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        .unwrap_or_else(make_id);
     let bot = c.slug(&mut obj, "bot", "bot");
     let provider = c.slug(&mut obj, "provider", "provider");
     let kind = match obj.remove("type") {
@@ -725,7 +775,3 @@ mod tests;
 #[cfg(test)]
 #[path = "validate/differential.rs"]
 mod differential;
-
-#[cfg(test)]
-#[path = "validate/tmp_bench.rs"]
-mod tmp_bench;

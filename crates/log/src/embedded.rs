@@ -234,6 +234,9 @@ fn writer_loop(
     debug!("writer thread stops: the queue is closed");
 }
 
+/// How many dialog numbers the writer keeps in memory (about 100 bytes each).
+const MAX_REMEMBERED_DIALOGS: usize = 200_000;
+
 /// The writer's memory of dialog numbers, so most events need no lookup for them.
 #[derive(Default)]
 struct DialogNumbers {
@@ -264,6 +267,10 @@ impl DialogNumbers {
                 next
             }
         };
+        if self.known.len() >= MAX_REMEMBERED_DIALOGS {
+            // Forget them all rather than grow without bound; the table still knows.
+            self.known.clear();
+        }
         self.known.insert((bot.to_owned(), user.to_owned()), n);
         Ok(n)
     }

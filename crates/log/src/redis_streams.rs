@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use botwatch_event::{Event, EventKind, Limits, parse_event_value};
-use chrono::{DateTime, SecondsFormat, Utc};
+use botwatch_event::{Event, EventKind, Limits, parse_event_with_id};
+use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Script, Value};
 use tracing::{info, instrument, warn};
@@ -441,27 +441,8 @@ fn decode_fields(position: Position, fields: Option<&[Value]>) -> Decoded {
         return invalid("the entry has no field \"event\"".to_owned());
     };
     let limits = Limits::default();
-    if raw.len() > limits.max_event_bytes {
-        return invalid(format!(
-            "event is {} bytes; at most {}",
-            raw.len(),
-            limits.max_event_bytes
-        ));
-    }
-    let mut value: serde_json::Value = match serde_json::from_slice(raw) {
-        Ok(v) => v,
-        Err(e) => return invalid(format!("the event is not valid JSON: {e}")),
-    };
-    if let serde_json::Value::Object(obj) = &mut value {
-        if obj.get("id").is_none_or(|v| v.is_null()) {
-            obj.insert("id".to_owned(), format!("redis-{position}").into());
-        }
-        if obj.get("ts").is_none_or(|v| v.is_null()) {
-            let ts = time_of(position).to_rfc3339_opts(SecondsFormat::Millis, true);
-            obj.insert("ts".to_owned(), ts.into());
-        }
-    }
-    match parse_event_value(value, 0, time_of(position), &limits) {
+    let id = || format!("redis-{position}");
+    match parse_event_with_id(raw, time_of(position), &limits, id) {
         Ok(event) => Decoded::Valid(Box::new(event)),
         Err(faults) => invalid(
             faults

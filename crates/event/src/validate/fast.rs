@@ -64,8 +64,18 @@ use crate::model::{
 /// The event in `raw` (one event's JSON text), when it is valid and the fast path
 /// can vouch for it; `None` means "ask the slow path", not "invalid".
 pub(crate) fn parse(raw: &str, now: DateTime<Utc>, limits: &Limits) -> Option<Event> {
+    parse_with(raw, now, limits, || uuid::Uuid::now_v7().to_string())
+}
+
+/// [`parse`], with `make_id` giving the id of an event that has none.
+pub(crate) fn parse_with(
+    raw: &str,
+    now: DateTime<Utc>,
+    limits: &Limits,
+    make_id: impl FnOnce() -> String,
+) -> Option<Event> {
     let input: EventIn<'_> = serde_json::from_str(raw).ok()?;
-    input.into_event(now, limits).ok()
+    input.into_event(now, limits, make_id).ok()
 }
 
 /// The fast path cannot vouch for this event: it is invalid, or valid in a way
@@ -84,9 +94,18 @@ type Verdict<T> = Result<T, Decline>;
 fn string(member: Member<Str<'_>>, chars: RangeInclusive<usize>) -> Verdict<Option<String>> {
     match member.flatten() {
         None => Ok(None),
-        Some(s) if chars.contains(&s.chars().count()) => Ok(Some(s.into_string())),
+        Some(s) if chars_within(&s, &chars) => Ok(Some(s.into_string())),
         Some(_) => Err(Decline),
     }
+}
+
+/// Whether `s` has a number of characters in `chars`, i.e.
+/// `chars.contains(&s.chars().count())`, counting only when the length in bytes
+/// does not settle it: a character is 1 to 4 bytes, so `⌈bytes / 4⌉ ≤ chars ≤ bytes`.
+pub(super) fn chars_within(s: &str, chars: &RangeInclusive<usize>) -> bool {
+    let bytes = s.len();
+    (bytes <= *chars.end() && bytes.div_ceil(4) >= *chars.start())
+        || chars.contains(&s.chars().count())
 }
 
 /// A required string member (`Checker::required_string`).
@@ -157,7 +176,12 @@ pub(super) const ATTACHMENT_KINDS: [(&str, AttachmentKind); 5] = [
 ];
 
 impl EventIn<'_> {
-    fn into_event(self, now: DateTime<Utc>, limits: &Limits) -> Verdict<Event> {
+    fn into_event(
+        self,
+        now: DateTime<Utc>,
+        limits: &Limits,
+        make_id: impl FnOnce() -> String,
+    ) -> Verdict<Event> {
         // `type` has no length rule of its own in the slow path: the known names.
         let kind = one_of(self.kind, &EventKind::ALL)?.ok_or(Decline)?;
         let bot = slug(self.bot)?;
@@ -204,7 +228,7 @@ impl EventIn<'_> {
 
         Ok(Event {
             // Made last, so that a declined event costs no id.
-            id: id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            id: id.unwrap_or_else(make_id),
             bot,
             kind,
             direction,

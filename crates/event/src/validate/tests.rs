@@ -1531,3 +1531,32 @@ fn is_slug_edge_cases() {
         assert!(!is_slug(bad), "{bad:?} is not a slug");
     }
 }
+
+#[test]
+fn stream_entries_without_an_id_get_the_one_given_on_both_paths() {
+    let limits = Limits::default();
+    let no_id = without(msg_in(), "/id");
+    // Valid and plain: the fast path.
+    let fast = super::parse_event_with_id(no_id.to_string().as_bytes(), now(), &limits, || {
+        "redis-1-0".to_owned()
+    })
+    .expect("valid");
+    assert_eq!(fast.id, "redis-1-0");
+    // A repeated member sends it the slow way: the same id all the same.
+    let repeated = no_id.to_string().replacen('{', r#"{"text":"first","#, 1);
+    let slow = super::parse_event_with_id(repeated.as_bytes(), now(), &limits, || {
+        "redis-1-0".to_owned()
+    })
+    .expect("valid");
+    assert_eq!(slow.id, "redis-1-0");
+    // An id present wins; faults are still named.
+    let with_id =
+        super::parse_event_with_id(msg_in().to_string().as_bytes(), now(), &limits, || {
+            "unused".to_owned()
+        })
+        .expect("valid");
+    assert_ne!(with_id.id, "unused");
+    let faults = super::parse_event_with_id(br#"{"bot":"Bad"}"#, now(), &limits, String::new)
+        .expect_err("invalid");
+    assert!(faults.iter().any(|f| f.field.as_deref() == Some("bot")));
+}
