@@ -157,23 +157,48 @@ return out
 const LUA_ADMIT: &str = r#"
 local prefix, wsecs, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out = {}
+-- Pass 1: the owners of every id read, one HMGET per bot and window.
+local groups = {}
+for i = 4, #ARGV, 5 do
+  if ARGV[i] == 'v' then
+    local window = math.floor(tonumber(string.match(ARGV[i + 1], '^(%d+)-')) / 1000 / wsecs)
+    for w = window - 1, window do
+      local key = prefix .. 'dedup:' .. ARGV[i + 2] .. ':' .. w
+      local g = groups[key]
+      if not g then g = {ids = {}, owners = {}, claims = {}}; groups[key] = g end
+      g.ids[#g.ids + 1] = ARGV[i + 3]
+    end
+  end
+end
+for key, g in pairs(groups) do
+  local found = redis.call('HMGET', key, unpack(g.ids))
+  for j = 1, #g.ids do
+    if found[j] then g.owners[g.ids[j]] = found[j] end
+  end
+end
+-- Pass 2: the verdicts, in stream order; claims and index entries in bulk after.
+local members = {}
 for i = 4, #ARGV, 5 do
   local tag, sid = ARGV[i], ARGV[i + 1]
   if tag == 'v' then
     local bot, id, member = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     local window = math.floor(tonumber(string.match(sid, '^(%d+)-')) / 1000 / wsecs)
-    local key = prefix .. 'dedup:' .. bot .. ':' .. window
-    local owner = redis.call('HGET', key, id) or
-      redis.call('HGET', prefix .. 'dedup:' .. bot .. ':' .. (window - 1), id)
+    local cur = groups[prefix .. 'dedup:' .. bot .. ':' .. window]
+    local prev = groups[prefix .. 'dedup:' .. bot .. ':' .. (window - 1)]
+    local owner = cur.owners[id] or prev.owners[id]
     if owner == sid then
       out[#out + 1] = 1
     elseif owner then
       out[#out + 1] = 0
     else
-      redis.call('HSET', key, id, sid)
-      redis.call('EXPIRE', key, ttl)
+      cur.owners[id] = sid
+      cur.claims[#cur.claims + 1] = id
+      cur.claims[#cur.claims + 1] = sid
       if member ~= '' then
-        redis.call('ZADD', prefix .. 'history:' .. bot, 0, member .. pad(sid))
+        local m = members[bot]
+        if not m then m = {}; members[bot] = m end
+        m[#m + 1] = 0
+        m[#m + 1] = member .. pad(sid)
       end
       out[#out + 1] = 1
     end
@@ -182,12 +207,23 @@ for i = 4, #ARGV, 5 do
       local fields = {'id', sid, 'reason', ARGV[i + 2]}
       local e = redis.call('XRANGE', KEYS[1], sid, sid)
       if e[1] then
-        for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
+        -- The first 100 fields and values: enough to see what it was, never too
+        -- many for one call.
+        for k = 1, math.min(#e[1][2], 200) do fields[#fields + 1] = e[1][2][k] end
       end
       redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
     end
     out[#out + 1] = 2
   end
+end
+for key, g in pairs(groups) do
+  if #g.claims > 0 then
+    redis.call('HSET', key, unpack(g.claims))
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+for bot, m in pairs(members) do
+  redis.call('ZADD', prefix .. 'history:' .. bot, unpack(m))
 end
 return out
 "#;
@@ -551,7 +587,8 @@ impl EventLog for RedisLog {
         wait: Option<Duration>,
     ) -> Result<ReadBatch, LogError> {
         let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT").arg(max.max(1));
+        // At most MAX_SCRIPT_EVENTS, so the admit script's bulk calls stay in bounds.
+        cmd.arg("COUNT").arg(max.clamp(1, MAX_SCRIPT_EVENTS));
         let reply: Value = match wait {
             Some(wait) => {
                 let ms = wait.min(MAX_BLOCK).as_millis().max(1) as u64;

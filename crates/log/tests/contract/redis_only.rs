@@ -336,3 +336,22 @@ async fn a_retry_in_the_next_dedup_window_is_still_recognised() {
     assert_eq!((r.stored, r.duplicates), (0, 1));
     b.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_entry_with_thousands_of_fields_is_dead_lettered_without_blocking() {
+    let b = Redis::new();
+    let log = b.open().await;
+    let names: Vec<String> = (0..5000).map(|i| format!("f{i}")).collect();
+    let fields: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "x")).collect();
+    xadd(&b, &fields).await;
+    let good = r#"{"id":"after","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u"}}"#;
+    xadd(&b, &[("event", good)]).await;
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!(
+        (ids(&batch.entries), batch.dead_lettered),
+        (vec!["after"], 1)
+    );
+    let dead = dead_letters(&b).await;
+    assert_eq!(dead.len(), 1);
+    b.cleanup().await;
+}
