@@ -15,16 +15,20 @@ async fn xadd(b: &Redis, fields: &[(&str, &str)]) -> String {
     cmd.query_async(&mut con).await.expect("xadd")
 }
 
-async fn dead_letters(b: &Redis) -> Vec<(String, String)> {
-    let mut con = b.raw().await;
-    let reply: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(format!("{}events:dead", b.config().prefix))
+/// Every entry of a stream: (stream id, fields in order).
+async fn entries(b: &Redis, key: &str) -> Vec<(String, Vec<(String, String)>)> {
+    redis::cmd("XRANGE")
+        .arg(key)
         .arg("-")
         .arg("+")
-        .query_async(&mut con)
+        .query_async(&mut b.raw().await)
         .await
-        .expect("xrange");
-    reply
+        .expect("xrange")
+}
+
+async fn dead_letters(b: &Redis) -> Vec<(String, String)> {
+    entries(b, &format!("{}events:dead", b.config().prefix))
+        .await
         .into_iter()
         .map(|(_, fields)| {
             let get = |name: &str| {
@@ -171,13 +175,7 @@ async fn events_land_in_the_stream_named_by_the_api() {
         .await
         .expect("xlen");
     assert_eq!(len, 1);
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(log.events_key())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut con)
-        .await
-        .expect("xrange");
+    let entries = entries(&b, log.events_key()).await;
     let (field, json) = &entries[0].1[0];
     assert_eq!(field, "event");
     let v: serde_json::Value = serde_json::from_str(json).expect("json");
@@ -274,14 +272,7 @@ async fn copies_of_entries_do_not_count() {
         .await
         .expect("append");
     // An adapter replays the stream into itself, fields and all.
-    let mut con = b.raw().await;
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(log.events_key())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut con)
-        .await
-        .expect("xrange");
+    let entries = entries(&b, log.events_key()).await;
     let fields: Vec<(&str, &str)> = entries[0]
         .1
         .iter()
@@ -299,14 +290,7 @@ async fn dead_letters_keep_the_original_fields() {
     let log = b.open().await;
     let sid = xadd(&b, &[("payload", "kept"), ("other", "too")]).await;
     log.read(Position::START, 100, None).await.expect("read");
-    let mut con = b.raw().await;
-    let dead: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(log.dead_key())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut con)
-        .await
-        .expect("xrange");
+    let dead = entries(&b, log.dead_key()).await;
     let fields = &dead[0].1;
     assert_eq!(fields[0], ("id".to_owned(), sid));
     assert!(
