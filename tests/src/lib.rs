@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Shorter than in production, so the slow-body test is quick.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -56,6 +58,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("addr");
         let mut config = Config::new(addr, storage);
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
+        config.body_timeout = BODY_TIMEOUT;
         let server = Server::open(config)
             .await
             .expect("open the server (Redis must run on 127.0.0.1:6379 for Redis tests)");

@@ -179,6 +179,23 @@ async fn limits_answer_413(backend: Backend) {
     s.stop().await;
 }
 
+async fn a_body_that_never_arrives_gets_408(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let started = std::time::Instant::now();
+    // 100 bytes announced, 10 sent, then nothing.
+    let status_line = raw_request(
+        &s,
+        &format!(
+            "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+             Content-Length: 100\r\n\r\n[{{\"id\":\"1"
+        ),
+    )
+    .await;
+    assert!(status_line.starts_with("HTTP/1.1 408"), "{status_line}");
+    assert!(started.elapsed() >= botwatch_tests::BODY_TIMEOUT);
+    s.stop().await;
+}
+
 async fn retried_events_count_once(backend: Backend) {
     let s = TestServer::start(backend).await;
     let batch = json!([
@@ -331,6 +348,7 @@ both_backends!(
     an_invalid_batch_names_every_fault_and_stores_nothing,
     malformed_json_and_missing_credentials_are_refused,
     limits_answer_413,
+    a_body_that_never_arrives_gets_408,
     retried_events_count_once,
     history_pages_newest_first,
     health_readiness_and_metrics,

@@ -3,19 +3,20 @@
 //! Keys (prefix `botwatch:` unless configured):
 //! - `events`: the log; each entry has the field `event` (event JSON).
 //! - `events:dead`: entries that are not valid events, with the reason.
-//! - `dedup:{bot}:{window}`: hash, event id → who owns it: `+` when botwatch wrote
-//!   it, else the stream id of the adapter's entry that claimed it.
+//! - `dedup:{bot}:{window}`: hash, event id → the stream id of the entry that owns it
+//!   (the first to claim it); one hash per bot and 15-day window.
 //! - `history:{bot}`: sorted set, all scores 0, one member per message: dialog,
 //!   event ms and stream id (see `member`).
 //! - `deadmark:{stream id}`: set once an entry has been dead-lettered.
 //!
-//! Writes by botwatch go through one Lua script per batch (dedup claim, `XADD` with
-//! the mark `botwatch=admitted`, history index), so a retried event is never stored
-//! twice and readers take marked entries without asking Redis again. Entries that
-//! adapters `XADD` themselves are validated when read: every reader runs the admit
-//! script on what it read, which claims the event id for the first entry that has it
-//! (the same answer for every reader, on every node, after every restart), indexes it,
-//! and dead-letters invalid entries exactly once.
+//! Writes by botwatch go through one Lua script per batch (dedup claim, `XADD`,
+//! history index), so a retried event is never stored twice. Every entry, botwatch's
+//! own and those adapters `XADD` themselves, is validated when read and judged by the
+//! admit script, which every reader runs on what it read: the first entry to claim an
+//! id owns it, the owner is recorded in Redis, so every reader on every node, and every
+//! replay, counts the same entries; invalid entries are dead-lettered exactly once.
+//! Ownership hashes and dead-letter marks are kept as long as the stream keeps its
+//! entries (retention, which will trim both together, comes with the aggregator).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,23 +79,38 @@ local function pad(sid)
 end
 "#;
 
-/// KEYS[1] = events; ARGV = prefix, dedup window seconds, window ttl, then
+/// KEYS[1] = events; ARGV = prefix, dedup window seconds, then
 /// (bot, id, history member prefix or '' when not indexed, json) per event.
 /// Returns per event the new stream id, or 0 when the id was already taken.
 ///
 /// Event ids are remembered in one hash per bot and dedup window
-/// (`dedup:{bot}:{window}`, the window counted on Redis's clock): id → the stream id
-/// of the entry that owns it. The current and the previous window are checked, so an
-/// id is remembered for at least one window. Everything but the `XADD` is done in
+/// (`dedup:{bot}:{window}`, counted on the stream's clock: Redis's time, or the last
+/// entry's when that is ahead): id → the stream id of the entry that owns it. The
+/// current and the previous window are checked, so a retry is recognised for at least
+/// one window. The hashes are kept as long as the stream keeps its entries, so a
+/// replay always finds the same owners. A stream whose last entry is more than an
+/// hour ahead of the clock (an adapter's explicit id) is refused loudly. Everything but the `XADD` is done in
 /// bulk (an HMGET per window and bot, one HSET and one ZADD per bot), because each
 /// call from Lua costs about as much as the work it does.
 const LUA_INGEST: &str = r#"
-local prefix, wsecs, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local window = math.floor(tonumber(redis.call('TIME')[1]) / wsecs)
-local n = (#ARGV - 3) / 4
+local prefix, wsecs = ARGV[1], tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local next_ms = now_ms
+if last then
+  local last_ms = tonumber(string.match(last[1], '^(%d+)-'))
+  if last_ms > now_ms + 3600000 then
+    return redis.error_reply('BOTWATCH_STREAM_AHEAD the last entry of the stream (' .. last[1] ..
+      ') is more than an hour ahead of the clock: an adapter added it with an explicit id')
+  end
+  if last_ms > next_ms then next_ms = last_ms end
+end
+local window = math.floor(next_ms / 1000 / wsecs)
+local n = (#ARGV - 2) / 4
 local bots = {}
 for i = 0, n - 1 do
-  local b = 4 + i * 4
+  local b = 3 + i * 4
   local ids = bots[ARGV[b]]
   if not ids then ids = {}; bots[ARGV[b]] = ids end
   ids[#ids + 1] = ARGV[b + 1]
@@ -112,7 +128,7 @@ for bot, ids in pairs(bots) do
 end
 local out, fresh, members = {}, {}, {}
 for i = 0, n - 1 do
-  local b = 4 + i * 4
+  local b = 3 + i * 4
   local bot, id, member = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local t = taken[bot]
   if t[id] then
@@ -133,9 +149,7 @@ for i = 0, n - 1 do
   end
 end
 for bot, f in pairs(fresh) do
-  local key = prefix .. 'dedup:' .. bot .. ':' .. window
-  redis.call('HSET', key, unpack(f))
-  redis.call('EXPIRE', key, ttl)
+  redis.call('HSET', prefix .. 'dedup:' .. bot .. ':' .. window, unpack(f))
   if #members[bot] > 0 then
     redis.call('ZADD', prefix .. 'history:' .. bot, unpack(members[bot]))
   end
@@ -144,7 +158,7 @@ return out
 "#;
 
 /// KEYS[1] = events, KEYS[2] = dead letters; ARGV = prefix, dedup window seconds,
-/// ttl, then five values per entry read: ('v', stream id, bot, id, history member
+/// then five values per entry read: ('v', stream id, bot, id, history member
 /// prefix or '') for a valid event, or ('x', stream id, reason, '', '') for an entry
 /// that is not one. Returns per entry 1 (counts), 0 (an earlier entry owns its id) or
 /// 2 (dead-lettered).
@@ -155,11 +169,11 @@ return out
 /// recorded in the window of the entry's own time. An invalid entry is copied to the
 /// dead letters once (its fields taken from the stream, not sent back by the reader).
 const LUA_ADMIT: &str = r#"
-local prefix, wsecs, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local prefix, wsecs = ARGV[1], tonumber(ARGV[2])
 local out = {}
 -- Pass 1: the owners of every id read, one HMGET per bot and window.
 local groups = {}
-for i = 4, #ARGV, 5 do
+for i = 3, #ARGV, 5 do
   if ARGV[i] == 'v' then
     local window = math.floor(tonumber(string.match(ARGV[i + 1], '^(%d+)-')) / 1000 / wsecs)
     for w = window - 1, window do
@@ -178,7 +192,7 @@ for key, g in pairs(groups) do
 end
 -- Pass 2: the verdicts, in stream order; claims and index entries in bulk after.
 local members = {}
-for i = 4, #ARGV, 5 do
+for i = 3, #ARGV, 5 do
   local tag, sid = ARGV[i], ARGV[i + 1]
   if tag == 'v' then
     local bot, id, member = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
@@ -203,7 +217,7 @@ for i = 4, #ARGV, 5 do
       out[#out + 1] = 1
     end
   else
-    if redis.call('SET', prefix .. 'deadmark:' .. sid, '1', 'NX', 'EX', ttl) then
+    if redis.call('SET', prefix .. 'deadmark:' .. sid, '1', 'NX') then
       local fields = {'id', sid, 'reason', ARGV[i + 2]}
       local e = redis.call('XRANGE', KEYS[1], sid, sid)
       if e[1] then
@@ -219,7 +233,6 @@ end
 for key, g in pairs(groups) do
   if #g.claims > 0 then
     redis.call('HSET', key, unpack(g.claims))
-    redis.call('EXPIRE', key, ttl)
   end
 end
 for bot, m in pairs(members) do
@@ -372,11 +385,6 @@ impl RedisLog {
     fn window_secs(&self) -> u64 {
         self.config.dedup_window.as_secs().max(1)
     }
-
-    /// How long a dedup window's hash (and a dead-letter mark) is kept.
-    fn ttl_secs(&self) -> u64 {
-        2 * self.window_secs() + 3600
-    }
 }
 
 /// Events per ingest script call (Lua's `unpack` takes a few thousand values).
@@ -462,6 +470,17 @@ fn field<'a>(fields: &'a [Value], name: &[u8]) -> Option<&'a Vec<u8>> {
 const MAX_STREAM_MS: u64 = 999_999_999_999_999;
 const MAX_STREAM_SEQ: u64 = 9_999_999_999;
 
+/// The limits entries are read back with: what ingest accepts, plus room for what it
+/// adds (a made `id` and `ts`) and for the clocks of botwatch and Redis to differ.
+fn read_limits() -> Limits {
+    let ingest = Limits::default();
+    Limits {
+        max_event_bytes: ingest.max_event_bytes + 1024,
+        max_future: ingest.max_future + chrono::Duration::minutes(5),
+        ..ingest
+    }
+}
+
 /// Decodes and validates one stream entry. Missing `id` and `ts` are taken from the
 /// stream id, and validation uses the entry's own append time as "now", so the
 /// answer never depends on when or where it is read.
@@ -476,7 +495,7 @@ fn decode_fields(position: Position, fields: Option<&[Value]>) -> Decoded {
     let Some(raw) = field(fields, b"event") else {
         return invalid("the entry has no field \"event\"".to_owned());
     };
-    let limits = Limits::default();
+    let limits = read_limits();
     let id = || format!("redis-{position}");
     match parse_event_with_id(raw, time_of(position), &limits, id) {
         Ok(event) => Decoded::Valid(Box::new(event)),
@@ -560,8 +579,7 @@ impl EventLog for RedisLog {
             let mut inv = self.scripts.ingest.prepare_invoke();
             inv.key(&self.events_key)
                 .arg(&self.config.prefix)
-                .arg(self.window_secs())
-                .arg(self.ttl_secs());
+                .arg(self.window_secs());
             for e in chunk {
                 inv.arg(&e.bot)
                     .arg(&e.id)
@@ -624,8 +642,7 @@ impl EventLog for RedisLog {
             .key(&self.events_key)
             .key(&self.dead_key)
             .arg(&self.config.prefix)
-            .arg(self.window_secs())
-            .arg(self.ttl_secs());
+            .arg(self.window_secs());
         for (position, fields) in &raw {
             let d = decode_fields(*position, fields.as_deref());
             match &d {

@@ -13,6 +13,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// How long requests in flight may run on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request body (408 after).
+    pub body_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -22,6 +24,7 @@ impl std::fmt::Debug for Config {
             .field("storage", &self.storage)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -33,6 +36,7 @@ impl Config {
             storage,
             admin_token: None,
             shutdown_grace: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 

@@ -17,9 +17,12 @@ const WAIT: Duration = Duration::from_secs(1);
 pub async fn run(log: Arc<AnyLog>, metrics: Arc<Metrics>, stop: CancellationToken) {
     let mut position = Position::START;
     let mut backoff = Duration::from_millis(100);
+    // Halved after each failed read, so that a run of huge entries is read a few at a
+    // time instead of timing out forever; back to full size after a success.
+    let mut batch_size = BATCH;
     loop {
         let read = log
-            .read(position, BATCH, Some(WAIT))
+            .read(position, batch_size, Some(WAIT))
             .instrument(info_span!("follower.read", %position));
         let batch = tokio::select! {
             _ = stop.cancelled() => return,
@@ -28,6 +31,7 @@ pub async fn run(log: Arc<AnyLog>, metrics: Arc<Metrics>, stop: CancellationToke
         match batch {
             Ok(batch) => {
                 backoff = Duration::from_millis(100);
+                batch_size = BATCH;
                 position = batch.next;
                 metrics.reader_events.inc_by(batch.entries.len() as u64);
                 metrics.dead_letters.inc_by(batch.dead_lettered);
@@ -41,7 +45,8 @@ pub async fn run(log: Arc<AnyLog>, metrics: Arc<Metrics>, stop: CancellationToke
                 }
             }
             Err(e) => {
-                warn!(error = %e, retry_in = ?backoff, "log follower cannot read; retrying");
+                batch_size = (batch_size / 2).max(1);
+                warn!(error = %e, retry_in = ?backoff, batch_size, "log follower cannot read; retrying");
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}

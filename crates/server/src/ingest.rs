@@ -59,16 +59,13 @@ pub async fn ingest(
             state.metrics.reject("too_large", 1);
             return Err(too_large(max));
         }
-        Err(e)
-            if e.downcast_ref::<tower_http::timeout::TimeoutError>()
-                .is_some() =>
-        {
+        Err(e) if caused_by_timeout(e.as_ref()) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 format!(
-                    "the body did not arrive within {} s",
-                    crate::BODY_TIMEOUT.as_secs()
+                    "the body did not arrive within {} ms",
+                    state.body_timeout.as_millis()
                 ),
             ));
         }
@@ -151,6 +148,18 @@ pub async fn ingest(
         StatusCode::ACCEPTED,
         Json(IngestAnswer { accepted, dialogs }),
     ))
+}
+
+/// Whether the body timeout is somewhere in the error's chain (axum wraps it).
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// Bodies larger than this are parsed on the blocking pool.

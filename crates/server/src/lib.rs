@@ -37,12 +37,12 @@ pub struct AppState {
     pub limits: Arc<botwatch_event::Limits>,
     /// Ingest requests that may hold a body in memory at once (each up to 4 MiB).
     pub ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// A request body must arrive within this time (a slow sender holds a slot).
+    pub body_timeout: Duration,
 }
 
 /// How many ingest bodies may be in memory at once: 64 × 4 MiB at most.
 pub const INGEST_SLOTS: usize = 64;
-/// A request body must arrive within this time (slow senders hold a slot).
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
             get(history::messages),
         )
         .fallback(error::not_found)
-        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -90,6 +90,7 @@ impl Server {
             auth: Arc::new(auth::Auth::new(config.admin_token.clone())),
             limits: Arc::new(botwatch_event::Limits::default()),
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
+            body_timeout: config.body_timeout,
         };
         Ok(Server { config, state })
     }

@@ -339,3 +339,49 @@ async fn an_entry_with_thousands_of_fields_is_dead_lettered_without_blocking() {
     assert_eq!(dead.len(), 1);
     b.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_explicit_id_ahead_of_the_clock_is_refused_loudly_not_silently() {
+    let b = Redis::new();
+    let log = b.open().await;
+    log.append(vec![msg("b1", "u1", "before", at(0), "x")])
+        .await
+        .expect("append");
+    // An adapter adds an entry with an id in the year 2286.
+    let ahead = xadd_with_id(&b, "9999999999999-0", &[("event", "{}")]).await;
+    let refused = log.append(vec![msg("b1", "u1", "after", at(1), "x")]).await;
+    let Err(e) = refused else {
+        panic!("ingest behind an entry from the future must fail");
+    };
+    assert!(e.to_string().contains("ahead of the clock"), "{e}");
+    // Readers are not blocked by it: it is dead-lettered like any invalid entry.
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!(
+        (ids(&batch.entries), batch.dead_lettered),
+        (vec!["before"], 1)
+    );
+    assert_eq!(batch.next.to_string(), ahead);
+    b.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_id_beyond_what_the_index_orders_is_dead_lettered() {
+    let b = Redis::new();
+    let log = b.open().await;
+    let json = r#"{"id":"far","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"}}"#;
+    xadd_with_id(&b, "1000000000000000-0", &[("event", json)]).await;
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!((batch.entries.len(), batch.dead_lettered), (0, 1));
+    let dead = dead_letters(&b).await;
+    assert!(dead[0].1.contains("out of range"), "{:?}", dead[0]);
+    b.cleanup().await;
+}
+
+async fn xadd_with_id(b: &Redis, id: &str, fields: &[(&str, &str)]) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(format!("{}events", b.config().prefix)).arg(id);
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    cmd.query_async(&mut b.raw().await).await.expect("xadd")
+}
