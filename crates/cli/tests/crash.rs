@@ -262,3 +262,38 @@ async fn redis_kill_nine_loses_nothing_acknowledged() {
     let prefix = format!("bwcrash:{}:", std::process::id());
     kill_nine_loses_nothing_acknowledged(Storage::Redis { prefix }).await;
 }
+
+/// SIGTERM: the server stops by itself, cleanly (exit 0), and what it acknowledged is
+/// there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_gracefully() {
+    let storage = Storage::Embedded(tempfile::tempdir().expect("dir"));
+    let mut server = start(&storage).await;
+    let client = reqwest::Client::new();
+    let (ids, body) = batch(0, 0);
+    let r = client
+        .post(format!("{}/api/v1/events", server.base))
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(r.status().as_u16(), 202);
+
+    let pid = server.child.id().expect("pid");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), server.child.wait())
+        .await
+        .expect("stops within the grace period")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+
+    let server = start(&storage).await;
+    let counts = read_all(&server.base).await;
+    assert_eq!(counts.len(), ids.len());
+    assert!(ids.iter().all(|id| counts.get(id) == Some(&1)));
+}
