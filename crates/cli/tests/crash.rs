@@ -166,6 +166,16 @@ async fn kill_nine_loses_nothing_acknowledged(storage: Storage) {
             ledger.clone(),
             round,
         ));
+        // The kill lands `delay` ms after the server has acknowledged a first batch
+        // of this round (a slow machine must not turn a round into a no-op).
+        let started = std::time::Instant::now();
+        while ledger.lock().expect("ledger").acknowledged.len() < acknowledged_before + BATCH {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "round {round}: no acknowledgement"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         tokio::time::sleep(Duration::from_millis(delay)).await;
         server.child.start_kill().expect("SIGKILL");
         server.child.wait().await.expect("wait");

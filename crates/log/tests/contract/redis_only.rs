@@ -307,12 +307,26 @@ async fn dead_letters_keep_the_original_fields() {
 #[tokio::test]
 async fn a_retry_in_the_next_dedup_window_is_still_recognised() {
     let mut b = Redis::new();
-    b.set_dedup_window(std::time::Duration::from_secs(1));
+    b.set_dedup_window(std::time::Duration::from_secs(2));
     let log = b.open().await;
+    // Append just before a window boundary (on Redis's clock), retry just after it.
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut b.raw().await)
+        .await
+        .expect("time");
+    let now_ms = secs * 1000 + micros / 1000;
+    let to_boundary = 2000 - now_ms % 2000;
+    // Too close to this boundary to be sure to append before it: take the next one.
+    let before = if to_boundary < 300 {
+        to_boundary + 1850
+    } else {
+        to_boundary - 150
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(before)).await;
     log.append(vec![msg("b1", "u1", "w1", at(0), "hi")])
         .await
         .expect("append");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let r = log
         .append(vec![msg("b1", "u1", "w1", at(0), "hi")])
         .await
