@@ -1,0 +1,23 @@
+//! The aggregator's figures: everything the product shows about a bot, kept exact as
+//! each event is applied, in any order. A figure that differs from a recount of the
+//! log is a bug (PRODUCT.md → Definitions).
+//!
+//! This crate is the state and its rules only — no IO, no tasks: [`BotFigures`] is
+//! one bot's state, changed by [`BotFigures::apply`] and read by the query methods.
+//! Order independence comes from keeping only structures whose final state does not
+//! depend on the order of insertion: session groups as sorted intervals, counters per
+//! 15-minute UTC slot (every time zone's hours, days and weeks are unions of those),
+//! and, for distinct active users, each user's set of active local hours.
+//!
+//! Not here yet (issue 3 continues): the owning task, snapshots and replay, the query
+//! endpoints, the user table's sorting, filtering and search.
+
+mod bot;
+mod sessions;
+mod text;
+mod time;
+
+pub use bot::{BotFigures, BotSettings, StatsBucket, UserFigures};
+pub use sessions::Group;
+pub use text::normalize_top_text;
+pub use time::{BucketSize, SLOT_MS};

@@ -1,0 +1,294 @@
+//! Random event sets, in random orders and with retried copies, applied to the
+//! aggregator; every figure is compared with a plain recount written here, from the
+//! definitions in PRODUCT.md, without the aggregator's structures.
+//!
+//! Copies are dropped before the aggregator (first copy wins), as the event log does
+//! for it: the aggregator is fed from the log, where an id is stored once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use botwatch_aggregator::{BotFigures, BotSettings, BucketSize};
+use botwatch_event::{Direction, Event, EventKind, UserInfo};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike};
+use chrono_tz::Tz;
+use proptest::prelude::*;
+use unicode_normalization::UnicodeNormalization;
+
+const ZONES: [&str; 4] = ["UTC", "Europe/Kyiv", "Asia/Kolkata", "America/New_York"];
+const TEXTS: [&str; 6] = [
+    "Where is my order?",
+    "  where IS my   order? ",
+    "Привіт",
+    "ПРИВІТ ",
+    "   ",
+    "ﬁnd",
+];
+/// 2026-03-28 00:00 UTC: the window spans the spring clock change of Kyiv and New York's
+/// side of it stays put; Kolkata is +5:30 throughout.
+const BASE_MS: i64 = 1_774_656_000_000;
+
+#[derive(Debug, Clone)]
+struct Spec {
+    user: u8,
+    offset_min: i64,
+    offset_ms: i64,
+    kind_user: bool,
+    inbound: bool,
+    text: usize,
+    name: u8,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    // Half the times fall on whole half hours, so gaps of exactly the session timeout
+    // (1, 30 or 240 minutes) and bucket edges are common, not rare.
+    let minute = prop_oneof![0i64..(3 * 24 * 60), (0i64..144).prop_map(|h| h * 30)];
+    let ms = prop_oneof![Just(0i64), 0i64..60_000];
+    (
+        0u8..6,
+        minute,
+        ms,
+        prop::bool::weighted(0.1),
+        any::<bool>(),
+        0usize..TEXTS.len(),
+        0u8..3,
+    )
+        .prop_map(
+            |(user, offset_min, offset_ms, kind_user, inbound, text, name)| Spec {
+                user,
+                offset_min,
+                offset_ms,
+                kind_user,
+                inbound,
+                text,
+                name,
+            },
+        )
+}
+
+fn event(i: usize, s: &Spec) -> Event {
+    let ts = BASE_MS + s.offset_min * 60_000 + s.offset_ms;
+    Event {
+        id: format!("e{i}"),
+        bot: "bot".to_owned(),
+        kind: if s.kind_user {
+            EventKind::User
+        } else {
+            EventKind::Message
+        },
+        direction: (!s.kind_user).then_some(if s.inbound {
+            Direction::In
+        } else {
+            Direction::Out
+        }),
+        provider: "telegram".to_owned(),
+        user: UserInfo {
+            id: format!("u{}", s.user),
+            name: Some(["Олена", "John", "Марія"][s.name as usize].to_owned()),
+            ..UserInfo::default()
+        },
+        text: (!s.kind_user).then(|| TEXTS[s.text].to_owned()),
+        attachments: Vec::new(),
+        sender: None,
+        ts: DateTime::from_timestamp_millis(ts).expect("time"),
+    }
+}
+
+/// The local bucket an instant is in, named by local calendar terms.
+fn key(tz: Tz, ts_ms: i64, size: BucketSize) -> (i32, u32, u32) {
+    let local = DateTime::from_timestamp_millis(ts_ms)
+        .expect("time")
+        .with_timezone(&tz);
+    match size {
+        BucketSize::Hour => (local.year(), local.ordinal(), local.hour()),
+        BucketSize::Day => (local.year(), local.ordinal(), 0),
+        BucketSize::Week => {
+            let w = local.iso_week();
+            (w.year(), w.week(), 0)
+        }
+    }
+}
+
+fn local_date(tz: Tz, ts_ms: i64) -> NaiveDate {
+    DateTime::from_timestamp_millis(ts_ms)
+        .expect("time")
+        .with_timezone(&tz)
+        .date_naive()
+}
+
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+struct Figures {
+    messages_in: u64,
+    messages_out: u64,
+    users_new: u64,
+    users_existing: u64,
+    users_active: u64,
+    sessions: u64,
+}
+
+/// Sessions of one dialog, from its sorted messages: (start ms, has an inbound message).
+fn recount_sessions(mut msgs: Vec<(i64, bool)>, timeout: i64) -> Vec<(i64, bool)> {
+    msgs.sort();
+    let mut groups: Vec<(i64, i64, bool)> = Vec::new();
+    for (ts, inbound) in msgs {
+        match groups.last_mut() {
+            Some(g) if ts - g.1 < timeout => {
+                g.1 = ts;
+                g.2 |= inbound;
+            }
+            _ => groups.push((ts, ts, inbound)),
+        }
+    }
+    groups.into_iter().map(|(s, _, i)| (s, i)).collect()
+}
+
+fn normalise(text: &str) -> Option<String> {
+    let t = text.nfkc().collect::<String>().to_lowercase();
+    let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!t.is_empty()).then_some(t)
+}
+
+fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
+    let tz = settings.tz;
+    let messages: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Message)
+        .collect();
+    let inbound = |e: &Event| e.direction == Some(Direction::In);
+
+    // Users.
+    let mut by_user: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for e in &messages {
+        by_user.entry(e.user.id.as_str()).or_default().push(e);
+    }
+    let mut first: HashMap<&str, i64> = HashMap::new();
+    let mut all_sessions: Vec<i64> = Vec::new();
+    for (user, msgs) in &by_user {
+        let times: Vec<(i64, bool)> = msgs.iter().map(|e| (e.ts_millis(), inbound(e))).collect();
+        let sessions: Vec<i64> = recount_sessions(times.clone(), settings.session_timeout_ms)
+            .into_iter()
+            .filter(|(_, i)| *i)
+            .map(|(s, _)| s)
+            .collect();
+        let f = figures.user(user).expect("the user is known");
+        assert_eq!(f.messages, msgs.len() as u64, "messages of {user}");
+        assert_eq!(f.sessions, sessions.len() as u64, "sessions of {user}");
+        assert_eq!(
+            f.first_seen_ms,
+            times.iter().map(|t| t.0).min(),
+            "first seen of {user}"
+        );
+        assert_eq!(f.last_ms, times.iter().map(|t| t.0).max(), "last of {user}");
+        first.insert(user, f.first_seen_ms.expect("first"));
+        all_sessions.extend(sessions);
+    }
+    // The latest profile wins, whatever the arrival order.
+    for user in figures.user_ids() {
+        let latest = events
+            .iter()
+            .filter(|e| e.user.id == user)
+            .max_by(|a, b| (a.ts_millis(), &a.id).cmp(&(b.ts_millis(), &b.id)))
+            .expect("an event of the user");
+        assert_eq!(
+            figures.user(user).expect("known").name,
+            latest.user.name,
+            "name of {user}"
+        );
+    }
+
+    // Statistics, for every bucket size, over the whole window and a day more each side.
+    let from = local_date(tz, BASE_MS) - chrono::Duration::days(1);
+    let to = local_date(tz, BASE_MS + 3 * 86_400_000) + chrono::Duration::days(1);
+    for size in [BucketSize::Hour, BucketSize::Day, BucketSize::Week] {
+        let mut expected: BTreeMap<(i32, u32, u32), Figures> = BTreeMap::new();
+        let mut active: BTreeMap<(i32, u32, u32), BTreeSet<&str>> = BTreeMap::new();
+        for e in &messages {
+            let k = key(tz, e.ts_millis(), size);
+            let f = expected.entry(k).or_default();
+            if inbound(e) {
+                f.messages_in += 1;
+                active.entry(k).or_default().insert(&e.user.id);
+            } else {
+                f.messages_out += 1;
+            }
+        }
+        for (k, users) in active {
+            expected.entry(k).or_default().users_active = users.len() as u64;
+        }
+        for &t in first.values() {
+            expected.entry(key(tz, t, size)).or_default().users_new += 1;
+        }
+        for &s in &all_sessions {
+            expected.entry(key(tz, s, size)).or_default().sessions += 1;
+        }
+        let got: Vec<_> = figures.stats(from, to, size);
+        let mut seen = BTreeSet::new();
+        for b in &got {
+            let k = key(tz, b.start_ms, size);
+            assert!(seen.insert(k), "one bucket per key: {k:?}");
+            let mut want = expected.get(&k).copied().unwrap_or_default();
+            want.users_existing = first.values().filter(|&&t| key(tz, t, size) < k).count() as u64;
+            let have = Figures {
+                messages_in: b.messages_in,
+                messages_out: b.messages_out,
+                users_new: b.users_new,
+                users_existing: b.users_existing,
+                users_active: b.users_active,
+                sessions: b.sessions,
+            };
+            assert_eq!(have, want, "{size:?} bucket {k:?} in {tz}");
+        }
+        for k in expected.keys() {
+            assert!(
+                seen.contains(k),
+                "{size:?} bucket {k:?} with figures is missing"
+            );
+        }
+    }
+
+    // Top messages over the whole window.
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for e in messages.iter().filter(|e| inbound(e)) {
+        if let Some(t) = e.text.as_deref().and_then(normalise) {
+            *counts.entry(t).or_default() += 1;
+        }
+    }
+    let mut want: Vec<(String, u64)> = counts.into_iter().collect();
+    want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    assert_eq!(figures.top_messages(from, to, 100), want);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn every_figure_equals_a_recount(
+        specs in prop::collection::vec(spec(), 1..80),
+        retries in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+        order in any::<u64>(),
+        zone in 0usize..ZONES.len(),
+        timeout_min in prop::sample::select(vec![1i64, 30, 240]),
+    ) {
+        let settings = BotSettings {
+            tz: ZONES[zone].parse().expect("zone"),
+            session_timeout_ms: timeout_min * 60_000,
+        };
+        let events: Vec<Event> = specs.iter().enumerate().map(|(i, s)| event(i, s)).collect();
+        // Arrival: every event, plus retried copies, shuffled.
+        let mut arrival: Vec<Event> = events.clone();
+        for r in &retries {
+            arrival.push(events[r.index(events.len())].clone());
+        }
+        let mut rng = order;
+        for i in (1..arrival.len()).rev() {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            arrival.swap(i, (rng >> 33) as usize % (i + 1));
+        }
+        // What the log hands on: the first copy of each id.
+        let mut stored = HashSet::new();
+        let mut figures = BotFigures::new(settings);
+        for e in arrival.iter().filter(|e| stored.insert(e.id.clone())) {
+            figures.apply(e);
+        }
+        check(&events, settings, &figures);
+    }
+}
