@@ -272,6 +272,116 @@ async fn history_pages_newest_first(backend: Backend) {
     s.stop().await;
 }
 
+/// Polls `path` until `done` holds for its answer (figures follow the log).
+async fn until(s: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = s.get(path).await;
+        if status == 200 && done(&body) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{path} never got there: {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn figures_follow_the_log(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let out = |id: &str, ts: &str| {
+        json!({"id": id, "bot": "helpdesk", "type": "message", "direction": "out",
+               "provider": "telegram", "user": {"id": "u1"}, "text": "On its way", "ts": ts})
+    };
+    let batch = json!([
+        event("f1", "u1", "Where is my order?", "2026-11-26T10:00:00Z"),
+        out("f2", "2026-11-26T10:00:05Z"),
+        event(
+            "f3",
+            "u1",
+            "  where IS my   order? ",
+            "2026-11-26T10:20:00Z"
+        ),
+        event("f4", "u2", "Привіт", "2026-11-26T12:00:00Z"),
+        // More than 30 minutes after the last message: a second session.
+        event("f5", "u1", "thanks", "2026-11-26T11:00:00Z"),
+    ]);
+    let (status, _) = s.ingest(batch.to_string()).await;
+    assert_eq!(status, 202);
+
+    let dialog = until(&s, "/api/v1/bots/helpdesk/dialogs/u1", |d| {
+        d["messages"] == 4
+    })
+    .await;
+    assert_eq!(dialog["sessions"], 2);
+    assert_eq!(dialog["mode"], "auto");
+    assert_eq!(dialog["last"], "2026-11-26T11:00:00.000Z");
+    assert_eq!(dialog["user"]["name"], "Олена К.");
+
+    let (_, day) = s
+        .get("/api/v1/bots/helpdesk/stats?from=2026-11-26&to=2026-11-26&bucket=day")
+        .await;
+    assert_eq!(day["tz"], "UTC");
+    assert_eq!(
+        day["buckets"],
+        json!([{"start": "2026-11-26T00:00:00.000Z", "messages_in": 4, "messages_out": 1,
+                "users_new": 2, "users_existing": 0, "users_active": 2, "sessions": 3}])
+    );
+    let (_, hours) = s
+        .get("/api/v1/bots/helpdesk/stats?from=2026-11-26&to=2026-11-26&bucket=hour")
+        .await;
+    let hours = hours["buckets"].as_array().expect("buckets");
+    assert_eq!(hours.len(), 24, "empty buckets are included");
+    assert_eq!(hours[10]["messages_in"], 2);
+    assert_eq!(hours[10]["messages_out"], 1);
+    assert_eq!(
+        hours[12]["users_existing"], 1,
+        "u1 was first seen before 12:00"
+    );
+
+    let (_, top) = s
+        .get("/api/v1/bots/helpdesk/top-messages?from=2026-11-26&to=2026-11-26")
+        .await;
+    assert_eq!(
+        top,
+        json!([{"text": "where is my order?", "count": 2}, {"text": "thanks", "count": 1},
+               {"text": "привіт", "count": 1}])
+    );
+    let (_, bots) = s.get("/api/v1/bots").await;
+    assert!(
+        bots.as_array()
+            .expect("bots")
+            .contains(&json!({"id": "helpdesk"})),
+        "{bots}"
+    );
+
+    for (path, status) in [
+        (
+            "/api/v1/bots/nobody/stats?from=2026-11-26&to=2026-11-26",
+            404,
+        ),
+        ("/api/v1/bots/helpdesk/dialogs/stranger", 404),
+        (
+            "/api/v1/bots/helpdesk/stats?from=2026-11-27&to=2026-11-26",
+            400,
+        ),
+        (
+            "/api/v1/bots/helpdesk/stats?from=2026-11-26&to=2026-11-26&bucket=month",
+            400,
+        ),
+        ("/api/v1/bots/helpdesk/stats?to=2026-11-26", 400),
+        (
+            "/api/v1/bots/helpdesk/stats?from=2026-01-01&to=2026-11-26&bucket=hour",
+            400,
+        ),
+        ("/api/v1/bots/helpdesk/top-messages?limit=0", 400),
+    ] {
+        assert_eq!(s.get(path).await.0, status, "{path}");
+    }
+    s.stop().await;
+}
+
 async fn health_readiness_and_metrics(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (status, body) = s.get("/healthz").await;
@@ -351,6 +461,7 @@ both_backends!(
     a_body_that_never_arrives_gets_408,
     retried_events_count_once,
     history_pages_newest_first,
+    figures_follow_the_log,
     health_readiness_and_metrics,
 );
 

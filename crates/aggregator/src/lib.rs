@@ -2,22 +2,25 @@
 //! each event is applied, in any order. A figure that differs from a recount of the
 //! log is a bug (PRODUCT.md → Definitions).
 //!
-//! This crate is the state and its rules only — no IO, no tasks: [`BotFigures`] is
-//! one bot's state, changed by [`BotFigures::apply`] and read by the query methods.
+//! [`BotFigures`] is one bot's state, changed by [`BotFigures::apply`] and read by the
+//! query methods; [`AggregatorHandle`] runs the one task that owns all bots' figures.
 //! Order independence comes from keeping only structures whose final state does not
 //! depend on the order of insertion: session groups as sorted intervals, counters per
 //! 15-minute UTC slot (every time zone's hours, days and weeks are unions of those),
 //! and, for distinct active users, each user's set of active local hours.
 //!
-//! Not here yet (issue 3 continues): the owning task, snapshots and replay, the query
-//! endpoints, the user table's sorting, filtering and search.
+//! Not here yet (issue 3 continues): bot settings (zone and session timeout are the
+//! defaults, UTC and 30 minutes), snapshots (a restart replays the log), the users
+//! table's sorting, filtering and search, dialogs lists.
 
 mod bot;
 mod sessions;
+mod task;
 mod text;
 mod time;
 
 pub use bot::{BotFigures, BotSettings, StatsBucket, UserFigures};
 pub use sessions::Group;
+pub use task::{Aggregator, AggregatorHandle, Stopped};
 pub use text::normalize_top_text;
 pub use time::{BucketSize, SLOT_MS};

@@ -1,10 +1,11 @@
-//! Follows the log from its start: keeps the reader metrics, and on Redis it is what
-//! validates, de-duplicates, indexes and dead-letters the entries adapters write
-//! straight into the stream. The aggregator will read the same way.
+//! Follows the log from its start and hands every event to the aggregator; keeps the
+//! reader metrics. On Redis it is also what validates, de-duplicates, indexes and
+//! dead-letters the entries adapters write straight into the stream.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use botwatch_aggregator::AggregatorHandle;
 use botwatch_log::{AnyLog, EventLog, Position};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
@@ -14,7 +15,12 @@ use crate::metrics::Metrics;
 const BATCH: usize = 1_000;
 const WAIT: Duration = Duration::from_secs(1);
 
-pub async fn run(log: Arc<AnyLog>, metrics: Arc<Metrics>, stop: CancellationToken) {
+pub async fn run(
+    log: Arc<AnyLog>,
+    aggregator: AggregatorHandle,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let mut position = Position::START;
     let mut backoff = Duration::from_millis(100);
     // Halved after each failed read, so that a run of huge entries is read a few at a
@@ -34,6 +40,10 @@ pub async fn run(log: Arc<AnyLog>, metrics: Arc<Metrics>, stop: CancellationToke
                 batch_size = BATCH;
                 position = batch.next;
                 metrics.reader_events.inc_by(batch.entries.len() as u64);
+                let events = batch.entries.into_iter().map(|e| e.event).collect();
+                if aggregator.apply(events).await.is_err() {
+                    return;
+                }
                 metrics.dead_letters.inc_by(batch.dead_lettered);
                 match log.stats().await {
                     Ok(stats) => {

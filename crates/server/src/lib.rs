@@ -5,6 +5,7 @@
 mod auth;
 mod config;
 mod error;
+mod figures;
 mod follower;
 mod health;
 mod history;
@@ -32,6 +33,7 @@ pub use metrics::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub log: Arc<AnyLog>,
+    pub aggregator: botwatch_aggregator::AggregatorHandle,
     pub metrics: Arc<Metrics>,
     pub auth: Arc<auth::Auth>,
     pub limits: Arc<botwatch_event::Limits>,
@@ -51,6 +53,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/events", post(ingest::ingest))
+        .route("/api/v1/bots", get(figures::bots))
+        .route("/api/v1/bots/{bot}/stats", get(figures::stats))
+        .route(
+            "/api/v1/bots/{bot}/top-messages",
+            get(figures::top_messages),
+        )
+        .route("/api/v1/bots/{bot}/dialogs/{user}", get(figures::dialog))
         .route(
             "/api/v1/bots/{bot}/dialogs/{user}/messages",
             get(history::messages),
@@ -84,8 +93,10 @@ impl Server {
         config.validate()?;
         let log = AnyLog::open(&config.storage).await?;
         info!(backend = log.backend_name(), "storage open");
+        let (aggregator, _task) = botwatch_aggregator::AggregatorHandle::spawn();
         let state = AppState {
             log: Arc::new(log),
+            aggregator,
             metrics: Arc::new(Metrics::new()),
             auth: Arc::new(auth::Auth::new(config.admin_token.clone())),
             limits: Arc::new(botwatch_event::Limits::default()),
@@ -111,6 +122,7 @@ impl Server {
         let follower_stop = CancellationToken::new();
         let follower = tokio::spawn(follower::run(
             state.log.clone(),
+            state.aggregator.clone(),
             state.metrics.clone(),
             follower_stop.clone(),
         ));

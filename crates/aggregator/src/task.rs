@@ -1,0 +1,103 @@
+//! The one task that owns every bot's figures (the model of tokio-console's
+//! aggregator): no locks around the state; events arrive in batches and queries run
+//! between two batches, so every answer is a consistent view and no reader ever
+//! blocks the writer for longer than one query.
+
+use std::collections::HashMap;
+
+use botwatch_event::Event;
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use crate::bot::{BotFigures, BotSettings};
+
+/// Every bot's figures.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    bots: HashMap<String, BotFigures>,
+}
+
+impl Aggregator {
+    pub fn apply(&mut self, event: &Event) {
+        self.bots
+            .entry(event.bot.clone())
+            .or_insert_with(|| BotFigures::new(BotSettings::default()))
+            .apply(event);
+    }
+
+    pub fn bot(&self, bot: &str) -> Option<&BotFigures> {
+        self.bots.get(bot)
+    }
+
+    /// The bots that have events, sorted.
+    pub fn bots(&self) -> Vec<&str> {
+        let mut bots: Vec<&str> = self.bots.keys().map(String::as_str).collect();
+        bots.sort_unstable();
+        bots
+    }
+}
+
+type Query = Box<dyn FnOnce(&Aggregator) + Send>;
+
+enum Command {
+    Apply(Vec<Event>),
+    Query(Query),
+}
+
+/// The aggregator task has stopped (the service is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the aggregator has stopped")]
+pub struct Stopped;
+
+/// How the rest of the service talks to the aggregator task. Cheap to clone.
+#[derive(Clone)]
+pub struct AggregatorHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl AggregatorHandle {
+    /// Starts the task; it stops when every handle is dropped.
+    pub fn spawn() -> (AggregatorHandle, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Command>(64);
+        let task = tokio::spawn(async move {
+            let mut state = Aggregator::default();
+            while let Some(command) = rx.recv().await {
+                match command {
+                    Command::Apply(events) => {
+                        for e in &events {
+                            state.apply(e);
+                        }
+                        debug!(events = events.len(), "applied");
+                    }
+                    Command::Query(query) => query(&state),
+                }
+            }
+        });
+        (AggregatorHandle { commands: tx }, task)
+    }
+
+    /// Applies events read from the log (each once, in log order).
+    pub async fn apply(&self, events: Vec<Event>) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Apply(events))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Runs `f` on the state between two batches and returns its answer.
+    pub async fn query<T, F>(&self, f: F) -> Result<T, Stopped>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Aggregator) -> T + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let query: Query = Box::new(move |state| {
+            let _ = reply.send(f(state));
+        });
+        self.commands
+            .send(Command::Query(query))
+            .await
+            .map_err(|_| Stopped)?;
+        answer.await.map_err(|_| Stopped)
+    }
+}

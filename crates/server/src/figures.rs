@@ -1,0 +1,288 @@
+//! The figures the aggregator keeps: bots, statistics, top messages, one dialog.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use botwatch_aggregator::{BucketSize, StatsBucket, UserFigures};
+use botwatch_event::is_slug;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn stopped() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        "the server is stopping",
+    )
+}
+
+fn no_bot(bot: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no bot {bot:?}"),
+    )
+}
+
+/// Authenticates, checks the bot's name and read access.
+fn reader(state: &AppState, headers: &HeaderMap, bot: &str) -> Result<Principal, ApiError> {
+    let principal = state.auth.authenticate(headers)?;
+    if !is_slug(bot) {
+        return Err(ApiError::bad_parameter("bot", "not a bot slug"));
+    }
+    if !principal.may_read(bot) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("no read access to bot {bot:?}"),
+        ));
+    }
+    Ok(principal)
+}
+
+fn date(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| ApiError::bad_parameter(name, "expected a date, YYYY-MM-DD"))
+}
+
+#[derive(Debug, Serialize)]
+pub struct BotItem {
+    id: String,
+}
+
+/// `GET /api/v1/bots`: the bots that have events.
+pub async fn bots(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<BotItem>>, ApiError> {
+    let principal = state.auth.authenticate(&headers)?;
+    let bots = state
+        .aggregator
+        .query(|a| a.bots().into_iter().map(str::to_owned).collect::<Vec<_>>())
+        .await
+        .map_err(|_| stopped())?;
+    Ok(Json(
+        bots.into_iter()
+            .filter(|b| principal.may_read(b))
+            .map(|id| BotItem { id })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    bucket: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatsAnswer {
+    tz: String,
+    buckets: Vec<BucketItem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BucketItem {
+    start: String,
+    messages_in: u64,
+    messages_out: u64,
+    users_new: u64,
+    users_existing: u64,
+    users_active: u64,
+    sessions: u64,
+}
+
+impl From<StatsBucket> for BucketItem {
+    fn from(b: StatsBucket) -> BucketItem {
+        BucketItem {
+            start: rfc3339(b.start_ms),
+            messages_in: b.messages_in,
+            messages_out: b.messages_out,
+            users_new: b.users_new,
+            users_existing: b.users_existing,
+            users_active: b.users_active,
+            sessions: b.sessions,
+        }
+    }
+}
+
+/// `GET /api/v1/bots/{bot}/stats?from=&to=&bucket=`: `to` inclusive, dates in the
+/// bot's zone, empty buckets included.
+#[instrument(name = "stats", skip(state, headers, query))]
+pub async fn stats(
+    State(state): State<AppState>,
+    Path(bot): Path<String>,
+    Query(query): Query<StatsQuery>,
+    headers: HeaderMap,
+) -> Result<Json<StatsAnswer>, ApiError> {
+    reader(&state, &headers, &bot)?;
+    let (Some(from), Some(to)) = (query.from.as_deref(), query.to.as_deref()) else {
+        return Err(ApiError::bad_parameter(
+            "from, to",
+            "both are required (YYYY-MM-DD)",
+        ));
+    };
+    let (from, to) = (date("from", from)?, date("to", to)?);
+    let (size, max_days) = match query.bucket.as_deref().unwrap_or("day") {
+        "hour" => (BucketSize::Hour, 31),
+        "day" => (BucketSize::Day, 400),
+        "week" => (BucketSize::Week, 5 * 366),
+        _ => {
+            return Err(ApiError::bad_parameter(
+                "bucket",
+                "expected hour, day or week",
+            ));
+        }
+    };
+    let days = (to - from).num_days() + 1;
+    if days < 1 {
+        return Err(ApiError::bad_parameter("to", "must not be before from"));
+    }
+    if days > max_days {
+        return Err(ApiError::bad_parameter(
+            "from, to",
+            format!("at most {max_days} days for this bucket size"),
+        ));
+    }
+    let missing = bot.clone();
+    let answer = state
+        .aggregator
+        .query(move |a| {
+            a.bot(&bot).map(|figures| StatsAnswer {
+                tz: figures.settings().tz.name().to_owned(),
+                buckets: figures
+                    .stats(from, to, size)
+                    .into_iter()
+                    .map(BucketItem::from)
+                    .collect(),
+            })
+        })
+        .await
+        .map_err(|_| stopped())?;
+    answer.map(Json).ok_or_else(|| no_bot(&missing))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TopQuery {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TopItem {
+    text: String,
+    count: u64,
+}
+
+/// `GET /api/v1/bots/{bot}/top-messages?from=&to=&limit=`: what users send most
+/// often; by default over the last 30 days.
+#[instrument(name = "top_messages", skip(state, headers, query))]
+pub async fn top_messages(
+    State(state): State<AppState>,
+    Path(bot): Path<String>,
+    Query(query): Query<TopQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<TopItem>>, ApiError> {
+    reader(&state, &headers, &bot)?;
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 20,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_parameter(
+                    "limit",
+                    "expected a whole number from 1 to 100",
+                ));
+            }
+        },
+    };
+    let from = query.from.as_deref().map(|d| date("from", d)).transpose()?;
+    let to = query.to.as_deref().map(|d| date("to", d)).transpose()?;
+    let missing = bot.clone();
+    let top = state
+        .aggregator
+        .query(move |a| {
+            a.bot(&bot).map(|figures| {
+                let today = Utc::now()
+                    .with_timezone(&figures.settings().tz)
+                    .date_naive();
+                let to = to.unwrap_or(today);
+                let from = from.unwrap_or(to - chrono::Duration::days(29));
+                figures.top_messages(from, to, limit)
+            })
+        })
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| no_bot(&missing))?;
+    Ok(Json(
+        top.into_iter()
+            .map(|(text, count)| TopItem { text, count })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct DialogAnswer {
+    user: DialogUser,
+    mode: &'static str,
+    last: Option<String>,
+    messages: u64,
+    sessions: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DialogUser {
+    id: String,
+    name: Option<String>,
+    provider: Option<String>,
+    first_seen: Option<String>,
+}
+
+/// `GET /api/v1/bots/{bot}/dialogs/{user}`: what a bot asks about one user.
+#[instrument(name = "dialog", skip(state, headers))]
+pub async fn dialog(
+    State(state): State<AppState>,
+    Path((bot, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<DialogAnswer>, ApiError> {
+    reader(&state, &headers, &bot)?;
+    let (b, u) = (bot.clone(), user.clone());
+    let figures: Option<UserFigures> = state
+        .aggregator
+        .query(move |a| a.bot(&b).and_then(|f| f.user(&u)))
+        .await
+        .map_err(|_| stopped())?;
+    let f = figures.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("bot {bot:?} has no user {user:?}"),
+        )
+    })?;
+    Ok(Json(DialogAnswer {
+        user: DialogUser {
+            id: f.id,
+            name: f.name,
+            provider: f.provider,
+            first_seen: f.first_seen_ms.map(rfc3339),
+        },
+        // Operator takeover comes with its own issue; until then every dialog is auto.
+        mode: "auto",
+        last: f.last_ms.map(rfc3339),
+        messages: f.messages,
+        sessions: f.sessions,
+    }))
+}
