@@ -115,6 +115,21 @@ impl TestServer {
         (status, json)
     }
 
+    /// PUTs a JSON body with the admin token.
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .put(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
     /// Stops the server and removes what it stored in Redis.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

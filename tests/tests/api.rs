@@ -382,6 +382,100 @@ async fn figures_follow_the_log(backend: Backend) {
     s.stop().await;
 }
 
+async fn settings_shape_the_figures(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let batch = json!([
+        // 23:30 UTC on the 25th is 01:30 on the 26th in Kyiv.
+        event("s1", "u1", "late", "2026-11-25T23:30:00Z"),
+        event("s2", "u2", "a", "2026-11-25T10:00:00Z"),
+        event("s3", "u2", "b", "2026-11-25T10:20:00Z"),
+    ]);
+    assert_eq!(s.ingest(batch.to_string()).await.0, 202);
+    until(&s, "/api/v1/bots/helpdesk/dialogs/u2", |d| {
+        d["sessions"] == 1
+    })
+    .await;
+    let (status, doc) = s.get("/api/v1/bots/helpdesk/settings").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        doc,
+        json!({"name": null, "timezone": "UTC", "session_timeout_secs": 1800})
+    );
+
+    let (status, doc) = s
+        .put(
+            "/api/v1/bots/helpdesk/settings",
+            json!({"timezone": "Europe/Kyiv", "session_timeout_secs": 600}),
+        )
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["timezone"], "Europe/Kyiv");
+    // Recounted: ten minutes is the new session timeout, and days are Kyiv's.
+    until(&s, "/api/v1/bots/helpdesk/dialogs/u2", |d| {
+        d["sessions"] == 2
+    })
+    .await;
+    let stats = until(
+        &s,
+        "/api/v1/bots/helpdesk/stats?from=2026-11-25&to=2026-11-26&bucket=day",
+        |b| b["tz"] == "Europe/Kyiv",
+    )
+    .await;
+    let days = stats["buckets"].as_array().expect("buckets");
+    assert_eq!(days[0]["start"], "2026-11-24T22:00:00.000Z");
+    assert_eq!(
+        (
+            days[0]["messages_in"].as_u64(),
+            days[1]["messages_in"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(days[0]["sessions"], 2);
+
+    // A name alone changes no figure; PUT on a new bot creates it.
+    let (status, doc) = s
+        .put(
+            "/api/v1/bots/helpdesk/settings",
+            json!({"name": "Help desk"}),
+        )
+        .await;
+    assert_eq!(
+        (status, doc["timezone"].as_str()),
+        (200, Some("Europe/Kyiv"))
+    );
+    let (status, _) = s
+        .put(
+            "/api/v1/bots/fresh-bot/settings",
+            json!({"timezone": "Asia/Kolkata"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    until(&s, "/api/v1/bots", |b| {
+        b.as_array()
+            .is_some_and(|b| b.contains(&json!({"id": "fresh-bot"})))
+    })
+    .await;
+    assert_eq!(
+        s.get("/api/v1/bots/fresh-bot/settings").await.1["timezone"],
+        "Asia/Kolkata"
+    );
+
+    for (body, field) in [
+        (json!({"timezone": "Mars/Olympus"}), "timezone"),
+        (json!({"session_timeout_secs": 0}), "session_timeout_secs"),
+        (json!({"webhook_url": "https://example.org"}), "webhook_url"),
+    ] {
+        let (status, e) = s.put("/api/v1/bots/helpdesk/settings", body).await;
+        assert_eq!(status, 400, "{e}");
+        assert!(
+            e["message"].as_str().unwrap_or("").starts_with(field),
+            "{e}"
+        );
+    }
+    assert_eq!(s.get("/api/v1/bots/nobody/settings").await.0, 404);
+    s.stop().await;
+}
+
 async fn health_readiness_and_metrics(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (status, body) = s.get("/healthz").await;
@@ -462,6 +556,7 @@ both_backends!(
     retried_events_count_once,
     history_pages_newest_first,
     figures_follow_the_log,
+    settings_shape_the_figures,
     health_readiness_and_metrics,
 );
 

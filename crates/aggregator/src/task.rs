@@ -15,14 +15,26 @@ use crate::bot::{BotFigures, BotSettings};
 #[derive(Debug, Default)]
 pub struct Aggregator {
     bots: HashMap<String, BotFigures>,
+    /// Settings of bots that have them; the others use the defaults.
+    settings: HashMap<String, BotSettings>,
 }
 
 impl Aggregator {
     pub fn apply(&mut self, event: &Event) {
-        self.bots
-            .entry(event.bot.clone())
-            .or_insert_with(|| BotFigures::new(BotSettings::default()))
-            .apply(event);
+        if let Some(figures) = self.bots.get_mut(&event.bot) {
+            figures.apply(event);
+            return;
+        }
+        let settings = self.settings.get(&event.bot).copied().unwrap_or_default();
+        let mut figures = BotFigures::new(settings);
+        figures.apply(event);
+        self.bots.insert(event.bot.clone(), figures);
+    }
+
+    /// Puts in place a bot's figures recounted with new settings.
+    pub fn replace(&mut self, bot: String, figures: BotFigures) {
+        self.settings.insert(bot.clone(), figures.settings());
+        self.bots.insert(bot, figures);
     }
 
     pub fn bot(&self, bot: &str) -> Option<&BotFigures> {
@@ -41,6 +53,7 @@ type Query = Box<dyn FnOnce(&Aggregator) + Send>;
 
 enum Command {
     Apply(Vec<Event>),
+    Replace(String, Box<BotFigures>),
     Query(Query),
 }
 
@@ -69,6 +82,7 @@ impl AggregatorHandle {
                         }
                         debug!(events = events.len(), "applied");
                     }
+                    Command::Replace(bot, figures) => state.replace(bot, *figures),
                     Command::Query(query) => query(&state),
                 }
             }
@@ -80,6 +94,14 @@ impl AggregatorHandle {
     pub async fn apply(&self, events: Vec<Event>) -> Result<(), Stopped> {
         self.commands
             .send(Command::Apply(events))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Replaces a bot's figures (recounted after its settings changed).
+    pub async fn replace(&self, bot: String, figures: BotFigures) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Replace(bot, Box::new(figures)))
             .await
             .map_err(|_| Stopped)
     }

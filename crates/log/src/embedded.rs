@@ -33,6 +33,7 @@ const DEDUP: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("d
 const DIALOGS: TableDefinition<(&str, &str), u64> = TableDefinition::new("dialogs");
 const HISTORY: TableDefinition<(u64, i64, u64, u64), ()> = TableDefinition::new("history");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
 const DB_FILE: &str = "events.redb";
 /// Upper bound of events written in one group-commit transaction.
@@ -108,6 +109,7 @@ impl EmbeddedLog {
             txn.open_table(DEDUP)?;
             txn.open_table(HISTORY)?;
             txn.open_table(DIALOGS)?;
+            txn.open_table(SETTINGS)?;
             let meta = txn.open_table(META)?;
             let head = match events.last()? {
                 Some((k, _)) => {
@@ -409,6 +411,65 @@ fn read_history(
         _ => None,
     };
     Ok(page)
+}
+
+impl crate::SettingsStore for EmbeddedLog {
+    async fn all_settings(&self) -> Result<Vec<(String, String)>, LogError> {
+        self.blocking(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(SETTINGS)?;
+            let mut all = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                all.push((k.value().to_owned(), v.value().to_owned()));
+            }
+            Ok(all)
+        })
+        .await
+    }
+
+    async fn settings(&self, bot: &str) -> Result<Option<String>, LogError> {
+        let bot = bot.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(SETTINGS)?;
+            Ok(table.get(bot.as_str())?.map(|v| v.value().to_owned()))
+        })
+        .await
+    }
+
+    async fn put_settings(&self, bot: &str, json: &str) -> Result<(), LogError> {
+        let (bot, json) = (bot.to_owned(), json.to_owned());
+        // A separate write transaction: redb serialises it with the writer thread's.
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(SETTINGS)?;
+                table.insert(bot.as_str(), json.as_str())?;
+                let mut meta = txn.open_table(META)?;
+                let version = meta
+                    .get("settings_version")?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                meta.insert("settings_version", version + 1)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn settings_version(&self) -> Result<u64, LogError> {
+        self.blocking(|db| {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            Ok(meta
+                .get("settings_version")?
+                .map(|v| v.value())
+                .unwrap_or(0))
+        })
+        .await
+    }
 }
 
 impl EventLog for EmbeddedLog {

@@ -116,6 +116,27 @@ pub trait EventLog: Send + Sync + 'static {
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
 
+/// Each bot's settings, kept beside the log in the same storage, as opaque JSON
+/// documents (the server owns their shape). Every change bumps a version, so that
+/// every node notices it.
+pub trait SettingsStore: Send + Sync + 'static {
+    /// Every bot's settings document.
+    fn all_settings(&self) -> impl Future<Output = Result<Vec<(String, String)>, LogError>> + Send;
+
+    /// One bot's settings document, if it has one.
+    fn settings(&self, bot: &str) -> impl Future<Output = Result<Option<String>, LogError>> + Send;
+
+    /// Stores a bot's settings document (durably) and bumps the version.
+    fn put_settings(
+        &self,
+        bot: &str,
+        json: &str,
+    ) -> impl Future<Output = Result<(), LogError>> + Send;
+
+    /// A number that changes whenever any bot's settings change.
+    fn settings_version(&self) -> impl Future<Output = Result<u64, LogError>> + Send;
+}
+
 /// The backend chosen by configuration.
 #[derive(Clone)]
 pub enum AnyLog {
@@ -147,6 +168,24 @@ macro_rules! delegate {
             AnyLog::Redis($log) => $call.await,
         }
     };
+}
+
+impl SettingsStore for AnyLog {
+    async fn all_settings(&self) -> Result<Vec<(String, String)>, LogError> {
+        delegate!(self, log => log.all_settings())
+    }
+
+    async fn settings(&self, bot: &str) -> Result<Option<String>, LogError> {
+        delegate!(self, log => log.settings(bot))
+    }
+
+    async fn put_settings(&self, bot: &str, json: &str) -> Result<(), LogError> {
+        delegate!(self, log => log.put_settings(bot, json))
+    }
+
+    async fn settings_version(&self) -> Result<u64, LogError> {
+        delegate!(self, log => log.settings_version())
+    }
 }
 
 impl EventLog for AnyLog {

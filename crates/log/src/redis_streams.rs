@@ -565,6 +565,54 @@ fn xread_entries(reply: Value) -> Result<Vec<RawEntry>, LogError> {
     Ok(out)
 }
 
+impl RedisLog {
+    fn settings_key(&self) -> String {
+        format!("{}settings", self.config.prefix)
+    }
+}
+
+impl crate::SettingsStore for RedisLog {
+    async fn all_settings(&self) -> Result<Vec<(String, String)>, LogError> {
+        Ok(redis::cmd("HGETALL")
+            .arg(self.settings_key())
+            .query_async(&mut self.con.clone())
+            .await?)
+    }
+
+    async fn settings(&self, bot: &str) -> Result<Option<String>, LogError> {
+        Ok(redis::cmd("HGET")
+            .arg(self.settings_key())
+            .arg(bot)
+            .query_async(&mut self.con.clone())
+            .await?)
+    }
+
+    async fn put_settings(&self, bot: &str, json: &str) -> Result<(), LogError> {
+        let key = self.settings_key();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(bot)
+            .arg(json)
+            .ignore()
+            .cmd("INCR")
+            .arg(format!("{key}:version"))
+            .ignore()
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn settings_version(&self) -> Result<u64, LogError> {
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(format!("{}:version", self.settings_key()))
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+}
+
 impl EventLog for RedisLog {
     #[instrument(name = "log.append", skip_all, fields(backend = "redis", events = events.len()))]
     async fn append(&self, events: Vec<Event>) -> Result<AppendReceipt, LogError> {

@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 use botwatch_event::{
     Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo,
 };
-use botwatch_log::{EmbeddedLog, EventLog, HistoryCursor, Position, RedisConfig, RedisLog};
+use botwatch_log::{
+    EmbeddedLog, EventLog, HistoryCursor, Position, RedisConfig, RedisLog, SettingsStore,
+};
 use chrono::{DateTime, TimeZone, Utc};
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// A backend under test: opens the log (again, after a restart) on the same storage.
 pub trait Backend: Send + Sync {
-    type Log: EventLog + Clone;
+    type Log: EventLog + SettingsStore + Clone;
     fn open(&self) -> impl std::future::Future<Output = Self::Log> + Send;
     fn cleanup(&self) -> impl std::future::Future<Output = ()> + Send;
 }
@@ -410,6 +412,41 @@ pub async fn appends_after_close_are_refused<B: Backend>(b: B) {
     b.cleanup().await;
 }
 
+pub async fn settings_are_kept_and_versioned<B: Backend>(b: B) {
+    let log = b.open().await;
+    assert_eq!(log.settings("b1").await.expect("get"), None);
+    let v0 = log.settings_version().await.expect("version");
+    log.put_settings("b1", r#"{"timezone":"Europe/Kyiv"}"#)
+        .await
+        .expect("put");
+    log.put_settings("b2", r#"{"timezone":"UTC"}"#)
+        .await
+        .expect("put");
+    log.put_settings("b1", r#"{"timezone":"Asia/Kolkata"}"#)
+        .await
+        .expect("put");
+    let v1 = log.settings_version().await.expect("version");
+    assert!(v1 >= v0 + 3, "every change bumps the version: {v0} -> {v1}");
+    assert_eq!(
+        log.settings("b1").await.expect("get").as_deref(),
+        Some(r#"{"timezone":"Asia/Kolkata"}"#)
+    );
+    log.close().await;
+    drop(log);
+    let log = b.open().await;
+    let mut all = log.all_settings().await.expect("all");
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            ("b1".to_owned(), r#"{"timezone":"Asia/Kolkata"}"#.to_owned()),
+            ("b2".to_owned(), r#"{"timezone":"UTC"}"#.to_owned())
+        ]
+    );
+    assert_eq!(log.settings_version().await.expect("version"), v1);
+    b.cleanup().await;
+}
+
 pub async fn concurrent_appends_are_all_kept<B: Backend>(b: B) {
     let log = b.open().await;
     let mut tasks = Vec::new();
@@ -460,6 +497,7 @@ contract!(
     everything_survives_a_restart,
     concurrent_appends_are_all_kept,
     appends_after_close_are_refused,
+    settings_are_kept_and_versioned,
 );
 
 #[path = "contract/redis_only.rs"]

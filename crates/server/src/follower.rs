@@ -1,19 +1,34 @@
 //! Follows the log from its start and hands every event to the aggregator; keeps the
 //! reader metrics. On Redis it is also what validates, de-duplicates, indexes and
 //! dead-letters the entries adapters write straight into the stream.
+//!
+//! It also watches the bots' settings: when a bot's time zone or session timeout
+//! changes (on this node or any other), it recounts that bot from the start of the log
+//! up to where it has read, and puts the new figures in place before reading on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use botwatch_aggregator::AggregatorHandle;
-use botwatch_log::{AnyLog, EventLog, Position};
+use botwatch_aggregator::{AggregatorHandle, BotFigures, BotSettings};
+use botwatch_log::{AnyLog, EventLog, LogError, Position, SettingsStore};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::metrics::Metrics;
+use crate::settings::SettingsDoc;
 
 const BATCH: usize = 1_000;
 const WAIT: Duration = Duration::from_secs(1);
+
+struct Follower {
+    log: Arc<AnyLog>,
+    aggregator: AggregatorHandle,
+    metrics: Arc<Metrics>,
+    position: Position,
+    settings_version: Option<u64>,
+    settings: HashMap<String, BotSettings>,
+}
 
 pub async fn run(
     log: Arc<AnyLog>,
@@ -21,39 +36,33 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    let mut position = Position::START;
+    let mut f = Follower {
+        log,
+        aggregator,
+        metrics,
+        position: Position::START,
+        settings_version: None,
+        settings: HashMap::new(),
+    };
     let mut backoff = Duration::from_millis(100);
     // Halved after each failed read, so that a run of huge entries is read a few at a
     // time instead of timing out forever; back to full size after a success.
     let mut batch_size = BATCH;
     loop {
-        let read = log
-            .read(position, batch_size, Some(WAIT))
-            .instrument(info_span!("follower.read", %position));
-        let batch = tokio::select! {
-            _ = stop.cancelled() => return,
-            batch = read => batch,
+        let step = async {
+            f.follow_settings().await?;
+            f.read_once(batch_size).await
         };
-        match batch {
-            Ok(batch) => {
+        let result = tokio::select! {
+            _ = stop.cancelled() => return,
+            result = step => result,
+        };
+        match result {
+            Ok(true) => {
                 backoff = Duration::from_millis(100);
                 batch_size = BATCH;
-                position = batch.next;
-                metrics.reader_events.inc_by(batch.entries.len() as u64);
-                let events = batch.entries.into_iter().map(|e| e.event).collect();
-                if aggregator.apply(events).await.is_err() {
-                    return;
-                }
-                metrics.dead_letters.inc_by(batch.dead_lettered);
-                match log.stats().await {
-                    Ok(stats) => {
-                        metrics.log_length.set(stats.length as i64);
-                        let lag_ms = stats.head.ms.saturating_sub(position.ms);
-                        metrics.reader_lag_seconds.set(lag_ms as f64 / 1000.0);
-                    }
-                    Err(e) => warn!(error = %e, "cannot read log stats"),
-                }
             }
+            Ok(false) => return, // the aggregator has stopped
             Err(e) => {
                 batch_size = (batch_size / 2).max(1);
                 warn!(error = %e, retry_in = ?backoff, batch_size, "log follower cannot read; retrying");
@@ -64,5 +73,86 @@ pub async fn run(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+impl Follower {
+    /// Reads one batch and applies it; `Ok(false)` when the aggregator is gone.
+    async fn read_once(&mut self, batch_size: usize) -> Result<bool, LogError> {
+        let batch = self
+            .log
+            .read(self.position, batch_size, Some(WAIT))
+            .instrument(info_span!("follower.read", position = %self.position))
+            .await?;
+        self.position = batch.next;
+        self.metrics
+            .reader_events
+            .inc_by(batch.entries.len() as u64);
+        self.metrics.dead_letters.inc_by(batch.dead_lettered);
+        let events = batch.entries.into_iter().map(|e| e.event).collect();
+        if self.aggregator.apply(events).await.is_err() {
+            return Ok(false);
+        }
+        match self.log.stats().await {
+            Ok(stats) => {
+                self.metrics.log_length.set(stats.length as i64);
+                let lag_ms = stats.head.ms.saturating_sub(self.position.ms);
+                self.metrics.reader_lag_seconds.set(lag_ms as f64 / 1000.0);
+            }
+            Err(e) => warn!(error = %e, "cannot read log stats"),
+        }
+        Ok(true)
+    }
+
+    /// Notices settings changes and recounts the bots whose figures they change.
+    async fn follow_settings(&mut self) -> Result<(), LogError> {
+        let version = self.log.settings_version().await?;
+        if self.settings_version == Some(version) {
+            return Ok(());
+        }
+        let mut fresh = HashMap::new();
+        for (bot, json) in self.log.all_settings().await? {
+            match SettingsDoc::parse(&json).and_then(|d| d.figures()) {
+                Some(s) => {
+                    fresh.insert(bot, s);
+                }
+                None => warn!(bot, "unreadable settings; the defaults apply"),
+            }
+        }
+        for (bot, settings) in &fresh {
+            if self.settings.get(bot) != Some(settings) {
+                self.recount(bot, *settings)
+                    .instrument(info_span!("follower.recount", bot))
+                    .await?;
+            }
+        }
+        self.settings = fresh;
+        self.settings_version = Some(version);
+        Ok(())
+    }
+
+    /// The bot's figures with `settings`, from every event up to where the follower
+    /// has read (a full scan of the log: settings change rarely).
+    async fn recount(&self, bot: &str, settings: BotSettings) -> Result<(), LogError> {
+        let mut figures = BotFigures::new(settings);
+        let mut after = Position::START;
+        let mut events = 0u64;
+        while after < self.position {
+            let batch = self.log.read(after, BATCH, None).await?;
+            if batch.entries.is_empty() && batch.next == after {
+                break;
+            }
+            for entry in &batch.entries {
+                if entry.position <= self.position && entry.event.bot == bot {
+                    figures.apply(&entry.event);
+                    events += 1;
+                }
+            }
+            after = batch.next;
+        }
+        info!(bot, events, upto = %self.position, "recounted with new settings");
+        // A stopped aggregator is noticed by the next read.
+        let _ = self.aggregator.replace(bot.to_owned(), figures).await;
+        Ok(())
     }
 }

@@ -11,6 +11,7 @@ mod health;
 mod history;
 mod ingest;
 mod metrics;
+mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,10 @@ pub fn router(state: AppState) -> Router {
             get(figures::top_messages),
         )
         .route("/api/v1/bots/{bot}/dialogs/{user}", get(figures::dialog))
+        .route(
+            "/api/v1/bots/{bot}/settings",
+            get(settings::get).put(settings::put),
+        )
         .route(
             "/api/v1/bots/{bot}/dialogs/{user}/messages",
             get(history::messages),
