@@ -15,6 +15,8 @@ const TOKEN: &str = "crash-test-admin-token-0123456789";
 const USERS: usize = 8;
 const WRITERS: usize = 4;
 const BATCH: usize = 50;
+/// 2026-11-24 00:00 UTC.
+const BASE_SECS: i64 = 1_795_478_400;
 
 enum Storage {
     Embedded(tempfile::TempDir),
@@ -70,9 +72,16 @@ fn batch(writer: usize, n: usize) -> (Vec<String>, String) {
         .map(|k| {
             let id = format!("w{writer}-b{n}-{k}");
             ids.push(id.clone());
+            // Event times spread over two past days, so that users have several
+            // sessions and the figures after a crash have something to get wrong.
+            let spread = ((writer * 100_003 + n * 50 + k) * 7_919) % 172_800;
+            let ts = chrono::DateTime::from_timestamp(BASE_SECS + spread as i64, 0)
+                .expect("time")
+                .to_rfc3339();
             json!({
                 "id": id, "bot": "crash", "type": "message", "direction": "in",
-                "provider": "web", "user": {"id": format!("u{}", k % USERS)}, "text": "x"
+                "provider": "web", "user": {"id": format!("u{}", k % USERS)}, "text": "x",
+                "ts": ts
             })
         })
         .collect();
@@ -122,8 +131,14 @@ async fn ingest_until_killed(base: String, ledger: Arc<Mutex<Ledger>>, round: us
 }
 
 async fn read_all(base: &str) -> BTreeMap<String, usize> {
+    read_all_with_times(base).await.0
+}
+
+/// Every stored message id (with how often it is stored) and each user's event times.
+async fn read_all_with_times(base: &str) -> (BTreeMap<String, usize>, Vec<Vec<i64>>) {
     let client = reqwest::Client::new();
     let mut counts = BTreeMap::new();
+    let mut times = vec![Vec::new(); USERS];
     for u in 0..USERS {
         let mut url = format!("{base}/api/v1/bots/crash/dialogs/u{u}/messages?limit=200");
         loop {
@@ -140,6 +155,9 @@ async fn read_all(base: &str) -> BTreeMap<String, usize> {
                 *counts
                     .entry(m["id"].as_str().expect("id").to_owned())
                     .or_insert(0) += 1;
+                let ts = chrono::DateTime::parse_from_rfc3339(m["ts"].as_str().expect("ts"))
+                    .expect("rfc3339");
+                times[u].push(ts.timestamp_millis());
             }
             match page["next"].as_str() {
                 Some(next) => {
@@ -151,7 +169,72 @@ async fn read_all(base: &str) -> BTreeMap<String, usize> {
             }
         }
     }
-    counts
+    (counts, times)
+}
+
+/// After a restart the figures are those of a recount of what is stored: each user's
+/// messages, sessions (30-minute timeout) and last message, and the day statistics.
+async fn figures_equal_a_recount(base: &str) {
+    let (_, times) = read_all_with_times(base).await;
+    let client = reqwest::Client::new();
+    let mut sessions_total = 0;
+    for (u, ts) in times.iter().enumerate() {
+        let mut ts = ts.clone();
+        ts.sort_unstable();
+        let sessions = 1 + ts.windows(2).filter(|w| w[1] - w[0] >= 30 * 60_000).count();
+        sessions_total += sessions;
+        let started = std::time::Instant::now();
+        let dialog = loop {
+            let d: Value = client
+                .get(format!("{base}/api/v1/bots/crash/dialogs/u{u}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("dialog")
+                .json()
+                .await
+                .expect("json");
+            if d["messages"].as_u64() == Some(ts.len() as u64) {
+                break d;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "u{u} never caught up: {d}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            dialog["sessions"].as_u64(),
+            Some(sessions as u64),
+            "sessions of u{u}"
+        );
+        let last = chrono::DateTime::from_timestamp_millis(*ts.last().expect("a message"))
+            .expect("time")
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        assert_eq!(dialog["last"].as_str(), Some(last.as_str()), "last of u{u}");
+    }
+    let stats: Value = client
+        .get(format!(
+            "{base}/api/v1/bots/crash/stats?from=2026-11-24&to=2026-11-25&bucket=day"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    let buckets = stats["buckets"].as_array().expect("buckets");
+    let sum = |f: &str| {
+        buckets
+            .iter()
+            .map(|b| b[f].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let stored: usize = times.iter().map(Vec::len).sum();
+    assert_eq!(sum("messages_in"), stored as u64);
+    assert_eq!(sum("users_new"), USERS as u64);
+    assert_eq!(sum("sessions"), sessions_total as u64);
 }
 
 async fn kill_nine_loses_nothing_acknowledged(storage: Storage) {
@@ -232,6 +315,7 @@ async fn kill_nine_loses_nothing_acknowledged(storage: Storage) {
     }
     let expected: BTreeSet<&String> = acknowledged.iter().chain(retried.iter()).collect();
     assert_eq!(counts.len(), expected.len(), "nothing but what was sent");
+    figures_equal_a_recount(&server.base).await;
     eprintln!(
         "acknowledged {} events over 3 kills; {} retried after restart; {} stored",
         acknowledged.len(),
