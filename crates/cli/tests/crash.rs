@@ -139,7 +139,7 @@ async fn read_all_with_times(base: &str) -> (BTreeMap<String, usize>, Vec<Vec<i6
     let client = reqwest::Client::new();
     let mut counts = BTreeMap::new();
     let mut times = vec![Vec::new(); USERS];
-    for u in 0..USERS {
+    for (u, user_times) in times.iter_mut().enumerate() {
         let mut url = format!("{base}/api/v1/bots/crash/dialogs/u{u}/messages?limit=200");
         loop {
             let page: Value = client
@@ -157,7 +157,7 @@ async fn read_all_with_times(base: &str) -> (BTreeMap<String, usize>, Vec<Vec<i6
                     .or_insert(0) += 1;
                 let ts = chrono::DateTime::parse_from_rfc3339(m["ts"].as_str().expect("ts"))
                     .expect("rfc3339");
-                times[u].push(ts.timestamp_millis());
+                user_times.push(ts.timestamp_millis());
             }
             match page["next"].as_str() {
                 Some(next) => {
