@@ -42,34 +42,35 @@ struct SlotCounts {
     users_new: u64,
 }
 
-/// A profile field with the event time (and id, to break ties) it was set by: the
-/// latest event wins, whatever the order of arrival.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Latest<T> {
-    value: T,
-    at: (i64, Box<str>),
-}
-
-impl<T> Latest<T> {
-    fn offer(slot: &mut Option<Latest<T>>, value: T, at: (i64, &str)) {
-        let newer = match slot {
-            None => true,
-            Some(current) => (at.0, at.1) > (current.at.0, &*current.at.1),
-        };
-        if newer {
-            *slot = Some(Latest {
-                value,
-                at: (at.0, at.1.into()),
-            });
-        }
+/// Profile fields keep the value of the latest event; at the same event time the
+/// greater value wins, so the outcome never depends on arrival order.
+fn offer_name(slot: &mut Option<(i64, Option<Box<str>>)>, ts: i64, name: Option<&str>) {
+    let newer = match slot {
+        None => true,
+        Some((at, current)) => (ts, name) > (*at, current.as_deref()),
+    };
+    if newer {
+        *slot = Some((ts, name.map(Box::from)));
     }
 }
+
+fn offer_provider(slot: &mut Option<(i64, u16)>, ts: i64, provider: u16) {
+    if slot.is_none_or(|current| (ts, provider) > current) {
+        *slot = Some((ts, provider));
+    }
+}
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// How many raw texts the normalisation cache keeps before it starts again.
+const MAX_RAW_TEXTS: usize = 100_000;
 
 #[derive(Debug, Clone)]
 struct User {
     id: Box<str>,
-    name: Option<Latest<Option<Box<str>>>>,
-    provider: Option<Latest<Box<str>>>,
+    name: Option<(i64, Option<Box<str>>)>,
+    /// Index into the bot's providers.
+    provider: Option<(i64, u16)>,
     first_ms: Option<i64>,
     last_ms: Option<i64>,
     messages: u64,
@@ -117,15 +118,18 @@ pub struct StatsBucket {
 pub struct BotFigures {
     settings: BotSettings,
     users: Vec<User>,
-    index: HashMap<Box<str>, u32>,
+    index: Map<Box<str>, u32>,
+    providers: Vec<Box<str>>,
     slots: BTreeMap<i64, SlotCounts>,
-    active_hour: HashMap<i32, u64>,
-    active_day: HashMap<i32, u64>,
-    active_week: HashMap<i32, u64>,
+    active_hour: Map<i32, u64>,
+    active_day: Map<i32, u64>,
+    active_week: Map<i32, u64>,
     texts: Vec<Box<str>>,
-    text_index: HashMap<Box<str>, u32>,
+    text_index: Map<Box<str>, u32>,
+    /// Raw inbound texts seen lately → their normalised text's id.
+    raw_texts: Map<Box<str>, Option<u32>>,
     /// Inbound normalised texts counted per local day.
-    top: BTreeMap<i32, HashMap<u32, u64>>,
+    top: BTreeMap<i32, Map<u32, u64>>,
 }
 
 impl BotFigures {
@@ -133,13 +137,15 @@ impl BotFigures {
         BotFigures {
             settings,
             users: Vec::new(),
-            index: HashMap::new(),
+            index: Map::default(),
+            providers: Vec::new(),
             slots: BTreeMap::new(),
-            active_hour: HashMap::new(),
-            active_day: HashMap::new(),
-            active_week: HashMap::new(),
+            active_hour: Map::default(),
+            active_day: Map::default(),
+            active_week: Map::default(),
             texts: Vec::new(),
-            text_index: HashMap::new(),
+            text_index: Map::default(),
+            raw_texts: Map::default(),
             top: BTreeMap::new(),
         }
     }
@@ -151,20 +157,20 @@ impl BotFigures {
     /// Applies one event of this bot (each event once: the log de-duplicates).
     pub fn apply(&mut self, event: &Event) {
         let ts = event.ts_millis();
-        let at = (ts, event.id.as_str());
-        let user = self.user_mut(&event.user.id);
-        Latest::offer(
-            &mut user.name,
-            event.user.name.as_deref().map(Box::from),
-            at,
-        );
-        Latest::offer(&mut user.provider, Box::from(event.provider.as_str()), at);
+        let provider = self.provider_id(&event.provider);
+        let i = self.user_index(&event.user.id);
+        let user = &mut self.users[i];
+        offer_name(&mut user.name, ts, event.user.name.as_deref());
+        offer_provider(&mut user.provider, ts, provider);
         if event.kind == EventKind::Message {
             let inbound = event.direction == Some(Direction::In);
-            self.apply_message(&event.user.id, ts, inbound);
-            if inbound && let Some(text) = event.text.as_deref().and_then(normalize_top_text) {
-                let day = day_of_hour(local_hour(self.settings.tz, ts));
-                let text = self.text_id(text);
+            // The local hour, for inbound messages only (zone lookups cost).
+            let hour = inbound.then(|| local_hour(self.settings.tz, ts));
+            self.apply_message(i, ts, hour);
+            if let (Some(hour), Some(raw)) = (hour, event.text.as_deref())
+                && let Some(text) = self.text_id(raw)
+            {
+                let day = day_of_hour(hour);
                 *self.top.entry(day).or_default().entry(text).or_default() += 1;
             }
         }
@@ -190,24 +196,42 @@ impl BotFigures {
         i
     }
 
-    fn user_mut(&mut self, id: &str) -> &mut User {
-        let i = self.user_index(id);
-        &mut self.users[i]
+    fn provider_id(&mut self, provider: &str) -> u16 {
+        match self.providers.iter().position(|p| &**p == provider) {
+            Some(i) => i as u16,
+            None => {
+                self.providers.push(provider.into());
+                (self.providers.len() - 1) as u16
+            }
+        }
     }
 
-    fn text_id(&mut self, text: String) -> u32 {
-        if let Some(&id) = self.text_index.get(text.as_str()) {
+    /// The id of a raw inbound text's normalised form; `None` when nothing is left of
+    /// it. Raw texts seen before skip the normalisation (a bounded cache).
+    fn text_id(&mut self, raw: &str) -> Option<u32> {
+        if let Some(&id) = self.raw_texts.get(raw) {
             return id;
         }
-        let id = self.texts.len() as u32;
-        self.texts.push(text.clone().into_boxed_str());
-        self.text_index.insert(text.into_boxed_str(), id);
+        let id = normalize_top_text(raw).map(|text| match self.text_index.get(text.as_str()) {
+            Some(&id) => id,
+            None => {
+                let id = self.texts.len() as u32;
+                self.texts.push(text.clone().into_boxed_str());
+                self.text_index.insert(text.into_boxed_str(), id);
+                id
+            }
+        });
+        if self.raw_texts.len() >= MAX_RAW_TEXTS {
+            self.raw_texts.clear();
+        }
+        self.raw_texts.insert(raw.into(), id);
         id
     }
 
-    fn apply_message(&mut self, user_id: &str, ts: i64, inbound: bool) {
+    /// `local_hour` is the message's local hour when it is inbound, `None` when not.
+    fn apply_message(&mut self, i: usize, ts: i64, local_hour: Option<i32>) {
         let settings = self.settings;
-        let i = self.user_index(user_id);
+        let inbound = local_hour.is_some();
         let user = &mut self.users[i];
         let slot = self.slots.entry(slot_of(ts)).or_default();
         if inbound {
@@ -228,35 +252,40 @@ impl BotFigures {
 
         // Sessions: the groups this message joins, extends or merges.
         let change = sessions::insert(&mut user.groups, ts, inbound, settings.session_timeout_ms);
-        let mut session_delta: Vec<(i64, i64)> = Vec::with_capacity(3);
-        for g in change.removed.iter().filter(|g| g.is_session()) {
-            user.sessions -= 1;
-            session_delta.push((slot_of(g.start), -1));
+        let mut session_delta = [None; 3];
+        for (k, g) in change.removed.iter().flatten().enumerate() {
+            if g.is_session() {
+                user.sessions -= 1;
+                session_delta[k] = Some((slot_of(g.start), -1));
+            }
         }
         if change.added.is_session() {
             user.sessions += 1;
-            session_delta.push((slot_of(change.added.start), 1));
+            session_delta[2] = Some((slot_of(change.added.start), 1));
         }
 
         // Distinct active users per local hour, day and week.
         let mut became_active = None;
-        if inbound {
-            let hour = local_hour(settings.tz, ts);
-            if let Err(at) = user.active_hours.binary_search(&hour) {
-                let day = day_of_hour(hour);
-                let week = week_of_day(day);
-                let day_known = user.active_hours.iter().any(|&h| day_of_hour(h) == day);
-                let week_known = user
-                    .active_hours
-                    .iter()
-                    .any(|&h| week_of_day(day_of_hour(h)) == week);
-                user.active_hours.insert(at, hour);
-                became_active = Some((
-                    hour,
-                    (!day_known).then_some(day),
-                    (!week_known).then_some(week),
-                ));
-            }
+        if let Some(hour) = local_hour
+            && let Err(at) = user.active_hours.binary_search(&hour)
+        {
+            let day = day_of_hour(hour);
+            let week = week_of_day(day);
+            // Sorted hours: is any of them in [lo, hi)?
+            let hours = &user.active_hours;
+            let any_in = |lo: i32, hi: i32| {
+                let p = hours.partition_point(|&h| h < lo);
+                p < hours.len() && hours[p] < hi
+            };
+            let day_known = any_in(day * 24, day * 24 + 24);
+            // Week w holds the days 7w-3 .. 7w+3 (weeks start on Monday).
+            let week_known = any_in((7 * week - 3) * 24, (7 * week + 4) * 24);
+            user.active_hours.insert(at, hour);
+            became_active = Some((
+                hour,
+                (!day_known).then_some(day),
+                (!week_known).then_some(week),
+            ));
         }
 
         if earlier {
@@ -265,7 +294,7 @@ impl BotFigures {
             }
             self.slot(slot_of(ts)).users_new += 1;
         }
-        for (slot, delta) in session_delta {
+        for (slot, delta) in session_delta.into_iter().flatten() {
             let counts = self.slot(slot);
             counts.sessions = counts.sessions.saturating_add_signed(delta);
         }
@@ -292,9 +321,12 @@ impl BotFigures {
             name: u
                 .name
                 .as_ref()
-                .and_then(|n| n.value.as_deref())
+                .and_then(|(_, n)| n.as_deref())
                 .map(str::to_owned),
-            provider: u.provider.as_ref().map(|p| p.value.to_string()),
+            provider: u
+                .provider
+                .and_then(|(_, p)| self.providers.get(p as usize))
+                .map(|p| p.to_string()),
             first_seen_ms: u.first_ms,
             last_ms: u.last_ms,
             messages: u.messages,
@@ -364,7 +396,7 @@ impl BotFigures {
     /// The inbound texts users sent most often between local dates `from` and `to`
     /// (inclusive), most frequent first (ties by text).
     pub fn top_messages(&self, from: NaiveDate, to: NaiveDate, limit: usize) -> Vec<(String, u64)> {
-        let mut counts: HashMap<u32, u64> = HashMap::new();
+        let mut counts: Map<u32, u64> = Map::default();
         for (_, day) in self.top.range(day_number(from)..=day_number(to)) {
             for (&text, &n) in day {
                 *counts.entry(text).or_default() += n;

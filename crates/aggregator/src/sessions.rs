@@ -28,7 +28,7 @@ impl Group {
 /// took their place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    pub removed: Vec<Group>,
+    pub removed: [Option<Group>; 2],
     pub added: Group,
 }
 
@@ -50,7 +50,7 @@ pub fn insert(groups: &mut Vec<Group>, ts: i64, inbound: bool, timeout: i64) -> 
             };
             groups.splice(at - 1..=at, [merged]);
             Change {
-                removed: vec![prev, next],
+                removed: [Some(prev), Some(next)],
                 added: merged,
             }
         }
@@ -63,7 +63,7 @@ pub fn insert(groups: &mut Vec<Group>, ts: i64, inbound: bool, timeout: i64) -> 
             };
             groups[at - 1] = grown;
             Change {
-                removed: vec![prev],
+                removed: [Some(prev), None],
                 added: grown,
             }
         }
@@ -76,7 +76,7 @@ pub fn insert(groups: &mut Vec<Group>, ts: i64, inbound: bool, timeout: i64) -> 
             };
             groups[at] = grown;
             Change {
-                removed: vec![next],
+                removed: [Some(next), None],
                 added: grown,
             }
         }
@@ -88,7 +88,7 @@ pub fn insert(groups: &mut Vec<Group>, ts: i64, inbound: bool, timeout: i64) -> 
             };
             groups.insert(at, alone);
             Change {
-                removed: Vec::new(),
+                removed: [None, None],
                 added: alone,
             }
         }

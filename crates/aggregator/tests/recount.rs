@@ -181,12 +181,13 @@ fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
         first.insert(user, f.first_seen_ms.expect("first"));
         all_sessions.extend(sessions);
     }
-    // The latest profile wins, whatever the arrival order.
+    // The latest profile wins, whatever the arrival order (at the same time, the
+    // greater value).
     for user in figures.user_ids() {
         let latest = events
             .iter()
             .filter(|e| e.user.id == user)
-            .max_by(|a, b| (a.ts_millis(), &a.id).cmp(&(b.ts_millis(), &b.id)))
+            .max_by(|a, b| (a.ts_millis(), &a.user.name).cmp(&(b.ts_millis(), &b.user.name)))
             .expect("an event of the user");
         assert_eq!(
             figures.user(user).expect("known").name,
