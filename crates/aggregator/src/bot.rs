@@ -1,6 +1,6 @@
 //! One bot's figures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use botwatch_event::{Direction, Event, EventKind};
 use chrono::NaiveDate;
@@ -61,6 +61,20 @@ fn offer_provider(slot: &mut Option<(i64, u16)>, ts: i64, provider: u16) {
 }
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// FNV-1a: a hash that is the same in every process, for ordering ties.
+fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Where a page of the dialogs list stopped: the last message time and the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogCursor {
+    pub last_ms: i64,
+    pub user: String,
+}
 
 /// How many raw texts the normalisation cache keeps before it starts again.
 const MAX_RAW_TEXTS: usize = 100_000;
@@ -130,6 +144,9 @@ pub struct BotFigures {
     raw_texts: Map<Box<str>, Option<u32>>,
     /// Inbound normalised texts counted per local day.
     top: BTreeMap<i32, Map<u32, u64>>,
+    /// Users with messages by their last message: (last ms, a fixed hash of the id,
+    /// index). The hash orders ties the same way on every node.
+    latest: BTreeSet<(i64, u64, u32)>,
 }
 
 impl BotFigures {
@@ -147,6 +164,7 @@ impl BotFigures {
             text_index: Map::default(),
             raw_texts: Map::default(),
             top: BTreeMap::new(),
+            latest: BTreeSet::new(),
         }
     }
 
@@ -240,7 +258,15 @@ impl BotFigures {
             slot.messages_out += 1;
         }
         user.messages += 1;
-        user.last_ms = Some(user.last_ms.map_or(ts, |l| l.max(ts)));
+        let last = user.last_ms.map_or(ts, |l| l.max(ts));
+        if user.last_ms != Some(last) {
+            let tie = id_hash(&user.id);
+            if let Some(old) = user.last_ms {
+                self.latest.remove(&(old, tie, i as u32));
+            }
+            self.latest.insert((last, tie, i as u32));
+            user.last_ms = Some(last);
+        }
 
         // First message ever: a user is new in the slot of their earliest message.
         let earlier = user.first_ms.is_none_or(|f| ts < f);
@@ -332,6 +358,42 @@ impl BotFigures {
             messages: u.messages,
             sessions: u.sessions,
         })
+    }
+
+    /// Users with messages, the latest message first; `after` continues a page.
+    pub fn dialogs(
+        &self,
+        after: Option<&DialogCursor>,
+        limit: usize,
+    ) -> (Vec<UserFigures>, Option<DialogCursor>) {
+        let upper = after.map(|c| {
+            let idx = self.index.get(c.user.as_str()).copied().unwrap_or(0);
+            (c.last_ms, id_hash(&c.user), idx)
+        });
+        let range = match upper {
+            Some(u) => self.latest.range(..u),
+            None => self.latest.range(..),
+        };
+        let mut page: Vec<UserFigures> = Vec::with_capacity(limit);
+        let mut more = false;
+        for &(_, _, i) in range.rev() {
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            if let Some(f) = self.user(&self.users[i as usize].id) {
+                page.push(f);
+            }
+        }
+        let next = if more {
+            page.last().map(|f| DialogCursor {
+                last_ms: f.last_ms.unwrap_or_default(),
+                user: f.id.clone(),
+            })
+        } else {
+            None
+        };
+        (page, next)
     }
 
     /// Every user the bot knows (from messages or profile updates).

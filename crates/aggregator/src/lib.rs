@@ -19,7 +19,7 @@ mod task;
 mod text;
 mod time;
 
-pub use bot::{BotFigures, BotSettings, StatsBucket, UserFigures};
+pub use bot::{BotFigures, BotSettings, DialogCursor, StatsBucket, UserFigures};
 pub use sessions::Group;
 pub use task::{Aggregator, AggregatorHandle, Stopped};
 pub use text::normalize_top_text;

@@ -246,6 +246,38 @@ fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
         }
     }
 
+    // The dialogs list: every user with messages once, the latest first, across pages.
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = figures.dialogs(cursor.as_ref(), 2);
+        listed.extend(page.into_iter().map(|f| (f.last_ms.expect("last"), f.id)));
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    let mut want_list: Vec<(i64, String)> = by_user
+        .iter()
+        .map(|(u, msgs)| {
+            (
+                msgs.iter().map(|e| e.ts_millis()).max().expect("a message"),
+                u.to_string(),
+            )
+        })
+        .collect();
+    want_list.sort_by(|a, b| b.0.cmp(&a.0));
+    assert_eq!(listed.len(), want_list.len(), "{listed:?}");
+    assert_eq!(
+        listed.iter().map(|l| l.0).collect::<Vec<_>>(),
+        want_list.iter().map(|l| l.0).collect::<Vec<_>>(),
+        "latest first"
+    );
+    let mut ids: Vec<&String> = listed.iter().map(|l| &l.1).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), want_list.len(), "each user once");
+
     // Top messages over the whole window.
     let mut counts: HashMap<String, u64> = HashMap::new();
     for e in messages.iter().filter(|e| inbound(e)) {

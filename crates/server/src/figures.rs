@@ -286,3 +286,150 @@ pub async fn dialog(
         sessions: f.sessions,
     }))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct DialogsQuery {
+    mode: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DialogsAnswer {
+    items: Vec<DialogItem>,
+    next: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DialogItem {
+    user: DialogUser,
+    mode: &'static str,
+    last: Option<String>,
+    messages: u64,
+    sessions: u64,
+    /// The latest message of the dialog, from the history index.
+    preview: Option<Preview>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    text: Option<String>,
+    direction: Option<botwatch_event::Direction>,
+    attachments: usize,
+}
+
+/// Opaque to clients: the last message time and the user id in hex (URL-safe).
+fn encode_cursor(c: &botwatch_aggregator::DialogCursor) -> String {
+    let hex: String = c.user.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{}.{hex}", c.last_ms)
+}
+
+fn decode_cursor(s: &str) -> Option<botwatch_aggregator::DialogCursor> {
+    let (last, hex) = s.split_once('.')?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(botwatch_aggregator::DialogCursor {
+        last_ms: last.parse().ok()?,
+        user: String::from_utf8(bytes).ok()?,
+    })
+}
+
+/// `GET /api/v1/bots/{bot}/dialogs?mode=auto|manual&limit=&cursor=`: the latest
+/// dialogs first, each with its last message.
+#[instrument(name = "dialogs", skip(state, headers, query))]
+pub async fn dialogs(
+    State(state): State<AppState>,
+    Path(bot): Path<String>,
+    Query(query): Query<DialogsQuery>,
+    headers: HeaderMap,
+) -> Result<Json<DialogsAnswer>, ApiError> {
+    use botwatch_log::EventLog;
+
+    reader(&state, &headers, &bot)?;
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 50,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=200).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_parameter(
+                    "limit",
+                    "expected a whole number from 1 to 200",
+                ));
+            }
+        },
+    };
+    // Operator takeover comes with its own issue: until then every dialog is auto.
+    let manual_only = match query.mode.as_deref() {
+        None | Some("") | Some("auto") => false,
+        Some("manual") => true,
+        Some(_) => return Err(ApiError::bad_parameter("mode", "expected auto or manual")),
+    };
+    let cursor =
+        match query.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                ApiError::bad_parameter("cursor", "not a cursor returned as `next`")
+            })?),
+        };
+    let missing = bot.clone();
+    let b = bot.clone();
+    let (page, next) = state
+        .aggregator
+        .query(move |a| a.bot(&b).map(|f| f.dialogs(cursor.as_ref(), limit)))
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| no_bot(&missing))?;
+    if manual_only {
+        return Ok(Json(DialogsAnswer {
+            items: Vec::new(),
+            next: None,
+        }));
+    }
+    let mut items = Vec::with_capacity(page.len());
+    for f in page {
+        let latest = state.log.history(&bot, &f.id, None, 1).await?;
+        let preview = latest.entries.into_iter().next().map(|e| Preview {
+            text: e.event.text,
+            direction: e.event.direction,
+            attachments: e.event.attachments.len(),
+        });
+        items.push(DialogItem {
+            user: DialogUser {
+                id: f.id,
+                name: f.name,
+                provider: f.provider,
+                first_seen: f.first_seen_ms.map(rfc3339),
+            },
+            mode: "auto",
+            last: f.last_ms.map(rfc3339),
+            messages: f.messages,
+            sessions: f.sessions,
+            preview,
+        });
+    }
+    Ok(Json(DialogsAnswer {
+        items,
+        next: next.as_ref().map(encode_cursor),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_any_user_id() {
+        let c = botwatch_aggregator::DialogCursor {
+            last_ms: 1_780_000_000_123,
+            user: "a.b&c=Олена".to_owned(),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
+        assert_eq!(decode_cursor("12.zz"), None);
+        assert_eq!(decode_cursor("nope"), None);
+    }
+}

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/bots/{bot}/top-messages",
             get(figures::top_messages),
         )
+        .route("/api/v1/bots/{bot}/dialogs", get(figures::dialogs))
         .route("/api/v1/bots/{bot}/dialogs/{user}", get(figures::dialog))
         .route(
             "/api/v1/bots/{bot}/settings",
