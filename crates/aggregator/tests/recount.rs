@@ -266,7 +266,7 @@ fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
             )
         })
         .collect();
-    want_list.sort_by(|a, b| b.0.cmp(&a.0));
+    want_list.sort_by_key(|l| std::cmp::Reverse(l.0));
     assert_eq!(listed.len(), want_list.len(), "{listed:?}");
     assert_eq!(
         listed.iter().map(|l| l.0).collect::<Vec<_>>(),
