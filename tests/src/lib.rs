@@ -85,49 +85,35 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// POSTs a body to the ingest endpoint with the admin token.
+    /// Sends a request with the admin token; the status and the JSON answer (null when
+    /// the answer is not JSON).
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+        let response = request
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// POSTs a body to the ingest endpoint.
     pub async fn ingest(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
-        let response = self
+        let request = self
             .client
             .post(self.url("/api/v1/events"))
-            .bearer_auth(ADMIN_TOKEN)
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        let json = response.json().await.unwrap_or(serde_json::Value::Null);
-        (status, json)
+            .body(body);
+        self.send(request).await
     }
 
-    /// GETs a path with the admin token.
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        let json = response.json().await.unwrap_or(serde_json::Value::Null);
-        (status, json)
+        self.send(self.client.get(self.url(path))).await
     }
 
-    /// PUTs a JSON body with the admin token.
     pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let response = self
-            .client
-            .put(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        let json = response.json().await.unwrap_or(serde_json::Value::Null);
-        (status, json)
+        self.send(self.client.put(self.url(path)).json(&body)).await
     }
 
     /// Stops the server and removes what it stored in Redis.

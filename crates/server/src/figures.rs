@@ -272,19 +272,25 @@ pub async fn dialog(
             format!("bot {bot:?} has no user {user:?}"),
         )
     })?;
-    Ok(Json(DialogAnswer {
-        user: DialogUser {
-            id: f.id,
-            name: f.name,
-            provider: f.provider,
-            first_seen: f.first_seen_ms.map(rfc3339),
-        },
-        // Operator takeover comes with its own issue; until then every dialog is auto.
-        mode: "auto",
-        last: f.last_ms.map(rfc3339),
-        messages: f.messages,
-        sessions: f.sessions,
-    }))
+    Ok(Json(DialogAnswer::from(f)))
+}
+
+impl From<UserFigures> for DialogAnswer {
+    fn from(f: UserFigures) -> DialogAnswer {
+        DialogAnswer {
+            user: DialogUser {
+                id: f.id,
+                name: f.name,
+                provider: f.provider,
+                first_seen: f.first_seen_ms.map(rfc3339),
+            },
+            // Operator takeover comes with its own issue; until then every dialog is auto.
+            mode: "auto",
+            last: f.last_ms.map(rfc3339),
+            messages: f.messages,
+            sessions: f.sessions,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,11 +308,8 @@ pub struct DialogsAnswer {
 
 #[derive(Debug, Serialize)]
 pub struct DialogItem {
-    user: DialogUser,
-    mode: &'static str,
-    last: Option<String>,
-    messages: u64,
-    sessions: u64,
+    #[serde(flatten)]
+    dialog: DialogAnswer,
     /// The latest message of the dialog, from the history index.
     preview: Option<Preview>,
 }
@@ -399,16 +402,7 @@ pub async fn dialogs(
             attachments: e.event.attachments.len(),
         });
         items.push(DialogItem {
-            user: DialogUser {
-                id: f.id,
-                name: f.name,
-                provider: f.provider,
-                first_seen: f.first_seen_ms.map(rfc3339),
-            },
-            mode: "auto",
-            last: f.last_ms.map(rfc3339),
-            messages: f.messages,
-            sessions: f.sessions,
+            dialog: DialogAnswer::from(f),
             preview,
         });
     }
