@@ -376,9 +376,22 @@ async fn figures_follow_the_log(backend: Backend) {
             400,
         ),
         ("/api/v1/bots/helpdesk/top-messages?limit=0", 400),
+        (
+            "/api/v1/bots/helpdesk/top-messages?from=2026-11-27&to=2026-11-26",
+            400,
+        ),
+        ("/api/v1/bots/helpdesk/top-messages?from=2999-01-01", 200),
+        (
+            "/api/v1/bots/helpdesk/stats?from=%2B262142-12-31&to=%2B262142-12-31",
+            400,
+        ),
+        ("/api/v1/bots/helpdesk/top-messages?to=-262143-01-01", 400),
     ] {
         assert_eq!(s.get(path).await.0, status, "{path}");
     }
+    // None of that hurt the figures.
+    let (status, dialog) = s.get("/api/v1/bots/helpdesk/dialogs/u1").await;
+    assert_eq!((status, dialog["messages"].as_u64()), (200, Some(4)));
     s.stop().await;
 }
 

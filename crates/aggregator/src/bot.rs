@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use botwatch_event::{Direction, Event, EventKind};
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 
 use crate::sessions::{self, Group};
@@ -42,21 +42,16 @@ struct SlotCounts {
     users_new: u64,
 }
 
-/// Profile fields keep the value of the latest event; at the same event time the
-/// greater value wins, so the outcome never depends on arrival order.
-fn offer_name(slot: &mut Option<(i64, Option<Box<str>>)>, ts: i64, name: Option<&str>) {
+/// Profile fields keep the value of the latest event that carries one (an event
+/// without a name leaves the name alone); at the same event time the greater value
+/// wins, so the outcome never depends on arrival order.
+fn offer_name(slot: &mut Option<(i64, Box<str>)>, ts: i64, name: &str) {
     let newer = match slot {
         None => true,
-        Some((at, current)) => (ts, name) > (*at, current.as_deref()),
+        Some((at, current)) => (ts, name) > (*at, &**current),
     };
     if newer {
-        *slot = Some((ts, name.map(Box::from)));
-    }
-}
-
-fn offer_provider(slot: &mut Option<(i64, u16)>, ts: i64, provider: u16) {
-    if slot.is_none_or(|current| (ts, provider) > current) {
-        *slot = Some((ts, provider));
+        *slot = Some((ts, name.into()));
     }
 }
 
@@ -82,7 +77,7 @@ const MAX_RAW_TEXTS: usize = 100_000;
 #[derive(Debug, Clone)]
 struct User {
     id: Box<str>,
-    name: Option<(i64, Option<Box<str>>)>,
+    name: Option<(i64, Box<str>)>,
     /// Index into the bot's providers.
     provider: Option<(i64, u16)>,
     first_ms: Option<i64>,
@@ -178,8 +173,19 @@ impl BotFigures {
         let provider = self.provider_id(&event.provider);
         let i = self.user_index(&event.user.id);
         let user = &mut self.users[i];
-        offer_name(&mut user.name, ts, event.user.name.as_deref());
-        offer_provider(&mut user.provider, ts, provider);
+        if let Some(name) = event.user.name.as_deref() {
+            offer_name(&mut user.name, ts, name);
+        }
+        // Ties compare the providers' names, not their arrival-dependent numbers.
+        let newer = match user.provider {
+            None => true,
+            Some((at, current)) => {
+                (ts, &*self.providers[provider as usize]) > (at, &*self.providers[current as usize])
+            }
+        };
+        if newer {
+            user.provider = Some((ts, provider));
+        }
         if event.kind == EventKind::Message {
             let inbound = event.direction == Some(Direction::In);
             // The local hour, for inbound messages only (zone lookups cost).
@@ -344,11 +350,7 @@ impl BotFigures {
         let u = &self.users[*self.index.get(id)? as usize];
         Some(UserFigures {
             id: u.id.to_string(),
-            name: u
-                .name
-                .as_ref()
-                .and_then(|(_, n)| n.as_deref())
-                .map(str::to_owned),
+            name: u.name.as_ref().map(|(_, n)| n.to_string()),
             provider: u
                 .provider
                 .and_then(|(_, p)| self.providers.get(p as usize))
@@ -403,10 +405,26 @@ impl BotFigures {
 
     /// The statistics from local date `from` to `to` (inclusive) in buckets of `size`
     /// in the bot's zone, empty buckets included.
+    ///
+    /// Week buckets are whole weeks (Monday to Sunday) that overlap the range, so that
+    /// every figure of a bucket covers the same days. Empty when `from` is after `to`.
     pub fn stats(&self, from: NaiveDate, to: NaiveDate, size: BucketSize) -> Vec<StatsBucket> {
         let tz = self.settings.tz;
+        let (from, to) = match size {
+            BucketSize::Week => (
+                from - chrono::Duration::days(i64::from(from.weekday().num_days_from_monday())),
+                to + chrono::Duration::days(i64::from(6 - to.weekday().num_days_from_monday())),
+            ),
+            BucketSize::Hour | BucketSize::Day => (from, to),
+        };
+        let Some(after_to) = to.checked_add_signed(chrono::Duration::days(1)) else {
+            return Vec::new();
+        };
+        if from > to {
+            return Vec::new();
+        }
         let start = start_of_local_date(tz, from);
-        let end = start_of_local_date(tz, to + chrono::Duration::days(1));
+        let end = start_of_local_date(tz, after_to);
         let mut new_before: u64 = self
             .slots
             .range(..slot_of(start))
@@ -459,6 +477,9 @@ impl BotFigures {
     /// (inclusive), most frequent first (ties by text).
     pub fn top_messages(&self, from: NaiveDate, to: NaiveDate, limit: usize) -> Vec<(String, u64)> {
         let mut counts: Map<u32, u64> = Map::default();
+        if from > to {
+            return Vec::new();
+        }
         for (_, day) in self.top.range(day_number(from)..=day_number(to)) {
             for (&text, &n) in day {
                 *counts.entry(text).or_default() += n;

@@ -83,7 +83,17 @@ impl AggregatorHandle {
                         debug!(events = events.len(), "applied");
                     }
                     Command::Replace(bot, figures) => state.replace(bot, *figures),
-                    Command::Query(query) => query(&state),
+                    // A query only reads; one that panics is a bug in that query, and
+                    // must not take every figure down with it.
+                    Command::Query(query) => {
+                        let answered =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                query(&state)
+                            }));
+                        if answered.is_err() {
+                            tracing::error!("a query panicked; the figures are unchanged");
+                        }
+                    }
                 }
             }
         });

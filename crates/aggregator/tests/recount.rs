@@ -14,7 +14,13 @@ use chrono_tz::Tz;
 use proptest::prelude::*;
 use unicode_normalization::UnicodeNormalization;
 
-const ZONES: [&str; 4] = ["UTC", "Europe/Kyiv", "Asia/Kolkata", "America/New_York"];
+const ZONES: [&str; 5] = [
+    "UTC",
+    "Europe/Kyiv",
+    "Asia/Kolkata",
+    "America/New_York",
+    "Asia/Kathmandu",
+];
 const TEXTS: [&str; 6] = [
     "Where is my order?",
     "  where IS my   order? ",
@@ -23,9 +29,15 @@ const TEXTS: [&str; 6] = [
     "   ",
     "ﬁnd",
 ];
-/// 2026-03-28 00:00 UTC: the window spans the spring clock change of Kyiv and New York's
-/// side of it stays put; Kolkata is +5:30 throughout.
-const BASE_MS: i64 = 1_774_656_000_000;
+/// Starts of the three-day windows events fall in: Kyiv's spring clock change
+/// (2026-03-28), Kyiv's autumn one (2026-10-24), New York's (2026-10-30) and a year end
+/// (2026-12-30).
+const BASES_MS: [i64; 4] = [
+    1_774_656_000_000,
+    1_792_800_000_000,
+    1_793_318_400_000,
+    1_798_588_800_000,
+];
 
 #[derive(Debug, Clone)]
 struct Spec {
@@ -65,8 +77,8 @@ fn spec() -> impl Strategy<Value = Spec> {
         )
 }
 
-fn event(i: usize, s: &Spec) -> Event {
-    let ts = BASE_MS + s.offset_min * 60_000 + s.offset_ms;
+fn event(i: usize, s: &Spec, base_ms: i64) -> Event {
+    let ts = base_ms + s.offset_min * 60_000 + s.offset_ms;
     Event {
         id: format!("e{i}"),
         bot: "bot".to_owned(),
@@ -80,10 +92,18 @@ fn event(i: usize, s: &Spec) -> Event {
         } else {
             Direction::Out
         }),
-        provider: "telegram".to_owned(),
+        provider: if s.offset_ms % 2 == 0 {
+            "telegram"
+        } else {
+            "viber"
+        }
+        .to_owned(),
         user: UserInfo {
             id: format!("u{}", s.user),
-            name: Some(["Олена", "John", "Марія"][s.name as usize].to_owned()),
+            name: ["Олена", "John", "Марія", ""]
+                .get(s.name as usize)
+                .filter(|n| !n.is_empty())
+                .map(|n| (*n).to_owned()),
             ..UserInfo::default()
         },
         text: (!s.kind_user).then(|| TEXTS[s.text].to_owned()),
@@ -147,7 +167,20 @@ fn normalise(text: &str) -> Option<String> {
     (!t.is_empty()).then_some(t)
 }
 
-fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
+/// The range of a query: `from` and `to` days after the window's first local day.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    from: i64,
+    to: i64,
+}
+
+fn check(
+    events: &[Event],
+    settings: BotSettings,
+    figures: &BotFigures,
+    base_ms: i64,
+    range: Range,
+) {
     let tz = settings.tz;
     let messages: Vec<&Event> = events
         .iter()
@@ -196,13 +229,23 @@ fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
         );
     }
 
-    // Statistics, for every bucket size, over the whole window and a day more each side.
-    let from = local_date(tz, BASE_MS) - chrono::Duration::days(1);
-    let to = local_date(tz, BASE_MS + 3 * 86_400_000) + chrono::Duration::days(1);
+    // Statistics, for every bucket size, over a range that may cut through the data.
+    let first_day = local_date(tz, base_ms);
+    let from = first_day + chrono::Duration::days(range.from);
+    let to = from + chrono::Duration::days(range.to);
     for size in [BucketSize::Hour, BucketSize::Day, BucketSize::Week] {
+        // Week buckets are whole weeks overlapping the range.
+        let (lo, hi) = match size {
+            BucketSize::Week => (
+                from - chrono::Duration::days(i64::from(from.weekday().num_days_from_monday())),
+                to + chrono::Duration::days(i64::from(6 - to.weekday().num_days_from_monday())),
+            ),
+            _ => (from, to),
+        };
+        let in_range = |ts: i64| (lo..=hi).contains(&local_date(tz, ts));
         let mut expected: BTreeMap<(i32, u32, u32), Figures> = BTreeMap::new();
         let mut active: BTreeMap<(i32, u32, u32), BTreeSet<&str>> = BTreeMap::new();
-        for e in &messages {
+        for e in messages.iter().filter(|e| in_range(e.ts_millis())) {
             let k = key(tz, e.ts_millis(), size);
             let f = expected.entry(k).or_default();
             if inbound(e) {
@@ -215,10 +258,10 @@ fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
         for (k, users) in active {
             expected.entry(k).or_default().users_active = users.len() as u64;
         }
-        for &t in first.values() {
+        for &t in first.values().filter(|&&t| in_range(t)) {
             expected.entry(key(tz, t, size)).or_default().users_new += 1;
         }
-        for &s in &all_sessions {
+        for &s in all_sessions.iter().filter(|&&s| in_range(s)) {
             expected.entry(key(tz, s, size)).or_default().sessions += 1;
         }
         let got: Vec<_> = figures.stats(from, to, size);
@@ -226,6 +269,10 @@ fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
         for b in &got {
             let k = key(tz, b.start_ms, size);
             assert!(seen.insert(k), "one bucket per key: {k:?}");
+            assert!(
+                in_range(b.start_ms),
+                "{size:?} bucket {k:?} outside {lo}..{hi}"
+            );
             let mut want = expected.get(&k).copied().unwrap_or_default();
             want.users_existing = first.values().filter(|&&t| key(tz, t, size) < k).count() as u64;
             let have = Figures {
@@ -236,7 +283,10 @@ fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
                 users_active: b.users_active,
                 sessions: b.sessions,
             };
-            assert_eq!(have, want, "{size:?} bucket {k:?} in {tz}");
+            assert_eq!(
+                have, want,
+                "{size:?} bucket {k:?} in {tz}, range {from}..{to}"
+            );
         }
         for k in expected.keys() {
             assert!(
@@ -278,9 +328,13 @@ fn check(events: &[Event], settings: BotSettings, figures: &BotFigures) {
     ids.dedup();
     assert_eq!(ids.len(), want_list.len(), "each user once");
 
-    // Top messages over the whole window.
+    // Top messages over the range.
     let mut counts: HashMap<String, u64> = HashMap::new();
-    for e in messages.iter().filter(|e| inbound(e)) {
+    let in_days = |ts: i64| (from..=to).contains(&local_date(tz, ts));
+    for e in messages
+        .iter()
+        .filter(|e| inbound(e) && in_days(e.ts_millis()))
+    {
         if let Some(t) = e.text.as_deref().and_then(normalise) {
             *counts.entry(t).or_default() += 1;
         }
@@ -300,12 +354,16 @@ proptest! {
         order in any::<u64>(),
         zone in 0usize..ZONES.len(),
         timeout_min in prop::sample::select(vec![1i64, 30, 240]),
+        base in 0usize..BASES_MS.len(),
+        range_from in -1i64..4,
+        range_len in 0i64..4,
     ) {
+        let base_ms = BASES_MS[base];
         let settings = BotSettings {
             tz: ZONES[zone].parse().expect("zone"),
             session_timeout_ms: timeout_min * 60_000,
         };
-        let events: Vec<Event> = specs.iter().enumerate().map(|(i, s)| event(i, s)).collect();
+        let events: Vec<Event> = specs.iter().enumerate().map(|(i, s)| event(i, s, base_ms)).collect();
         // Arrival: every event, plus retried copies, shuffled.
         let mut arrival: Vec<Event> = events.clone();
         for r in &retries {
@@ -322,6 +380,6 @@ proptest! {
         for e in arrival.iter().filter(|e| stored.insert(e.id.clone())) {
             figures.apply(e);
         }
-        check(&events, settings, &figures);
+        check(&events, settings, &figures, base_ms, Range { from: range_from, to: range_len });
     }
 }

@@ -51,9 +51,15 @@ fn reader(state: &AppState, headers: &HeaderMap, bot: &str) -> Result<Principal,
     Ok(principal)
 }
 
+/// A date of the years 1970 to 9999 (no event can fall outside them).
 fn date(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
+    use chrono::Datelike;
     NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| ApiError::bad_parameter(name, "expected a date, YYYY-MM-DD"))
+        .ok()
+        .filter(|d| (1970..=9999).contains(&d.year()))
+        .ok_or_else(|| {
+            ApiError::bad_parameter(name, "expected a date, YYYY-MM-DD, from 1970 to 9999")
+        })
 }
 
 #[derive(Debug, Serialize)]
@@ -211,6 +217,11 @@ pub async fn top_messages(
     };
     let from = query.from.as_deref().map(|d| date("from", d)).transpose()?;
     let to = query.to.as_deref().map(|d| date("to", d)).transpose()?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(ApiError::bad_parameter("to", "must not be before from"));
+    }
     let missing = bot.clone();
     let top = state
         .aggregator

@@ -112,12 +112,15 @@ impl Follower {
         }
         let mut fresh = HashMap::new();
         for (bot, json) in self.log.all_settings().await? {
-            match SettingsDoc::parse(&json).and_then(|d| d.figures()) {
-                Some(s) => {
-                    fresh.insert(bot, s);
-                }
-                None => warn!(bot, "unreadable settings; the defaults apply"),
-            }
+            // The same reading as GET: an unreadable document means the defaults.
+            let settings = SettingsDoc::parse(&json)
+                .unwrap_or_default()
+                .figures()
+                .unwrap_or_else(|| {
+                    warn!(bot, "unreadable settings; the defaults apply");
+                    BotSettings::default()
+                });
+            fresh.insert(bot, settings);
         }
         for (bot, settings) in &fresh {
             if self.settings.get(bot) != Some(settings) {

@@ -85,12 +85,15 @@ pub enum ServerError {
     Storage(#[from] botwatch_log::LogError),
     #[error("http server failed: {0}")]
     Http(#[from] std::io::Error),
+    #[error("the aggregator stopped unexpectedly (see the log)")]
+    AggregatorStopped,
 }
 
 /// An opened service: storage ready, not yet answering.
 pub struct Server {
     config: Config,
     state: AppState,
+    aggregator_task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -99,7 +102,7 @@ impl Server {
         config.validate()?;
         let log = AnyLog::open(&config.storage).await?;
         info!(backend = log.backend_name(), "storage open");
-        let (aggregator, _task) = botwatch_aggregator::AggregatorHandle::spawn();
+        let (aggregator, aggregator_task) = botwatch_aggregator::AggregatorHandle::spawn();
         let state = AppState {
             log: Arc::new(log),
             aggregator,
@@ -109,7 +112,11 @@ impl Server {
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
             body_timeout: config.body_timeout,
         };
-        Ok(Server { config, state })
+        Ok(Server {
+            config,
+            state,
+            aggregator_task,
+        })
     }
 
     pub fn state(&self) -> &AppState {
@@ -124,7 +131,27 @@ impl Server {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
-        let Server { config, state } = self;
+        let Server {
+            config,
+            state,
+            aggregator_task,
+        } = self;
+        // Stops on the caller's signal, or by itself when the aggregator dies (a bug:
+        // better to stop and be restarted, which rebuilds every figure from the log,
+        // than to answer with figures that no longer move).
+        let shutdown = shutdown.child_token();
+        let aggregator_died = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (shutdown, died) = (shutdown.clone(), aggregator_died.clone());
+            tokio::spawn(async move {
+                let ended = aggregator_task.await;
+                if !shutdown.is_cancelled() {
+                    tracing::error!(?ended, "the aggregator stopped; shutting down");
+                    died.store(true, std::sync::atomic::Ordering::Relaxed);
+                    shutdown.cancel();
+                }
+            });
+        }
         let follower_stop = CancellationToken::new();
         let follower = tokio::spawn(follower::run(
             state.log.clone(),
@@ -154,6 +181,9 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(5), follower).await;
         state.log.close().await;
         info!("stopped");
+        if aggregator_died.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ServerError::AggregatorStopped);
+        }
         Ok(())
     }
 }

@@ -43,9 +43,14 @@ impl Default for SettingsDoc {
 impl SettingsDoc {
     /// What the figures depend on; `None` when the stored document is unusable.
     pub fn figures(&self) -> Option<BotSettings> {
+        if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&self.session_timeout_secs) {
+            return None;
+        }
         Some(BotSettings {
             tz: self.timezone.parse::<Tz>().ok()?,
-            session_timeout_ms: i64::try_from(self.session_timeout_secs).ok()? * 1000,
+            session_timeout_ms: i64::try_from(self.session_timeout_secs)
+                .ok()?
+                .checked_mul(1000)?,
         })
     }
 
