@@ -14,7 +14,7 @@ use crate::time::{
 };
 
 /// The settings that shape a bot's figures. Changing either means recounting.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BotSettings {
     /// Days, hours and weeks are those of this zone.
     pub tz: Tz,
@@ -32,7 +32,7 @@ impl Default for BotSettings {
 }
 
 /// Counters of one 15-minute UTC slot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct SlotCounts {
     messages_in: u64,
     messages_out: u64,
@@ -74,7 +74,7 @@ pub struct DialogCursor {
 /// How many raw texts the normalisation cache keeps before it starts again.
 const MAX_RAW_TEXTS: usize = 100_000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct User {
     id: Box<str>,
     name: Option<(i64, Box<str>)>,
@@ -123,7 +123,7 @@ pub struct StatsBucket {
 /// Everything the product shows about one bot, exact after every [`apply`].
 ///
 /// [`apply`]: BotFigures::apply
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BotFigures {
     settings: BotSettings,
     users: Vec<User>,
@@ -135,7 +135,9 @@ pub struct BotFigures {
     active_week: Map<i32, u64>,
     texts: Vec<Box<str>>,
     text_index: Map<Box<str>, u32>,
-    /// Raw inbound texts seen lately → their normalised text's id.
+    /// Raw inbound texts seen lately → their normalised text's id (a cache, not kept
+    /// in snapshots).
+    #[serde(skip)]
     raw_texts: Map<Box<str>, Option<u32>>,
     /// Inbound normalised texts counted per local day.
     top: BTreeMap<i32, Map<u32, u64>>,

@@ -8,7 +8,7 @@
 //! matter.
 
 /// One group of a dialog's messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Group {
     /// Event time (ms) of the first message.
     pub start: i64,

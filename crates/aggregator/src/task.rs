@@ -12,7 +12,7 @@ use tracing::debug;
 use crate::bot::{BotFigures, BotSettings};
 
 /// Every bot's figures.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Aggregator {
     bots: HashMap<String, BotFigures>,
     /// Settings of bots that have them; the others use the defaults.
@@ -41,6 +41,21 @@ impl Aggregator {
         self.bots.get(bot)
     }
 
+    /// The settings each bot's figures were counted with.
+    pub fn settings(&self) -> impl Iterator<Item = (&str, BotSettings)> {
+        self.bots.iter().map(|(b, f)| (b.as_str(), f.settings()))
+    }
+
+    /// The whole state as bytes, for a snapshot.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, SnapshotError> {
+        postcard::to_stdvec(self).map_err(|e| SnapshotError(e.to_string()))
+    }
+
+    /// The state back from [`to_bytes`](Aggregator::to_bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Aggregator, SnapshotError> {
+        postcard::from_bytes(bytes).map_err(|e| SnapshotError(e.to_string()))
+    }
+
     /// The bots that have events, sorted.
     pub fn bots(&self) -> Vec<&str> {
         let mut bots: Vec<&str> = self.bots.keys().map(String::as_str).collect();
@@ -57,6 +72,11 @@ enum Command {
     Query(Query),
 }
 
+/// A snapshot could not be written or read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("snapshot: {0}")]
+pub struct SnapshotError(String);
+
 /// The aggregator task has stopped (the service is shutting down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the aggregator has stopped")]
@@ -69,11 +89,12 @@ pub struct AggregatorHandle {
 }
 
 impl AggregatorHandle {
-    /// Starts the task; it stops when every handle is dropped.
-    pub fn spawn() -> (AggregatorHandle, tokio::task::JoinHandle<()>) {
+    /// Starts the task with `state` (empty, or restored from a snapshot); it stops
+    /// when every handle is dropped.
+    pub fn spawn(state: Aggregator) -> (AggregatorHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Command>(64);
         let task = tokio::spawn(async move {
-            let mut state = Aggregator::default();
+            let mut state = state;
             while let Some(command) = rx.recv().await {
                 match command {
                     Command::Apply(events) => {
@@ -131,5 +152,72 @@ impl AggregatorHandle {
             .await
             .map_err(|_| Stopped)?;
         answer.await.map_err(|_| Stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use botwatch_event::{Direction, EventKind, UserInfo};
+
+    #[test]
+    fn a_snapshot_gives_back_the_same_figures_and_they_go_on_the_same() {
+        let event = |i: i64, user: &str, text: &str| Event {
+            id: format!("e{i}"),
+            bot: "b".to_owned(),
+            kind: EventKind::Message,
+            direction: Some(if i % 3 == 0 {
+                Direction::Out
+            } else {
+                Direction::In
+            }),
+            provider: "web".to_owned(),
+            user: UserInfo {
+                id: user.to_owned(),
+                name: Some(format!("name {user}")),
+                ..UserInfo::default()
+            },
+            text: Some(text.to_owned()),
+            attachments: Vec::new(),
+            sender: None,
+            ts: chrono::DateTime::from_timestamp_millis(1_780_000_000_000 + i * 600_000)
+                .expect("time"),
+        };
+        let mut whole = Aggregator::default();
+        let mut before = Aggregator::default();
+        for i in 0..40 {
+            let e = event(i, &format!("u{}", i % 4), "Hello");
+            whole.apply(&e);
+            if i < 25 {
+                before.apply(&e);
+            }
+        }
+        let mut restored =
+            Aggregator::from_bytes(&before.to_bytes().expect("bytes")).expect("restored");
+        for i in 25..40 {
+            restored.apply(&event(i, &format!("u{}", i % 4), "Hello"));
+        }
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 5, 28).expect("date");
+        let (a, b) = (
+            whole.bot("b").expect("bot"),
+            restored.bot("b").expect("bot"),
+        );
+        assert_eq!(
+            a.stats(
+                day,
+                day + chrono::Duration::days(1),
+                crate::BucketSize::Hour
+            ),
+            b.stats(
+                day,
+                day + chrono::Duration::days(1),
+                crate::BucketSize::Hour
+            )
+        );
+        for u in 0..4 {
+            assert_eq!(a.user(&format!("u{u}")), b.user(&format!("u{u}")));
+        }
+        assert_eq!(a.top_messages(day, day, 5), b.top_messages(day, day, 5));
+        assert!(Aggregator::from_bytes(b"not a snapshot").is_err());
     }
 }

@@ -50,6 +50,15 @@ struct StorageArgs {
     )]
     redis: Option<String>,
 
+    /// The aggregator writes a snapshot after this many events (and on stop).
+    #[arg(
+        long,
+        env = "BOTWATCH_SNAPSHOT_EVERY",
+        default_value_t = 1_000_000,
+        global = true
+    )]
+    snapshot_every: u64,
+
     /// Prefix of every Redis key (several deployments on one Redis; tests).
     #[arg(
         long,
@@ -175,7 +184,9 @@ async fn start(config: Config) -> Result<(Server, TcpListener)> {
 }
 
 async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
+    let snapshot_every = storage.snapshot_every;
     let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-data"));
+    config.snapshot_every = snapshot_every;
     config.admin_token = admin_token_from_env();
     if config.admin_token.is_none() {
         warn!("BOTWATCH_ADMIN_TOKEN is not set: every API request will be refused with 401");
@@ -188,7 +199,9 @@ async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
 }
 
 async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
+    let snapshot_every = storage.snapshot_every;
     let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-demo-data"));
+    config.snapshot_every = snapshot_every;
     let token = admin_token_from_env().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     config.admin_token = Some(token.clone());
     let data = match &config.storage {

@@ -35,6 +35,8 @@ async fn start(storage: &Storage) -> Running {
         .arg("127.0.0.1:0")
         .env("BOTWATCH_ADMIN_TOKEN", TOKEN)
         .env("BOTWATCH_LOG", "warn")
+        // Snapshots every few hundred events, so kills land before, during and after them.
+        .env("BOTWATCH_SNAPSHOT_EVERY", "300")
         .env_remove("BOTWATCH_REDIS_URL")
         .env_remove("BOTWATCH_DATA")
         .stdout(Stdio::piped())
@@ -323,6 +325,23 @@ async fn kill_nine_loses_nothing_acknowledged(storage: Storage) {
         counts.len()
     );
 
+    // The restarts began from snapshots (taken every 300 events), not from scratch.
+    match &storage {
+        Storage::Embedded(dir) => assert!(dir.path().join("snapshot.bin").exists()),
+        Storage::Redis { prefix } => {
+            let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
+            let mut con = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(format!("{prefix}snapshot"))
+                .query_async(&mut con)
+                .await
+                .expect("exists");
+            assert!(exists, "a snapshot was written");
+        }
+    }
     drop(server);
     if let Storage::Redis { prefix } = &storage {
         let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
@@ -390,4 +409,55 @@ async fn sigterm_stops_gracefully() {
     let counts = read_all(&server.base).await;
     assert_eq!(counts.len(), ids.len());
     assert!(ids.iter().all(|id| counts.get(id) == Some(&1)));
+}
+
+/// A damaged snapshot is refused with a warning and the whole log replayed; a
+/// snapshot beyond the end of the log (the storage lost events) makes `/readyz` say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_or_impossible_snapshots_are_not_trusted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let storage = Storage::Embedded(dir);
+    let mut server = start(&storage).await;
+    let client = reqwest::Client::new();
+    let (_, body) = batch(9, 0);
+    let r = client
+        .post(format!("{}/api/v1/events", server.base))
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(r.status().as_u16(), 202);
+    server.child.start_kill().expect("kill");
+    server.child.wait().await.expect("wait");
+    let Storage::Embedded(dir) = &storage else {
+        unreachable!()
+    };
+
+    std::fs::write(dir.path().join("snapshot.bin"), b"BWSNAP01 garbage").expect("write");
+    let server = start(&storage).await;
+    figures_equal_a_recount(&server.base).await;
+    let ready = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    drop(server);
+
+    let state = botwatch_aggregator::Aggregator::default()
+        .to_bytes()
+        .expect("bytes");
+    let ahead =
+        botwatch_server::snapshot::encode(botwatch_log::Position::new(u64::MAX / 4, 0), &state);
+    std::fs::write(dir.path().join("snapshot.bin"), ahead).expect("write");
+    let server = start(&storage).await;
+    let ready = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "data_lost");
 }

@@ -413,6 +413,58 @@ fn read_history(
     Ok(page)
 }
 
+/// The snapshot file beside the database; written as `snapshot.tmp`, fsynced, then
+/// renamed over the old one (and the directory fsynced), so it is always whole.
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+impl crate::SnapshotStore for EmbeddedLog {
+    async fn load_snapshot(&self) -> Result<Option<Vec<u8>>, LogError> {
+        let path = self.snapshot_path();
+        tokio::task::spawn_blocking(move || match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LogError::Embedded(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        })
+        .await
+        .map_err(|e| LogError::Embedded(format!("snapshot task failed: {e}")))?
+    }
+
+    async fn save_snapshot(&self, bytes: Vec<u8>) -> Result<(), LogError> {
+        use std::io::Write;
+        let path = self.snapshot_path();
+        tokio::task::spawn_blocking(move || {
+            let io =
+                |e: std::io::Error| LogError::Embedded(format!("cannot write the snapshot: {e}"));
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let tmp = dir.join("snapshot.tmp");
+            let mut file = std::fs::File::create(&tmp).map_err(io)?;
+            file.write_all(&bytes).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            drop(file);
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| LogError::Embedded(format!("snapshot task failed: {e}")))?
+    }
+}
+
+impl EmbeddedLog {
+    fn snapshot_path(&self) -> PathBuf {
+        self.inner
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(SNAPSHOT_FILE)
+    }
+}
+
 impl crate::SettingsStore for EmbeddedLog {
     async fn all_settings(&self) -> Result<Vec<(String, String)>, LogError> {
         self.blocking(|db| {

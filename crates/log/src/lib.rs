@@ -137,6 +137,14 @@ pub trait SettingsStore: Send + Sync + 'static {
     fn settings_version(&self) -> impl Future<Output = Result<u64, LogError>> + Send;
 }
 
+/// The aggregator's newest snapshot, kept in the same storage as the log: replaced
+/// atomically, so a crash while saving leaves the previous one whole.
+pub trait SnapshotStore: Send + Sync + 'static {
+    fn load_snapshot(&self) -> impl Future<Output = Result<Option<Vec<u8>>, LogError>> + Send;
+
+    fn save_snapshot(&self, bytes: Vec<u8>) -> impl Future<Output = Result<(), LogError>> + Send;
+}
+
 /// The backend chosen by configuration.
 #[derive(Clone)]
 pub enum AnyLog {
@@ -185,6 +193,16 @@ impl SettingsStore for AnyLog {
 
     async fn settings_version(&self) -> Result<u64, LogError> {
         delegate!(self, log => log.settings_version())
+    }
+}
+
+impl SnapshotStore for AnyLog {
+    async fn load_snapshot(&self) -> Result<Option<Vec<u8>>, LogError> {
+        delegate!(self, log => log.load_snapshot())
+    }
+
+    async fn save_snapshot(&self, bytes: Vec<u8>) -> Result<(), LogError> {
+        delegate!(self, log => log.save_snapshot(bytes))
     }
 }
 

@@ -571,6 +571,26 @@ impl RedisLog {
     }
 }
 
+impl crate::SnapshotStore for RedisLog {
+    async fn load_snapshot(&self) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(redis::cmd("GET")
+            .arg(format!("{}snapshot", self.config.prefix))
+            .query_async(&mut self.con.clone())
+            .await?)
+    }
+
+    /// `SET` replaces the value atomically; any node's snapshot serves every node
+    /// (they follow the same stream).
+    async fn save_snapshot(&self, bytes: Vec<u8>) -> Result<(), LogError> {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}snapshot", self.config.prefix))
+            .arg(bytes)
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(())
+    }
+}
+
 impl crate::SettingsStore for RedisLog {
     async fn all_settings(&self) -> Result<Vec<(String, String)>, LogError> {
         Ok(redis::cmd("HGETALL")

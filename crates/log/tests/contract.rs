@@ -9,6 +9,7 @@ use botwatch_event::{
 };
 use botwatch_log::{
     EmbeddedLog, EventLog, HistoryCursor, Position, RedisConfig, RedisLog, SettingsStore,
+    SnapshotStore,
 };
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -16,7 +17,7 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// A backend under test: opens the log (again, after a restart) on the same storage.
 pub trait Backend: Send + Sync {
-    type Log: EventLog + SettingsStore + Clone;
+    type Log: EventLog + SettingsStore + SnapshotStore + Clone;
     fn open(&self) -> impl std::future::Future<Output = Self::Log> + Send;
     fn cleanup(&self) -> impl std::future::Future<Output = ()> + Send;
 }
@@ -447,6 +448,21 @@ pub async fn settings_are_kept_and_versioned<B: Backend>(b: B) {
     b.cleanup().await;
 }
 
+pub async fn the_newest_snapshot_is_kept<B: Backend>(b: B) {
+    let log = b.open().await;
+    assert_eq!(log.load_snapshot().await.expect("load"), None);
+    log.save_snapshot(b"first".to_vec()).await.expect("save");
+    log.save_snapshot(vec![0, 1, 2, 255]).await.expect("save");
+    log.close().await;
+    drop(log);
+    let log = b.open().await;
+    assert_eq!(
+        log.load_snapshot().await.expect("load"),
+        Some(vec![0, 1, 2, 255])
+    );
+    b.cleanup().await;
+}
+
 pub async fn concurrent_appends_are_all_kept<B: Backend>(b: B) {
     let log = b.open().await;
     let mut tasks = Vec::new();
@@ -498,6 +514,7 @@ contract!(
     concurrent_appends_are_all_kept,
     appends_after_close_are_refused,
     settings_are_kept_and_versioned,
+    the_newest_snapshot_is_kept,
 );
 
 #[path = "contract/redis_only.rs"]

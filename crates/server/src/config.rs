@@ -15,6 +15,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a client may take to send a request body (408 after).
     pub body_timeout: Duration,
+    /// The aggregator snapshots after this many events (and when the server stops).
+    pub snapshot_every: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -25,6 +27,7 @@ impl std::fmt::Debug for Config {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("shutdown_grace", &self.shutdown_grace)
             .field("body_timeout", &self.body_timeout)
+            .field("snapshot_every", &self.snapshot_every)
             .finish()
     }
 }
@@ -37,6 +40,7 @@ impl Config {
             admin_token: None,
             shutdown_grace: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            snapshot_every: 1_000_000,
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use botwatch_aggregator::{AggregatorHandle, BotFigures, BotSettings};
-use botwatch_log::{AnyLog, EventLog, LogError, Position, SettingsStore};
+use botwatch_log::{AnyLog, EventLog, LogError, Position, SettingsStore, SnapshotStore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -21,6 +21,16 @@ use crate::settings::SettingsDoc;
 const BATCH: usize = 1_000;
 const WAIT: Duration = Duration::from_secs(1);
 
+/// Where following starts: after the snapshot the aggregator was restored from.
+#[derive(Debug, Default)]
+pub struct Start {
+    pub position: Position,
+    /// The settings the restored figures were counted with.
+    pub settings: HashMap<String, BotSettings>,
+    /// The log ends before `position`: events the snapshot counted are gone.
+    pub log_behind_snapshot: bool,
+}
+
 struct Follower {
     log: Arc<AnyLog>,
     aggregator: AggregatorHandle,
@@ -28,21 +38,27 @@ struct Follower {
     position: Position,
     settings_version: Option<u64>,
     settings: HashMap<String, BotSettings>,
+    snapshot_every: u64,
+    since_snapshot: u64,
 }
 
 pub async fn run(
     log: Arc<AnyLog>,
     aggregator: AggregatorHandle,
     metrics: Arc<Metrics>,
+    start: Start,
+    snapshot_every: u64,
     stop: CancellationToken,
 ) {
     let mut f = Follower {
         log,
         aggregator,
         metrics,
-        position: Position::START,
+        position: start.position,
         settings_version: None,
-        settings: HashMap::new(),
+        settings: start.settings,
+        snapshot_every: snapshot_every.max(1),
+        since_snapshot: 0,
     };
     let mut backoff = Duration::from_millis(100);
     // Halved after each failed read, so that a run of huge entries is read a few at a
@@ -54,13 +70,19 @@ pub async fn run(
             f.read_once(batch_size).await
         };
         let result = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                f.snapshot_if_behind().await;
+                return;
+            }
             result = step => result,
         };
         match result {
             Ok(true) => {
                 backoff = Duration::from_millis(100);
                 batch_size = BATCH;
+                if f.since_snapshot >= f.snapshot_every {
+                    f.snapshot_if_behind().await;
+                }
             }
             Ok(false) => return, // the aggregator has stopped
             Err(e) => {
@@ -89,6 +111,7 @@ impl Follower {
             .reader_events
             .inc_by(batch.entries.len() as u64);
         self.metrics.dead_letters.inc_by(batch.dead_lettered);
+        self.since_snapshot += batch.entries.len() as u64;
         let events = batch.entries.into_iter().map(|e| e.event).collect();
         if self.aggregator.apply(events).await.is_err() {
             return Ok(false);
@@ -102,6 +125,31 @@ impl Follower {
             Err(e) => warn!(error = %e, "cannot read log stats"),
         }
         Ok(true)
+    }
+
+    /// Writes a snapshot when events were applied since the last one. The state is
+    /// taken between two batches, so it covers exactly the events up to `position`.
+    async fn snapshot_if_behind(&mut self) {
+        if self.since_snapshot == 0 {
+            return;
+        }
+        let position = self.position;
+        let state = self.aggregator.query(|a| a.to_bytes()).await;
+        let bytes = match state {
+            Ok(Ok(state)) => crate::snapshot::encode(position, &state),
+            Ok(Err(e)) => return warn!(error = %e, "cannot take a snapshot"),
+            Err(_) => return,
+        };
+        let size = bytes.len();
+        match self.log.save_snapshot(bytes).await {
+            Ok(()) => {
+                self.since_snapshot = 0;
+                self.metrics.snapshots.inc();
+                self.metrics.snapshot_bytes.set(size as i64);
+                info!(%position, bytes = size, "snapshot written");
+            }
+            Err(e) => warn!(error = %e, "cannot write the snapshot; the next one will try again"),
+        }
     }
 
     /// Notices settings changes and recounts the bots whose figures they change.

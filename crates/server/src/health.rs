@@ -15,6 +15,17 @@ pub async fn healthz() -> impl IntoResponse {
 /// The storage answers.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let storage = state.log.backend_name();
+    if state
+        .integrity
+        .log_behind_snapshot
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "data_lost", "storage": storage,
+                        "reason": "the log ends before the snapshot: events were lost"})),
+        );
+    }
     match state.log.ready().await {
         Ok(()) => {
             state.metrics.storage_ready.set(1);

@@ -12,6 +12,7 @@ mod history;
 mod ingest;
 mod metrics;
 mod settings;
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,14 @@ pub struct AppState {
     pub ingest_slots: Arc<tokio::sync::Semaphore>,
     /// A request body must arrive within this time (a slow sender holds a slot).
     pub body_timeout: Duration,
+    pub integrity: Arc<Integrity>,
+}
+
+/// What `/readyz` must report beyond "the storage answers".
+#[derive(Debug, Default)]
+pub struct Integrity {
+    /// The log ends before the position of the snapshot the figures came from.
+    pub log_behind_snapshot: std::sync::atomic::AtomicBool,
 }
 
 /// How many ingest bodies may be in memory at once: 64 × 4 MiB at most.
@@ -94,6 +103,48 @@ pub struct Server {
     config: Config,
     state: AppState,
     aggregator_task: tokio::task::JoinHandle<()>,
+    /// Where the follower starts: the snapshot's position, or the start of the log.
+    start: follower::Start,
+}
+
+/// The newest snapshot, when there is one that can be read and the log still holds
+/// what comes after it.
+async fn restore(
+    log: &AnyLog,
+) -> Result<(follower::Start, botwatch_aggregator::Aggregator), ServerError> {
+    use botwatch_log::SnapshotStore;
+    let Some(bytes) = log.load_snapshot().await? else {
+        info!("no snapshot: replaying the whole log");
+        return Ok((follower::Start::default(), Default::default()));
+    };
+    match snapshot::decode(&bytes) {
+        Ok((position, state)) => {
+            let head = log.stats().await?.head;
+            let behind = head < position;
+            if behind {
+                tracing::error!(
+                    %position, %head,
+                    "the log ends before the snapshot's position: the storage lost events \
+                     (Redis restarted without persistence?); figures are NOT reliable"
+                );
+            } else {
+                info!(%position, bytes = bytes.len(), "snapshot loaded; replaying the log after it");
+            }
+            let settings = state.settings().map(|(b, s)| (b.to_owned(), s)).collect();
+            Ok((
+                follower::Start {
+                    position,
+                    settings,
+                    log_behind_snapshot: behind,
+                },
+                state,
+            ))
+        }
+        Err(reason) => {
+            warn!(%reason, "the snapshot cannot be read: replaying the whole log");
+            Ok((follower::Start::default(), Default::default()))
+        }
+    }
 }
 
 impl Server {
@@ -102,7 +153,8 @@ impl Server {
         config.validate()?;
         let log = AnyLog::open(&config.storage).await?;
         info!(backend = log.backend_name(), "storage open");
-        let (aggregator, aggregator_task) = botwatch_aggregator::AggregatorHandle::spawn();
+        let (start, restored) = restore(&log).await?;
+        let (aggregator, aggregator_task) = botwatch_aggregator::AggregatorHandle::spawn(restored);
         let state = AppState {
             log: Arc::new(log),
             aggregator,
@@ -111,11 +163,13 @@ impl Server {
             limits: Arc::new(botwatch_event::Limits::default()),
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
             body_timeout: config.body_timeout,
+            integrity: Arc::new(Integrity::default()),
         };
         Ok(Server {
             config,
             state,
             aggregator_task,
+            start,
         })
     }
 
@@ -135,7 +189,15 @@ impl Server {
             config,
             state,
             aggregator_task,
+            start,
         } = self;
+        if start.log_behind_snapshot {
+            state
+                .integrity
+                .log_behind_snapshot
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            state.metrics.log_behind_snapshot.set(1);
+        }
         // Stops on the caller's signal, or by itself when the aggregator dies (a bug:
         // better to stop and be restarted, which rebuilds every figure from the log,
         // than to answer with figures that no longer move).
@@ -157,6 +219,8 @@ impl Server {
             state.log.clone(),
             state.aggregator.clone(),
             state.metrics.clone(),
+            start,
+            config.snapshot_every,
             follower_stop.clone(),
         ));
 
@@ -177,8 +241,9 @@ impl Server {
                 warn!(grace = ?config.shutdown_grace, "requests still running after the grace period; dropping them")
             }
         }
+        // The follower takes a last snapshot as it stops.
         follower_stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), follower).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), follower).await;
         state.log.close().await;
         info!("stopped");
         if aggregator_died.load(std::sync::atomic::Ordering::Relaxed) {

@@ -27,6 +27,11 @@ pub struct Metrics {
     pub dead_letters: Counter,
     /// 1 when the storage answers, 0 when not (as `/readyz`).
     pub storage_ready: Gauge,
+    /// Snapshots of the aggregator written.
+    pub snapshots: Counter,
+    pub snapshot_bytes: Gauge,
+    /// 1 when the log ends before the snapshot the figures came from (data lost).
+    pub log_behind_snapshot: Gauge,
 }
 
 impl Metrics {
@@ -41,6 +46,9 @@ impl Metrics {
             reader_events: Counter::default(),
             dead_letters: Counter::default(),
             storage_ready: Gauge::default(),
+            snapshots: Counter::default(),
+            snapshot_bytes: Gauge::default(),
+            log_behind_snapshot: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -82,6 +90,21 @@ impl Metrics {
             "storage_ready",
             "1 when the storage answers, else 0",
             m.storage_ready.clone(),
+        );
+        registry.register(
+            "snapshots",
+            "Snapshots of the aggregator written",
+            m.snapshots.clone(),
+        );
+        registry.register(
+            "snapshot_bytes",
+            "Size of the last snapshot",
+            m.snapshot_bytes.clone(),
+        );
+        registry.register(
+            "log_behind_snapshot",
+            "1 when the log ends before the snapshot's position: events were lost",
+            m.log_behind_snapshot.clone(),
         );
         Metrics { registry, ..m }
     }
