@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use botwatch_aggregator::{BotFigures, BotSettings, BucketSize};
+use botwatch_aggregator::{Aggregator, BucketSize};
 use botwatch_event::{Direction, Event, EventKind, UserInfo};
 use chrono::{DateTime, NaiveDate};
 use clap::Parser;
@@ -47,12 +47,9 @@ fn main() {
     let args = Args::parse();
     let start_ms = 1_780_000_000_000i64;
     let span_ms = args.days * 86_400_000;
-    let tz: chrono_tz::Tz = "Europe/Kyiv".parse().expect("zone");
+    let tz: chrono_tz::Tz = chrono_tz::Tz::UTC;
     let before = resident_bytes();
-    let mut figures = BotFigures::new(BotSettings {
-        tz,
-        session_timeout_ms: 30 * 60_000,
-    });
+    let mut aggregator = Aggregator::default();
     let mut applied = std::time::Duration::ZERO;
     let chunk = 20_000u64;
     let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -94,7 +91,7 @@ fn main() {
             .collect();
         let t = Instant::now();
         for e in &events {
-            figures.apply(e);
+            aggregator.apply(e);
         }
         applied += t.elapsed();
         done += n;
@@ -113,6 +110,20 @@ fn main() {
         bytes as f64 / args.users as f64
     );
 
+    let t = Instant::now();
+    let snapshot = aggregator.to_bytes().expect("snapshot");
+    let written = t.elapsed();
+    let t = Instant::now();
+    let restored = Aggregator::from_bytes(&snapshot).expect("restore");
+    let loaded = t.elapsed();
+    drop(restored);
+    println!(
+        "snapshot: {:.1} MiB, encoded in {:.2} s, decoded in {:.2} s",
+        snapshot.len() as f64 / 1_048_576.0,
+        written.as_secs_f64(),
+        loaded.as_secs_f64()
+    );
+    let figures = aggregator.bot("bench").expect("the bot");
     let from = DateTime::from_timestamp_millis(start_ms)
         .expect("time")
         .with_timezone(&tz)
