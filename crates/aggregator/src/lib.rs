@@ -21,6 +21,6 @@ mod time;
 
 pub use bot::{BotFigures, BotSettings, DialogCursor, StatsBucket, UserFigures};
 pub use sessions::Group;
-pub use task::{Aggregator, AggregatorHandle, SnapshotError, Stopped};
+pub use task::{Aggregator, AggregatorHandle, SNAPSHOT_SCHEMA, SnapshotError, Stopped};
 pub use text::normalize_top_text;
 pub use time::{BucketSize, SLOT_MS};

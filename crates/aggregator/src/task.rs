@@ -11,6 +11,11 @@ use tracing::debug;
 
 use crate::bot::{BotFigures, BotSettings};
 
+/// The number of the snapshot layout and meaning. Bump it with any change of the
+/// state's types or of what they count (sessions, slots, normalisation, …): snapshots
+/// of another number are not loaded, the log is replayed instead.
+pub const SNAPSHOT_SCHEMA: u32 = 1;
+
 /// Every bot's figures.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Aggregator {
@@ -51,9 +56,14 @@ impl Aggregator {
         postcard::to_stdvec(self).map_err(|e| SnapshotError(e.to_string()))
     }
 
-    /// The state back from [`to_bytes`](Aggregator::to_bytes).
+    /// The state back from [`to_bytes`](Aggregator::to_bytes); every byte must be used.
     pub fn from_bytes(bytes: &[u8]) -> Result<Aggregator, SnapshotError> {
-        postcard::from_bytes(bytes).map_err(|e| SnapshotError(e.to_string()))
+        let (state, rest) =
+            postcard::take_from_bytes(bytes).map_err(|e| SnapshotError(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(SnapshotError(format!("{} bytes left over", rest.len())));
+        }
+        Ok(state)
     }
 
     /// The bots that have events, sorted.

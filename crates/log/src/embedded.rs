@@ -92,6 +92,8 @@ impl EmbeddedLog {
             ))
         })?;
         let path = dir.join(DB_FILE);
+        // A snapshot write cut short by a crash leaves its temporary file: drop it.
+        let _ = std::fs::remove_file(dir.join("snapshot.tmp"));
         let db = Database::builder()
             .set_repair_callback(|session| {
                 info!(

@@ -65,16 +65,16 @@ pub async fn run(
     // time instead of timing out forever; back to full size after a success.
     let mut batch_size = BATCH;
     loop {
-        let step = async {
-            f.follow_settings().await?;
-            f.read_once(batch_size).await
-        };
-        let result = tokio::select! {
-            _ = stop.cancelled() => {
-                f.snapshot_if_behind().await;
-                return;
-            }
-            result = step => result,
+        // A step (settings, read, apply) is never cut in the middle: the position only
+        // moves once the aggregator has the events, so a snapshot never claims events
+        // its state lacks. Only the waiting for new entries gives way to the stop.
+        if stop.is_cancelled() {
+            f.snapshot_if_behind().await;
+            return;
+        }
+        let result = match f.follow_settings(&stop).await {
+            Ok(()) => f.read_once(batch_size, &stop).await,
+            Err(e) => Err(e),
         };
         match result {
             Ok(true) => {
@@ -89,7 +89,7 @@ pub async fn run(
                 batch_size = (batch_size / 2).max(1);
                 warn!(error = %e, retry_in = ?backoff, batch_size, "log follower cannot read; retrying");
                 tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => {}
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -100,22 +100,28 @@ pub async fn run(
 
 impl Follower {
     /// Reads one batch and applies it; `Ok(false)` when the aggregator is gone.
-    async fn read_once(&mut self, batch_size: usize) -> Result<bool, LogError> {
-        let batch = self
+    async fn read_once(
+        &mut self,
+        batch_size: usize,
+        stop: &CancellationToken,
+    ) -> Result<bool, LogError> {
+        let read = self
             .log
             .read(self.position, batch_size, Some(WAIT))
-            .instrument(info_span!("follower.read", position = %self.position))
-            .await?;
-        self.position = batch.next;
-        self.metrics
-            .reader_events
-            .inc_by(batch.entries.len() as u64);
+            .instrument(info_span!("follower.read", position = %self.position));
+        let batch = tokio::select! {
+            _ = stop.cancelled() => return Ok(true),
+            batch = read => batch?,
+        };
+        let (next, count) = (batch.next, batch.entries.len() as u64);
+        self.metrics.reader_events.inc_by(count);
         self.metrics.dead_letters.inc_by(batch.dead_lettered);
-        self.since_snapshot += batch.entries.len() as u64;
         let events = batch.entries.into_iter().map(|e| e.event).collect();
         if self.aggregator.apply(events).await.is_err() {
             return Ok(false);
         }
+        self.position = next;
+        self.since_snapshot += count;
         match self.log.stats().await {
             Ok(stats) => {
                 self.metrics.log_length.set(stats.length as i64);
@@ -137,23 +143,32 @@ impl Follower {
         let state = self.aggregator.query(|a| a.to_bytes()).await;
         let bytes = match state {
             Ok(Ok(state)) => crate::snapshot::encode(position, &state),
-            Ok(Err(e)) => return warn!(error = %e, "cannot take a snapshot"),
+            Ok(Err(e)) => {
+                self.since_snapshot = 0;
+                self.metrics.snapshot_failures.inc();
+                return warn!(error = %e, "cannot take a snapshot");
+            }
             Err(_) => return,
         };
         let size = bytes.len();
+        // Success or not, the next try comes after another N events: a snapshot that
+        // fails (full disk, Redis out of memory) must not be retried after every batch.
+        self.since_snapshot = 0;
         match self.log.save_snapshot(bytes).await {
             Ok(()) => {
-                self.since_snapshot = 0;
                 self.metrics.snapshots.inc();
                 self.metrics.snapshot_bytes.set(size as i64);
                 info!(%position, bytes = size, "snapshot written");
             }
-            Err(e) => warn!(error = %e, "cannot write the snapshot; the next one will try again"),
+            Err(e) => {
+                self.metrics.snapshot_failures.inc();
+                warn!(error = %e, "cannot write the snapshot; trying again after the next events");
+            }
         }
     }
 
     /// Notices settings changes and recounts the bots whose figures they change.
-    async fn follow_settings(&mut self) -> Result<(), LogError> {
+    async fn follow_settings(&mut self, stop: &CancellationToken) -> Result<(), LogError> {
         let version = self.log.settings_version().await?;
         if self.settings_version == Some(version) {
             return Ok(());
@@ -172,9 +187,14 @@ impl Follower {
         }
         for (bot, settings) in &fresh {
             if self.settings.get(bot) != Some(settings) {
-                self.recount(bot, *settings)
+                let done = self
+                    .recount(bot, *settings, stop)
                     .instrument(info_span!("follower.recount", bot))
                     .await?;
+                if !done {
+                    // Stopping: the settings are not taken; the next start recounts.
+                    return Ok(());
+                }
             }
         }
         self.settings = fresh;
@@ -183,12 +203,21 @@ impl Follower {
     }
 
     /// The bot's figures with `settings`, from every event up to where the follower
-    /// has read (a full scan of the log: settings change rarely).
-    async fn recount(&self, bot: &str, settings: BotSettings) -> Result<(), LogError> {
+    /// has read (a full scan of the log: settings change rarely). `Ok(false)` when it
+    /// gave up because the server is stopping.
+    async fn recount(
+        &self,
+        bot: &str,
+        settings: BotSettings,
+        stop: &CancellationToken,
+    ) -> Result<bool, LogError> {
         let mut figures = BotFigures::new(settings);
         let mut after = Position::START;
         let mut events = 0u64;
         while after < self.position {
+            if stop.is_cancelled() {
+                return Ok(false);
+            }
             let batch = self.log.read(after, BATCH, None).await?;
             if batch.entries.is_empty() && batch.next == after {
                 break;
@@ -204,6 +233,6 @@ impl Follower {
         info!(bot, events, upto = %self.position, "recounted with new settings");
         // A stopped aggregator is noticed by the next read.
         let _ = self.aggregator.replace(bot.to_owned(), figures).await;
-        Ok(())
+        Ok(true)
     }
 }

@@ -113,7 +113,15 @@ async fn restore(
     log: &AnyLog,
 ) -> Result<(follower::Start, botwatch_aggregator::Aggregator), ServerError> {
     use botwatch_log::SnapshotStore;
-    let Some(bytes) = log.load_snapshot().await? else {
+    let loaded = match log.load_snapshot().await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // Not fatal: replaying the whole log gives the same figures, only later.
+            warn!(error = %e, "cannot load the snapshot: replaying the whole log");
+            None
+        }
+    };
+    let Some(bytes) = loaded else {
         info!("no snapshot: replaying the whole log");
         return Ok((follower::Start::default(), Default::default()));
     };
@@ -229,11 +237,15 @@ impl Server {
         let http = axum::serve(listener, app).with_graceful_shutdown(async move {
             http_stop.cancelled().await;
         });
-        let http = tokio::spawn(http.into_future());
+        let mut http = tokio::spawn(http.into_future());
 
         shutdown.cancelled().await;
         info!("shutting down: no new connections; finishing requests in flight");
-        match tokio::time::timeout(config.shutdown_grace, http).await {
+        let finished = tokio::time::timeout(config.shutdown_grace, &mut http).await;
+        if finished.is_err() {
+            http.abort();
+        }
+        match finished {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => warn!(error = %e, "http server stopped with an error"),
             Ok(Err(e)) => warn!(error = %e, "http server task failed"),

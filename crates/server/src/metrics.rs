@@ -30,6 +30,7 @@ pub struct Metrics {
     /// Snapshots of the aggregator written.
     pub snapshots: Counter,
     pub snapshot_bytes: Gauge,
+    pub snapshot_failures: Counter,
     /// 1 when the log ends before the snapshot the figures came from (data lost).
     pub log_behind_snapshot: Gauge,
 }
@@ -48,6 +49,7 @@ impl Metrics {
             storage_ready: Gauge::default(),
             snapshots: Counter::default(),
             snapshot_bytes: Gauge::default(),
+            snapshot_failures: Counter::default(),
             log_behind_snapshot: Gauge::default(),
             registry: Registry::default(),
         };
