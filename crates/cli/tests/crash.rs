@@ -280,17 +280,9 @@ async fn kill_nine_loses_nothing_acknowledged(storage: Storage) {
     let server = start(&storage).await;
     // Clients retry what was never answered; ids make that safe.
     let unanswered = std::mem::take(&mut ledger.lock().expect("ledger").unanswered);
-    let client = reqwest::Client::new();
     let mut retried = BTreeSet::new();
     for (ids, body) in unanswered {
-        let r = client
-            .post(format!("{}/api/v1/events", server.base))
-            .bearer_auth(TOKEN)
-            .body(body)
-            .send()
-            .await
-            .expect("retry");
-        assert_eq!(r.status().as_u16(), 202);
+        assert_eq!(ingest(&server.base, body).await, 202);
         retried.extend(ids);
     }
 
@@ -376,22 +368,27 @@ async fn redis_kill_nine_loses_nothing_acknowledged() {
     kill_nine_loses_nothing_acknowledged(Storage::Redis { prefix }).await;
 }
 
+/// POSTs a batch; the status of the answer.
+async fn ingest(base: &str, body: String) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .expect("ingest")
+        .status()
+        .as_u16()
+}
+
 /// SIGTERM: the server stops by itself, cleanly (exit 0), and what it acknowledged is
 /// there after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_gracefully() {
     let storage = Storage::Embedded(tempfile::tempdir().expect("dir"));
     let mut server = start(&storage).await;
-    let client = reqwest::Client::new();
     let (ids, body) = batch(0, 0);
-    let r = client
-        .post(format!("{}/api/v1/events", server.base))
-        .bearer_auth(TOKEN)
-        .body(body)
-        .send()
-        .await
-        .expect("ingest");
-    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(ingest(&server.base, body).await, 202);
 
     let pid = server.child.id().expect("pid");
     let term = std::process::Command::new("kill")
@@ -420,14 +417,7 @@ async fn damaged_or_impossible_snapshots_are_not_trusted() {
     let mut server = start(&storage).await;
     let client = reqwest::Client::new();
     let (_, body) = batch(9, 0);
-    let r = client
-        .post(format!("{}/api/v1/events", server.base))
-        .bearer_auth(TOKEN)
-        .body(body)
-        .send()
-        .await
-        .expect("ingest");
-    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(ingest(&server.base, body).await, 202);
     server.child.start_kill().expect("kill");
     server.child.wait().await.expect("wait");
     let Storage::Embedded(dir) = &storage else {
