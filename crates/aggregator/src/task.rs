@@ -101,11 +101,15 @@ pub struct AggregatorHandle {
 impl AggregatorHandle {
     /// Starts the task with `state` (empty, or restored from a snapshot); it stops
     /// when every handle is dropped.
+    ///
+    /// The owner runs on a thread of its own, not on the async runtime: applying a
+    /// batch or encoding a snapshot (a second or more for a million users) then only
+    /// holds up the aggregator's own queries, never the runtime's other work.
     pub fn spawn(state: Aggregator) -> (AggregatorHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Command>(64);
-        let task = tokio::spawn(async move {
+        let task = tokio::task::spawn_blocking(move || {
             let mut state = state;
-            while let Some(command) = rx.recv().await {
+            while let Some(command) = rx.blocking_recv() {
                 match command {
                     Command::Apply(events) => {
                         for e in &events {
