@@ -1,0 +1,147 @@
+//! `follow-bench`: how fast botwatch follows a Redis stream that adapters fill with
+//! `XADD` — read, judge (validation, de-duplication, history index, dead letters) and
+//! aggregate — beside a bare redis-rs consumer that only reads and acknowledges the
+//! same entries (`XREADGROUP` + `XACK`), in the same run, on 127.0.0.1.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use botwatch_aggregator::Aggregator;
+use botwatch_log::{EventLog, Position, RedisConfig, RedisLog};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Following a Redis stream: botwatch beside a bare consumer")]
+struct Args {
+    #[arg(long, default_value_t = 300_000)]
+    events: usize,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    #[arg(long, default_value_t = 2)]
+    repeats: usize,
+}
+
+fn event_json(n: usize) -> String {
+    serde_json::json!({
+        "id": format!("f-{n}"),
+        "bot": "helpdesk",
+        "type": "message",
+        "direction": if n % 2 == 0 { "in" } else { "out" },
+        "provider": "telegram",
+        "user": {"id": format!("{}", 100_000 + (n * 7919) % 50_000), "name": "Олена К."},
+        "text": "Hello! Where is my order #12345? It was supposed to arrive yesterday.",
+        "ts": "2026-11-26T10:15:00.123Z",
+    })
+    .to_string()
+}
+
+async fn fill(con: &mut redis::aio::MultiplexedConnection, key: &str, events: usize) -> Result<()> {
+    for chunk in (0..events).collect::<Vec<_>>().chunks(500) {
+        let mut pipe = redis::pipe();
+        for &n in chunk {
+            pipe.cmd("XADD").arg(key).arg("*").arg("event").arg(event_json(n)).ignore();
+        }
+        pipe.query_async::<()>(con).await?;
+    }
+    Ok(())
+}
+
+async fn delete_prefix(con: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Result<()> {
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(con).await?;
+    for chunk in keys.chunks(1000) {
+        let _: () = redis::cmd("DEL").arg(chunk).query_async(con).await?;
+    }
+    Ok(())
+}
+
+/// Entries per second for the bare consumer: XREADGROUP COUNT 1000 + XACK.
+async fn bare(con: &mut redis::aio::MultiplexedConnection, key: &str, events: usize) -> Result<f64> {
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg("bare")
+        .arg("0")
+        .query_async(con)
+        .await?;
+    let started = Instant::now();
+    let mut read = 0;
+    while read < events {
+        let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("bare")
+            .arg("c1")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg(key)
+            .arg(">")
+            .query_async(con)
+            .await?;
+        let ids: Vec<String> = reply
+            .keys
+            .into_iter()
+            .flat_map(|k| k.ids.into_iter().map(|i| i.id))
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        read += ids.len();
+        let _: () = redis::cmd("XACK").arg(key).arg("bare").arg(&ids).query_async(con).await?;
+    }
+    Ok(read as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Events per second for botwatch: read and judge through `RedisLog`, then apply.
+async fn botwatch(url: &str, prefix: &str, events: usize) -> Result<f64> {
+    let mut cfg = RedisConfig::new(url);
+    cfg.prefix = prefix.to_owned();
+    let log = RedisLog::connect(cfg).await?;
+    let mut aggregator = Aggregator::default();
+    let started = Instant::now();
+    let mut after = Position::START;
+    let mut applied = 0;
+    while applied < events {
+        let batch = log.read(after, 1000, None).await?;
+        if batch.entries.is_empty() && batch.next == after {
+            break;
+        }
+        for e in &batch.entries {
+            aggregator.apply(&e.event);
+        }
+        applied += batch.entries.len();
+        after = batch.next;
+    }
+    anyhow::ensure!(applied == events, "applied {applied} of {events}");
+    Ok(applied as f64 / started.elapsed().as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.redis_url.starts_with("redis://127.") || args.redis_url.starts_with("redis://localhost"),
+        "benchmarks only run against Redis on 127.0.0.1"
+    );
+    let client = redis::Client::open(args.redis_url.as_str())?;
+    let mut con = client.get_multiplexed_async_connection().await.context("Redis")?;
+    println!("# follow-bench: {} entries written by an adapter, {} rounds", args.events, args.repeats);
+    let (mut bares, mut ours) = (Vec::new(), Vec::new());
+    for round in 0..args.repeats {
+        let prefix = format!("bwfollow:{}:{round}:", std::process::id());
+        let key = format!("{prefix}events");
+        fill(&mut con, &key, args.events).await?;
+        let b = bare(&mut con, &key, args.events).await?;
+        let o = botwatch(&args.redis_url, &prefix, args.events).await?;
+        println!("round {round}: bare consumer {b:>9.0} entries/s   botwatch {o:>9.0} events/s   ratio {:.2}", o / b);
+        bares.push(b);
+        ours.push(o);
+        delete_prefix(&mut con, &prefix).await?;
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (b, o) = (median(&mut bares), median(&mut ours));
+    println!("median: bare {b:.0}/s, botwatch {o:.0}/s, ratio {:.2} (target >= 0.80)", o / b);
+    Ok(())
+}
