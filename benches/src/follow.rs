@@ -26,7 +26,7 @@ fn event_json(n: usize) -> String {
         "id": format!("f-{n}"),
         "bot": "helpdesk",
         "type": "message",
-        "direction": if n % 2 == 0 { "in" } else { "out" },
+        "direction": if n.is_multiple_of(2) { "in" } else { "out" },
         "provider": "telegram",
         "user": {"id": format!("{}", 100_000 + (n * 7919) % 50_000), "name": "Олена К."},
         "text": "Hello! Where is my order #12345? It was supposed to arrive yesterday.",
@@ -39,7 +39,12 @@ async fn fill(con: &mut redis::aio::MultiplexedConnection, key: &str, events: us
     for chunk in (0..events).collect::<Vec<_>>().chunks(500) {
         let mut pipe = redis::pipe();
         for &n in chunk {
-            pipe.cmd("XADD").arg(key).arg("*").arg("event").arg(event_json(n)).ignore();
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg("*")
+                .arg("event")
+                .arg(event_json(n))
+                .ignore();
         }
         pipe.query_async::<()>(con).await?;
     }
@@ -47,7 +52,10 @@ async fn fill(con: &mut redis::aio::MultiplexedConnection, key: &str, events: us
 }
 
 async fn delete_prefix(con: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Result<()> {
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(con).await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(con)
+        .await?;
     for chunk in keys.chunks(1000) {
         let _: () = redis::cmd("DEL").arg(chunk).query_async(con).await?;
     }
@@ -55,7 +63,11 @@ async fn delete_prefix(con: &mut redis::aio::MultiplexedConnection, prefix: &str
 }
 
 /// Entries per second for the bare consumer: XREADGROUP COUNT 1000 + XACK.
-async fn bare(con: &mut redis::aio::MultiplexedConnection, key: &str, events: usize) -> Result<f64> {
+async fn bare(
+    con: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    events: usize,
+) -> Result<f64> {
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(key)
@@ -86,7 +98,12 @@ async fn bare(con: &mut redis::aio::MultiplexedConnection, key: &str, events: us
             break;
         }
         read += ids.len();
-        let _: () = redis::cmd("XACK").arg(key).arg("bare").arg(&ids).query_async(con).await?;
+        let _: () = redis::cmd("XACK")
+            .arg(key)
+            .arg("bare")
+            .arg(&ids)
+            .query_async(con)
+            .await?;
     }
     Ok(read as f64 / started.elapsed().as_secs_f64())
 }
@@ -119,12 +136,19 @@ async fn botwatch(url: &str, prefix: &str, events: usize) -> Result<f64> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     anyhow::ensure!(
-        args.redis_url.starts_with("redis://127.") || args.redis_url.starts_with("redis://localhost"),
+        args.redis_url.starts_with("redis://127.")
+            || args.redis_url.starts_with("redis://localhost"),
         "benchmarks only run against Redis on 127.0.0.1"
     );
     let client = redis::Client::open(args.redis_url.as_str())?;
-    let mut con = client.get_multiplexed_async_connection().await.context("Redis")?;
-    println!("# follow-bench: {} entries written by an adapter, {} rounds", args.events, args.repeats);
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("Redis")?;
+    println!(
+        "# follow-bench: {} entries written by an adapter, {} rounds",
+        args.events, args.repeats
+    );
     let (mut bares, mut ours) = (Vec::new(), Vec::new());
     for round in 0..args.repeats {
         let prefix = format!("bwfollow:{}:{round}:", std::process::id());
@@ -132,7 +156,10 @@ async fn main() -> Result<()> {
         fill(&mut con, &key, args.events).await?;
         let b = bare(&mut con, &key, args.events).await?;
         let o = botwatch(&args.redis_url, &prefix, args.events).await?;
-        println!("round {round}: bare consumer {b:>9.0} entries/s   botwatch {o:>9.0} events/s   ratio {:.2}", o / b);
+        println!(
+            "round {round}: bare consumer {b:>9.0} entries/s   botwatch {o:>9.0} events/s   ratio {:.2}",
+            o / b
+        );
         bares.push(b);
         ours.push(o);
         delete_prefix(&mut con, &prefix).await?;
@@ -142,6 +169,9 @@ async fn main() -> Result<()> {
         v[v.len() / 2]
     };
     let (b, o) = (median(&mut bares), median(&mut ours));
-    println!("median: bare {b:.0}/s, botwatch {o:.0}/s, ratio {:.2} (target >= 0.80)", o / b);
+    println!(
+        "median: bare {b:.0}/s, botwatch {o:.0}/s, ratio {:.2} (target >= 0.80)",
+        o / b
+    );
     Ok(())
 }
