@@ -154,11 +154,6 @@ impl EmbeddedLog {
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     fn queue(&self) -> Result<mpsc::Sender<AppendRequest>, LogError> {
         self.inner
             .queue

@@ -65,6 +65,23 @@ impl Redis {
         &self.0
     }
 
+    /// Deletes this test's keys that match `pattern` (after the prefix).
+    pub async fn delete_matching(&self, pattern: &str) {
+        let mut con = self.raw().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}{pattern}", self.0.prefix))
+            .query_async(&mut con)
+            .await
+            .expect("keys");
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut con)
+                .await
+                .expect("del");
+        }
+    }
+
     pub fn set_dedup_window(&mut self, window: Duration) {
         self.0.dedup_window = window;
     }
@@ -86,15 +103,7 @@ impl Backend for Redis {
             .expect("Redis must run on 127.0.0.1:6379 for these tests (see README: Tests)")
     }
     async fn cleanup(&self) {
-        let mut con = self.raw().await;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.0.prefix))
-            .query_async(&mut con)
-            .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut con).await;
-        }
+        self.delete_matching("*").await;
     }
 }
 

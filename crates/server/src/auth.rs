@@ -1,7 +1,9 @@
 //! Who is asking. For now the one admin token of `BOTWATCH_ADMIN_TOKEN`; accounts,
 //! sessions and scoped tokens plug in here.
 
+use axum::http::StatusCode;
 use axum::http::{HeaderMap, header};
+use botwatch_event::is_slug;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -33,6 +35,23 @@ impl Auth {
         Auth {
             admin_token: admin_token.map(String::into_bytes),
         }
+    }
+
+    /// The principal of a request about `bot`, when it may read that bot's data:
+    /// 401 without credentials, 400 for a name that is no bot's, 403 without access.
+    pub fn reader(&self, headers: &HeaderMap, bot: &str) -> Result<Principal, ApiError> {
+        let principal = self.authenticate(headers)?;
+        if !is_slug(bot) {
+            return Err(ApiError::bad_parameter("bot", "not a bot slug"));
+        }
+        if !principal.may_read(bot) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("no read access to bot {bot:?}"),
+            ));
+        }
+        Ok(principal)
     }
 
     /// The principal behind the request's credentials, or 401.

@@ -4,13 +4,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use botwatch_aggregator::{BucketSize, StatsBucket, UserFigures};
-use botwatch_event::is_slug;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::AppState;
-use crate::auth::Principal;
 use crate::error::ApiError;
 
 fn rfc3339(ms: i64) -> String {
@@ -33,22 +31,6 @@ fn no_bot(bot: &str) -> ApiError {
         "not_found",
         format!("no bot {bot:?}"),
     )
-}
-
-/// Authenticates, checks the bot's name and read access.
-fn reader(state: &AppState, headers: &HeaderMap, bot: &str) -> Result<Principal, ApiError> {
-    let principal = state.auth.authenticate(headers)?;
-    if !is_slug(bot) {
-        return Err(ApiError::bad_parameter("bot", "not a bot slug"));
-    }
-    if !principal.may_read(bot) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("no read access to bot {bot:?}"),
-        ));
-    }
-    Ok(principal)
 }
 
 /// A date of the years 1970 to 9999 (no event can fall outside them).
@@ -133,7 +115,7 @@ pub async fn stats(
     Query(query): Query<StatsQuery>,
     headers: HeaderMap,
 ) -> Result<Json<StatsAnswer>, ApiError> {
-    reader(&state, &headers, &bot)?;
+    state.auth.reader(&headers, &bot)?;
     let (Some(from), Some(to)) = (query.from.as_deref(), query.to.as_deref()) else {
         return Err(ApiError::bad_parameter(
             "from, to",
@@ -202,7 +184,7 @@ pub async fn top_messages(
     Query(query): Query<TopQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<TopItem>>, ApiError> {
-    reader(&state, &headers, &bot)?;
+    state.auth.reader(&headers, &bot)?;
     let limit = match query.limit.as_deref() {
         None | Some("") => 20,
         Some(l) => match l.parse::<usize>() {
@@ -269,7 +251,7 @@ pub async fn dialog(
     Path((bot, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<DialogAnswer>, ApiError> {
-    reader(&state, &headers, &bot)?;
+    state.auth.reader(&headers, &bot)?;
     let (b, u) = (bot.clone(), user.clone());
     let figures: Option<UserFigures> = state
         .aggregator
@@ -364,7 +346,7 @@ pub async fn dialogs(
 ) -> Result<Json<DialogsAnswer>, ApiError> {
     use botwatch_log::EventLog;
 
-    reader(&state, &headers, &bot)?;
+    state.auth.reader(&headers, &bot)?;
     let limit = match query.limit.as_deref() {
         None | Some("") => 50,
         Some(l) => match l.parse::<usize>() {

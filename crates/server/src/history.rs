@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use botwatch_event::{Attachment, Direction, Sender, is_slug};
+use axum::http::HeaderMap;
+use botwatch_event::{Attachment, Direction, Sender};
 use botwatch_log::{EventLog, HistoryCursor};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
@@ -47,17 +47,7 @@ pub async fn messages(
     Query(query): Query<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Json<HistoryAnswer>, ApiError> {
-    let principal = state.auth.authenticate(&headers)?;
-    if !is_slug(&bot) {
-        return Err(ApiError::bad_parameter("bot", "not a bot slug"));
-    }
-    if !principal.may_read(&bot) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("no read access to bot {bot:?}"),
-        ));
-    }
+    state.auth.reader(&headers, &bot)?;
     let limit = match query.limit.as_deref() {
         None | Some("") => DEFAULT_LIMIT,
         Some(l) => match l.parse::<usize>() {

@@ -7,7 +7,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use botwatch_aggregator::BotSettings;
-use botwatch_event::is_slug;
 use botwatch_log::SettingsStore;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -106,14 +105,6 @@ fn merge(doc: &mut SettingsDoc, body: Map<String, Value>) -> Result<(), ApiError
     Ok(())
 }
 
-fn checked_bot(bot: &str) -> Result<(), ApiError> {
-    if is_slug(bot) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_parameter("bot", "not a bot slug"))
-    }
-}
-
 async fn stored(state: &AppState, bot: &str) -> Result<Option<SettingsDoc>, ApiError> {
     Ok(state
         .log
@@ -129,15 +120,7 @@ pub async fn get(
     Path(bot): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<SettingsDoc>, ApiError> {
-    let principal = state.auth.authenticate(&headers)?;
-    checked_bot(&bot)?;
-    if !principal.may_read(&bot) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "no read access",
-        ));
-    }
+    state.auth.reader(&headers, &bot)?;
     if let Some(doc) = stored(&state, &bot).await? {
         return Ok(Json(doc));
     }
@@ -166,9 +149,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<SettingsDoc>, ApiError> {
-    let principal = state.auth.authenticate(&headers)?;
-    checked_bot(&bot)?;
-    if principal != Principal::Admin {
+    if state.auth.reader(&headers, &bot)? != Principal::Admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

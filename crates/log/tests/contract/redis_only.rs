@@ -184,22 +184,6 @@ async fn events_land_in_the_stream_named_by_the_api() {
     b.cleanup().await;
 }
 
-async fn delete_keys(b: &Redis, pattern: &str) {
-    let mut con = b.raw().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}{pattern}", b.config().prefix))
-        .query_async(&mut con)
-        .await
-        .expect("keys");
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut con)
-            .await
-            .expect("del");
-    }
-}
-
 #[tokio::test]
 async fn a_replay_after_the_ids_are_forgotten_still_counts_once() {
     let b = Redis::new();
@@ -213,7 +197,7 @@ async fn a_replay_after_the_ids_are_forgotten_still_counts_once() {
     assert_eq!((ids(&first.entries), first.duplicates), (vec!["same"], 1));
 
     // The dedup window has passed (its hashes expired) and a node replays the stream.
-    delete_keys(&b, "dedup:*").await;
+    b.delete_matching("dedup:*").await;
     let replay = b
         .open()
         .await
