@@ -1,17 +1,22 @@
 //! One bot's figures.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 
-use botwatch_event::{Direction, Event, EventKind};
+use botwatch_event::{Direction, Event, EventKind, UserInfo};
 use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
+use hashbrown::HashTable;
 
+use crate::arena::{Arena, ShortStr, StrRef};
+use crate::names::NameSearch;
 use crate::sessions::{self, Group};
 use crate::text::normalize_top_text;
 use crate::time::{
     BucketSize, SLOT_MS, bucket_key, day_number, day_of_hour, local_hour, slot_of,
     start_of_local_date, week_of_day,
 };
+use crate::timeline;
 
 /// The settings that shape a bot's figures. Changing either means recounting.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -42,27 +47,7 @@ struct SlotCounts {
     users_new: u64,
 }
 
-/// Profile fields keep the value of the latest event that carries one (an event
-/// without a name leaves the name alone); at the same event time the greater value
-/// wins, so the outcome never depends on arrival order.
-fn offer_name(slot: &mut Option<(i64, Box<str>)>, ts: i64, name: &str) {
-    let newer = match slot {
-        None => true,
-        Some((at, current)) => (ts, name) > (*at, &**current),
-    };
-    if newer {
-        *slot = Some((ts, name.into()));
-    }
-}
-
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// FNV-1a: a hash that is the same in every process, for ordering ties.
-fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// Where a page of the dialogs list stopped: the last message time and the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,19 +59,62 @@ pub struct DialogCursor {
 /// How many raw texts the normalisation cache keeps before it starts again.
 const MAX_RAW_TEXTS: usize = 100_000;
 
+/// "No value yet" for a time that only grows.
+pub(crate) const NEVER: i64 = i64::MIN;
+
+/// One user, packed: strings live in the bot's arena, the session groups and active
+/// hours in the packed timeline (80 bytes here plus about 70 there for ten messages).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct User {
-    id: Box<str>,
-    name: Option<(i64, Box<str>)>,
+pub(crate) struct User {
+    pub(crate) id: ShortStr,
+    pub(crate) name: StrRef,
+    /// Event time of the name ([`NEVER`]: no name yet).
+    name_ms: i64,
+    /// Event time of the provider ([`NEVER`]: none yet, only profile events).
+    pub(crate) provider_ms: i64,
+    /// Event time of the last message either way ([`NEVER`]: no message).
+    pub(crate) last_ms: i64,
+    pub(crate) messages: u32,
+    pub(crate) sessions: u32,
     /// Index into the bot's providers.
-    provider: Option<(i64, u16)>,
-    first_ms: Option<i64>,
-    last_ms: Option<i64>,
-    messages: u64,
-    sessions: u64,
-    groups: Vec<Group>,
-    /// Local hours (in the bot's zone) with at least one inbound message, sorted.
-    active_hours: Vec<i32>,
+    pub(crate) provider: u16,
+    /// Fields few events carry, kept out of line.
+    profile: Option<Box<Profile>>,
+    /// Session groups and local hours with inbound messages ([`timeline`]).
+    timeline: Box<[u8]>,
+}
+
+impl User {
+    pub(crate) fn has_name(&self) -> bool {
+        self.name_ms != NEVER
+    }
+}
+
+/// Profile fields beside the name; each keeps the value of the latest event carrying
+/// one.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Profile {
+    avatar: Option<(i64, StrRef)>,
+    gender: Option<(i64, StrRef)>,
+    lang: Option<(i64, StrRef)>,
+}
+
+/// Profile fields keep the value of the latest event that carries one (an event
+/// without it leaves it alone); at the same event time the greater value wins, so the
+/// outcome never depends on arrival order. True when `offered` wins over `current`.
+fn newer(current: Option<(i64, &str)>, offered: (i64, &str)) -> bool {
+    current.is_none_or(|c| offered > c)
+}
+
+fn offer(strings: &mut Arena, field: &mut Option<(i64, StrRef)>, ts: i64, value: &str) {
+    let current = field.map(|(at, r)| (at, strings.get(r)));
+    if newer(current, (ts, value)) {
+        let r = match current {
+            Some((_, c)) if c == value => field.map_or(StrRef::EMPTY, |f| f.1),
+            _ => strings.push(value),
+        };
+        *field = Some((ts, r));
+    }
 }
 
 /// What the users table and the bots ask about one user.
@@ -94,6 +122,9 @@ struct User {
 pub struct UserFigures {
     pub id: String,
     pub name: Option<String>,
+    pub avatar: Option<String>,
+    pub gender: Option<String>,
+    pub lang: Option<String>,
     pub provider: Option<String>,
     /// Event time (ms) of the first message, either direction.
     pub first_seen_ms: Option<i64>,
@@ -120,49 +151,139 @@ pub struct StatsBucket {
     pub sessions: u64,
 }
 
+/// What a snapshot keeps of a bot: everything but the indexes, which are rebuilt.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored<U, S, P, C, A, T, D> {
+    settings: BotSettings,
+    strings: S,
+    users: U,
+    providers: P,
+    slots: C,
+    active_hour: A,
+    active_day: A,
+    active_week: A,
+    texts: T,
+    top: D,
+}
+
+type Owned = Stored<
+    Vec<User>,
+    Arena,
+    Vec<Box<str>>,
+    Map<i64, SlotCounts>,
+    Map<i32, u64>,
+    Vec<Box<str>>,
+    BTreeMap<i32, Map<u32, u64>>,
+>;
+
 /// Everything the product shows about one bot, exact after every [`apply`].
 ///
 /// [`apply`]: BotFigures::apply
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct BotFigures {
     settings: BotSettings,
-    users: Vec<User>,
-    index: Map<Box<str>, u32>,
-    providers: Vec<Box<str>>,
-    slots: BTreeMap<i64, SlotCounts>,
+    pub(crate) strings: Arena,
+    pub(crate) users: Vec<User>,
+    pub(crate) providers: Vec<Box<str>>,
+    slots: Map<i64, SlotCounts>,
     active_hour: Map<i32, u64>,
     active_day: Map<i32, u64>,
     active_week: Map<i32, u64>,
     texts: Vec<Box<str>>,
-    text_index: Map<Box<str>, u32>,
-    /// Raw inbound texts seen lately → their normalised text's id (a cache, not kept
-    /// in snapshots).
-    #[serde(skip)]
-    raw_texts: Map<Box<str>, Option<u32>>,
     /// Inbound normalised texts counted per local day.
     top: BTreeMap<i32, Map<u32, u64>>,
-    /// Users with messages by their last message: (last ms, a fixed hash of the id,
-    /// index). The hash orders ties the same way on every node.
-    latest: BTreeSet<(i64, u64, u32)>,
+
+    // Derived, not kept in snapshots.
+    /// User index by id (hashed through the arena: no second copy of each id).
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    pub(crate) names: NameSearch,
+    text_index: Map<Box<str>, u32>,
+    /// Raw inbound texts seen lately → their normalised text's id (a cache).
+    raw_texts: Map<Box<str>, Option<u32>>,
+    scratch_groups: Vec<Group>,
+    scratch_hours: Vec<i32>,
+}
+
+impl serde::Serialize for BotFigures {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Stored {
+            settings: self.settings,
+            strings: &self.strings,
+            users: &self.users,
+            providers: &self.providers,
+            slots: &self.slots,
+            active_hour: &self.active_hour,
+            active_day: &self.active_day,
+            active_week: &self.active_week,
+            texts: &self.texts,
+            top: &self.top,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BotFigures {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<BotFigures, D::Error> {
+        let s = Owned::deserialize(d)?;
+        let mut figures = BotFigures::new(s.settings);
+        figures.strings = s.strings;
+        figures.users = s.users;
+        figures.providers = s.providers;
+        figures.slots = s.slots;
+        figures.active_hour = s.active_hour;
+        figures.active_day = s.active_day;
+        figures.active_week = s.active_week;
+        figures.texts = s.texts;
+        figures.top = s.top;
+        figures.rebuild_indexes();
+        Ok(figures)
+    }
 }
 
 impl BotFigures {
     pub fn new(settings: BotSettings) -> BotFigures {
         BotFigures {
             settings,
+            strings: Arena::default(),
             users: Vec::new(),
-            index: Map::default(),
             providers: Vec::new(),
-            slots: BTreeMap::new(),
+            slots: Map::default(),
             active_hour: Map::default(),
             active_day: Map::default(),
             active_week: Map::default(),
             texts: Vec::new(),
+            top: BTreeMap::new(),
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            names: NameSearch::default(),
             text_index: Map::default(),
             raw_texts: Map::default(),
-            top: BTreeMap::new(),
-            latest: BTreeSet::new(),
+            scratch_groups: Vec::new(),
+            scratch_hours: Vec::new(),
         }
+    }
+
+    fn rebuild_indexes(&mut self) {
+        let (strings, users, hasher) = (&self.strings, &self.users, &self.hasher);
+        self.index = HashTable::with_capacity(users.len());
+        self.names = NameSearch::default();
+        for (i, u) in users.iter().enumerate() {
+            let i = i as u32;
+            self.index
+                .insert_unique(hasher.hash_one(strings.get_short(&u.id)), i, |&j| {
+                    hasher.hash_one(strings.get_short(&users[j as usize].id))
+                });
+            if u.has_name() {
+                self.names.set(i, strings.get(u.name));
+            }
+        }
+        self.text_index = self
+            .texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
     }
 
     pub fn settings(&self) -> BotSettings {
@@ -171,23 +292,24 @@ impl BotFigures {
 
     /// Applies one event of this bot (each event once: the log de-duplicates).
     pub fn apply(&mut self, event: &Event) {
+        let i = self.user_index(&event.user.id);
+        self.apply_to(i as u32, event);
+    }
+
+    /// The index of an event's user when known, with the first byte of its timeline
+    /// read (so that memory is on its way before [`apply_to`](Self::apply_to) needs it).
+    pub(crate) fn touch_user(&self, id: &str) -> Option<u32> {
+        let i = self.find_user(id)?;
+        std::hint::black_box(self.users[i as usize].timeline.first());
+        Some(i)
+    }
+
+    /// Applies `event`, whose user is user number `i`.
+    pub(crate) fn apply_to(&mut self, i: u32, event: &Event) {
+        let i = i as usize;
         let ts = event.ts_millis();
         let provider = self.provider_id(&event.provider);
-        let i = self.user_index(&event.user.id);
-        let user = &mut self.users[i];
-        if let Some(name) = event.user.name.as_deref() {
-            offer_name(&mut user.name, ts, name);
-        }
-        // Ties compare the providers' names, not their arrival-dependent numbers.
-        let newer = match user.provider {
-            None => true,
-            Some((at, current)) => {
-                (ts, &*self.providers[provider as usize]) > (at, &*self.providers[current as usize])
-            }
-        };
-        if newer {
-            user.provider = Some((ts, provider));
-        }
+        self.offer_profile(i, ts, provider, &event.user);
         if event.kind == EventKind::Message {
             let inbound = event.direction == Some(Direction::In);
             // The local hour, for inbound messages only (zone lookups cost).
@@ -202,24 +324,77 @@ impl BotFigures {
         }
     }
 
+    /// The index of user `id`, if known.
+    pub(crate) fn find_user(&self, id: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(id);
+        self.index
+            .find(hash, |&i| {
+                self.strings.get_short(&self.users[i as usize].id) == id
+            })
+            .copied()
+    }
+
     fn user_index(&mut self, id: &str) -> usize {
-        if let Some(&i) = self.index.get(id) {
+        if let Some(i) = self.find_user(id) {
             return i as usize;
         }
         let i = self.users.len();
+        let id_ref = self.strings.push_short(id);
         self.users.push(User {
-            id: id.into(),
-            name: None,
-            provider: None,
-            first_ms: None,
-            last_ms: None,
+            id: id_ref,
+            name: StrRef::EMPTY,
+            name_ms: NEVER,
+            provider_ms: NEVER,
+            last_ms: NEVER,
             messages: 0,
             sessions: 0,
-            groups: Vec::new(),
-            active_hours: Vec::new(),
+            provider: 0,
+            profile: None,
+            timeline: Box::default(),
         });
-        self.index.insert(id.into(), i as u32);
+        let (strings, users, hasher) = (&self.strings, &self.users, &self.hasher);
+        self.index
+            .insert_unique(hasher.hash_one(id), i as u32, |&j| {
+                hasher.hash_one(strings.get_short(&users[j as usize].id))
+            });
         i
+    }
+
+    fn offer_profile(&mut self, i: usize, ts: i64, provider: u16, info: &UserInfo) {
+        let user = &mut self.users[i];
+        if let Some(name) = info.name.as_deref() {
+            let current = user
+                .has_name()
+                .then(|| (user.name_ms, self.strings.get(user.name)));
+            if newer(current, (ts, name)) {
+                if current.is_none_or(|(_, c)| c != name) {
+                    user.name = self.strings.push(name);
+                    self.names.set(i as u32, name);
+                }
+                user.name_ms = ts;
+            }
+        }
+        // Ties compare the providers' names, not their arrival-dependent numbers.
+        let current = (user.provider_ms != NEVER)
+            .then(|| (user.provider_ms, &*self.providers[user.provider as usize]));
+        if newer(current, (ts, &self.providers[provider as usize])) {
+            user.provider = provider;
+            user.provider_ms = ts;
+        }
+        let fields = [
+            info.avatar.as_deref(),
+            info.gender.as_deref(),
+            info.lang.as_deref(),
+        ];
+        if fields.iter().any(Option::is_some) {
+            let profile = user.profile.get_or_insert_with(Box::default);
+            let slots = [&mut profile.avatar, &mut profile.gender, &mut profile.lang];
+            for (slot, value) in slots.into_iter().zip(fields) {
+                if let Some(value) = value {
+                    offer(&mut self.strings, slot, ts, value);
+                }
+            }
+        }
     }
 
     fn provider_id(&mut self, provider: &str) -> u16 {
@@ -256,36 +431,26 @@ impl BotFigures {
 
     /// `local_hour` is the message's local hour when it is inbound, `None` when not.
     fn apply_message(&mut self, i: usize, ts: i64, local_hour: Option<i32>) {
-        let settings = self.settings;
+        let timeout = self.settings.session_timeout_ms;
         let inbound = local_hour.is_some();
-        let user = &mut self.users[i];
-        let slot = self.slots.entry(slot_of(ts)).or_default();
+        let counts = self.slots.entry(slot_of(ts)).or_default();
         if inbound {
-            slot.messages_in += 1;
+            counts.messages_in += 1;
         } else {
-            slot.messages_out += 1;
+            counts.messages_out += 1;
         }
-        user.messages += 1;
-        let last = user.last_ms.map_or(ts, |l| l.max(ts));
-        if user.last_ms != Some(last) {
-            let tie = id_hash(&user.id);
-            if let Some(old) = user.last_ms {
-                self.latest.remove(&(old, tie, i as u32));
-            }
-            self.latest.insert((last, tie, i as u32));
-            user.last_ms = Some(last);
-        }
+        let (groups, hours) = (&mut self.scratch_groups, &mut self.scratch_hours);
+        let user = &mut self.users[i];
+        user.messages = user.messages.saturating_add(1);
+        user.last_ms = user.last_ms.max(ts);
+        timeline::decode(&user.timeline, groups, hours);
 
         // First message ever: a user is new in the slot of their earliest message.
-        let earlier = user.first_ms.is_none_or(|f| ts < f);
-        let moved_from = if earlier {
-            user.first_ms.replace(ts)
-        } else {
-            None
-        };
+        let first = groups.first().map(|g| g.start);
+        let earlier = first.is_none_or(|f| ts < f);
 
         // Sessions: the groups this message joins, extends or merges.
-        let change = sessions::insert(&mut user.groups, ts, inbound, settings.session_timeout_ms);
+        let change = sessions::insert(groups, ts, inbound, timeout);
         let mut session_delta = [None; 3];
         for (k, g) in change.removed.iter().flatten().enumerate() {
             if g.is_session() {
@@ -301,12 +466,11 @@ impl BotFigures {
         // Distinct active users per local hour, day and week.
         let mut became_active = None;
         if let Some(hour) = local_hour
-            && let Err(at) = user.active_hours.binary_search(&hour)
+            && let Err(at) = hours.binary_search(&hour)
         {
             let day = day_of_hour(hour);
             let week = week_of_day(day);
             // Sorted hours: is any of them in [lo, hi)?
-            let hours = &user.active_hours;
             let any_in = |lo: i32, hi: i32| {
                 let p = hours.partition_point(|&h| h < lo);
                 p < hours.len() && hours[p] < hi
@@ -314,16 +478,17 @@ impl BotFigures {
             let day_known = any_in(day * 24, day * 24 + 24);
             // Week w holds the days 7w-3 .. 7w+3 (weeks start on Monday).
             let week_known = any_in((7 * week - 3) * 24, (7 * week + 4) * 24);
-            user.active_hours.insert(at, hour);
+            hours.insert(at, hour);
             became_active = Some((
                 hour,
                 (!day_known).then_some(day),
                 (!week_known).then_some(week),
             ));
         }
+        timeline::encode_into(&mut user.timeline, groups, hours);
 
         if earlier {
-            if let Some(old) = moved_from {
+            if let Some(old) = first {
                 self.slot(slot_of(old)).users_new -= 1;
             }
             self.slot(slot_of(ts)).users_new += 1;
@@ -347,62 +512,41 @@ impl BotFigures {
         self.slots.entry(slot).or_default()
     }
 
-    /// The figures of one user, if the bot knows them.
-    pub fn user(&self, id: &str) -> Option<UserFigures> {
-        let u = &self.users[*self.index.get(id)? as usize];
-        Some(UserFigures {
-            id: u.id.to_string(),
-            name: u.name.as_ref().map(|(_, n)| n.to_string()),
-            provider: u
-                .provider
-                .and_then(|(_, p)| self.providers.get(p as usize))
+    /// The figures of user number `i`.
+    pub(crate) fn figures_of(&self, i: u32) -> UserFigures {
+        let u = &self.users[i as usize];
+        let text = |r: Option<(i64, StrRef)>| r.map(|(_, r)| self.strings.get(r).to_owned());
+        let profile = u.profile.as_deref();
+        UserFigures {
+            id: self.strings.get_short(&u.id).to_owned(),
+            name: u.has_name().then(|| self.strings.get(u.name).to_owned()),
+            avatar: text(profile.and_then(|p| p.avatar)),
+            gender: text(profile.and_then(|p| p.gender)),
+            lang: text(profile.and_then(|p| p.lang)),
+            provider: (u.provider_ms != NEVER)
+                .then(|| self.providers.get(u.provider as usize))
+                .flatten()
                 .map(|p| p.to_string()),
-            first_seen_ms: u.first_ms,
-            last_ms: u.last_ms,
-            messages: u.messages,
-            sessions: u.sessions,
-        })
+            first_seen_ms: timeline::first_start(&u.timeline),
+            last_ms: (u.last_ms != NEVER).then_some(u.last_ms),
+            messages: u64::from(u.messages),
+            sessions: u64::from(u.sessions),
+        }
     }
 
-    /// Users with messages, the latest message first; `after` continues a page.
-    pub fn dialogs(
-        &self,
-        after: Option<&DialogCursor>,
-        limit: usize,
-    ) -> (Vec<UserFigures>, Option<DialogCursor>) {
-        let upper = after.map(|c| {
-            let idx = self.index.get(c.user.as_str()).copied().unwrap_or(0);
-            (c.last_ms, id_hash(&c.user), idx)
-        });
-        let range = match upper {
-            Some(u) => self.latest.range(..u),
-            None => self.latest.range(..),
-        };
-        let mut page: Vec<UserFigures> = Vec::with_capacity(limit);
-        let mut more = false;
-        for &(_, _, i) in range.rev() {
-            if page.len() == limit {
-                more = true;
-                break;
-            }
-            if let Some(f) = self.user(&self.users[i as usize].id) {
-                page.push(f);
-            }
-        }
-        let next = if more {
-            page.last().map(|f| DialogCursor {
-                last_ms: f.last_ms.unwrap_or_default(),
-                user: f.id.clone(),
-            })
-        } else {
-            None
-        };
-        (page, next)
+    /// The figures of one user, if the bot knows them.
+    pub fn user(&self, id: &str) -> Option<UserFigures> {
+        self.find_user(id).map(|i| self.figures_of(i))
     }
 
     /// Every user the bot knows (from messages or profile updates).
     pub fn user_ids(&self) -> impl Iterator<Item = &str> {
-        self.users.iter().map(|u| &*u.id)
+        self.users.iter().map(|u| self.strings.get_short(&u.id))
+    }
+
+    /// How many users the bot knows.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
     }
 
     /// The statistics from local date `from` to `to` (inclusive) in buckets of `size`
@@ -427,9 +571,11 @@ impl BotFigures {
         }
         let start = start_of_local_date(tz, from);
         let end = start_of_local_date(tz, after_to);
+        let first_slot = slot_of(start);
         let mut new_before: u64 = self
             .slots
-            .range(..slot_of(start))
+            .iter()
+            .filter(|&(&slot, _)| slot < first_slot)
             .map(|(_, c)| c.users_new)
             .sum();
         let active = match size {

@@ -9,18 +9,24 @@
 //! 15-minute UTC slot (every time zone's hours, days and weeks are unions of those),
 //! and, for distinct active users, each user's set of active local hours.
 //!
-//! Not here yet (issue 3 continues): bot settings (zone and session timeout are the
-//! defaults, UTC and 30 minutes), snapshots (a restart replays the log), the users
-//! table's sorting, filtering and search, dialogs lists.
+//! Memory: a user is a fixed 80-byte record whose strings live in the bot's
+//! [`arena`] and whose session groups and active hours are packed in a [`timeline`];
+//! the users table and dialogs list are answered by one scan (see [`users`]).
 
+mod arena;
 mod bot;
+mod names;
 mod sessions;
 mod task;
 mod text;
 mod time;
+mod timeline;
+mod users;
 
 pub use bot::{BotFigures, BotSettings, DialogCursor, StatsBucket, UserFigures};
+pub use names::fold_name;
 pub use sessions::Group;
 pub use task::{Aggregator, AggregatorHandle, SNAPSHOT_SCHEMA, SnapshotError, Stopped};
 pub use text::normalize_top_text;
 pub use time::{BucketSize, SLOT_MS};
+pub use users::{CursorKey, Facets, Mode, UserCursor, UserFilter, UserSort, UsersPage, UsersQuery};

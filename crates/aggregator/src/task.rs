@@ -11,6 +11,8 @@ use tracing::debug;
 
 use crate::bot::{BotFigures, BotSettings};
 
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The number of the snapshot layout and meaning. Bump it with any change of the
 /// state's types or of what they count (sessions, slots, normalisation, …): snapshots
 /// of another number are not loaded, the log is replayed instead.
@@ -19,9 +21,9 @@ pub const SNAPSHOT_SCHEMA: u32 = 1;
 /// Every bot's figures.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Aggregator {
-    bots: HashMap<String, BotFigures>,
+    bots: Map<String, BotFigures>,
     /// Settings of bots that have them; the others use the defaults.
-    settings: HashMap<String, BotSettings>,
+    settings: Map<String, BotSettings>,
 }
 
 impl Aggregator {
@@ -34,6 +36,26 @@ impl Aggregator {
         let mut figures = BotFigures::new(settings);
         figures.apply(event);
         self.bots.insert(event.bot.clone(), figures);
+    }
+
+    /// Applies events in log order. Users are looked up a few events ahead of their
+    /// changes, so that the lookups' memory reads overlap instead of waiting one by one
+    /// (with a million users each lookup is a cache miss or two); the figures are the
+    /// same as applying one by one.
+    pub fn apply_all(&mut self, events: &[Event]) {
+        const AHEAD: usize = 16;
+        for chunk in events.chunks(AHEAD) {
+            let mut hints = [None; AHEAD];
+            for (hint, e) in hints.iter_mut().zip(chunk) {
+                *hint = self.bots.get(&e.bot).and_then(|f| f.touch_user(&e.user.id));
+            }
+            for (hint, e) in hints.into_iter().zip(chunk) {
+                match (hint, self.bots.get_mut(&e.bot)) {
+                    (Some(i), Some(figures)) => figures.apply_to(i, e),
+                    _ => self.apply(e),
+                }
+            }
+        }
     }
 
     /// Puts in place a bot's figures recounted with new settings.
@@ -112,9 +134,7 @@ impl AggregatorHandle {
             while let Some(command) = rx.blocking_recv() {
                 match command {
                     Command::Apply(events) => {
-                        for e in &events {
-                            state.apply(e);
-                        }
+                        state.apply_all(&events);
                         debug!(events = events.len(), "applied");
                     }
                     Command::Replace(bot, figures) => state.replace(bot, *figures),

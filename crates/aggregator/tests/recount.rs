@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use botwatch_aggregator::{BotFigures, BotSettings, BucketSize};
+use botwatch_aggregator::{
+    Aggregator, BotFigures, BotSettings, BucketSize, CursorKey, UserFilter, UserSort, UsersQuery,
+};
 use botwatch_event::{Direction, Event, EventKind, UserInfo};
 use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use chrono_tz::Tz;
@@ -328,6 +330,8 @@ fn check(
     ids.dedup();
     assert_eq!(ids.len(), want_list.len(), "each user once");
 
+    check_users_table(events, figures);
+
     // Top messages over the range.
     let mut counts: HashMap<String, u64> = HashMap::new();
     let in_days = |ts: i64| (from..=to).contains(&local_date(tz, ts));
@@ -342,6 +346,118 @@ fn check(
     let mut want: Vec<(String, u64)> = counts.into_iter().collect();
     want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     assert_eq!(figures.top_messages(from, to, 100), want);
+}
+
+/// The users table against a plain sort of the recounted users: every column, both
+/// orders, pages of three; then a search and a provider filter with their facets.
+fn check_users_table(events: &[Event], figures: &BotFigures) {
+    // The latest profile and provider of each user (ties: the greater value).
+    let mut users: BTreeMap<&str, (Option<&str>, &str)> = BTreeMap::new();
+    for user in events.iter().map(|e| e.user.id.as_str()) {
+        let mine = || events.iter().filter(move |e| e.user.id == user);
+        let name = mine()
+            .filter_map(|e| Some((e.ts_millis(), e.user.name.as_deref()?)))
+            .max()
+            .map(|(_, n)| n);
+        let provider = mine()
+            .map(|e| (e.ts_millis(), e.provider.as_str()))
+            .max()
+            .map(|(_, p)| p)
+            .expect("an event");
+        users.insert(user, (name, provider));
+    }
+    let fold = |s: &str| -> String { s.chars().flat_map(char::to_lowercase).collect() };
+    for sort in [
+        UserSort::Last,
+        UserSort::Messages,
+        UserSort::Sessions,
+        UserSort::Name,
+    ] {
+        for descending in [false, true] {
+            let mut want: Vec<(CursorKey, String)> = users
+                .iter()
+                .map(|(&u, &(name, _))| {
+                    let f = figures.user(u).expect("known");
+                    let key = match sort {
+                        UserSort::Last => CursorKey::Number(f.last_ms.unwrap_or(i64::MIN)),
+                        UserSort::Messages => CursorKey::Number(f.messages as i64),
+                        UserSort::Sessions => CursorKey::Number(f.sessions as i64),
+                        UserSort::Name => CursorKey::Text(fold(name.unwrap_or(u)).into_bytes()),
+                    };
+                    (key, u.to_owned())
+                })
+                .collect();
+            want.sort();
+            if descending {
+                want.reverse();
+            }
+            let mut listed = Vec::new();
+            let mut after = None;
+            loop {
+                let page = figures.users(&UsersQuery {
+                    filter: UserFilter::default(),
+                    sort,
+                    descending,
+                    limit: 3,
+                    after: after.take(),
+                });
+                assert_eq!(page.total, users.len() as u64);
+                listed.extend(page.items.into_iter().map(|f| f.id));
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            let want: Vec<String> = want.into_iter().map(|w| w.1).collect();
+            assert_eq!(listed, want, "{sort:?}, descending {descending}");
+        }
+    }
+    for (search, providers) in [
+        ("ОЛЕ", vec![]),
+        ("o", vec!["viber"]),
+        ("", vec!["telegram"]),
+    ] {
+        let matches_search = |name: Option<&str>| {
+            search.is_empty() || name.is_some_and(|n| fold(n).contains(&fold(search)))
+        };
+        let page = figures.users(&UsersQuery {
+            filter: UserFilter {
+                search: Some(search.to_owned()),
+                providers: providers.iter().map(|p| p.to_string()).collect(),
+                ..UserFilter::default()
+            },
+            sort: UserSort::Name,
+            descending: false,
+            limit: 1000,
+            after: None,
+        });
+        let mut want: Vec<&str> = users
+            .iter()
+            .filter(|(_, (name, p))| {
+                matches_search(*name) && (providers.is_empty() || providers.contains(p))
+            })
+            .map(|(u, _)| *u)
+            .collect();
+        want.sort();
+        let mut got: Vec<String> = page.items.into_iter().map(|f| f.id).collect();
+        got.sort();
+        assert_eq!(got, want, "search {search:?} in {providers:?}");
+        assert_eq!(page.total, want.len() as u64);
+        // The provider facet leaves the provider filter out.
+        let mut facet: BTreeMap<&str, u64> = BTreeMap::new();
+        for (_, (name, p)) in users.iter().filter(|(_, (name, _))| matches_search(*name)) {
+            let _ = name;
+            *facet.entry(p).or_default() += 1;
+        }
+        let got: BTreeMap<&str, u64> = page
+            .facets
+            .provider
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(p, n)| (p.as_str(), *n))
+            .collect();
+        assert_eq!(got, facet, "provider facet for {search:?}");
+    }
 }
 
 proptest! {
@@ -376,10 +492,27 @@ proptest! {
         }
         // What the log hands on: the first copy of each id.
         let mut stored = HashSet::new();
+        let logged: Vec<Event> =
+            arrival.into_iter().filter(|e| stored.insert(e.id.clone())).collect();
         let mut figures = BotFigures::new(settings);
-        for e in arrival.iter().filter(|e| stored.insert(e.id.clone())) {
+        for e in &logged {
             figures.apply(e);
         }
+        // The aggregator's batch path (users looked up ahead) counts the same.
+        let mut aggregator = Aggregator::default();
+        aggregator.replace("bot".to_owned(), BotFigures::new(settings));
+        aggregator.apply_all(&logged);
+        check(
+            &events,
+            settings,
+            aggregator.bot("bot").expect("the bot"),
+            base_ms,
+            Range { from: range_from, to: range_len },
+        );
         check(&events, settings, &figures, base_ms, Range { from: range_from, to: range_len });
+        // A snapshot's figures, indexes rebuilt, answer the same.
+        let restored: BotFigures =
+            postcard::from_bytes(&postcard::to_stdvec(&figures).expect("bytes")).expect("restored");
+        check(&events, settings, &restored, base_ms, Range { from: range_from, to: range_len });
     }
 }
