@@ -7,8 +7,10 @@
 
 use std::time::Instant;
 
-use botwatch_aggregator::{Aggregator, BucketSize};
+use botwatch_aggregator::{Aggregator, BucketSize, UserFilter, UserSort, UsersQuery};
 use botwatch_event::{Direction, Event, EventKind, UserInfo};
+use botwatch_log::{AnyLog, EventLog, Position, SnapshotStore, StorageConfig};
+use botwatch_server::snapshot;
 use chrono::{DateTime, NaiveDate};
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -35,6 +37,76 @@ struct Args {
     /// Days the events spread over.
     #[arg(long, default_value_t = 90)]
     days: i64,
+    /// Events a cold start replays after its snapshot (serve's default
+    /// `--snapshot-every` is the most there can be).
+    #[arg(long, default_value_t = 1_000_000)]
+    replay: u64,
+}
+
+/// Random traffic: uniform users, times over the days, half inbound.
+struct Traffic {
+    rng: u64,
+    users: u64,
+    start_ms: i64,
+    span_ms: u64,
+}
+
+impl Traffic {
+    fn new(args: &Args, start_ms: i64) -> Traffic {
+        Traffic {
+            rng: 0x2545_f491_4f6c_dd1d,
+            users: args.users,
+            start_ms,
+            span_ms: args.days as u64 * 86_400_000,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// Events number `first` .. `first + n`.
+    fn chunk(&mut self, first: u64, n: u64) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                let user = self.next() % self.users;
+                let ts = self.start_ms + (self.next() % self.span_ms) as i64;
+                let inbound = self.next().is_multiple_of(2);
+                Event {
+                    id: format!("e{}", first + i),
+                    bot: "bench".to_owned(),
+                    kind: EventKind::Message,
+                    direction: Some(if inbound {
+                        Direction::In
+                    } else {
+                        Direction::Out
+                    }),
+                    provider: if user.is_multiple_of(3) {
+                        "viber"
+                    } else {
+                        "telegram"
+                    }
+                    .to_owned(),
+                    user: UserInfo {
+                        id: format!("{}", 100_000_000 + user),
+                        name: Some(if user.is_multiple_of(5) {
+                            format!("Користувач {user}")
+                        } else {
+                            format!("User {user}")
+                        }),
+                        ..UserInfo::default()
+                    },
+                    text: Some(TEXTS[(self.next() % 8) as usize].to_owned()),
+                    attachments: Vec::new(),
+                    sender: None,
+                    ts: DateTime::from_timestamp_millis(ts).expect("time"),
+                }
+            })
+            .collect()
+    }
 }
 
 const TEXTS: [&str; 8] = [
@@ -51,49 +123,16 @@ const TEXTS: [&str; 8] = [
 fn main() {
     let args = Args::parse();
     let start_ms = 1_780_000_000_000i64;
-    let span_ms = args.days * 86_400_000;
     let tz: chrono_tz::Tz = chrono_tz::Tz::UTC;
     let before = resident_bytes();
     let mut aggregator = Aggregator::default();
     let mut applied = std::time::Duration::ZERO;
     let chunk = 20_000u64;
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut traffic = Traffic::new(&args, start_ms);
     let mut done = 0;
     while done < args.events {
         let n = chunk.min(args.events - done);
-        let events: Vec<Event> = (0..n)
-            .map(|i| {
-                let user = next() % args.users;
-                let ts = start_ms + (next() % span_ms as u64) as i64;
-                let inbound = next() % 2 == 0;
-                Event {
-                    id: format!("e{}", done + i),
-                    bot: "bench".to_owned(),
-                    kind: EventKind::Message,
-                    direction: Some(if inbound {
-                        Direction::In
-                    } else {
-                        Direction::Out
-                    }),
-                    provider: "telegram".to_owned(),
-                    user: UserInfo {
-                        id: format!("{}", 100_000_000 + user),
-                        name: Some(format!("User {user}")),
-                        ..UserInfo::default()
-                    },
-                    text: Some(TEXTS[(next() % 8) as usize].to_owned()),
-                    attachments: Vec::new(),
-                    sender: None,
-                    ts: DateTime::from_timestamp_millis(ts).expect("time"),
-                }
-            })
-            .collect();
+        let events = traffic.chunk(done, n);
         let t = Instant::now();
         aggregator.apply_all(&events);
         applied += t.elapsed();
@@ -133,29 +172,124 @@ fn main() {
         .date_naive();
     let to: NaiveDate = from + chrono::Duration::days(args.days - 1);
     for (name, size) in [("day", BucketSize::Day), ("week", BucketSize::Week)] {
-        let mut h = Histogram::<u64>::new(3).expect("histogram");
-        for _ in 0..50 {
-            let t = Instant::now();
-            std::hint::black_box(figures.stats(from, to, size));
-            h.record(t.elapsed().as_micros() as u64).expect("record");
-        }
-        println!(
-            "stats?bucket={name} over {} days: p50 {:.2} ms, p99 {:.2} ms",
-            args.days,
-            h.value_at_quantile(0.5) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0
+        report_p99(
+            &format!("stats?bucket={name} over {} days", args.days),
+            || figures.stats(from, to, size),
         );
     }
+    report_p99(&format!("top-messages over {} days", args.days), || {
+        figures.top_messages(from, to, 20)
+    });
+    let query = |sort, search: Option<&str>| UsersQuery {
+        filter: UserFilter {
+            search: search.map(str::to_owned),
+            ..UserFilter::default()
+        },
+        sort,
+        descending: true,
+        limit: 50,
+        after: None,
+    };
+    for (label, q) in [
+        ("users?sort=messages", query(UserSort::Messages, None)),
+        ("users?sort=last", query(UserSort::Last, None)),
+        ("users?sort=name&order=desc", query(UserSort::Name, None)),
+        (
+            "users?search=er 4711 (few hits)",
+            query(UserSort::Last, Some("er 4711")),
+        ),
+        (
+            "users?search=77 (many hits)",
+            query(UserSort::Last, Some("77")),
+        ),
+        (
+            "users?search=КОРИСТ (a fifth, Cyrillic)",
+            query(UserSort::Messages, Some("КОРИСТ")),
+        ),
+    ] {
+        let total = figures.users(&q).total;
+        report_p99(&format!("{label} [{total} match]"), || figures.users(&q));
+    }
+    report_p99("dialogs, first page", || figures.dialogs(None, 50));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(cold_start(
+        &snapshot,
+        &mut traffic,
+        args.events,
+        args.replay,
+    ));
+}
+
+/// Runs `f` 50 times and prints the p50 and p99 of its time.
+fn report_p99<T>(label: &str, mut f: impl FnMut() -> T) {
     let mut h = Histogram::<u64>::new(3).expect("histogram");
     for _ in 0..50 {
         let t = Instant::now();
-        std::hint::black_box(figures.top_messages(from, to, 20));
+        std::hint::black_box(f());
         h.record(t.elapsed().as_micros() as u64).expect("record");
     }
     println!(
-        "top-messages over {} days: p50 {:.2} ms, p99 {:.2} ms",
-        args.days,
+        "{label}: p50 {:.2} ms, p99 {:.2} ms",
         h.value_at_quantile(0.5) as f64 / 1000.0,
         h.value_at_quantile(0.99) as f64 / 1000.0
     );
+}
+
+/// Cold start as `serve` does it: the snapshot read from the embedded store's data
+/// directory and decoded (checksum, state, indexes), then the events after it read
+/// back from the log (JSON decoded) and applied. `replay` events are appended first:
+/// the most a restart replays is `--snapshot-every` (1,000,000 by default).
+async fn cold_start(state: &[u8], traffic: &mut Traffic, first: u64, replay: u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = AnyLog::open(&StorageConfig::Embedded {
+        dir: dir.path().to_owned(),
+    })
+    .await
+    .expect("embedded log");
+    let mut written = 0;
+    while written < replay {
+        let n = 1000.min(replay - written);
+        log.append(traffic.chunk(first + written, n))
+            .await
+            .expect("append");
+        written += n;
+    }
+    // The snapshot covers everything before the appended events.
+    log.save_snapshot(snapshot::encode(Position::default(), state))
+        .await
+        .expect("save the snapshot");
+
+    let t = Instant::now();
+    let bytes = log
+        .load_snapshot()
+        .await
+        .expect("load")
+        .expect("a snapshot");
+    let read = t.elapsed();
+    let (mut position, mut aggregator) = snapshot::decode(&bytes).expect("decode");
+    let decoded = t.elapsed();
+    let mut replayed = 0;
+    loop {
+        let batch = log.read(position, 1000, None).await.expect("read");
+        if batch.entries.is_empty() {
+            break;
+        }
+        replayed += batch.entries.len();
+        let events: Vec<Event> = batch.entries.into_iter().map(|e| e.event).collect();
+        aggregator.apply_all(&events);
+        position = batch.next;
+    }
+    let total = t.elapsed();
+    println!(
+        "cold start: {:.2} s (snapshot read {:.2} s, decoded {:.2} s, {replayed} events replayed in {:.2} s)",
+        total.as_secs_f64(),
+        read.as_secs_f64(),
+        (decoded - read).as_secs_f64(),
+        (total - decoded).as_secs_f64()
+    );
+    log.close().await;
 }

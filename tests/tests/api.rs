@@ -395,6 +395,99 @@ async fn figures_follow_the_log(backend: Backend) {
     s.stop().await;
 }
 
+async fn the_users_table_sorts_pages_filters_and_searches(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let user = |id: &str, name: &str, provider: &str, n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| {
+                json!({"id": format!("{id}-{i}"), "bot": "crm", "type": "message",
+                       "direction": "in", "provider": provider,
+                       "user": {"id": id, "name": name, "gender": "female",
+                                "avatar": "https://example.com/a.jpg", "lang": "uk"},
+                       "text": "hi", "ts": format!("2026-11-26T10:{:02}:00Z", 10 * n + i)})
+            })
+            .collect()
+    };
+    let mut batch = Vec::new();
+    batch.extend(user("u1", "Олена Коваль", "telegram", 3));
+    batch.extend(user("u2", "John Smith", "viber", 1));
+    batch.extend(user("u3", "ОЛЕГ", "viber", 2));
+    batch.extend(user("u4", "Anna", "telegram", 4));
+    let (status, _) = s.ingest(Value::Array(batch).to_string()).await;
+    assert_eq!(status, 202);
+    until(&s, "/api/v1/bots/crm/users", |b| b["total"] == 4).await;
+
+    // Most messages first, two per page, the cursor carrying on.
+    let (_, first) = s.get("/api/v1/bots/crm/users?sort=messages&limit=2").await;
+    let ids = |b: &Value| -> Vec<String> {
+        b["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|u| u["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["u4", "u1"]);
+    assert_eq!(first["items"][0]["messages"], 4);
+    assert_eq!(first["items"][0]["gender"], "female");
+    assert_eq!(first["items"][0]["mode"], "auto");
+    let next = first["next"].as_str().expect("a next page");
+    let (_, second) = s
+        .get(&format!(
+            "/api/v1/bots/crm/users?sort=messages&limit=2&cursor={next}"
+        ))
+        .await;
+    assert_eq!(ids(&second), ["u3", "u2"]);
+    assert_eq!(second["next"], Value::Null);
+    // A cursor of another sort is refused, not misread.
+    let (status, _) = s
+        .get(&format!("/api/v1/bots/crm/users?sort=name&cursor={next}"))
+        .await;
+    assert_eq!(status, 400);
+
+    // Any part of the name, any case, Cyrillic too; facets leave their own group out.
+    let (_, found) = s
+        .get("/api/v1/bots/crm/users?search=%D0%BE%D0%BB%D0%B5&provider=viber")
+        .await;
+    assert_eq!(ids(&found), ["u3"]);
+    assert_eq!(found["total"], 1);
+    assert_eq!(
+        found["facets"]["provider"],
+        json!({"telegram": 1, "viber": 1})
+    );
+    assert_eq!(found["facets"]["subscriber"], 1);
+    let (_, by_name) = s
+        .get("/api/v1/bots/crm/users?sort=name&provider=telegram&provider=viber")
+        .await;
+    assert_eq!(
+        ids(&by_name),
+        ["u4", "u2", "u3", "u1"],
+        "A to Z, Latin before Cyrillic"
+    );
+
+    let (status, profile) = s.get("/api/v1/bots/crm/users/u1").await;
+    assert_eq!(status, 200);
+    assert_eq!(profile["name"], "Олена Коваль");
+    assert_eq!(profile["lang"], "uk");
+    assert_eq!(profile["auto_mode"], true);
+    assert_eq!(profile["tags"], json!([]));
+    assert_eq!(profile["first_seen"], "2026-11-26T10:30:00.000Z");
+    for (path, status) in [
+        ("/api/v1/bots/crm/users/nobody", 404),
+        ("/api/v1/bots/nobody/users", 404),
+        ("/api/v1/bots/crm/users?sort=age", 400),
+        ("/api/v1/bots/crm/users?limit=1000", 400),
+        ("/api/v1/bots/crm/users?cursor=garbage", 400),
+    ] {
+        assert_eq!(s.get(path).await.0, status, "{path}");
+    }
+    let anonymous = reqwest::get(s.url("/api/v1/bots/crm/users"))
+        .await
+        .expect("request");
+    assert_eq!(anonymous.status(), 401);
+    s.stop().await;
+}
+
 async fn settings_shape_the_figures(backend: Backend) {
     let s = TestServer::start(backend).await;
     let batch = json!([
@@ -569,6 +662,7 @@ both_backends!(
     retried_events_count_once,
     history_pages_newest_first,
     figures_follow_the_log,
+    the_users_table_sorts_pages_filters_and_searches,
     settings_shape_the_figures,
     health_readiness_and_metrics,
 );

@@ -17,6 +17,7 @@ use crate::time::{
     start_of_local_date, week_of_day,
 };
 use crate::timeline;
+use crate::users::Mode;
 
 /// The settings that shape a bot's figures. Changing either means recounting.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -133,6 +134,10 @@ pub struct UserFigures {
     /// Messages in + out.
     pub messages: u64,
     pub sessions: u64,
+    pub role: Option<String>,
+    pub tags: Vec<String>,
+    pub subscriber: bool,
+    pub mode: Mode,
 }
 
 /// One bucket of the statistics.
@@ -531,7 +536,22 @@ impl BotFigures {
             last_ms: (u.last_ms != NEVER).then_some(u.last_ms),
             messages: u64::from(u.messages),
             sessions: u64::from(u.sessions),
+            role: None,
+            tags: Vec::new(),
+            subscriber: self.is_subscriber(i),
+            mode: self.mode_of(i),
         }
+    }
+
+    /// Whether user `i` receives broadcasts to subscribers. Until audience editing
+    /// lands (roles, tags, the Subscriber flag), every user who wrote is one.
+    pub(crate) fn is_subscriber(&self, _i: u32) -> bool {
+        true
+    }
+
+    /// Who answers user `i`. Until operator takeover lands, the bot does.
+    pub(crate) fn mode_of(&self, _i: u32) -> Mode {
+        Mode::Auto
     }
 
     /// The figures of one user, if the bot knows them.

@@ -76,7 +76,10 @@ impl NameSearch {
         // grows.
         let mut started = 0usize;
         for at in memmem::find_iter(&self.folded, needle.as_bytes()) {
-            started += self.starts[started..].partition_point(|&s| s as usize <= at);
+            // Hits are dense or few; stepping costs entries + hits at most.
+            while self.starts.get(started).is_some_and(|&s| s as usize <= at) {
+                started += 1;
+            }
             let Some(&owner) = started.checked_sub(1).and_then(|e| self.owners.get(e)) else {
                 continue;
             };

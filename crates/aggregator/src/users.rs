@@ -23,7 +23,8 @@ pub enum UserSort {
 }
 
 /// Whether the bot or an operator answers a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     Auto,
     Manual,
@@ -187,9 +188,8 @@ impl BotFigures {
                 continue;
             }
             let known_provider = u.provider_ms != NEVER;
-            // Until audience editing lands, users have no tags or roles, every user is
-            // a subscriber and every dialog is in Auto mode.
-            let (subscriber, mode) = (true, Mode::Auto);
+            // Users have no tags or roles until audience editing lands.
+            let (subscriber, mode) = (self.is_subscriber(i), self.mode_of(i));
             let pass = [
                 f.providers.is_empty() || (known_provider && wanted_providers[u.provider as usize]),
                 f.tags.is_empty(),

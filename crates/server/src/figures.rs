@@ -10,14 +10,15 @@ use tracing::instrument;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::users::{hex, unhex};
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn stopped() -> ApiError {
+pub(crate) fn stopped() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "shutting_down",
@@ -25,7 +26,7 @@ fn stopped() -> ApiError {
     )
 }
 
-fn no_bot(bot: &str) -> ApiError {
+pub(crate) fn no_bot(bot: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -316,22 +317,14 @@ pub struct Preview {
 
 /// Opaque to clients: the last message time and the user id in hex (URL-safe).
 fn encode_cursor(c: &botwatch_aggregator::DialogCursor) -> String {
-    let hex: String = c.user.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{}.{hex}", c.last_ms)
+    format!("{}.{}", c.last_ms, hex(c.user.as_bytes()))
 }
 
 fn decode_cursor(s: &str) -> Option<botwatch_aggregator::DialogCursor> {
-    let (last, hex) = s.split_once('.')?;
-    if hex.len() % 2 != 0 {
-        return None;
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
+    let (last, user) = s.split_once('.')?;
     Some(botwatch_aggregator::DialogCursor {
         last_ms: last.parse().ok()?,
-        user: String::from_utf8(bytes).ok()?,
+        user: String::from_utf8(unhex(user)?).ok()?,
     })
 }
 

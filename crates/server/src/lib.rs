@@ -13,6 +13,7 @@ mod ingest;
 mod metrics;
 mod settings;
 pub mod snapshot;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/bots/{bot}/top-messages",
             get(figures::top_messages),
         )
+        .route("/api/v1/bots/{bot}/users", get(users::users))
+        .route("/api/v1/bots/{bot}/users/{user}", get(users::user))
         .route("/api/v1/bots/{bot}/dialogs", get(figures::dialogs))
         .route("/api/v1/bots/{bot}/dialogs/{user}", get(figures::dialog))
         .route(

@@ -1,0 +1,353 @@
+//! The users table (`GET /api/v1/bots/{bot}/users`) and one user's profile
+//! (`GET /api/v1/bots/{bot}/users/{user}`).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use botwatch_aggregator::{
+    CursorKey, Mode, UserCursor, UserFigures, UserFilter, UserSort, UsersQuery,
+};
+use serde::Serialize;
+use tracing::instrument;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::figures::{no_bot, rfc3339, stopped};
+
+/// The most rows one page may ask for.
+const MAX_LIMIT: usize = 200;
+
+#[derive(Debug, Serialize)]
+pub struct UserItem {
+    id: String,
+    name: Option<String>,
+    avatar: Option<String>,
+    provider: Option<String>,
+    gender: Option<String>,
+    role: Option<String>,
+    tags: Vec<String>,
+    subscriber: bool,
+    mode: Mode,
+    messages: u64,
+    sessions: u64,
+    last: Option<String>,
+    first_seen: Option<String>,
+}
+
+impl From<UserFigures> for UserItem {
+    fn from(f: UserFigures) -> UserItem {
+        UserItem {
+            id: f.id,
+            name: f.name,
+            avatar: f.avatar,
+            provider: f.provider,
+            gender: f.gender,
+            role: f.role,
+            tags: f.tags,
+            subscriber: f.subscriber,
+            mode: f.mode,
+            messages: f.messages,
+            sessions: f.sessions,
+            last: f.last_ms.map(rfc3339),
+            first_seen: f.first_seen_ms.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FacetsItem {
+    provider: BTreeMap<String, u64>,
+    tag: BTreeMap<String, u64>,
+    role: BTreeMap<String, u64>,
+    subscriber: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UsersAnswer {
+    items: Vec<UserItem>,
+    total: u64,
+    next: Option<String>,
+    facets: FacetsItem,
+}
+
+fn sort_name(sort: UserSort) -> &'static str {
+    match sort {
+        UserSort::Last => "last",
+        UserSort::Messages => "messages",
+        UserSort::Sessions => "sessions",
+        UserSort::Name => "name",
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Opaque to clients: the sort and order it belongs to, the row's key and its user.
+fn encode_cursor(sort: UserSort, descending: bool, c: &UserCursor) -> String {
+    let key = match &c.key {
+        CursorKey::Number(n) => format!("n{n}"),
+        CursorKey::Text(t) => format!("t{}", hex(t)),
+    };
+    let order = if descending { "desc" } else { "asc" };
+    format!(
+        "{}.{order}.{key}.{}",
+        sort_name(sort),
+        hex(c.user.as_bytes())
+    )
+}
+
+fn decode_cursor(s: &str, sort: UserSort, descending: bool) -> Result<UserCursor, ApiError> {
+    let bad = || ApiError::bad_parameter("cursor", "not a cursor returned as `next`");
+    let mut parts = s.split('.');
+    let (Some(cursor_sort), Some(order), Some(key), Some(user), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(bad());
+    };
+    if cursor_sort != sort_name(sort) || order != if descending { "desc" } else { "asc" } {
+        return Err(ApiError::bad_parameter(
+            "cursor",
+            "belongs to another sort or order; start again without a cursor",
+        ));
+    }
+    let key = match (key.get(..1), key.get(1..)) {
+        (Some("n"), Some(n)) => CursorKey::Number(n.parse().map_err(|_| bad())?),
+        (Some("t"), Some(t)) => CursorKey::Text(unhex(t).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    let user = unhex(user)
+        .and_then(|u| String::from_utf8(u).ok())
+        .ok_or_else(bad)?;
+    Ok(UserCursor { key, user })
+}
+
+/// Reads the users table's parameters; repeated filter parameters OR together.
+fn parse_query(raw: Option<&str>) -> Result<UsersQuery, ApiError> {
+    let mut filter = UserFilter::default();
+    let (mut sort, mut order, mut limit, mut cursor) = (None, None, None, None);
+    for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let value = value.into_owned();
+        match &*name {
+            "search" => filter.search = Some(value).filter(|v| !v.trim().is_empty()),
+            "provider" if !value.is_empty() => filter.providers.push(value),
+            "tag" if !value.is_empty() => filter.tags.push(value),
+            "role" if !value.is_empty() => filter.roles.push(value),
+            "subscriber" => {
+                filter.subscriber = match &*value {
+                    "" => None,
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => {
+                        return Err(ApiError::bad_parameter(
+                            "subscriber",
+                            "expected true or false",
+                        ));
+                    }
+                }
+            }
+            "mode" => match &*value {
+                "" => {}
+                "auto" => filter.modes.push(Mode::Auto),
+                "manual" => filter.modes.push(Mode::Manual),
+                _ => return Err(ApiError::bad_parameter("mode", "expected auto or manual")),
+            },
+            "sort" => {
+                sort = Some(match &*value {
+                    "last" => UserSort::Last,
+                    "messages" => UserSort::Messages,
+                    "sessions" => UserSort::Sessions,
+                    "name" => UserSort::Name,
+                    _ => {
+                        return Err(ApiError::bad_parameter(
+                            "sort",
+                            "expected last, messages, sessions or name",
+                        ));
+                    }
+                })
+            }
+            "order" => {
+                order = Some(match &*value {
+                    "asc" => false,
+                    "desc" => true,
+                    _ => return Err(ApiError::bad_parameter("order", "expected asc or desc")),
+                })
+            }
+            "limit" => {
+                limit = Some(
+                    value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::bad_parameter(
+                                "limit",
+                                format!("expected a whole number from 1 to {MAX_LIMIT}"),
+                            )
+                        })?,
+                )
+            }
+            "cursor" => cursor = Some(value).filter(|c| !c.is_empty()),
+            _ => {}
+        }
+    }
+    let sort = sort.unwrap_or(UserSort::Last);
+    // Names read A to Z; figures and times biggest and latest first.
+    let descending = order.unwrap_or(sort != UserSort::Name);
+    let after = cursor
+        .map(|c| decode_cursor(&c, sort, descending))
+        .transpose()?;
+    Ok(UsersQuery {
+        filter,
+        sort,
+        descending,
+        limit: limit.unwrap_or(50),
+        after,
+    })
+}
+
+/// `GET /api/v1/bots/{bot}/users?search=&provider=&tag=&role=&subscriber=&mode=
+/// &sort=&order=&limit=&cursor=`: a page of the users table, the total that match and
+/// the facet counts.
+#[instrument(name = "users", skip(state, headers, raw))]
+pub async fn users(
+    State(state): State<AppState>,
+    Path(bot): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<UsersAnswer>, ApiError> {
+    state.auth.reader(&headers, &bot)?;
+    let query = parse_query(raw.as_deref())?;
+    let (sort, descending) = (query.sort, query.descending);
+    let b = bot.clone();
+    let page = state
+        .aggregator
+        .query(move |a| a.bot(&b).map(|f| f.users(&query)))
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| no_bot(&bot))?;
+    Ok(Json(UsersAnswer {
+        items: page.items.into_iter().map(UserItem::from).collect(),
+        total: page.total,
+        next: page
+            .next
+            .as_ref()
+            .map(|c| encode_cursor(sort, descending, c)),
+        facets: FacetsItem {
+            provider: page.facets.provider.into_iter().collect(),
+            tag: page.facets.tag.into_iter().collect(),
+            role: page.facets.role.into_iter().collect(),
+            subscriber: page.facets.subscriber,
+        },
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProfileAnswer {
+    #[serde(flatten)]
+    user: UserItem,
+    lang: Option<String>,
+    auto_mode: bool,
+    /// Custom information fields (set through audience editing).
+    fields: BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/bots/{bot}/users/{user}`: one user's profile, as bots read it.
+#[instrument(name = "user", skip(state, headers))]
+pub async fn user(
+    State(state): State<AppState>,
+    Path((bot, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<ProfileAnswer>, ApiError> {
+    state.auth.reader(&headers, &bot)?;
+    let (b, u) = (bot.clone(), user.clone());
+    let figures = state
+        .aggregator
+        .query(move |a| a.bot(&b).and_then(|f| f.user(&u)))
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("bot {bot:?} has no user {user:?}"),
+            )
+        })?;
+    let lang = figures.lang.clone();
+    let auto_mode = figures.mode == Mode::Auto;
+    Ok(Json(ProfileAnswer {
+        user: UserItem::from(figures),
+        lang,
+        auto_mode,
+        fields: BTreeMap::new(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_belong_to_their_sort() {
+        for key in [
+            CursorKey::Number(-5),
+            CursorKey::Text("олена".as_bytes().to_vec()),
+        ] {
+            let c = UserCursor {
+                key,
+                user: "a.b&c=Олена".to_owned(),
+            };
+            let s = encode_cursor(UserSort::Name, false, &c);
+            assert_eq!(decode_cursor(&s, UserSort::Name, false).ok(), Some(c));
+            assert!(decode_cursor(&s, UserSort::Name, true).is_err());
+            assert!(decode_cursor(&s, UserSort::Messages, false).is_err());
+        }
+        for bad in [
+            "",
+            "name.asc",
+            "name.asc.x1.00",
+            "name.asc.n1.0",
+            "name.asc.n1.00.00",
+        ] {
+            assert!(decode_cursor(bad, UserSort::Name, false).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters_repeat_and_defaults_follow_the_sort() {
+        let q = parse_query(Some(
+            "provider=telegram&provider=viber&search=%D0%9E%D0%BB&sort=name",
+        ))
+        .expect("valid");
+        assert_eq!(q.filter.providers, ["telegram", "viber"]);
+        assert_eq!(q.filter.search.as_deref(), Some("Ол"));
+        assert!(!q.descending, "names A to Z by default");
+        assert!(parse_query(None).expect("valid").descending);
+        for bad in [
+            "limit=0",
+            "limit=201",
+            "sort=age",
+            "order=up",
+            "subscriber=yes",
+            "mode=x",
+        ] {
+            assert!(parse_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}
