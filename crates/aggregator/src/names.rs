@@ -8,7 +8,8 @@
 
 use memchr::memmem;
 
-/// A name as the search compares it: lower case, NUL (the separator) made a space.
+/// A name as the search compares it: lower case, NUL (the separator) made a space
+/// ([`NameSearch::set`] folds the same way without the allocation).
 pub fn fold_name(name: &str) -> String {
     name.chars()
         .flat_map(char::to_lowercase)
@@ -40,7 +41,12 @@ impl NameSearch {
         self.entry_of[u] = self.starts.len() as u32;
         self.starts.push(self.folded.len() as u64);
         self.owners.push(user);
-        self.folded.extend_from_slice(fold_name(name).as_bytes());
+        let mut buf = [0u8; 4];
+        for c in name.chars().flat_map(char::to_lowercase) {
+            let c = if c == '\0' { ' ' } else { c };
+            self.folded
+                .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
         self.folded.push(0);
     }
 
