@@ -5,19 +5,22 @@
 //! - `events:dead`: entries that are not valid events, with the reason.
 //! - `dedup:{bot}:{window}`: hash, event id → the stream id of the entry that owns it
 //!   (the first to claim it); one hash per bot and 15-day window.
-//! - `history:{bot}`: sorted set, all scores 0, one member per message: dialog,
-//!   event ms and stream id (see `member`).
+//! - `history:{bot}:{user}`: sorted set per dialog, all scores 0, one member per
+//!   message: dialog, event ms and stream id (see `member`).
 //! - `deadmark:{stream id}`: set once an entry has been dead-lettered.
 //!
 //! Writes by botwatch go through one Lua script per batch (dedup claim, `XADD`,
-//! history index), so a retried event is never stored twice. Every entry, botwatch's
-//! own and those adapters `XADD` themselves, is validated when read and judged by the
-//! admit script, which every reader runs on what it read: the first entry to claim an
-//! id owns it, the owner is recorded in Redis, so every reader on every node, and every
-//! replay, counts the same entries; invalid entries are dead-lettered exactly once.
+//! history index), so a retried event is never stored twice; its entries carry their
+//! own id in the field `at` and count when read without asking Redis again. Every
+//! other entry (those adapters `XADD` themselves, or a copy of ours) is validated when
+//! read and judged by the admit script, which every reader runs on what it read: the
+//! first entry to claim an id owns it, the owner is recorded in Redis, so every reader
+//! on every node, and every replay, counts the same entries; invalid entries are
+//! dead-lettered exactly once.
 //! Ownership hashes and dead-letter marks are kept as long as the stream keeps its
 //! entries (retention, which will trim both together, comes with the aggregator).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,7 +83,8 @@ end
 "#;
 
 /// KEYS[1] = events; ARGV = prefix, dedup window seconds, then
-/// (bot, id, history member prefix or '' when not indexed, json) per event.
+/// (bot, id, the dialog's history key or '' when not indexed, history member prefix,
+/// json) per event.
 /// Returns per event the new stream id, or 0 when the id was already taken.
 ///
 /// Event ids are remembered in one hash per bot and dedup window
@@ -90,16 +94,22 @@ end
 /// one window. The hashes are kept as long as the stream keeps its entries, so a
 /// replay always finds the same owners. A stream whose last entry is more than an
 /// hour ahead of the clock (an adapter's explicit id) is refused loudly. Everything but the `XADD` is done in
-/// bulk (an HMGET per window and bot, one HSET and one ZADD per bot), because each
-/// call from Lua costs about as much as the work it does.
+/// bulk (an HMGET per window and bot, one HSET per bot, one ZADD per dialog), because
+/// each call from Lua costs about as much as the work it does. Each entry is added with
+/// an id the script picks (after the stream's last) and carries that id in its field
+/// `at`: readers count such entries without asking Redis again.
 const LUA_INGEST: &str = r#"
 local prefix, wsecs = ARGV[1], tonumber(ARGV[2])
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 local next_ms = now_ms
+-- The ids this script gives its entries: after the stream's last one.
+local id_ms, id_seq = -1, 0
 if last then
-  local last_ms = tonumber(string.match(last[1], '^(%d+)-'))
+  local lm, ls = string.match(last[1], '^(%d+)-(%d+)$')
+  id_ms, id_seq = tonumber(lm), tonumber(ls)
+  local last_ms = id_ms
   if last_ms > now_ms + 3600000 then
     return redis.error_reply('BOTWATCH_STREAM_AHEAD the last entry of the stream (' .. last[1] ..
       ') is more than an hour ahead of the clock: an adapter added it with an explicit id')
@@ -107,10 +117,10 @@ if last then
   if last_ms > next_ms then next_ms = last_ms end
 end
 local window = math.floor(next_ms / 1000 / wsecs)
-local n = (#ARGV - 2) / 4
+local n = (#ARGV - 2) / 5
 local bots = {}
 for i = 0, n - 1 do
-  local b = 3 + i * 4
+  local b = 3 + i * 5
   local ids = bots[ARGV[b]]
   if not ids then ids = {}; bots[ARGV[b]] = ids end
   ids[#ids + 1] = ARGV[b + 1]
@@ -128,21 +138,24 @@ for bot, ids in pairs(bots) do
 end
 local out, fresh, members = {}, {}, {}
 for i = 0, n - 1 do
-  local b = 3 + i * 4
-  local bot, id, member = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local b = 3 + i * 5
+  local bot, id, hkey, member = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local t = taken[bot]
   if t[id] then
     out[i + 1] = 0
   else
     t[id] = true
-    local sid = redis.call('XADD', KEYS[1], '*', 'event', ARGV[b + 3])
+    if next_ms > id_ms then id_ms, id_seq = next_ms, 0 else id_seq = id_seq + 1 end
+    local sid = string.format('%.0f-%.0f', id_ms, id_seq)
+    redis.call('XADD', KEYS[1], sid, 'event', ARGV[b + 4], 'at', sid)
     out[i + 1] = sid
     local f = fresh[bot]
-    if not f then f = {}; fresh[bot] = f; members[bot] = {} end
+    if not f then f = {}; fresh[bot] = f end
     f[#f + 1] = id
     f[#f + 1] = sid
-    if member ~= '' then
-      local m = members[bot]
+    if hkey ~= '' then
+      local m = members[hkey]
+      if not m then m = {}; members[hkey] = m end
       m[#m + 1] = 0
       m[#m + 1] = member .. pad(sid)
     end
@@ -150,70 +163,73 @@ for i = 0, n - 1 do
 end
 for bot, f in pairs(fresh) do
   redis.call('HSET', prefix .. 'dedup:' .. bot .. ':' .. window, unpack(f))
-  if #members[bot] > 0 then
-    redis.call('ZADD', prefix .. 'history:' .. bot, unpack(members[bot]))
-  end
+end
+for hkey, m in pairs(members) do
+  redis.call('ZADD', hkey, unpack(m))
 end
 return out
 "#;
 
-/// KEYS[1] = events, KEYS[2] = dead letters; ARGV = prefix, dedup window seconds,
-/// then five values per entry read: ('v', stream id, bot, id, history member
-/// prefix or '') for a valid event, or ('x', stream id, reason, '', '') for an entry
-/// that is not one. Returns per entry 1 (counts), 0 (an earlier entry owns its id) or
-/// 2 (dead-lettered).
+/// KEYS[1] = events, KEYS[2] = dead letters; ARGV = prefix, the number of key names
+/// K, the K dedup hash names, then five values per entry read: ('v', stream id, index
+/// of the dedup hash of the entry's window, index of the one before, id) for a valid
+/// event, or ('x', stream id, reason, '', '') for an entry that is not one.
+/// Returns per entry 1 (counts), 0 (an earlier entry owns its id) or 2
+/// (dead-lettered).
 ///
 /// The verdict depends only on what Redis holds, so every reader on every node, now
 /// or in a replay, reaches the same one: the first entry to claim an id owns it (the
-/// ingest script claims for its own entries as it writes them), and the owner is
-/// recorded in the window of the entry's own time. An invalid entry is copied to the
-/// dead letters once (its fields taken from the stream, not sent back by the reader).
+/// ingest script claims for its own entries as it writes them, and readers do not ask
+/// about those), and the owner is recorded in the window of the entry's own time. An
+/// invalid entry is copied to the dead letters once (its fields taken from the stream,
+/// not sent back by the reader). Key names and windows are worked out by the reader, so
+/// the script does no string work per entry: table lookups and one bulk call per key.
+/// The reader indexes the history of the entries that count itself, after the verdicts
+/// (plain ZADDs, idempotent: a reader that stopped in between leaves the claim, and
+/// the next reader of that entry, seeing it owns the id, indexes it again).
 const LUA_ADMIT: &str = r#"
-local prefix, wsecs = ARGV[1], tonumber(ARGV[2])
-local out = {}
--- Pass 1: the owners of every id read, one HMGET per bot and window.
-local groups = {}
-for i = 3, #ARGV, 5 do
+local prefix, nk = ARGV[1], tonumber(ARGV[2])
+local keys = {}
+for k = 1, nk do keys[k] = ARGV[2 + k] end
+local base = nk + 3
+-- Pass 1: the owners of every id read, one HMGET per dedup hash.
+local asked = {}
+for i = base, #ARGV, 5 do
   if ARGV[i] == 'v' then
-    local window = math.floor(tonumber(string.match(ARGV[i + 1], '^(%d+)-')) / 1000 / wsecs)
-    for w = window - 1, window do
-      local key = prefix .. 'dedup:' .. ARGV[i + 2] .. ':' .. w
-      local g = groups[key]
-      if not g then g = {ids = {}, owners = {}, claims = {}}; groups[key] = g end
-      g.ids[#g.ids + 1] = ARGV[i + 3]
+    local id = ARGV[i + 4]
+    for _, k in ipairs({tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}) do
+      local l = asked[k]
+      if not l then l = {}; asked[k] = l end
+      l[#l + 1] = id
     end
   end
 end
-for key, g in pairs(groups) do
-  local found = redis.call('HMGET', key, unpack(g.ids))
-  for j = 1, #g.ids do
-    if found[j] then g.owners[g.ids[j]] = found[j] end
+local owners = {}
+for k, l in pairs(asked) do
+  local found = redis.call('HMGET', keys[k], unpack(l))
+  local o = {}
+  for j = 1, #l do
+    if found[j] then o[l[j]] = found[j] end
   end
+  owners[k] = o
 end
 -- Pass 2: the verdicts, in stream order; claims and index entries in bulk after.
-local members = {}
-for i = 3, #ARGV, 5 do
-  local tag, sid = ARGV[i], ARGV[i + 1]
-  if tag == 'v' then
-    local bot, id, member = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-    local window = math.floor(tonumber(string.match(sid, '^(%d+)-')) / 1000 / wsecs)
-    local cur = groups[prefix .. 'dedup:' .. bot .. ':' .. window]
-    local prev = groups[prefix .. 'dedup:' .. bot .. ':' .. (window - 1)]
-    local owner = cur.owners[id] or prev.owners[id]
+local out, claims = {}, {}
+for i = base, #ARGV, 5 do
+  local sid = ARGV[i + 1]
+  if ARGV[i] == 'v' then
+    local cur, prev, id = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
+    local owner = owners[cur][id] or owners[prev][id]
     if owner == sid then
       out[#out + 1] = 1
     elseif owner then
       out[#out + 1] = 0
     else
-      cur.owners[id] = sid
-      cur.claims[#cur.claims + 1] = id
-      cur.claims[#cur.claims + 1] = sid
-      if member ~= '' then
-        local m = members[bot]
-        if not m then m = {}; members[bot] = m end
-        m[#m + 1] = 0
-        m[#m + 1] = member .. pad(sid)
-      end
+      owners[cur][id] = sid
+      local c = claims[cur]
+      if not c then c = {}; claims[cur] = c end
+      c[#c + 1] = id
+      c[#c + 1] = sid
       out[#out + 1] = 1
     end
   else
@@ -230,13 +246,8 @@ for i = 3, #ARGV, 5 do
     out[#out + 1] = 2
   end
 end
-for key, g in pairs(groups) do
-  if #g.claims > 0 then
-    redis.call('HSET', key, unpack(g.claims))
-  end
-end
-for bot, m in pairs(members) do
-  redis.call('ZADD', prefix .. 'history:' .. bot, unpack(m))
+for k, c in pairs(claims) do
+  redis.call('HSET', keys[k], unpack(c))
 end
 return out
 "#;
@@ -407,6 +418,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// One sorted set per dialog (small sets stay listpacks: adding to one costs a third of
+/// adding to one big set per bot, measured). Bots are slugs without `:`, so the key
+/// is unambiguous whatever the user id.
+fn history_key(prefix: &str, bot: &str, user: &str) -> String {
+    format!("{prefix}history:{bot}:{user}")
+}
+
 /// History members: `{user length:04}{user}` (the dialog), `{event ms:015}`, then the
 /// position `{stream ms:015}{stream seq:010}`. All scores are 0, so the set sorts by
 /// member: by dialog, then event time, then position; one dialog is one range.
@@ -565,6 +583,90 @@ fn xread_entries(reply: Value) -> Result<Vec<RawEntry>, LogError> {
     Ok(out)
 }
 
+/// Whether an entry carries the mark of the ingest script: its own id in `at`.
+/// (A copy of such an entry elsewhere in the stream has another id, so it is judged
+/// like any adapter's entry.)
+fn written_by_ingest(position: Position, fields: Option<&[Value]>) -> bool {
+    fields
+        .and_then(|f| field(f, b"at"))
+        .and_then(|at| std::str::from_utf8(at).ok())
+        .and_then(|at| at.parse::<Position>().ok())
+        == Some(position)
+}
+
+/// The arguments of one admit script call, worked out here so that the script does
+/// no string work per entry.
+struct Admit<'a> {
+    prefix: &'a str,
+    window_secs: u64,
+    /// Key names, each once; the script refers to them by their 1-based index.
+    keys: Vec<String>,
+    key_index: HashMap<String, usize>,
+    entries: Vec<[String; 5]>,
+}
+
+impl<'a> Admit<'a> {
+    fn new(prefix: &'a str, window_secs: u64) -> Admit<'a> {
+        Admit {
+            prefix,
+            window_secs,
+            keys: Vec::new(),
+            key_index: HashMap::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    fn key(&mut self, name: String) -> String {
+        let next = self.keys.len() + 1;
+        let index = *self.key_index.entry(name.clone()).or_insert(next);
+        if index == next {
+            self.keys.push(name);
+        }
+        index.to_string()
+    }
+
+    fn valid(&mut self, position: Position, event: &Event) {
+        let window = position.ms / 1000 / self.window_secs;
+        let dedup = |w: u64| format!("{}dedup:{}:{w}", self.prefix, event.bot);
+        let (cur, prev) = (dedup(window), dedup(window.saturating_sub(1)));
+        let (cur, prev) = (self.key(cur), self.key(prev));
+        self.entries.push([
+            "v".to_owned(),
+            position.to_string(),
+            cur,
+            prev,
+            event.id.clone(),
+        ]);
+    }
+
+    fn invalid(&mut self, position: Position, reason: &str) {
+        let none = String::new;
+        self.entries.push([
+            "x".to_owned(),
+            position.to_string(),
+            reason.to_owned(),
+            none(),
+            none(),
+        ]);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn into_args(self, invocation: &mut redis::ScriptInvocation<'_>) {
+        invocation.arg(self.prefix).arg(self.keys.len());
+        for k in self.keys {
+            invocation.arg(k);
+        }
+        for e in self.entries {
+            for v in e {
+                invocation.arg(v);
+            }
+        }
+    }
+}
+
 impl RedisLog {
     fn settings_key(&self) -> String {
         format!("{}settings", self.config.prefix)
@@ -649,8 +751,14 @@ impl EventLog for RedisLog {
                 .arg(&self.config.prefix)
                 .arg(self.window_secs());
             for e in chunk {
+                let indexed = e.kind == EventKind::Message;
                 inv.arg(&e.bot)
                     .arg(&e.id)
+                    .arg(if indexed {
+                        history_key(&self.config.prefix, &e.bot, &e.user.id)
+                    } else {
+                        String::new()
+                    })
                     .arg(history_member_prefix(e))
                     .arg(e.to_json());
             }
@@ -703,50 +811,79 @@ impl EventLog for RedisLog {
         if raw.is_empty() {
             return Ok(batch);
         }
-        // Every entry is judged by the admit script, in one round trip for the batch.
-        let mut decoded = Vec::with_capacity(raw.len());
-        let mut admit = self.scripts.admit.prepare_invoke();
-        admit
-            .key(&self.events_key)
-            .key(&self.dead_key)
-            .arg(&self.config.prefix)
-            .arg(self.window_secs());
-        for (position, fields) in &raw {
-            let d = decode_fields(*position, fields.as_deref());
-            match &d {
-                Decoded::Valid(event) => {
-                    admit
-                        .arg("v")
-                        .arg(position.to_string())
-                        .arg(&event.bot)
-                        .arg(&event.id)
-                        .arg(history_member_prefix(event));
-                }
-                Decoded::Invalid(reason) => {
-                    warn!(position = %position, %reason, "invalid entry in the event stream; dead-lettered");
-                    admit
-                        .arg("x")
-                        .arg(position.to_string())
-                        .arg(reason)
-                        .arg("")
-                        .arg("");
+        // Entries the ingest script wrote (marked with their own id) count as they
+        // are: it claimed their ids and indexed them as it wrote them, so a batch of
+        // only those needs nothing more from Redis. Any other entry is judged by the
+        // admit script, in one round trip for the batch; the marked entries of such a
+        // batch go along (without their history member), so that their claims stand
+        // even where a window's hash was lost.
+        let decoded: Vec<(Position, Decoded, bool)> = raw
+            .iter()
+            .map(|(position, fields)| {
+                let d = decode_fields(*position, fields.as_deref());
+                let marked = matches!(d, Decoded::Valid(_))
+                    && written_by_ingest(*position, fields.as_deref());
+                (*position, d, marked)
+            })
+            .collect();
+        let mut admit = Admit::new(&self.config.prefix, self.window_secs());
+        if decoded.iter().any(|(_, _, marked)| !marked) {
+            for (position, d, _) in &decoded {
+                match d {
+                    Decoded::Valid(event) => admit.valid(*position, event),
+                    Decoded::Invalid(reason) => {
+                        warn!(position = %position, %reason, "invalid entry in the event stream; dead-lettered");
+                        admit.invalid(*position, reason);
+                    }
                 }
             }
-            decoded.push((*position, d));
         }
-        let verdicts: Vec<i64> = admit.invoke_async(&mut self.con.clone()).await?;
-        if verdicts.len() != decoded.len() {
-            return Err(protocol("admit verdicts"));
+        let admit_called = !admit.is_empty();
+        let mut verdicts = if !admit_called {
+            Vec::new()
+        } else {
+            let mut invocation = self.scripts.admit.prepare_invoke();
+            invocation.key(&self.events_key).key(&self.dead_key);
+            admit.into_args(&mut invocation);
+            invocation
+                .invoke_async::<Vec<i64>>(&mut self.con.clone())
+                .await?
         }
-        for ((position, d), verdict) in decoded.into_iter().zip(verdicts) {
+        .into_iter();
+        // The history of adapters' entries that count, one ZADD per dialog.
+        let mut index: HashMap<String, Vec<(u8, String)>> = HashMap::new();
+        for (position, d, marked) in decoded {
+            let verdict = if admit_called {
+                verdicts.next().ok_or_else(|| protocol("admit verdicts"))?
+            } else {
+                1
+            };
             match (d, verdict) {
-                (Decoded::Valid(event), 1) => batch.entries.push(LogEntry {
-                    position,
-                    event: *event,
-                }),
+                (Decoded::Valid(event), 1) => {
+                    if !marked && event.kind == EventKind::Message {
+                        index
+                            .entry(history_key(&self.config.prefix, &event.bot, &event.user.id))
+                            .or_default()
+                            .push((0, member(&event.user.id, event.ts_millis(), position)));
+                    }
+                    batch.entries.push(LogEntry {
+                        position,
+                        event: *event,
+                    })
+                }
                 (Decoded::Valid(_), _) => batch.duplicates += 1,
                 (Decoded::Invalid(_), _) => batch.dead_lettered += 1,
             }
+        }
+        if verdicts.next().is_some() {
+            return Err(protocol("admit verdicts"));
+        }
+        if !index.is_empty() {
+            let mut pipe = redis::pipe();
+            for (key, members) in &index {
+                pipe.zadd_multiple(key, members).ignore();
+            }
+            pipe.query_async::<()>(&mut self.con.clone()).await?;
         }
         Ok(batch)
     }
@@ -760,7 +897,7 @@ impl EventLog for RedisLog {
         limit: usize,
     ) -> Result<HistoryPage, LogError> {
         let limit = limit.max(1);
-        let key = format!("{}history:{bot}", self.config.prefix);
+        let key = history_key(&self.config.prefix, bot, user);
         let upper = before
             .map(|c| member(user, c.ts_ms, c.position))
             .unwrap_or_default();

@@ -185,6 +185,35 @@ async fn events_land_in_the_stream_named_by_the_api() {
 }
 
 #[tokio::test]
+async fn a_verbatim_copy_of_an_ingested_entry_counts_once() {
+    let b = Redis::new();
+    let log = b.open().await;
+    log.append(vec![msg("b1", "u1", "e1", at(0), "hi")])
+        .await
+        .expect("append");
+    // The ingest script marks its entries with their own id; a copy made elsewhere in
+    // the stream carries the mark of another position.
+    let original = entries(&b, log.events_key()).await;
+    let fields: Vec<(&str, &str)> = original[0]
+        .1
+        .iter()
+        .map(|(f, v)| (f.as_str(), v.as_str()))
+        .collect();
+    assert!(
+        fields
+            .iter()
+            .any(|(f, v)| *f == "at" && *v == original[0].0),
+        "{fields:?}"
+    );
+    xadd(&b, &fields).await;
+    let read = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!((ids(&read.entries), read.duplicates), (vec!["e1"], 1));
+    let history = log.history("b1", "u1", None, 10).await.expect("history");
+    assert_eq!(history.entries.len(), 1, "the copy is not in the history");
+    b.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_replay_after_the_ids_are_forgotten_still_counts_once() {
     let b = Redis::new();
     let log = b.open().await;
