@@ -3,12 +3,16 @@
 //! aggregate — beside a bare redis-rs consumer that only reads and acknowledges the
 //! same entries (`XREADGROUP` + `XACK`), in the same run, on 127.0.0.1.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use botwatch_aggregator::Aggregator;
-use botwatch_log::{EventLog, Position, RedisConfig, RedisLog};
+use botwatch_log::{EventLog, Position, RedisConfig, RedisLog, StorageConfig};
+use botwatch_server::{Config, Server};
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 #[command(about = "Following a Redis stream: botwatch beside a bare consumer")]
@@ -19,6 +23,11 @@ struct Args {
     redis_url: String,
     #[arg(long, default_value_t = 2)]
     repeats: usize,
+    /// Also follow live: a producer adds entries while a running `botwatch serve`
+    /// (in-process, on Redis) follows them, beside a bare consumer following the
+    /// same way; reports the sustained rate and the lag left when the producer stops.
+    #[arg(long)]
+    live: bool,
 }
 
 fn event_json(n: usize) -> String {
@@ -36,19 +45,7 @@ fn event_json(n: usize) -> String {
 }
 
 async fn fill(con: &mut redis::aio::MultiplexedConnection, key: &str, events: usize) -> Result<()> {
-    for chunk in (0..events).collect::<Vec<_>>().chunks(500) {
-        let mut pipe = redis::pipe();
-        for &n in chunk {
-            pipe.cmd("XADD")
-                .arg(key)
-                .arg("*")
-                .arg("event")
-                .arg(event_json(n))
-                .ignore();
-        }
-        pipe.query_async::<()>(con).await?;
-    }
-    Ok(())
+    fill_chunked(con, key, events, 500).await
 }
 
 async fn delete_prefix(con: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Result<()> {
@@ -157,6 +154,161 @@ async fn botwatch(url: &str, prefix: &str, events: usize) -> Result<f64> {
     Ok(applied as f64 / started.elapsed().as_secs_f64())
 }
 
+/// What a live run measured.
+struct Live {
+    /// Entries per second the producer managed.
+    produced: f64,
+    /// Entries per second from the first XADD to the last one consumed.
+    sustained: f64,
+    /// From the producer's last XADD to the consumer having everything.
+    lag: Duration,
+}
+
+/// A producer adding `events` adapter entries in pipelined chunks of 100 while
+/// `consumed` is polled every millisecond.
+async fn produce_and_wait<F, Fut>(
+    con: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    events: usize,
+    consumed: F,
+) -> Result<Live>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<usize>>,
+{
+    let started = Instant::now();
+    fill_chunked(con, key, events, 100).await?;
+    let produced_at = Instant::now();
+    loop {
+        let n = consumed().await?;
+        if n >= events {
+            break;
+        }
+        anyhow::ensure!(
+            produced_at.elapsed() < Duration::from_secs(120),
+            "consumed {n} of {events} two minutes after the producer stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let done = Instant::now();
+    Ok(Live {
+        produced: events as f64 / (produced_at - started).as_secs_f64(),
+        sustained: events as f64 / (done - started).as_secs_f64(),
+        lag: done - produced_at,
+    })
+}
+
+/// Live, bare: a consumer task loops XREADGROUP (BLOCK 100) + XACK while the producer
+/// adds entries.
+async fn live_bare(client: &redis::Client, key: &str, events: usize) -> Result<Live> {
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg("bare")
+        .arg("$")
+        .arg("MKSTREAM")
+        .query_async(&mut con)
+        .await?;
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let mut reader = client.get_multiplexed_async_connection().await?;
+    let stream = key.to_owned();
+    let consumer = tokio::spawn(async move {
+        while seen.load(Ordering::Relaxed) < events {
+            let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("bare")
+                .arg("c1")
+                .arg("COUNT")
+                .arg(1000)
+                .arg("BLOCK")
+                .arg(100)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">")
+                .query_async(&mut reader)
+                .await?;
+            let ids: Vec<String> = reply
+                .keys
+                .into_iter()
+                .flat_map(|k| k.ids.into_iter().map(|i| i.id))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let _: () = redis::cmd("XACK")
+                .arg(&stream)
+                .arg("bare")
+                .arg(&ids)
+                .query_async(&mut reader)
+                .await?;
+            seen.fetch_add(ids.len(), Ordering::Relaxed);
+        }
+        anyhow::Ok(())
+    });
+    let live = produce_and_wait(&mut con, key, events, || {
+        let n = count.load(Ordering::Relaxed);
+        async move { Ok(n) }
+    })
+    .await?;
+    consumer.await??;
+    Ok(live)
+}
+
+/// Live, botwatch: `serve` on Redis (in-process, its own prefix) follows while the
+/// producer adds entries; done when the aggregator has counted every message.
+async fn live_botwatch(
+    client: &redis::Client,
+    url: &str,
+    prefix: &str,
+    events: usize,
+) -> Result<Live> {
+    let mut cfg = RedisConfig::new(url);
+    cfg.prefix = prefix.to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let config = Config::new(listener.local_addr()?, StorageConfig::Redis(cfg));
+    let server = Server::open(config).await?;
+    let aggregator = server.state().aggregator.clone();
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(server.serve(listener, stop.clone()));
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let live = produce_and_wait(&mut con, &format!("{prefix}events"), events, || {
+        let aggregator = aggregator.clone();
+        async move {
+            let n = aggregator
+                .query(|a| a.bot("helpdesk").map_or(0, |f| f.message_count()))
+                .await?;
+            Ok(n as usize)
+        }
+    })
+    .await?;
+    stop.cancel();
+    serving.await??;
+    Ok(live)
+}
+
+async fn fill_chunked(
+    con: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    events: usize,
+    chunk: usize,
+) -> Result<()> {
+    for chunk in (0..events).collect::<Vec<_>>().chunks(chunk) {
+        let mut pipe = redis::pipe();
+        for &n in chunk {
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg("*")
+                .arg("event")
+                .arg(event_json(n))
+                .ignore();
+        }
+        pipe.query_async::<()>(con).await?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -199,6 +351,25 @@ async fn main() -> Result<()> {
             );
             bares.push(b);
             ours.push(o);
+            delete_prefix(&mut con, &prefix).await?;
+        }
+    }
+    if args.live {
+        for round in 0..args.repeats {
+            let prefix = format!("bwfollow:{}:live:{round}:", std::process::id());
+            let b = live_bare(&client, &format!("{prefix}bare"), args.events).await?;
+            let o = live_botwatch(&client, &args.redis_url, &prefix, args.events).await?;
+            println!(
+                "live round {round}: producer {:.0}/s and {:.0}/s; bare consumer {:.0} entries/s sustained, lag {} ms at the end; \
+                 botwatch {:.0} events/s sustained, lag {} ms at the end; ratio {:.2}",
+                b.produced,
+                o.produced,
+                b.sustained,
+                b.lag.as_millis(),
+                o.sustained,
+                o.lag.as_millis(),
+                o.sustained / b.sustained
+            );
             delete_prefix(&mut con, &prefix).await?;
         }
     }

@@ -564,6 +564,14 @@ impl BotFigures {
         self.users.iter().map(|u| self.strings.get_short(&u.id))
     }
 
+    /// Messages counted so far, both directions.
+    pub fn message_count(&self) -> u64 {
+        self.slots
+            .values()
+            .map(|c| c.messages_in + c.messages_out)
+            .sum()
+    }
+
     /// How many users the bot knows.
     pub fn user_count(&self) -> usize {
         self.users.len()
