@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use botwatch_aggregator::{Aggregator, BucketSize, UserFilter, UserSort, UsersQuery};
 use botwatch_event::{Direction, Event, EventKind, UserInfo};
-use botwatch_log::{AnyLog, EventLog, Position, SnapshotStore, StorageConfig};
+use botwatch_log::{
+    AnyLog, EventLog, IntegrityStore, Position, SnapshotMeta, SnapshotStore, StorageConfig,
+};
 use botwatch_server::snapshot;
 use chrono::{DateTime, NaiveDate};
 use clap::Parser;
@@ -259,7 +261,11 @@ async fn cold_start(state: &[u8], traffic: &mut Traffic, first: u64, replay: u64
         written += n;
     }
     // The snapshot covers everything before the appended events.
-    log.save_snapshot(snapshot::encode(Position::default(), state))
+    let meta = SnapshotMeta {
+        position: Position::default(),
+        epoch: log.ensure_epoch().await.expect("epoch").0,
+    };
+    log.save_snapshot(&meta, snapshot::encode(&meta, state))
         .await
         .expect("save the snapshot");
 
@@ -270,7 +276,8 @@ async fn cold_start(state: &[u8], traffic: &mut Traffic, first: u64, replay: u64
         .expect("load")
         .expect("a snapshot");
     let read = t.elapsed();
-    let (mut position, mut aggregator) = snapshot::decode(&bytes).expect("decode");
+    let (meta, mut aggregator) = snapshot::decode(&bytes).expect("decode");
+    let mut position = meta.position;
     let decoded = t.elapsed();
     let mut replayed = 0;
     loop {

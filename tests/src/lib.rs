@@ -18,6 +18,13 @@ pub enum Backend {
     Redis,
 }
 
+/// What a stopped server stored, to start another on (`stop_keeping`, `start_with`).
+pub struct Kept {
+    backend: Backend,
+    dir: Option<tempfile::TempDir>,
+    redis_prefix: Option<String>,
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -37,9 +44,36 @@ impl TestServer {
 
     /// Starts a server; on Redis, the one at `redis_url`.
     pub async fn start_on(backend: Backend, redis_url: &str) -> TestServer {
+        TestServer::start_full(backend, None, redis_url, |_| {}).await
+    }
+
+    /// Starts a server with `configure` applied to its configuration; on what `kept`
+    /// holds (a stopped server's storage) when given, else on fresh storage.
+    pub async fn start_with(
+        backend: Backend,
+        kept: Option<Kept>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        TestServer::start_full(backend, kept, REDIS_URL, configure).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        kept: Option<Kept>,
+        redis_url: &str,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let kept = kept.unwrap_or(Kept {
+            backend,
+            dir: None,
+            redis_prefix: None,
+        });
+        assert_eq!(kept.backend, backend, "kept storage of another backend");
         let (storage, dir, redis_prefix) = match backend {
             Backend::Embedded => {
-                let dir = tempfile::tempdir().expect("temp dir");
+                let dir = kept
+                    .dir
+                    .unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
                 let storage = StorageConfig::Embedded {
                     dir: dir.path().to_owned(),
                 };
@@ -47,7 +81,9 @@ impl TestServer {
             }
             Backend::Redis => {
                 let mut cfg = RedisConfig::new(redis_url);
-                cfg.prefix = format!("bwtest:{}:", uuid::Uuid::now_v7());
+                cfg.prefix = kept
+                    .redis_prefix
+                    .unwrap_or_else(|| format!("bwtest:{}:", uuid::Uuid::now_v7()));
                 let prefix = cfg.prefix.clone();
                 (StorageConfig::Redis(cfg), None, Some(prefix))
             }
@@ -59,6 +95,7 @@ impl TestServer {
         let mut config = Config::new(addr, storage);
         config.admin_token = Some(ADMIN_TOKEN.to_owned());
         config.body_timeout = BODY_TIMEOUT;
+        configure(&mut config);
         let server = Server::open(config)
             .await
             .expect("open the server (Redis must run on 127.0.0.1:6379 for Redis tests)");
@@ -78,6 +115,48 @@ impl TestServer {
             task: Some(task),
             _dir: dir,
             redis_url: redis_url.to_owned(),
+        }
+    }
+
+    /// The storage this server runs on.
+    pub fn storage(&self) -> StorageConfig {
+        match (&self.redis_prefix, &self._dir) {
+            (Some(prefix), _) => {
+                let mut cfg = RedisConfig::new(self.redis_url.as_str());
+                cfg.prefix = prefix.clone();
+                StorageConfig::Redis(cfg)
+            }
+            (None, Some(dir)) => StorageConfig::Embedded {
+                dir: dir.path().to_owned(),
+            },
+            (None, None) => unreachable!("a server runs on some storage"),
+        }
+    }
+
+    /// The prefix of this server's Redis keys.
+    pub fn redis_prefix(&self) -> &str {
+        self.redis_prefix.as_deref().expect("a Redis server")
+    }
+
+    /// A connection of the test's own to this server's Redis.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis must run on 127.0.0.1:6379 for these tests (see README)")
+    }
+
+    /// Stops the server (it writes its last snapshot) and keeps what it stored.
+    pub async fn stop_keeping(mut self) -> Kept {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+        Kept {
+            backend: self.backend,
+            dir: self._dir.take(),
+            redis_prefix: self.redis_prefix.take(),
         }
     }
 

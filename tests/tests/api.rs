@@ -669,3 +669,6 @@ both_backends!(
 
 #[path = "api/redis_outage.rs"]
 mod redis_outage;
+
+#[path = "api/data_loss.rs"]
+mod data_loss;

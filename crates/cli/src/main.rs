@@ -64,6 +64,13 @@ struct StorageArgs {
     )]
     snapshot_every: u64,
 
+    /// Redis only: after each snapshot, trim the stream to about this many entries,
+    /// never below what a snapshot or a live node still needs. Unset: keep every event
+    /// (dialog history and recounts after a settings change reach back only as far as
+    /// the stream does).
+    #[arg(long, env = "BOTWATCH_RETAIN_EVENTS", global = true)]
+    retain_events: Option<u64>,
+
     /// Prefix of every Redis key (several deployments on one Redis; tests).
     #[arg(
         long,
@@ -80,6 +87,21 @@ enum Command {
     Serve(ServeArgs),
     /// Run the service with a traffic simulator so there is something to watch.
     Demo(DemoArgs),
+    /// Show or clear the record of a loss of data the service detected (it makes
+    /// /readyz answer 503 data_lost until cleared).
+    DataLoss {
+        #[command(subcommand)]
+        action: DataLossAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataLossAction {
+    /// Print the recorded loss of data, if any.
+    Show,
+    /// Accept the loss: the figures carry on without what was lost. Running nodes on
+    /// Redis notice within a second; stop the service first on the embedded store.
+    Clear,
 }
 
 #[derive(Args)]
@@ -112,6 +134,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(args) => serve(cli.storage, args).await,
             Command::Demo(args) => demo(cli.storage, args).await,
+            Command::DataLoss { action } => data_loss(cli.storage, action).await,
         }
     })
 }
@@ -189,9 +212,10 @@ async fn start(config: Config) -> Result<(Server, TcpListener)> {
 }
 
 async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
-    let snapshot_every = storage.snapshot_every;
+    let (snapshot_every, retain_events) = (storage.snapshot_every, storage.retain_events);
     let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-data"));
     config.snapshot_every = snapshot_every;
+    config.retain_events = retain_events;
     config.admin_token = admin_token_from_env();
     if config.admin_token.is_none() {
         warn!("BOTWATCH_ADMIN_TOKEN is not set: every API request will be refused with 401");
@@ -204,9 +228,10 @@ async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
 }
 
 async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
-    let snapshot_every = storage.snapshot_every;
+    let (snapshot_every, retain_events) = (storage.snapshot_every, storage.retain_events);
     let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-demo-data"));
     config.snapshot_every = snapshot_every;
+    config.retain_events = retain_events;
     let token = admin_token_from_env().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     config.admin_token = Some(token.clone());
     let data = match &config.storage {
@@ -249,6 +274,44 @@ async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
         Ok(Ok(Err(e))) => warn!(error = %e, "traffic simulator failed"),
         Ok(Err(e)) => warn!(error = %e, "traffic simulator task failed"),
         Err(_) => warn!("traffic simulator did not stop in time"),
+    }
+    Ok(())
+}
+
+async fn data_loss(storage: StorageArgs, action: DataLossAction) -> Result<()> {
+    let storage = storage_config(storage, "./botwatch-data");
+    let open_hint = match &storage {
+        StorageConfig::Embedded { dir } => format!(
+            "cannot open the embedded store in {} (stop botwatch serve first)",
+            dir.display()
+        ),
+        StorageConfig::Redis(r) => format!("cannot reach Redis (keys {}*)", r.prefix),
+    };
+    match action {
+        DataLossAction::Show => {
+            let record = botwatch_server::recorded_data_loss(&storage)
+                .await
+                .context(open_hint)?;
+            match record {
+                Some(r) => println!("data lost (recorded {}): {}", r.at, r.reason),
+                None => println!("no loss of data recorded"),
+            }
+        }
+        DataLossAction::Clear => {
+            let cleared = botwatch_server::clear_data_loss(&storage)
+                .await
+                .context(open_hint)?;
+            match cleared.record {
+                Some(r) => println!("cleared (recorded {}): {}", r.at, r.reason),
+                None => println!("no loss of data was recorded"),
+            }
+            if let Some(meta) = cleared.snapshot {
+                println!(
+                    "the snapshot now carries on from {} under the storage's epoch {}",
+                    meta.position, meta.epoch
+                );
+            }
+        }
     }
     Ok(())
 }

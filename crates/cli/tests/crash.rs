@@ -408,18 +408,56 @@ async fn sigterm_stops_gracefully() {
     assert!(ids.iter().all(|id| counts.get(id) == Some(&1)));
 }
 
+/// `kill -9`, and waits until the process is gone (and its store unlocked).
+async fn kill(mut server: Running) {
+    server.child.start_kill().expect("kill");
+    server.child.wait().await.expect("wait");
+}
+
+/// Runs `botwatch data-loss <action>` on an embedded store; its standard output.
+async fn data_loss_command(dir: &std::path::Path, action: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_botwatch"))
+        .args(["data-loss", action, "--data"])
+        .arg(dir)
+        .env_remove("BOTWATCH_REDIS_URL")
+        .env_remove("BOTWATCH_DATA")
+        .env("BOTWATCH_LOG", "warn")
+        .output()
+        .await
+        .expect("run botwatch data-loss");
+    assert!(out.status.success(), "data-loss {action}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn readyz(base: &str) -> (u16, Value) {
+    let ready = reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("readyz");
+    let status = ready.status().as_u16();
+    (status, ready.json().await.expect("json"))
+}
+
+async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// A damaged snapshot is refused with a warning and the whole log replayed; a
-/// snapshot beyond the end of the log (the storage lost events) makes `/readyz` say so.
+/// snapshot beyond the end of the log (the storage lost events) makes `/readyz` say so,
+/// and it keeps saying so — after new events have passed the snapshot's position and a
+/// restart — until an operator runs `botwatch data-loss clear`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_or_impossible_snapshots_are_not_trusted() {
     let dir = tempfile::tempdir().expect("dir");
     let storage = Storage::Embedded(dir);
-    let mut server = start(&storage).await;
-    let client = reqwest::Client::new();
+    let server = start(&storage).await;
     let (_, body) = batch(9, 0);
     assert_eq!(ingest(&server.base, body).await, 202);
-    server.child.start_kill().expect("kill");
-    server.child.wait().await.expect("wait");
+    kill(server).await;
     let Storage::Embedded(dir) = &storage else {
         unreachable!()
     };
@@ -427,27 +465,73 @@ async fn damaged_or_impossible_snapshots_are_not_trusted() {
     std::fs::write(dir.path().join("snapshot.bin"), b"BWSNAP01 garbage").expect("write");
     let server = start(&storage).await;
     figures_equal_a_recount(&server.base).await;
-    let ready = client
-        .get(format!("{}/readyz", server.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status().as_u16(), 200);
-    drop(server);
+    assert_eq!(readyz(&server.base).await.0, 200);
+    kill(server).await;
 
+    // A snapshot of this store (its epoch) a few seconds ahead of its log.
+    let log = botwatch_log::EmbeddedLog::open(dir.path())
+        .await
+        .expect("open");
+    let (epoch, made) = botwatch_log::IntegrityStore::ensure_epoch(&log)
+        .await
+        .expect("epoch");
+    assert!(!made, "the server made the store's epoch");
+    botwatch_log::EventLog::close(&log).await;
+    drop(log);
     let state = botwatch_aggregator::Aggregator::default()
         .to_bytes()
         .expect("bytes");
-    let ahead =
-        botwatch_server::snapshot::encode(botwatch_log::Position::new(u64::MAX / 4, 0), &state);
+    let ahead_ms = chrono::Utc::now().timestamp_millis() as u64 + 3_000;
+    let meta = botwatch_log::SnapshotMeta {
+        position: botwatch_log::Position::new(ahead_ms, 0),
+        epoch,
+    };
+    let ahead = botwatch_server::snapshot::encode(&meta, &state);
     std::fs::write(dir.path().join("snapshot.bin"), ahead).expect("write");
     let server = start(&storage).await;
-    let ready = client
-        .get(format!("{}/readyz", server.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status().as_u16(), 503);
-    let body: Value = ready.json().await.expect("json");
-    assert_eq!(body["status"], "data_lost");
+    let (status, body) = readyz(&server.base).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("data_lost")),
+        "{body}"
+    );
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("before the snapshot's position"),
+        "{body}"
+    );
+    let text = metrics(&server.base).await;
+    assert!(text.contains("botwatch_data_lost 1"), "{text}");
+    assert!(text.contains("botwatch_log_behind_snapshot 1"), "{text}");
+
+    // New events pass the snapshot's position; the loss is still reported after a
+    // restart, when the log no longer ends before the snapshot.
+    while (chrono::Utc::now().timestamp_millis() as u64) < ahead_ms + 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, body) = batch(9, 1);
+    assert_eq!(ingest(&server.base, body).await, 202);
+    kill(server).await;
+    let server = start(&storage).await;
+    let (status, body) = readyz(&server.base).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("data_lost")),
+        "{body}"
+    );
+    kill(server).await;
+
+    let shown = data_loss_command(dir.path(), "show").await;
+    assert!(shown.contains("before the snapshot's position"), "{shown}");
+    let cleared = data_loss_command(dir.path(), "clear").await;
+    assert!(cleared.starts_with("cleared"), "{cleared}");
+    let server = start(&storage).await;
+    let (status, body) = readyz(&server.base).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(metrics(&server.base).await.contains("botwatch_data_lost 0"));
+    kill(server).await;
+    let shown = data_loss_command(dir.path(), "show").await;
+    assert_eq!(shown.trim(), "no loss of data recorded");
 }

@@ -12,6 +12,8 @@
 //! - `history`: (dialog number, event ms, position) → (), the dialog history index
 //!   (messages only)
 //! - `meta`:    "count" → number of events
+//! - `integrity`: "epoch" → the store's epoch (a random id made on first use),
+//!   "data_lost" → the record of a detected loss of data (JSON), until cleared
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, instrument};
 
 use crate::{
-    AppendReceipt, EventLog, HistoryCursor, HistoryPage, LogEntry, LogError, LogStats, Position,
-    ReadBatch,
+    AppendReceipt, DataLoss, EventLog, HistoryCursor, HistoryPage, LogEntry, LogError, LogStats,
+    Position, ReadBatch, Saved, SnapshotMeta, StreamInfo, Watch,
 };
 
 const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
@@ -34,6 +36,7 @@ const DIALOGS: TableDefinition<(&str, &str), u64> = TableDefinition::new("dialog
 const HISTORY: TableDefinition<(u64, i64, u64, u64), ()> = TableDefinition::new("history");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+const INTEGRITY: TableDefinition<&str, &str> = TableDefinition::new("integrity");
 
 const DB_FILE: &str = "events.redb";
 /// Upper bound of events written in one group-commit transaction.
@@ -112,6 +115,7 @@ impl EmbeddedLog {
             txn.open_table(HISTORY)?;
             txn.open_table(DIALOGS)?;
             txn.open_table(SETTINGS)?;
+            txn.open_table(INTEGRITY)?;
             let meta = txn.open_table(META)?;
             let head = match events.last()? {
                 Some((k, _)) => {
@@ -429,7 +433,13 @@ impl crate::SnapshotStore for EmbeddedLog {
         .map_err(|e| LogError::Embedded(format!("snapshot task failed: {e}")))?
     }
 
-    async fn save_snapshot(&self, bytes: Vec<u8>) -> Result<(), LogError> {
+    /// One node, one file: the snapshot saved is always the newest.
+    async fn save_snapshot(&self, meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<Saved, LogError> {
+        self.replace_snapshot(meta, bytes).await?;
+        Ok(Saved::Stored)
+    }
+
+    async fn replace_snapshot(&self, _meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<(), LogError> {
         use std::io::Write;
         let path = self.snapshot_path();
         tokio::task::spawn_blocking(move || {
@@ -459,6 +469,103 @@ impl EmbeddedLog {
             .parent()
             .unwrap_or(Path::new("."))
             .join(SNAPSHOT_FILE)
+    }
+}
+
+/// The embedded store is the log itself: it has no stream to lose behind the
+/// server's back and never trims; its epoch and the data-loss record live in the
+/// `integrity` table (a store swapped for another shows another epoch).
+impl crate::IntegrityStore for EmbeddedLog {
+    async fn ensure_epoch(&self) -> Result<(String, bool), LogError> {
+        self.blocking(|db| {
+            let txn = db.begin_write()?;
+            let made = {
+                let mut table = txn.open_table(INTEGRITY)?;
+                let stored = table.get("epoch")?.map(|v| v.value().to_owned());
+                match stored {
+                    Some(epoch) => (epoch, false),
+                    None => {
+                        let epoch = uuid::Uuid::new_v4().simple().to_string();
+                        table.insert("epoch", epoch.as_str())?;
+                        (epoch, true)
+                    }
+                }
+            };
+            txn.commit()?;
+            Ok(made)
+        })
+        .await
+    }
+
+    async fn watch(&self, _heartbeat: Option<(&str, Position)>) -> Result<Watch, LogError> {
+        let (epoch, data_loss) = self
+            .blocking(|db| {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(INTEGRITY)?;
+                let epoch = table.get("epoch")?.map(|v| v.value().to_owned());
+                let record = table
+                    .get("data_lost")?
+                    .map(|v| DataLoss::from_json(v.value()));
+                Ok((epoch, record))
+            })
+            .await?;
+        let head = *self.inner.head.borrow();
+        Ok(Watch {
+            epoch,
+            data_loss,
+            trimmed_before: Position::START,
+            stream: Some(StreamInfo {
+                entries_added: self.inner.count.load(Ordering::Relaxed),
+                max_deleted: Position::START,
+                last_generated: head,
+            }),
+        })
+    }
+
+    async fn record_data_loss(&self, reason: &str) -> Result<DataLoss, LogError> {
+        let record = DataLoss::new(reason, chrono::Utc::now());
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            let kept = {
+                let mut table = txn.open_table(INTEGRITY)?;
+                let stored = table
+                    .get("data_lost")?
+                    .map(|v| DataLoss::from_json(v.value()));
+                match stored {
+                    Some(first) => first,
+                    None => {
+                        table.insert("data_lost", record.to_json().as_str())?;
+                        record
+                    }
+                }
+            };
+            txn.commit()?;
+            Ok(kept)
+        })
+        .await
+    }
+
+    async fn clear_data_loss(&self) -> Result<Option<DataLoss>, LogError> {
+        self.blocking(|db| {
+            let txn = db.begin_write()?;
+            let removed = txn
+                .open_table(INTEGRITY)?
+                .remove("data_lost")?
+                .map(|v| DataLoss::from_json(v.value()));
+            txn.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn trim(
+        &self,
+        _node: &str,
+        _needed: Position,
+        _wanted: Position,
+        _stale_after: Duration,
+    ) -> Result<Option<(Position, u64)>, LogError> {
+        Ok(None)
     }
 }
 

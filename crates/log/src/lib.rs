@@ -12,6 +12,7 @@
 
 mod embedded;
 mod error;
+mod integrity;
 mod position;
 mod redis_streams;
 
@@ -23,6 +24,7 @@ use botwatch_event::Event;
 
 pub use embedded::EmbeddedLog;
 pub use error::LogError;
+pub use integrity::{DataLoss, Saved, SnapshotMeta, StreamInfo, Watch};
 pub use position::{HistoryCursor, Position};
 pub use redis_streams::{RedisConfig, RedisLog, redact as redact_url};
 
@@ -142,7 +144,62 @@ pub trait SettingsStore: Send + Sync + 'static {
 pub trait SnapshotStore: Send + Sync + 'static {
     fn load_snapshot(&self) -> impl Future<Output = Result<Option<Vec<u8>>, LogError>> + Send;
 
-    fn save_snapshot(&self, bytes: Vec<u8>) -> impl Future<Output = Result<(), LogError>> + Send;
+    /// Stores a snapshot taken at `meta`. On Redis, where every node saves into one key,
+    /// a snapshot never replaces a newer one of the same epoch, and one taken under
+    /// another epoch than the storage's is refused (see [`Saved`]).
+    fn save_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<Saved, LogError>> + Send;
+
+    /// Stores a snapshot whatever is stored: only after an operator accepted a loss of
+    /// data, when the stored one may claim a position or epoch that is gone.
+    fn replace_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<(), LogError>> + Send;
+}
+
+/// What tells whether the storage lost data behind the figures' back, kept in the
+/// storage itself: its epoch (a random id made when the storage is first used; a
+/// storage that lost everything has none, or another), the persistent record of a
+/// detected loss, and on Redis the retention floor and the nodes' needs.
+pub trait IntegrityStore: Send + Sync + 'static {
+    /// The storage's epoch, made now when it has none: `(epoch, made now)`.
+    fn ensure_epoch(&self) -> impl Future<Output = Result<(String, bool), LogError>> + Send;
+
+    /// One look at everything that says whether data was lost. With `heartbeat`,
+    /// `(node, needed)` also records (Redis) that this node is alive and still needs
+    /// every entry after `needed`, so retention keeps them.
+    fn watch(
+        &self,
+        heartbeat: Option<(&str, Position)>,
+    ) -> impl Future<Output = Result<Watch, LogError>> + Send;
+
+    /// Records a loss of data until an operator clears it; the first record stays.
+    /// Returns the record now stored.
+    fn record_data_loss(
+        &self,
+        reason: &str,
+    ) -> impl Future<Output = Result<DataLoss, LogError>> + Send;
+
+    /// Removes the record (an operator accepted the loss); the record removed, if any.
+    fn clear_data_loss(&self) -> impl Future<Output = Result<Option<DataLoss>, LogError>> + Send;
+
+    /// Retention (Redis; the embedded store never trims): registers `needed` for
+    /// `node` (as `watch` does), then trims the stream before the lowest of `wanted`,
+    /// `needed`, the stored snapshot's position and what every node heard from within
+    /// `stale_after` still needs. Returns the floor applied and the entries removed;
+    /// `None` when nothing may be trimmed.
+    fn trim(
+        &self,
+        node: &str,
+        needed: Position,
+        wanted: Position,
+        stale_after: Duration,
+    ) -> impl Future<Output = Result<Option<(Position, u64)>, LogError>> + Send;
 }
 
 /// The backend chosen by configuration.
@@ -201,8 +258,40 @@ impl SnapshotStore for AnyLog {
         delegate!(self, log => log.load_snapshot())
     }
 
-    async fn save_snapshot(&self, bytes: Vec<u8>) -> Result<(), LogError> {
-        delegate!(self, log => log.save_snapshot(bytes))
+    async fn save_snapshot(&self, meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<Saved, LogError> {
+        delegate!(self, log => log.save_snapshot(meta, bytes))
+    }
+
+    async fn replace_snapshot(&self, meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<(), LogError> {
+        delegate!(self, log => log.replace_snapshot(meta, bytes))
+    }
+}
+
+impl IntegrityStore for AnyLog {
+    async fn ensure_epoch(&self) -> Result<(String, bool), LogError> {
+        delegate!(self, log => log.ensure_epoch())
+    }
+
+    async fn watch(&self, heartbeat: Option<(&str, Position)>) -> Result<Watch, LogError> {
+        delegate!(self, log => log.watch(heartbeat))
+    }
+
+    async fn record_data_loss(&self, reason: &str) -> Result<DataLoss, LogError> {
+        delegate!(self, log => log.record_data_loss(reason))
+    }
+
+    async fn clear_data_loss(&self) -> Result<Option<DataLoss>, LogError> {
+        delegate!(self, log => log.clear_data_loss())
+    }
+
+    async fn trim(
+        &self,
+        node: &str,
+        needed: Position,
+        wanted: Position,
+        stale_after: Duration,
+    ) -> Result<Option<(Position, u64)>, LogError> {
+        delegate!(self, log => log.trim(node, needed, wanted, stale_after))
     }
 }
 

@@ -31,6 +31,15 @@ impl Position {
             }
         }
     }
+
+    /// The position just before `self`: reading after it reads `self` first.
+    pub fn just_before(self) -> Position {
+        match (self.ms, self.seq) {
+            (0, 0) => Position::START,
+            (ms, 0) => Position::new(ms - 1, u64::MAX),
+            (ms, seq) => Position::new(ms, seq - 1),
+        }
+    }
 }
 
 impl fmt::Display for Position {
@@ -104,6 +113,22 @@ mod tests {
         assert_eq!(p.next_after(101), Position::new(101, 0));
         assert_eq!(p.next_after(100), Position::new(100, 4));
         assert_eq!(p.next_after(50), Position::new(100, 4));
+    }
+
+    #[test]
+    fn the_position_just_before_sorts_just_before() {
+        for p in [
+            Position::new(5, 3),
+            Position::new(5, 0),
+            Position::new(1, 0),
+        ] {
+            assert!(p.just_before() < p, "{p}");
+        }
+        assert_eq!(
+            Position::new(5, 0).just_before(),
+            Position::new(4, u64::MAX)
+        );
+        assert_eq!(Position::START.just_before(), Position::START);
     }
 
     #[test]

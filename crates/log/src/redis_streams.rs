@@ -8,6 +8,14 @@
 //! - `history:{bot}:{user}`: sorted set per dialog, all scores 0, one member per
 //!   message: dialog, event ms and stream id (see `member`).
 //! - `deadmark:{stream id}`: set once an entry has been dead-lettered.
+//! - `snapshot`, `snapshot:meta`: the aggregator's newest snapshot (any node's) and
+//!   `{position} {epoch}` of it.
+//! - `epoch`: a random id made when the deployment first uses this Redis; a Redis that
+//!   lost everything (FLUSHALL, failover to an empty replica) has none, or another.
+//! - `data_lost`: the record of a detected loss of data (JSON), until cleared.
+//! - `snapshot_positions`: hash, node id → `{position} {Redis ms}`: the oldest entry
+//!   each node still needs, refreshed every second or so (its heartbeat).
+//! - `trimmed`: entries before this id may have been trimmed by retention.
 //!
 //! Writes by botwatch go through one Lua script per batch (dedup claim, `XADD`,
 //! history index), so a retried event is never stored twice; its entries carry their
@@ -17,8 +25,8 @@
 //! first entry to claim an id owns it, the owner is recorded in Redis, so every reader
 //! on every node, and every replay, counts the same entries; invalid entries are
 //! dead-lettered exactly once.
-//! Ownership hashes and dead-letter marks are kept as long as the stream keeps its
-//! entries (retention, which will trim both together, comes with the aggregator).
+//! Ownership hashes, dead-letter marks and history members are kept when retention
+//! trims the stream (see `LUA_TRIM`); they are not deleted with their entries yet.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,8 +41,8 @@ use redis::{AsyncConnectionConfig, Script, Value};
 use tracing::{info, instrument, warn};
 
 use crate::{
-    AppendReceipt, EventLog, HistoryCursor, HistoryPage, LogEntry, LogError, LogStats, Position,
-    ReadBatch,
+    AppendReceipt, DataLoss, EventLog, HistoryCursor, HistoryPage, LogEntry, LogError, LogStats,
+    Position, ReadBatch, Saved, SnapshotMeta, StreamInfo, Watch,
 };
 
 /// How to reach Redis and name the keys.
@@ -271,10 +279,105 @@ end
 return {#rows > limit and 1 or 0, out}
 "#;
 
+/// `key(id)`: a stream id as 40 fixed-width digits, so that ids compare as strings
+/// (Lua's numbers cannot hold every sequence number exactly).
+const LUA_KEY: &str = r#"
+local function key(sid)
+  local ms, sq = string.match(sid, '^(%d+)-(%d+)$')
+  return string.rep('0', 20 - #ms) .. ms .. string.rep('0', 20 - #sq) .. sq
+end
+local function lower(a, b)
+  if key(a) < key(b) then return a else return b end
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"#;
+
+/// KEYS[1] = snapshot, KEYS[2] = snapshot:meta, KEYS[3] = epoch, KEYS[4] = the new
+/// snapshot, already written; ARGV = position, epoch. Moves the new snapshot into place
+/// unless the storage's epoch is another (-1) or the stored snapshot is newer and of
+/// the same epoch (0); 1 when stored.
+const LUA_SAVE_SNAPSHOT: &str = r#"
+local stored = 1
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then
+  stored = -1
+else
+  local meta = redis.call('GET', KEYS[2])
+  if meta then
+    local pos, epoch = string.match(meta, '^(%S+) (%S+)$')
+    if epoch == ARGV[2] and pos and key(ARGV[1]) < key(pos) then stored = 0 end
+  end
+end
+if stored == 1 then
+  redis.call('RENAME', KEYS[4], KEYS[1])
+  redis.call('PERSIST', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[2])
+else
+  redis.call('DEL', KEYS[4])
+end
+return stored
+"#;
+
+/// KEYS[1] = epoch, KEYS[2] = data_lost, KEYS[3] = trimmed, KEYS[4] = events,
+/// KEYS[5] = snapshot_positions; ARGV = node ('' for none), the position it still
+/// needs. Returns {epoch, data-loss record, trimmed, {entries added, max deleted id,
+/// last generated id} or false when the stream does not exist}.
+const LUA_WATCH: &str = r#"
+if ARGV[1] ~= '' then
+  redis.call('HSET', KEYS[5], ARGV[1], ARGV[2] .. ' ' .. now_ms())
+end
+local info = false
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  local x = redis.call('XINFO', 'STREAM', KEYS[4])
+  local f = {}
+  for i = 1, #x, 2 do f[x[i]] = x[i + 1] end
+  info = {tostring(f['entries-added']), f['max-deleted-entry-id'], f['last-generated-id']}
+end
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]), info}
+"#;
+
+/// KEYS[1] = events, KEYS[2] = snapshot_positions, KEYS[3] = snapshot:meta,
+/// KEYS[4] = trimmed; ARGV = node, the position it still needs, the position it would
+/// trim before, the staleness bound in ms. Registers the node's need, then trims
+/// before the lowest of: what it wants, what it needs, the stored snapshot's position
+/// (a restart of any node starts there) and what every node heard from within the
+/// staleness bound needs. Nodes silent for ten times the bound are forgotten. Returns
+/// {floor, entries removed}, or false when nothing may be trimmed (no stored
+/// snapshot). `trimmed` is raised before the `XTRIM`, in the same script.
+const LUA_TRIM: &str = r#"
+local now = now_ms()
+local stale = tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. now)
+local meta = redis.call('GET', KEYS[3])
+local snap = meta and string.match(meta, '^(%d+%-%d+) ')
+if not snap then return false end
+local floor = lower(lower(ARGV[3], ARGV[2]), snap)
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  local pos, at = string.match(fields[i + 1], '^(%d+%-%d+) (%d+)$')
+  if not pos then
+    redis.call('HDEL', KEYS[2], fields[i])
+  elseif now - tonumber(at) <= stale then
+    floor = lower(floor, pos)
+  elseif now - tonumber(at) > 10 * stale then
+    redis.call('HDEL', KEYS[2], fields[i])
+  end
+end
+if floor == '0-0' then return false end
+local old = redis.call('GET', KEYS[4])
+if not old or key(old) < key(floor) then redis.call('SET', KEYS[4], floor) end
+return {floor, redis.call('XTRIM', KEYS[1], 'MINID', '~', floor)}
+"#;
+
 struct Scripts {
     ingest: Script,
     admit: Script,
     history: Script,
+    save_snapshot: Script,
+    watch: Script,
+    trim: Script,
 }
 
 /// The Redis Streams event log. Cheap to clone; clones share connections.
@@ -346,6 +449,7 @@ impl RedisLog {
             idle: Mutex::new(Vec::new()),
         });
         let pad_then = |body: &str| Script::new(&format!("{LUA_PAD}{body}"));
+        let key_then = |body: &str| Script::new(&format!("{LUA_KEY}{body}"));
         let log = RedisLog {
             events_key: format!("{}events", config.prefix),
             dead_key: format!("{}events:dead", config.prefix),
@@ -353,6 +457,9 @@ impl RedisLog {
                 ingest: pad_then(LUA_INGEST),
                 admit: pad_then(LUA_ADMIT),
                 history: Script::new(LUA_HISTORY),
+                save_snapshot: key_then(LUA_SAVE_SNAPSHOT),
+                watch: key_then(LUA_WATCH),
+                trim: key_then(LUA_TRIM),
             }),
             con,
             blocking,
@@ -671,25 +778,184 @@ impl RedisLog {
     fn settings_key(&self) -> String {
         format!("{}settings", self.config.prefix)
     }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.config.prefix)
+    }
 }
 
 impl crate::SnapshotStore for RedisLog {
     async fn load_snapshot(&self) -> Result<Option<Vec<u8>>, LogError> {
         Ok(redis::cmd("GET")
-            .arg(format!("{}snapshot", self.config.prefix))
+            .arg(self.key("snapshot"))
             .query_async(&mut self.con.clone())
             .await?)
     }
 
-    /// `SET` replaces the value atomically; any node's snapshot serves every node
-    /// (they follow the same stream).
-    async fn save_snapshot(&self, bytes: Vec<u8>) -> Result<(), LogError> {
+    /// Any node's snapshot serves every node (they follow the same stream), so all
+    /// share one key. The bytes go to a key of their own first (expiring, should this
+    /// process die before the next step), then a script moves them into place unless a
+    /// newer snapshot of the same epoch is there or the epoch changed.
+    async fn save_snapshot(&self, meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<Saved, LogError> {
+        let fresh = self.key(&format!("snapshot:new:{}", uuid::Uuid::new_v4().simple()));
         let _: () = redis::cmd("SET")
-            .arg(format!("{}snapshot", self.config.prefix))
+            .arg(&fresh)
             .arg(bytes)
+            .arg("EX")
+            .arg(3600)
+            .query_async(&mut self.con.clone())
+            .await?;
+        let stored: i64 = self
+            .scripts
+            .save_snapshot
+            .key(self.key("snapshot"))
+            .key(self.key("snapshot:meta"))
+            .key(self.key("epoch"))
+            .key(&fresh)
+            .arg(meta.position.to_string())
+            .arg(&meta.epoch)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        Ok(match stored {
+            1 => Saved::Stored,
+            0 => Saved::NewerKept,
+            _ => Saved::EpochChanged,
+        })
+    }
+
+    async fn replace_snapshot(&self, meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<(), LogError> {
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.key("snapshot"))
+            .arg(bytes)
+            .ignore()
+            .cmd("SET")
+            .arg(self.key("snapshot:meta"))
+            .arg(format!("{} {}", meta.position, meta.epoch))
+            .ignore()
             .query_async(&mut self.con.clone())
             .await?;
         Ok(())
+    }
+}
+
+fn parse_position(v: &Value, what: &str) -> Result<Position, LogError> {
+    bulk_str(v)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| protocol(what))
+}
+
+impl crate::IntegrityStore for RedisLog {
+    async fn ensure_epoch(&self) -> Result<(String, bool), LogError> {
+        let fresh = uuid::Uuid::new_v4().simple().to_string();
+        let old: Option<String> = redis::cmd("SET")
+            .arg(self.key("epoch"))
+            .arg(&fresh)
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(match old {
+            Some(epoch) => (epoch, false),
+            None => (fresh, true),
+        })
+    }
+
+    async fn watch(&self, heartbeat: Option<(&str, Position)>) -> Result<Watch, LogError> {
+        let (node, needed) = match heartbeat {
+            Some((node, needed)) => (node.to_owned(), needed.to_string()),
+            None => (String::new(), String::new()),
+        };
+        let reply: Vec<Value> = self
+            .scripts
+            .watch
+            .key(self.key("epoch"))
+            .key(self.key("data_lost"))
+            .key(self.key("trimmed"))
+            .key(&self.events_key)
+            .key(self.key("snapshot_positions"))
+            .arg(node)
+            .arg(needed)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        let [epoch, record, trimmed, stream] = reply.as_slice() else {
+            return Err(protocol("watch"));
+        };
+        let stream = match stream {
+            Value::Array(info) => match info.as_slice() {
+                [added, deleted, last] => Some(StreamInfo {
+                    entries_added: bulk_str(added)
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| protocol("entries-added"))?,
+                    max_deleted: parse_position(deleted, "max-deleted-entry-id")?,
+                    last_generated: parse_position(last, "last-generated-id")?,
+                }),
+                _ => return Err(protocol("XINFO STREAM")),
+            },
+            _ => None,
+        };
+        Ok(Watch {
+            epoch: bulk_str(epoch).map(str::to_owned),
+            data_loss: bulk_str(record).map(DataLoss::from_json),
+            trimmed_before: match trimmed {
+                Value::Nil => Position::START,
+                v => parse_position(v, "trimmed")?,
+            },
+            stream,
+        })
+    }
+
+    async fn record_data_loss(&self, reason: &str) -> Result<DataLoss, LogError> {
+        let record = DataLoss::new(reason, Utc::now());
+        let first: Option<String> = redis::cmd("SET")
+            .arg(self.key("data_lost"))
+            .arg(record.to_json())
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(first
+            .map(|json| DataLoss::from_json(&json))
+            .unwrap_or(record))
+    }
+
+    async fn clear_data_loss(&self) -> Result<Option<DataLoss>, LogError> {
+        let removed: Option<String> = redis::cmd("GETDEL")
+            .arg(self.key("data_lost"))
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(removed.map(|json| DataLoss::from_json(&json)))
+    }
+
+    #[instrument(name = "log.trim", skip_all, fields(backend = "redis", %needed, %wanted))]
+    async fn trim(
+        &self,
+        node: &str,
+        needed: Position,
+        wanted: Position,
+        stale_after: Duration,
+    ) -> Result<Option<(Position, u64)>, LogError> {
+        let reply: Option<(String, u64)> = self
+            .scripts
+            .trim
+            .key(&self.events_key)
+            .key(self.key("snapshot_positions"))
+            .key(self.key("snapshot:meta"))
+            .key(self.key("trimmed"))
+            .arg(node)
+            .arg(needed.to_string())
+            .arg(wanted.to_string())
+            .arg(stale_after.as_millis() as u64)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        match reply {
+            None => Ok(None),
+            Some((floor, removed)) => {
+                let floor = floor.parse().map_err(|_| protocol("trim floor"))?;
+                Ok(Some((floor, removed)))
+            }
+        }
     }
 }
 

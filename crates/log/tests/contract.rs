@@ -8,8 +8,8 @@ use botwatch_event::{
     Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo,
 };
 use botwatch_log::{
-    EmbeddedLog, EventLog, HistoryCursor, Position, RedisConfig, RedisLog, SettingsStore,
-    SnapshotStore,
+    EmbeddedLog, EventLog, HistoryCursor, IntegrityStore, Position, RedisConfig, RedisLog, Saved,
+    SettingsStore, SnapshotMeta, SnapshotStore,
 };
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -17,7 +17,7 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// A backend under test: opens the log (again, after a restart) on the same storage.
 pub trait Backend: Send + Sync {
-    type Log: EventLog + SettingsStore + SnapshotStore + Clone;
+    type Log: EventLog + SettingsStore + SnapshotStore + IntegrityStore + Clone;
     fn open(&self) -> impl std::future::Future<Output = Self::Log> + Send;
     fn cleanup(&self) -> impl std::future::Future<Output = ()> + Send;
 }
@@ -460,8 +460,15 @@ pub async fn settings_are_kept_and_versioned<B: Backend>(b: B) {
 pub async fn the_newest_snapshot_is_kept<B: Backend>(b: B) {
     let log = b.open().await;
     assert_eq!(log.load_snapshot().await.expect("load"), None);
-    log.save_snapshot(b"first".to_vec()).await.expect("save");
-    log.save_snapshot(vec![0, 1, 2, 255]).await.expect("save");
+    let (epoch, _) = log.ensure_epoch().await.expect("epoch");
+    let meta = |ms| SnapshotMeta {
+        position: Position::new(ms, 0),
+        epoch: epoch.clone(),
+    };
+    let saved = log.save_snapshot(&meta(1), b"first".to_vec()).await;
+    assert_eq!(saved.expect("save"), Saved::Stored);
+    let saved = log.save_snapshot(&meta(2), vec![0, 1, 2, 255]).await;
+    assert_eq!(saved.expect("save"), Saved::Stored);
     log.close().await;
     drop(log);
     let log = b.open().await;
@@ -469,6 +476,46 @@ pub async fn the_newest_snapshot_is_kept<B: Backend>(b: B) {
         log.load_snapshot().await.expect("load"),
         Some(vec![0, 1, 2, 255])
     );
+    b.cleanup().await;
+}
+
+pub async fn the_epoch_is_made_once_and_kept<B: Backend>(b: B) {
+    let log = b.open().await;
+    assert_eq!(log.watch(None).await.expect("watch").epoch, None);
+    let (epoch, made) = log.ensure_epoch().await.expect("epoch");
+    assert!(made && !epoch.is_empty());
+    assert_eq!(
+        log.ensure_epoch().await.expect("epoch"),
+        (epoch.clone(), false)
+    );
+    log.close().await;
+    drop(log);
+    let log = b.open().await;
+    assert_eq!(
+        log.ensure_epoch().await.expect("epoch"),
+        (epoch.clone(), false)
+    );
+    assert_eq!(log.watch(None).await.expect("watch").epoch, Some(epoch));
+    b.cleanup().await;
+}
+
+pub async fn a_data_loss_is_kept_until_cleared<B: Backend>(b: B) {
+    let log = b.open().await;
+    assert_eq!(log.watch(None).await.expect("watch").data_loss, None);
+    let first = log.record_data_loss("epoch changed").await.expect("record");
+    assert_eq!(first.reason, "epoch changed");
+    let again = log.record_data_loss("stream behind").await.expect("record");
+    assert_eq!(again, first, "the first record stays");
+    log.close().await;
+    drop(log);
+    let log = b.open().await;
+    assert_eq!(
+        log.watch(None).await.expect("watch").data_loss,
+        Some(first.clone())
+    );
+    assert_eq!(log.clear_data_loss().await.expect("clear"), Some(first));
+    assert_eq!(log.watch(None).await.expect("watch").data_loss, None);
+    assert_eq!(log.clear_data_loss().await.expect("clear"), None);
     b.cleanup().await;
 }
 
@@ -524,7 +571,12 @@ contract!(
     appends_after_close_are_refused,
     settings_are_kept_and_versioned,
     the_newest_snapshot_is_kept,
+    the_epoch_is_made_once_and_kept,
+    a_data_loss_is_kept_until_cleared,
 );
 
 #[path = "contract/redis_only.rs"]
 mod redis_only;
+
+#[path = "contract/retention.rs"]
+mod retention;

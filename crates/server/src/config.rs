@@ -17,6 +17,9 @@ pub struct Config {
     pub body_timeout: Duration,
     /// The aggregator snapshots after this many events (and when the server stops).
     pub snapshot_every: u64,
+    /// Retention (Redis only): after each snapshot, trim the stream to about this many
+    /// entries, never below what a snapshot or a live node still needs. `None`: never.
+    pub retain_events: Option<u64>,
 }
 
 impl std::fmt::Debug for Config {
@@ -28,6 +31,7 @@ impl std::fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("body_timeout", &self.body_timeout)
             .field("snapshot_every", &self.snapshot_every)
+            .field("retain_events", &self.retain_events)
             .finish()
     }
 }
@@ -41,6 +45,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             snapshot_every: 1_000_000,
+            retain_events: None,
         }
     }
 
@@ -52,6 +57,13 @@ impl Config {
             if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(ConfigError::AdminTokenCharacters);
             }
+        }
+        match (self.retain_events, &self.storage) {
+            (Some(0), _) => return Err(ConfigError::RetainNothing),
+            (Some(_), StorageConfig::Embedded { .. }) => {
+                return Err(ConfigError::RetentionNeedsRedis);
+            }
+            _ => {}
         }
         match &self.storage {
             StorageConfig::Embedded { dir } if dir.as_os_str().is_empty() => {
@@ -89,6 +101,14 @@ pub enum ConfigError {
     RedisUrl(String),
     #[error("the Redis key prefix {0:?} must be non-empty and without spaces")]
     RedisPrefix(String),
+    #[error(
+        "BOTWATCH_RETAIN_EVENTS (--retain-events) must be at least 1 (leave it unset to keep every event)"
+    )]
+    RetainNothing,
+    #[error(
+        "BOTWATCH_RETAIN_EVENTS (--retain-events) needs Redis (--redis): the embedded store keeps every event"
+    )]
+    RetentionNeedsRedis,
 }
 
 #[cfg(test)]
@@ -121,5 +141,16 @@ mod tests {
         assert!(matches!(c.validate(), Err(ConfigError::RedisUrl(_))));
         c.storage = StorageConfig::Redis(RedisConfig::new("redis://127.0.0.1:6379/2"));
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn retention_needs_redis_and_keeps_something() {
+        let mut c = embedded();
+        c.retain_events = Some(1000);
+        assert_eq!(c.validate(), Err(ConfigError::RetentionNeedsRedis));
+        c.storage = StorageConfig::Redis(RedisConfig::new("redis://127.0.0.1:6379"));
+        assert_eq!(c.validate(), Ok(()));
+        c.retain_events = Some(0);
+        assert_eq!(c.validate(), Err(ConfigError::RetainNothing));
     }
 }

@@ -5,17 +5,25 @@
 //! It also watches the bots' settings: when a bot's time zone or session timeout
 //! changes (on this node or any other), it recounts that bot from the start of the log
 //! up to where it has read, and puts the new figures in place before reading on.
+//!
+//! About once a second it looks at the storage's integrity (see `integrity`), and
+//! after each snapshot it applies retention (see `retention`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use botwatch_aggregator::{AggregatorHandle, BotFigures, BotSettings};
-use botwatch_log::{AnyLog, EventLog, LogError, Position, SettingsStore, SnapshotStore};
+use botwatch_log::{
+    AnyLog, DataLoss, EventLog, IntegrityStore, LogError, Position, Saved, SettingsStore,
+    SnapshotMeta, SnapshotStore,
+};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::integrity::{self, Baseline, Integrity};
 use crate::metrics::Metrics;
+use crate::retention::Window;
 use crate::settings::SettingsDoc;
 
 const BATCH: usize = 1_000;
@@ -27,38 +35,73 @@ pub struct Start {
     pub position: Position,
     /// The settings the restored figures were counted with.
     pub settings: HashMap<String, BotSettings>,
+    /// This process, as retention knows it.
+    pub node: String,
+    /// The storage's epoch, under which the figures are counted from here on.
+    pub epoch: String,
+    /// A loss of data found on start or recorded before (and not cleared yet).
+    pub data_loss: Option<DataLoss>,
+    /// Whether that record is in the storage (else the follower records it).
+    pub data_loss_recorded: bool,
     /// The log ends before `position`: events the snapshot counted are gone.
     pub log_behind_snapshot: bool,
+}
+
+/// How the follower snapshots and trims.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub snapshot_every: u64,
+    /// Retention (Redis): keep at least this many entries; `None` never trims.
+    pub retain_events: Option<u64>,
 }
 
 struct Follower {
     log: Arc<AnyLog>,
     aggregator: AggregatorHandle,
     metrics: Arc<Metrics>,
+    integrity: Arc<Integrity>,
     position: Position,
     settings_version: Option<u64>,
     settings: HashMap<String, BotSettings>,
     snapshot_every: u64,
     since_snapshot: u64,
+    node: String,
+    /// The first entry a restart of this node would need: its last snapshot's position
+    /// (registered with every look, so retention keeps it).
+    needed: Position,
+    baseline: Baseline,
+    /// Whether the storage holds the record of the loss this node shows.
+    recorded: bool,
+    /// Entries before this position may have been trimmed (as of the last look).
+    trimmed_before: Position,
+    window: Option<Window>,
 }
 
 pub async fn run(
     log: Arc<AnyLog>,
     aggregator: AggregatorHandle,
     metrics: Arc<Metrics>,
+    integrity: Arc<Integrity>,
     start: Start,
-    snapshot_every: u64,
+    options: Options,
     stop: CancellationToken,
 ) {
     let mut f = Follower {
         log,
         aggregator,
         metrics,
+        integrity,
         position: start.position,
         settings_version: None,
         settings: start.settings,
-        snapshot_every: snapshot_every.max(1),
+        snapshot_every: options.snapshot_every.max(1),
         since_snapshot: 0,
+        node: start.node,
+        needed: start.position,
+        baseline: Baseline::new(start.epoch),
+        recorded: start.data_loss_recorded,
+        trimmed_before: Position::START,
+        window: options.retain_events.map(Window::new),
     };
     let mut backoff = Duration::from_millis(100);
     // Halved after each failed read, so that a run of huge entries is read a few at a
@@ -71,6 +114,9 @@ pub async fn run(
         if stop.is_cancelled() {
             f.snapshot_if_behind().await;
             return;
+        }
+        if f.baseline.due() {
+            f.look().await;
         }
         let result = match f.follow_settings(&stop).await {
             Ok(()) => f.read_once(batch_size, &stop).await,
@@ -116,12 +162,16 @@ impl Follower {
         let (next, count) = (batch.next, batch.entries.len() as u64);
         self.metrics.reader_events.inc_by(count);
         self.metrics.dead_letters.inc_by(batch.dead_lettered);
+        let scanned = count + batch.duplicates + batch.dead_lettered;
         let events = batch.entries.into_iter().map(|e| e.event).collect();
         if self.aggregator.apply(events).await.is_err() {
             return Ok(false);
         }
         self.position = next;
         self.since_snapshot += count;
+        if let Some(window) = &mut self.window {
+            window.scanned(scanned, next);
+        }
         match self.log.stats().await {
             Ok(stats) => {
                 self.metrics.log_length.set(stats.length as i64);
@@ -133,16 +183,24 @@ impl Follower {
         Ok(true)
     }
 
-    /// Writes a snapshot when events were applied since the last one. The state is
-    /// taken between two batches, so it covers exactly the events up to `position`.
+    /// Writes a snapshot when events were applied since the last one.
     async fn snapshot_if_behind(&mut self) {
-        if self.since_snapshot == 0 {
-            return;
+        if self.since_snapshot > 0 {
+            self.snapshot(false).await;
         }
-        let position = self.position;
+    }
+
+    /// Writes a snapshot; the state is taken between two batches, so it covers exactly
+    /// the events up to `position`. `replace`: whatever snapshot is stored (after an
+    /// accepted loss, the stored one may claim an epoch or position that is gone).
+    async fn snapshot(&mut self, replace: bool) {
+        let meta = SnapshotMeta {
+            position: self.position,
+            epoch: self.baseline.epoch.clone(),
+        };
         let state = self.aggregator.query(|a| a.to_bytes()).await;
         let bytes = match state {
-            Ok(Ok(state)) => crate::snapshot::encode(position, &state),
+            Ok(Ok(state)) => crate::snapshot::encode(&meta, &state),
             Ok(Err(e)) => {
                 self.since_snapshot = 0;
                 self.metrics.snapshot_failures.inc();
@@ -154,17 +212,113 @@ impl Follower {
         // Success or not, the next try comes after another N events: a snapshot that
         // fails (full disk, Redis out of memory) must not be retried after every batch.
         self.since_snapshot = 0;
-        match self.log.save_snapshot(bytes).await {
-            Ok(()) => {
-                self.metrics.snapshots.inc();
-                self.metrics.snapshot_bytes.set(size as i64);
-                info!(%position, bytes = size, "snapshot written");
+        let saved = if replace {
+            self.log
+                .replace_snapshot(&meta, bytes)
+                .await
+                .map(|()| Saved::Stored)
+        } else {
+            self.log.save_snapshot(&meta, bytes).await
+        };
+        let position = meta.position;
+        match saved {
+            Ok(saved @ (Saved::Stored | Saved::NewerKept)) => {
+                if saved == Saved::Stored {
+                    self.metrics.snapshots.inc();
+                    self.metrics.snapshot_bytes.set(size as i64);
+                    info!(%position, bytes = size, "snapshot written");
+                } else {
+                    info!(%position, "snapshot not stored: another node stored a newer one");
+                }
+                self.needed = position;
+                self.retain().await;
+            }
+            Ok(Saved::EpochChanged) => {
+                self.metrics.snapshot_failures.inc();
+                warn!(%position, "snapshot not stored: the storage's epoch is not the one the figures were counted under");
             }
             Err(e) => {
                 self.metrics.snapshot_failures.inc();
                 warn!(error = %e, "cannot write the snapshot; trying again after the next events");
             }
         }
+    }
+
+    /// Retention, after a snapshot: trims what no node and no snapshot needs any more
+    /// beyond the N newest entries.
+    async fn retain(&mut self) {
+        let Some(wanted) = self.window.as_ref().and_then(Window::floor) else {
+            return;
+        };
+        let trimmed = self
+            .log
+            .trim(&self.node, self.needed, wanted, integrity::STALE_AFTER)
+            .await;
+        match trimmed {
+            Ok(Some((floor, removed))) => {
+                self.metrics.trimmed_entries.inc_by(removed);
+                self.trimmed_before = self.trimmed_before.max(floor);
+                info!(%floor, removed, "retention: stream trimmed");
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "retention: cannot trim the stream"),
+        }
+    }
+
+    /// One look at the storage's integrity, and this node's heartbeat for retention.
+    async fn look(&mut self) {
+        let watch = match self.log.watch(Some((&self.node, self.needed))).await {
+            Ok(watch) => watch,
+            Err(e) => return warn!(error = %e, "cannot look at the storage's integrity"),
+        };
+        self.trimmed_before = watch.trimmed_before;
+        if self.integrity.data_loss().is_some() {
+            match (&watch.data_loss, self.recorded) {
+                (Some(_), _) => self.recorded = true,
+                (None, true) => self.accept(&watch).await,
+                (None, false) => {
+                    // Found while the storage did not answer: record it now.
+                    if let Some(shown) = self.integrity.data_loss() {
+                        self.recorded = self.log.record_data_loss(&shown.reason).await.is_ok();
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(record) = watch.data_loss {
+            error!(
+                reason = %record.reason, at = %record.at,
+                "DATA LOST (recorded by another node or an earlier run): the figures may be                  wrong; clear with `botwatch data-loss clear` once handled"
+            );
+            self.integrity.set(record, &self.metrics);
+            self.recorded = true;
+            return;
+        }
+        if let Some(finding) = self.baseline.judge(&watch, self.position) {
+            self.recorded =
+                integrity::report(&self.log, &finding, &self.integrity, &self.metrics).await;
+        }
+    }
+
+    /// An operator cleared the record: carry on from these figures, under the storage's
+    /// present epoch and from where its log still is, and store a snapshot saying so.
+    async fn accept(&mut self, watch: &botwatch_log::Watch) {
+        let epoch = match &watch.epoch {
+            Some(epoch) => epoch.clone(),
+            None => match self.log.ensure_epoch().await {
+                Ok((epoch, _)) => epoch,
+                Err(e) => return warn!(error = %e, "cannot read the storage's epoch; retrying"),
+            },
+        };
+        let head = match self.log.stats().await {
+            Ok(stats) => stats.head,
+            Err(e) => return warn!(error = %e, "cannot read the end of the log; retrying"),
+        };
+        self.baseline.accept(epoch, watch);
+        self.position = integrity::carry_on_from(self.position, head, watch.trimmed_before);
+        self.recorded = false;
+        integrity::accepted(&self.integrity, &self.metrics);
+        self.snapshot(true).await;
     }
 
     /// Notices settings changes and recounts the bots whose figures they change.
@@ -211,6 +365,13 @@ impl Follower {
         settings: BotSettings,
         stop: &CancellationToken,
     ) -> Result<bool, LogError> {
+        if self.trimmed_before > Position::START {
+            error!(
+                bot, trimmed_before = %self.trimmed_before,
+                "recounting from a trimmed stream (--retain-events): the bot's figures now \
+                 miss every event before the retention floor"
+            );
+        }
         let mut figures = BotFigures::new(settings);
         let mut after = Position::START;
         let mut events = 0u64;

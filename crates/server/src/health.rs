@@ -12,18 +12,16 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// The storage answers.
+/// The storage answers, and has not lost data behind the figures (a recorded loss
+/// answers 503 `data_lost` until an operator clears it; the figures are still served).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let storage = state.log.backend_name();
-    if state
-        .integrity
-        .log_behind_snapshot
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    if let Some(loss) = state.integrity.data_loss() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "data_lost", "storage": storage,
-                        "reason": "the log ends before the snapshot: events were lost"})),
+                        "reason": loss.reason, "since": loss.at,
+                        "clear": "botwatch data-loss clear"})),
         );
     }
     match state.log.ready().await {

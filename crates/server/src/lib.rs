@@ -10,9 +10,12 @@ mod follower;
 mod health;
 mod history;
 mod ingest;
+mod integrity;
 mod metrics;
+mod retention;
 mod settings;
 pub mod snapshot;
+mod start;
 mod users;
 
 use std::sync::Arc;
@@ -30,6 +33,7 @@ use tracing::{info, warn};
 
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
+pub use integrity::{Cleared, Integrity, clear_data_loss, recorded_data_loss};
 pub use metrics::Metrics;
 
 /// What every request handler shares.
@@ -45,13 +49,6 @@ pub struct AppState {
     /// A request body must arrive within this time (a slow sender holds a slot).
     pub body_timeout: Duration,
     pub integrity: Arc<Integrity>,
-}
-
-/// What `/readyz` must report beyond "the storage answers".
-#[derive(Debug, Default)]
-pub struct Integrity {
-    /// The log ends before the position of the snapshot the figures came from.
-    pub log_behind_snapshot: std::sync::atomic::AtomicBool,
 }
 
 /// How many ingest bodies may be in memory at once: 64 × 4 MiB at most.
@@ -110,66 +107,14 @@ pub struct Server {
     start: follower::Start,
 }
 
-/// The newest snapshot, when there is one that can be read and the log still holds
-/// what comes after it.
-async fn restore(
-    log: &AnyLog,
-) -> Result<(follower::Start, botwatch_aggregator::Aggregator), ServerError> {
-    use botwatch_log::SnapshotStore;
-    let loaded = match log.load_snapshot().await {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            // Not fatal: replaying the whole log gives the same figures, only later.
-            warn!(error = %e, "cannot load the snapshot: replaying the whole log");
-            None
-        }
-    };
-    let Some(bytes) = loaded else {
-        info!("no snapshot: replaying the whole log");
-        return Ok((follower::Start::default(), Default::default()));
-    };
-    let size = bytes.len();
-    // Decoding takes about a second per million users: off the async workers.
-    let decoded = tokio::task::spawn_blocking(move || snapshot::decode(&bytes))
-        .await
-        .unwrap_or_else(|e| Err(format!("decoding task failed: {e}")));
-    match decoded {
-        Ok((position, state)) => {
-            let head = log.stats().await?.head;
-            let behind = head < position;
-            if behind {
-                tracing::error!(
-                    %position, %head,
-                    "the log ends before the snapshot's position: the storage lost events \
-                     (Redis restarted without persistence?); figures are NOT reliable"
-                );
-            } else {
-                info!(%position, bytes = size, "snapshot loaded; replaying the log after it");
-            }
-            let settings = state.settings().map(|(b, s)| (b.to_owned(), s)).collect();
-            Ok((
-                follower::Start {
-                    position,
-                    settings,
-                    log_behind_snapshot: behind,
-                },
-                state,
-            ))
-        }
-        Err(reason) => {
-            warn!(%reason, "the snapshot cannot be read: replaying the whole log");
-            Ok((follower::Start::default(), Default::default()))
-        }
-    }
-}
-
 impl Server {
     /// Validates the configuration and opens the storage.
     pub async fn open(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
         let log = AnyLog::open(&config.storage).await?;
         info!(backend = log.backend_name(), "storage open");
-        let (start, restored) = restore(&log).await?;
+        let node = uuid::Uuid::now_v7().simple().to_string();
+        let (start, restored) = start::restore(&log, &node).await?;
         let (aggregator, aggregator_task) = botwatch_aggregator::AggregatorHandle::spawn(restored);
         let state = AppState {
             log: Arc::new(log),
@@ -207,11 +152,10 @@ impl Server {
             aggregator_task,
             start,
         } = self;
+        if let Some(record) = &start.data_loss {
+            state.integrity.set(record.clone(), &state.metrics);
+        }
         if start.log_behind_snapshot {
-            state
-                .integrity
-                .log_behind_snapshot
-                .store(true, std::sync::atomic::Ordering::Relaxed);
             state.metrics.log_behind_snapshot.set(1);
         }
         // Stops on the caller's signal, or by itself when the aggregator dies (a bug:
@@ -235,8 +179,12 @@ impl Server {
             state.log.clone(),
             state.aggregator.clone(),
             state.metrics.clone(),
+            state.integrity.clone(),
             start,
-            config.snapshot_every,
+            follower::Options {
+                snapshot_every: config.snapshot_every,
+                retain_events: config.retain_events,
+            },
             follower_stop.clone(),
         ));
 

@@ -31,8 +31,12 @@ pub struct Metrics {
     pub snapshots: Counter,
     pub snapshot_bytes: Gauge,
     pub snapshot_failures: Counter,
-    /// 1 when the log ends before the snapshot the figures came from (data lost).
+    /// 1 when the log ends before what the figures count (data lost).
     pub log_behind_snapshot: Gauge,
+    /// 1 while a loss of data is recorded and not cleared (any cause).
+    pub data_lost: Gauge,
+    /// Stream entries removed by retention.
+    pub trimmed_entries: Counter,
 }
 
 impl Metrics {
@@ -51,6 +55,8 @@ impl Metrics {
             snapshot_bytes: Gauge::default(),
             snapshot_failures: Counter::default(),
             log_behind_snapshot: Gauge::default(),
+            data_lost: Gauge::default(),
+            trimmed_entries: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -105,8 +111,18 @@ impl Metrics {
         );
         registry.register(
             "log_behind_snapshot",
-            "1 when the log ends before the snapshot's position: events were lost",
+            "1 when the log ends before the position the figures count up to: events were lost",
             m.log_behind_snapshot.clone(),
+        );
+        registry.register(
+            "data_lost",
+            "1 while a loss of data is recorded and not cleared: the figures may be wrong (see /readyz)",
+            m.data_lost.clone(),
+        );
+        registry.register(
+            "trimmed_entries",
+            "Stream entries removed by retention (--retain-events)",
+            m.trimmed_entries.clone(),
         );
         Metrics { registry, ..m }
     }
