@@ -672,3 +672,6 @@ mod redis_outage;
 
 #[path = "api/data_loss.rs"]
 mod data_loss;
+
+#[path = "api/retention.rs"]
+mod retention;

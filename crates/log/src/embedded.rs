@@ -522,6 +522,10 @@ impl crate::IntegrityStore for EmbeddedLog {
         })
     }
 
+    async fn leave(&self, _node: &str) -> Result<(), LogError> {
+        Ok(())
+    }
+
     async fn record_data_loss(&self, reason: &str) -> Result<DataLoss, LogError> {
         let record = DataLoss::new(reason, chrono::Utc::now());
         self.blocking(move |db| {

@@ -145,16 +145,17 @@ pub trait SnapshotStore: Send + Sync + 'static {
     fn load_snapshot(&self) -> impl Future<Output = Result<Option<Vec<u8>>, LogError>> + Send;
 
     /// Stores a snapshot taken at `meta`. On Redis, where every node saves into one key,
-    /// a snapshot never replaces a newer one of the same epoch, and one taken under
-    /// another epoch than the storage's is refused (see [`Saved`]).
+    /// a snapshot never replaces a newer one of the same epoch that the stream still
+    /// backs, and one taken under another epoch than the storage's is refused (see
+    /// [`Saved`]).
     fn save_snapshot(
         &self,
         meta: &SnapshotMeta,
         bytes: Vec<u8>,
     ) -> impl Future<Output = Result<Saved, LogError>> + Send;
 
-    /// Stores a snapshot whatever is stored: only after an operator accepted a loss of
-    /// data, when the stored one may claim a position or epoch that is gone.
+    /// Stores a snapshot whatever is stored (`botwatch data-loss clear`, when it moves
+    /// the stored snapshot to the storage's present epoch and position).
     fn replace_snapshot(
         &self,
         meta: &SnapshotMeta,
@@ -177,6 +178,9 @@ pub trait IntegrityStore: Send + Sync + 'static {
         &self,
         heartbeat: Option<(&str, Position)>,
     ) -> impl Future<Output = Result<Watch, LogError>> + Send;
+
+    /// `node` stops and needs nothing any more: retention stops waiting for it.
+    fn leave(&self, node: &str) -> impl Future<Output = Result<(), LogError>> + Send;
 
     /// Records a loss of data until an operator clears it; the first record stays.
     /// Returns the record now stored.
@@ -274,6 +278,10 @@ impl IntegrityStore for AnyLog {
 
     async fn watch(&self, heartbeat: Option<(&str, Position)>) -> Result<Watch, LogError> {
         delegate!(self, log => log.watch(heartbeat))
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), LogError> {
+        delegate!(self, log => log.leave(node))
     }
 
     async fn record_data_loss(&self, reason: &str) -> Result<DataLoss, LogError> {

@@ -296,9 +296,11 @@ end
 "#;
 
 /// KEYS[1] = snapshot, KEYS[2] = snapshot:meta, KEYS[3] = epoch, KEYS[4] = the new
-/// snapshot, already written; ARGV = position, epoch. Moves the new snapshot into place
-/// unless the storage's epoch is another (-1) or the stored snapshot is newer and of
-/// the same epoch (0); 1 when stored.
+/// snapshot, already written, KEYS[5] = events; ARGV = position, epoch. Moves the new
+/// snapshot into place unless the storage's epoch is another (-1) or the stored
+/// snapshot is newer, of the same epoch and still backed by the stream (0); 1 when
+/// stored. (A stored snapshot beyond the stream's last entry claims lost events: any
+/// snapshot replaces it.)
 const LUA_SAVE_SNAPSHOT: &str = r#"
 local stored = 1
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then
@@ -307,7 +309,10 @@ else
   local meta = redis.call('GET', KEYS[2])
   if meta then
     local pos, epoch = string.match(meta, '^(%S+) (%S+)$')
-    if epoch == ARGV[2] and pos and key(ARGV[1]) < key(pos) then stored = 0 end
+    if epoch == ARGV[2] and pos and key(ARGV[1]) < key(pos) then
+      local last = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)[1]
+      if last and not (key(last[1]) < key(pos)) then stored = 0 end
+    end
   end
 end
 if stored == 1 then
@@ -793,7 +798,7 @@ impl crate::SnapshotStore for RedisLog {
     }
 
     /// Any node's snapshot serves every node (they follow the same stream), so all
-    /// share one key. The bytes go to a key of their own first (expiring, should this
+    /// share one key, and it never goes back (see `LUA_SAVE_SNAPSHOT`). The bytes go to a key of their own first (expiring, should this
     /// process die before the next step), then a script moves them into place unless a
     /// newer snapshot of the same epoch is there or the epoch changed.
     async fn save_snapshot(&self, meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<Saved, LogError> {
@@ -812,6 +817,7 @@ impl crate::SnapshotStore for RedisLog {
             .key(self.key("snapshot:meta"))
             .key(self.key("epoch"))
             .key(&fresh)
+            .key(&self.events_key)
             .arg(meta.position.to_string())
             .arg(&meta.epoch)
             .invoke_async(&mut self.con.clone())
@@ -904,6 +910,15 @@ impl crate::IntegrityStore for RedisLog {
             },
             stream,
         })
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), LogError> {
+        let _: () = redis::cmd("HDEL")
+            .arg(self.key("snapshot_positions"))
+            .arg(node)
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(())
     }
 
     async fn record_data_loss(&self, reason: &str) -> Result<DataLoss, LogError> {

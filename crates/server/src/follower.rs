@@ -113,6 +113,10 @@ pub async fn run(
         // its state lacks. Only the waiting for new entries gives way to the stop.
         if stop.is_cancelled() {
             f.snapshot_if_behind().await;
+            // The stored snapshot is what a restart needs; retention waits for that.
+            if let Err(e) = f.log.leave(&f.node).await {
+                warn!(error = %e, "cannot deregister from retention; it waits for this node a while");
+            }
             return;
         }
         if f.baseline.due() {
@@ -186,14 +190,13 @@ impl Follower {
     /// Writes a snapshot when events were applied since the last one.
     async fn snapshot_if_behind(&mut self) {
         if self.since_snapshot > 0 {
-            self.snapshot(false).await;
+            self.snapshot().await;
         }
     }
 
     /// Writes a snapshot; the state is taken between two batches, so it covers exactly
-    /// the events up to `position`. `replace`: whatever snapshot is stored (after an
-    /// accepted loss, the stored one may claim an epoch or position that is gone).
-    async fn snapshot(&mut self, replace: bool) {
+    /// the events up to `position`.
+    async fn snapshot(&mut self) {
         let meta = SnapshotMeta {
             position: self.position,
             epoch: self.baseline.epoch.clone(),
@@ -212,14 +215,7 @@ impl Follower {
         // Success or not, the next try comes after another N events: a snapshot that
         // fails (full disk, Redis out of memory) must not be retried after every batch.
         self.since_snapshot = 0;
-        let saved = if replace {
-            self.log
-                .replace_snapshot(&meta, bytes)
-                .await
-                .map(|()| Saved::Stored)
-        } else {
-            self.log.save_snapshot(&meta, bytes).await
-        };
+        let saved = self.log.save_snapshot(&meta, bytes).await;
         let position = meta.position;
         match saved {
             Ok(saved @ (Saved::Stored | Saved::NewerKept)) => {
@@ -301,7 +297,8 @@ impl Follower {
     }
 
     /// An operator cleared the record: carry on from these figures, under the storage's
-    /// present epoch and from where its log still is, and store a snapshot saying so.
+    /// present epoch and from where its log still is, and store a snapshot saying so
+    /// (it replaces a stored one of another epoch or beyond the end of the stream).
     async fn accept(&mut self, watch: &botwatch_log::Watch) {
         let epoch = match &watch.epoch {
             Some(epoch) => epoch.clone(),
@@ -318,7 +315,7 @@ impl Follower {
         self.position = integrity::carry_on_from(self.position, head, watch.trimmed_before);
         self.recorded = false;
         integrity::accepted(&self.integrity, &self.metrics);
-        self.snapshot(true).await;
+        self.snapshot().await;
     }
 
     /// Notices settings changes and recounts the bots whose figures they change.

@@ -177,6 +177,7 @@ async fn data_lost_survives_restarts_until_an_operator_clears_it() {
     counted(&s, 15).await;
     let kept = s.stop_keeping().await;
     let s = TestServer::start_with(Backend::Redis, Some(kept), |_| {}).await;
+    assert_eq!(s.get("/readyz").await.0, 503, "from the first request on");
     data_lost_says(&s, "snapshot was counted under").await;
 
     // The operator clears it while the server runs: it carries on, ready.

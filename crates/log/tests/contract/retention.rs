@@ -56,30 +56,41 @@ async fn a_snapshot_never_replaces_a_newer_one_of_its_epoch() {
     let b = Redis::new();
     let log = b.open().await;
     let (epoch, _) = log.ensure_epoch().await.expect("epoch");
-    let meta = |ms, epoch: &str| SnapshotMeta {
-        position: Position::new(ms, 0),
+    let p = fill(&log).await;
+    let meta = |position, epoch: &str| SnapshotMeta {
+        position,
         epoch: epoch.to_owned(),
     };
     let save = |m: SnapshotMeta, bytes: &'static [u8]| {
         let log = log.clone();
         async move { log.save_snapshot(&m, bytes.to_vec()).await.expect("save") }
     };
-    assert_eq!(save(meta(20, &epoch), b"twenty").await, Saved::Stored);
-    assert_eq!(save(meta(10, &epoch), b"ten").await, Saved::NewerKept);
-    assert_eq!(save(meta(20, &epoch), b"twenty again").await, Saved::Stored);
+    assert_eq!(save(meta(p[20], &epoch), b"twenty").await, Saved::Stored);
+    assert_eq!(save(meta(p[10], &epoch), b"ten").await, Saved::NewerKept);
     assert_eq!(
-        save(meta(30, "another"), b"foreign").await,
+        save(meta(p[20], &epoch), b"twenty again").await,
+        Saved::Stored
+    );
+    assert_eq!(
+        save(meta(p[30], "another"), b"foreign").await,
         Saved::EpochChanged
     );
     assert_eq!(
         log.load_snapshot().await.expect("load").as_deref(),
         Some(&b"twenty again"[..])
     );
-    // After an accepted loss the snapshot is replaced whatever is stored.
-    log.replace_snapshot(&meta(5, &epoch), b"five".to_vec())
+    // A stored snapshot beyond the end of the stream claims lost events: it goes.
+    let beyond = Position::new(p[299].ms + 1_000_000, 0);
+    assert_eq!(save(meta(beyond, &epoch), b"beyond").await, Saved::Stored);
+    assert_eq!(save(meta(p[5], &epoch), b"five").await, Saved::Stored);
+    // `data-loss clear` replaces whatever is stored.
+    log.replace_snapshot(&meta(p[1], &epoch), b"one".to_vec())
         .await
         .expect("replace");
-    assert_eq!(save(meta(6, &epoch), b"six").await, Saved::Stored);
+    assert_eq!(
+        log.load_snapshot().await.expect("load").as_deref(),
+        Some(&b"one"[..])
+    );
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}snapshot:new:*", b.config().prefix))
         .query_async(&mut b.raw().await)
@@ -172,6 +183,14 @@ async fn the_watch_sees_a_stream_lost_and_made_anew() {
         registered.is_some_and(|r| r.starts_with(&format!("{} ", p[10]))),
         "the heartbeat registers what the node needs"
     );
+    log.leave("me").await.expect("leave");
+    let registered: Option<String> = redis::cmd("HGET")
+        .arg(format!("{}snapshot_positions", b.config().prefix))
+        .arg("me")
+        .query_async(&mut b.raw().await)
+        .await
+        .expect("hget");
+    assert_eq!(registered, None, "a node that stops needs nothing");
 
     b.delete_matching("events").await;
     assert_eq!(log.watch(None).await.expect("watch").stream, None);
