@@ -13,7 +13,8 @@
 //!   (messages only)
 //! - `meta`:    "count" → number of events
 //! - `integrity`: "epoch" → the store's epoch (a random id made on first use),
-//!   "data_lost" → the record of a detected loss of data (JSON), until cleared
+//!   "data_lost" → the record of a detected loss of data (JSON), until cleared,
+//!   "data_lost_cleared" → the record cleared last
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -498,7 +499,7 @@ impl crate::IntegrityStore for EmbeddedLog {
     }
 
     async fn watch(&self, _heartbeat: Option<(&str, Position)>) -> Result<Watch, LogError> {
-        let (epoch, data_loss) = self
+        let (epoch, data_loss, cleared) = self
             .blocking(|db| {
                 let txn = db.begin_read()?;
                 let table = txn.open_table(INTEGRITY)?;
@@ -506,13 +507,17 @@ impl crate::IntegrityStore for EmbeddedLog {
                 let record = table
                     .get("data_lost")?
                     .map(|v| DataLoss::from_json(v.value()));
-                Ok((epoch, record))
+                let cleared = table
+                    .get("data_lost_cleared")?
+                    .map(|v| DataLoss::from_json(v.value()));
+                Ok((epoch, record, cleared))
             })
             .await?;
         let head = *self.inner.head.borrow();
         Ok(Watch {
             epoch,
             data_loss,
+            cleared,
             trimmed_before: Position::START,
             stream: Some(StreamInfo {
                 entries_added: self.inner.count.load(Ordering::Relaxed),
@@ -552,10 +557,16 @@ impl crate::IntegrityStore for EmbeddedLog {
     async fn clear_data_loss(&self) -> Result<Option<DataLoss>, LogError> {
         self.blocking(|db| {
             let txn = db.begin_write()?;
-            let removed = txn
-                .open_table(INTEGRITY)?
-                .remove("data_lost")?
-                .map(|v| DataLoss::from_json(v.value()));
+            let removed = {
+                let mut table = txn.open_table(INTEGRITY)?;
+                let removed = table
+                    .remove("data_lost")?
+                    .map(|v| DataLoss::from_json(v.value()));
+                if let Some(record) = &removed {
+                    table.insert("data_lost_cleared", record.to_json().as_str())?;
+                }
+                removed
+            };
             txn.commit()?;
             Ok(removed)
         })

@@ -53,6 +53,9 @@ pub struct Watch {
     /// `None`: the storage has no epoch (it lost it, or everything).
     pub epoch: Option<String>,
     pub data_loss: Option<DataLoss>,
+    /// The record an operator cleared last: a record gone without being cleared here
+    /// was lost with the storage's data, not accepted.
+    pub cleared: Option<DataLoss>,
     /// Entries before this position may have been trimmed by retention.
     pub trimmed_before: Position,
     /// `None`: the stream does not exist.

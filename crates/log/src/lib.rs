@@ -189,7 +189,8 @@ pub trait IntegrityStore: Send + Sync + 'static {
         reason: &str,
     ) -> impl Future<Output = Result<DataLoss, LogError>> + Send;
 
-    /// Removes the record (an operator accepted the loss); the record removed, if any.
+    /// Removes the record (an operator accepted the loss) and keeps it as the last one
+    /// cleared (see [`Watch::cleared`]); the record removed, if any.
     fn clear_data_loss(&self) -> impl Future<Output = Result<Option<DataLoss>, LogError>> + Send;
 
     /// Retention (Redis; the embedded store never trims): registers `needed` for

@@ -12,7 +12,8 @@
 //!   `{position} {epoch}` of it.
 //! - `epoch`: a random id made when the deployment first uses this Redis; a Redis that
 //!   lost everything (FLUSHALL, failover to an empty replica) has none, or another.
-//! - `data_lost`: the record of a detected loss of data (JSON), until cleared.
+//! - `data_lost`: the record of a detected loss of data (JSON), until cleared;
+//!   `data_lost:cleared`: the record cleared last.
 //! - `snapshot_positions`: hash, node id → `{position} {Redis ms}`: the oldest entry
 //!   each node still needs, refreshed every second or so (its heartbeat).
 //! - `trimmed`: entries before this id may have been trimmed by retention.
@@ -326,9 +327,10 @@ return stored
 "#;
 
 /// KEYS[1] = epoch, KEYS[2] = data_lost, KEYS[3] = trimmed, KEYS[4] = events,
-/// KEYS[5] = snapshot_positions; ARGV = node ('' for none), the position it still
-/// needs. Returns {epoch, data-loss record, trimmed, {entries added, max deleted id,
-/// last generated id} or false when the stream does not exist}.
+/// KEYS[5] = snapshot_positions, KEYS[6] = data_lost:cleared; ARGV = node ('' for
+/// none), the position it still needs. Returns {epoch, data-loss record, trimmed,
+/// {entries added, max deleted id, last generated id} or false when the stream does
+/// not exist, the record cleared last}.
 const LUA_WATCH: &str = r#"
 if ARGV[1] ~= '' then
   redis.call('HSET', KEYS[5], ARGV[1], ARGV[2] .. ' ' .. now_ms())
@@ -340,7 +342,16 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   for i = 1, #x, 2 do f[x[i]] = x[i + 1] end
   info = {tostring(f['entries-added']), f['max-deleted-entry-id'], f['last-generated-id']}
 end
-return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]), info}
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]), info,
+  redis.call('GET', KEYS[6])}
+"#;
+
+/// KEYS[1] = data_lost, KEYS[2] = data_lost:cleared. Moves the record to the slot of
+/// the one cleared last; returns it (nil when there was none).
+const LUA_CLEAR: &str = r#"
+local record = redis.call('GETDEL', KEYS[1])
+if record then redis.call('SET', KEYS[2], record) end
+return record
 "#;
 
 /// KEYS[1] = events, KEYS[2] = snapshot_positions, KEYS[3] = snapshot:meta,
@@ -383,6 +394,7 @@ struct Scripts {
     save_snapshot: Script,
     watch: Script,
     trim: Script,
+    clear: Script,
 }
 
 /// The Redis Streams event log. Cheap to clone; clones share connections.
@@ -465,6 +477,7 @@ impl RedisLog {
                 save_snapshot: key_then(LUA_SAVE_SNAPSHOT),
                 watch: key_then(LUA_WATCH),
                 trim: key_then(LUA_TRIM),
+                clear: Script::new(LUA_CLEAR),
             }),
             con,
             blocking,
@@ -881,11 +894,12 @@ impl crate::IntegrityStore for RedisLog {
             .key(self.key("trimmed"))
             .key(&self.events_key)
             .key(self.key("snapshot_positions"))
+            .key(self.key("data_lost:cleared"))
             .arg(node)
             .arg(needed)
             .invoke_async(&mut self.con.clone())
             .await?;
-        let [epoch, record, trimmed, stream] = reply.as_slice() else {
+        let [epoch, record, trimmed, stream, cleared] = reply.as_slice() else {
             return Err(protocol("watch"));
         };
         let stream = match stream {
@@ -904,6 +918,7 @@ impl crate::IntegrityStore for RedisLog {
         Ok(Watch {
             epoch: bulk_str(epoch).map(str::to_owned),
             data_loss: bulk_str(record).map(DataLoss::from_json),
+            cleared: bulk_str(cleared).map(DataLoss::from_json),
             trimmed_before: match trimmed {
                 Value::Nil => Position::START,
                 v => parse_position(v, "trimmed")?,
@@ -936,9 +951,12 @@ impl crate::IntegrityStore for RedisLog {
     }
 
     async fn clear_data_loss(&self) -> Result<Option<DataLoss>, LogError> {
-        let removed: Option<String> = redis::cmd("GETDEL")
-            .arg(self.key("data_lost"))
-            .query_async(&mut self.con.clone())
+        let removed: Option<String> = self
+            .scripts
+            .clear
+            .key(self.key("data_lost"))
+            .key(self.key("data_lost:cleared"))
+            .invoke_async(&mut self.con.clone())
             .await?;
         Ok(removed.map(|json| DataLoss::from_json(&json)))
     }
@@ -1194,6 +1212,7 @@ impl EventLog for RedisLog {
             .await?;
         let mut page = HistoryPage::default();
         let mut last = None;
+        let mut gone: Option<(Position, u64)> = None;
         for row in &rows {
             let Value::Array(parts) = row else {
                 return Err(protocol("history row"));
@@ -1216,11 +1235,15 @@ impl EventLog for RedisLog {
                     position,
                     event: *event,
                 }),
-                // Indexed but gone from the stream (trimmed): nothing left to show.
-                Decoded::Invalid(reason) => {
-                    warn!(%position, %reason, "history entry no longer readable")
+                // Indexed but gone from the stream (trimmed by retention, or lost):
+                // nothing left to show. Said once per page, not per message.
+                Decoded::Invalid(_) => {
+                    gone.get_or_insert((position, 0)).1 += 1;
                 }
             }
+        }
+        if let Some((newest, count)) = gone {
+            warn!(bot, user, count, %newest, "history entries indexed but no longer in the stream (retention?); left out");
         }
         page.next = if more == 1 { last } else { None };
         Ok(page)

@@ -166,16 +166,19 @@ impl Follower {
         let (next, count) = (batch.next, batch.entries.len() as u64);
         self.metrics.reader_events.inc_by(count);
         self.metrics.dead_letters.inc_by(batch.dead_lettered);
-        let scanned = count + batch.duplicates + batch.dead_lettered;
+        if let Some(window) = &mut self.window {
+            for entry in &batch.entries {
+                window.scanned(1, entry.position);
+            }
+            // Skipped entries (duplicates, dead letters) count where the batch ends.
+            window.scanned(batch.duplicates + batch.dead_lettered, next);
+        }
         let events = batch.entries.into_iter().map(|e| e.event).collect();
         if self.aggregator.apply(events).await.is_err() {
             return Ok(false);
         }
         self.position = next;
         self.since_snapshot += count;
-        if let Some(window) = &mut self.window {
-            window.scanned(scanned, next);
-        }
         match self.log.stats().await {
             Ok(stats) => {
                 self.metrics.log_length.set(stats.length as i64);
@@ -268,14 +271,25 @@ impl Follower {
             Err(e) => return warn!(error = %e, "cannot look at the storage's integrity"),
         };
         self.trimmed_before = watch.trimmed_before;
-        if self.integrity.data_loss().is_some() {
+        if let Some(shown) = self.integrity.data_loss() {
             match (&watch.data_loss, self.recorded) {
                 (Some(_), _) => self.recorded = true,
-                (None, true) => self.accept(&watch).await,
-                (None, false) => {
-                    // Found while the storage did not answer: record it now.
-                    if let Some(shown) = self.integrity.data_loss() {
-                        self.recorded = self.log.record_data_loss(&shown.reason).await.is_ok();
+                (None, true) if watch.cleared.as_ref() == Some(&shown) => self.accept(&watch).await,
+                (None, recorded) => {
+                    // Found while the storage did not answer, or the record itself was
+                    // lost with the storage's data (not cleared): record it (again).
+                    if recorded {
+                        error!(reason = %shown.reason, "the data-loss record is gone without being cleared: the storage lost data again");
+                    }
+                    match self.log.record_data_loss(&shown.reason).await {
+                        Ok(stored) => {
+                            self.integrity.set(stored, &self.metrics);
+                            self.recorded = true;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "cannot record the data loss; retrying");
+                            self.recorded = false;
+                        }
                     }
                 }
             }

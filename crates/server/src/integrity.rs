@@ -291,6 +291,7 @@ mod tests {
         Watch {
             epoch: Some(epoch.to_owned()),
             data_loss: None,
+            cleared: None,
             trimmed_before: Position::START,
             stream: Some(StreamInfo {
                 entries_added: added,

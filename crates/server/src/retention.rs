@@ -5,8 +5,9 @@
 //! Redis cannot say cheaply which entry is N back, so the follower remembers it:
 //! every entry it scans is counted, and a few hundred positions along the way are
 //! kept, enough to know a position with at least N (and at most about N + N/256)
-//! entries after it. A node knows it only after reading N entries itself; until then
-//! it does not trim.
+//! entries after it (duplicates and dead letters, which carry no position in a read,
+//! count at the end of their batch). A node knows it only after reading N entries
+//! itself; until then it does not trim.
 
 use std::collections::VecDeque;
 

@@ -131,6 +131,20 @@ async fn a_flush_of_the_deployments_keys_behind_a_running_server_is_data_lost() 
     // Nothing is reset: the figures keep what they had and count what comes.
     ingest_n(&s, 10, 5).await;
     counted(&s, 15).await;
+
+    // Flushed again, the record goes too: that is no operator clearing it.
+    let keys: Vec<String> =
+        redis_cmd(&s, redis::cmd("KEYS").arg(format!("{}*", s.redis_prefix()))).await;
+    let _: () = redis_cmd(&s, redis::cmd("DEL").arg(&keys)).await;
+    let started = Instant::now();
+    while recorded(&s).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the record is never written again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    data_lost_says(&s, "epoch is gone").await;
     s.stop().await;
 }
 

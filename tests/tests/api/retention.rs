@@ -133,6 +133,25 @@ async fn retention_trims_the_stream_and_a_restart_still_counts_everything() {
     assert!(!text.contains("botwatch_trimmed_entries_total 0"), "{text}");
     // The stored snapshot still has every entry after it.
     assert!(kept[0] <= snapshot_position(&s).await);
+    // The known conflict (ARCHITECTURE.md, Retention): history is read from the
+    // stream, so it reaches back only as far as the stream does.
+    let mut shown = 0;
+    let mut path = "/api/v1/bots/kept/dialogs/u0/messages?limit=200".to_owned();
+    loop {
+        let (status, page) = s.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        shown += page["items"].as_array().expect("items").len();
+        match page["next"].as_str() {
+            Some(next) => {
+                path = format!("/api/v1/bots/kept/dialogs/u0/messages?limit=200&before={next}")
+            }
+            None => break,
+        }
+    }
+    assert!(
+        shown > 0 && shown < 250,
+        "u0 has 250 messages, {shown} still shown"
+    );
 
     let kept_storage = s.stop_keeping().await;
     let s = start(Some(kept_storage)).await;
@@ -182,28 +201,23 @@ async fn retention_never_trims_what_a_live_node_or_the_snapshot_needs() {
     let s = start(Some(s.stop_keeping().await)).await;
     ingest(&s, 100, 900).await;
     counted(&s, 1000).await;
-    let snapshots_after = |s: &TestServer| {
-        let url = s.url("/metrics");
-        let client = s.client.clone();
-        async move {
-            let text = client
-                .get(url)
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
-            text.lines()
-                .find_map(|l| l.strip_prefix("botwatch_snapshots_total "))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
+    // A trim ran, held back to what the other node needs.
+    let started = Instant::now();
+    loop {
+        let floor: Option<String> = query(
+            &s,
+            redis::cmd("GET").arg(format!("{}trimmed", s.redis_prefix())),
+        )
+        .await;
+        if floor == Some(needed.to_string()) {
+            break;
         }
-    };
-    assert!(
-        snapshots_after(&s).await >= 5,
-        "snapshots were taken (and trims tried)"
-    );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no trim: {floor:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let left = stream(&s).await;
     assert!(
         left.first().is_some_and(|p| *p <= needed),
