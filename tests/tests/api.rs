@@ -616,6 +616,11 @@ async fn health_readiness_and_metrics(backend: Backend) {
         "botwatch_storage_ready 1",
         "botwatch_reader_lag_seconds",
         "botwatch_dead_letters_total",
+        "botwatch_snapshots_total",
+        "botwatch_snapshot_failures_total 0",
+        "botwatch_data_lost 0",
+        "botwatch_log_behind_snapshot 0",
+        "botwatch_trimmed_entries_total 0",
     ] {
         assert!(text.contains(name), "missing {name:?} in\n{text}");
     }

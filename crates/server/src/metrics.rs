@@ -110,6 +110,11 @@ impl Metrics {
             m.snapshot_bytes.clone(),
         );
         registry.register(
+            "snapshot_failures",
+            "Snapshots of the aggregator that could not be taken or stored",
+            m.snapshot_failures.clone(),
+        );
+        registry.register(
             "log_behind_snapshot",
             "1 when the log ends before the position the figures count up to: events were lost",
             m.log_behind_snapshot.clone(),
