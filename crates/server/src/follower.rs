@@ -298,7 +298,8 @@ impl Follower {
         if let Some(record) = watch.data_loss {
             error!(
                 reason = %record.reason, at = %record.at,
-                "DATA LOST (recorded by another node or an earlier run): the figures may be                  wrong; clear with `botwatch data-loss clear` once handled"
+                "DATA LOST (recorded by another node or an earlier run): the figures may be \
+                 wrong; clear with `botwatch data-loss clear` once handled"
             );
             self.integrity.set(record, &self.metrics);
             self.recorded = true;
