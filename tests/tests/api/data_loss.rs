@@ -179,9 +179,18 @@ async fn data_lost_survives_restarts_until_an_operator_clears_it() {
     let kept = s.stop_keeping().await;
 
     // While no server runs, the epoch changes (another Redis, say, with these keys).
-    let s = TestServer::start_with(Backend::Redis, Some(kept), |_| {}).await;
-    let _: () = redis_cmd(&s, redis::cmd("SET").arg(format!("{prefix}epoch")).arg("x")).await;
-    let kept = s.stop_keeping().await;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}epoch"))
+        .arg("x")
+        .query_async(
+            &mut redis::Client::open(botwatch_tests::REDIS_URL)
+                .expect("url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("Redis must run on 127.0.0.1:6379 for these tests"),
+        )
+        .await
+        .expect("set");
     let s = TestServer::start_with(Backend::Redis, Some(kept), |_| {}).await;
     data_lost_says(&s, "snapshot was counted under").await;
     counted(&s, 10).await;
