@@ -488,6 +488,68 @@ async fn the_users_table_sorts_pages_filters_and_searches(backend: Backend) {
     s.stop().await;
 }
 
+/// A recount (after a settings change) runs beside the follower: other bots' figures
+/// stay live meanwhile, and the bot's own events ingested during it count once.
+async fn figures_stay_live_while_a_bot_is_recounted(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let msg = |bot: &str, n: usize| {
+        json!({"id": format!("{bot}-{n}"), "bot": bot, "type": "message", "direction": "in",
+               "provider": "web", "user": {"id": format!("u{}", n % 500)}, "text": "hi",
+               "ts": format!("2026-11-26T10:{:02}:{:02}Z", (n / 60) % 60, n % 60)})
+    };
+    const BEFORE: usize = 40_000;
+    for chunk in (0..BEFORE).collect::<Vec<_>>().chunks(1000) {
+        let batch: Vec<Value> = chunk.iter().map(|&n| msg("big", n)).collect();
+        assert_eq!(s.ingest(Value::Array(batch).to_string()).await.0, 202);
+    }
+    let day = "/api/v1/bots/big/stats?from=2026-11-26&to=2026-11-26&bucket=day";
+    until(&s, day, |b| b["buckets"][0]["messages_in"] == BEFORE).await;
+
+    let (status, _) = s
+        .put(
+            "/api/v1/bots/big/settings",
+            json!({"timezone": "Asia/Kolkata"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    let metrics = || async {
+        reqwest::get(s.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    while !metrics().await.contains("botwatch_recounts_running 1") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no recount started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // While the big bot is recounted, another bot's event shows, and the big bot's
+    // figures are still the old ones, still counting.
+    let other = json!([msg("other", 1)]);
+    let during: Vec<Value> = (BEFORE..BEFORE + 300).map(|n| msg("big", n)).collect();
+    assert_eq!(s.ingest(other.to_string()).await.0, 202);
+    assert_eq!(s.ingest(Value::Array(during).to_string()).await.0, 202);
+    until(&s, "/api/v1/bots/other/dialogs/u1", |d| d["messages"] == 1).await;
+    let (_, mid) = s.get(day).await;
+    assert_eq!(
+        mid["tz"], "UTC",
+        "the other bot's event showed while the big bot was still being recounted"
+    );
+
+    let done = until(&s, day, |b| b["tz"] == "Asia/Kolkata").await;
+    assert_eq!(
+        done["buckets"][0]["messages_in"],
+        BEFORE + 300,
+        "every event once, those ingested during the recount included"
+    );
+    s.stop().await;
+}
+
 async fn settings_shape_the_figures(backend: Backend) {
     let s = TestServer::start(backend).await;
     let batch = json!([
@@ -669,6 +731,7 @@ both_backends!(
     figures_follow_the_log,
     the_users_table_sorts_pages_filters_and_searches,
     settings_shape_the_figures,
+    figures_stay_live_while_a_bot_is_recounted,
     health_readiness_and_metrics,
 );
 

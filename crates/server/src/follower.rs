@@ -3,8 +3,10 @@
 //! dead-letters the entries adapters write straight into the stream.
 //!
 //! It also watches the bots' settings: when a bot's time zone or session timeout
-//! changes (on this node or any other), it recounts that bot from the start of the log
-//! up to where it has read, and puts the new figures in place before reading on.
+//! changes (on this node or any other), a task beside it recounts that bot from the
+//! start of the log up to where the follower had read, while the follower goes on
+//! (every figure stays live); the new figures are then brought up to the follower's
+//! position with the bot's events read meanwhile and swapped in.
 //!
 //! About once a second it looks at the storage's integrity (see `integrity`), and
 //! after each snapshot it applies retention (see `retention`).
@@ -18,6 +20,7 @@ use botwatch_log::{
     AnyLog, DataLoss, EventLog, IntegrityStore, LogError, Position, Saved, SettingsStore,
     SnapshotMeta, SnapshotStore,
 };
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -75,6 +78,18 @@ struct Follower {
     /// Entries before this position may have been trimmed (as of the last look).
     trimmed_before: Position,
     window: Option<Window>,
+    /// Recounts running beside the follower, by bot: the settings they count with.
+    recounts: HashMap<String, (BotSettings, tokio::task::JoinHandle<()>)>,
+    recounted_tx: mpsc::UnboundedSender<Recounted>,
+    recounted: mpsc::UnboundedReceiver<Recounted>,
+}
+
+/// A recount done: the bot's figures with `settings`, from every event up to `upto`.
+struct Recounted {
+    bot: String,
+    settings: BotSettings,
+    figures: BotFigures,
+    upto: Position,
 }
 
 pub async fn run(
@@ -86,6 +101,7 @@ pub async fn run(
     options: Options,
     stop: CancellationToken,
 ) {
+    let (recounted_tx, recounted) = mpsc::unbounded_channel();
     let mut f = Follower {
         log,
         aggregator,
@@ -102,6 +118,9 @@ pub async fn run(
         recorded: start.data_loss_recorded,
         trimmed_before: Position::START,
         window: options.retain_events.map(Window::new),
+        recounts: HashMap::new(),
+        recounted_tx,
+        recounted,
     };
     let mut backoff = Duration::from_millis(100);
     // Halved after each failed read, so that a run of huge entries is read a few at a
@@ -112,6 +131,11 @@ pub async fn run(
         // moves once the aggregator has the events, so a snapshot never claims events
         // its state lacks. Only the waiting for new entries gives way to the stop.
         if stop.is_cancelled() {
+            // Unfinished recounts are dropped: their settings are not taken, so the
+            // next start recounts.
+            for (_, (_, task)) in f.recounts.drain() {
+                task.abort();
+            }
             f.snapshot_if_behind().await;
             // The stored snapshot is what a restart needs; retention waits for that.
             if let Err(e) = f.log.leave(&f.node).await {
@@ -122,8 +146,11 @@ pub async fn run(
         if f.baseline.due() {
             f.look().await;
         }
-        let result = match f.follow_settings(&stop).await {
-            Ok(()) => f.read_once(batch_size, &stop).await,
+        let result = match f.follow_settings().await {
+            Ok(()) => match f.swap_recounted().await {
+                Ok(()) => f.read_once(batch_size, &stop).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match result {
@@ -333,13 +360,13 @@ impl Follower {
         self.snapshot().await;
     }
 
-    /// Notices settings changes and recounts the bots whose figures they change.
-    async fn follow_settings(&mut self, stop: &CancellationToken) -> Result<(), LogError> {
+    /// Notices settings changes and starts a recount of each bot whose figures they
+    /// change. Recounts run beside the follower, so figures stay live meanwhile.
+    async fn follow_settings(&mut self) -> Result<(), LogError> {
         let version = self.log.settings_version().await?;
         if self.settings_version == Some(version) {
             return Ok(());
         }
-        let mut fresh = HashMap::new();
         for (bot, json) in self.log.all_settings().await? {
             // The same reading as GET: an unreadable document means the defaults.
             let settings = SettingsDoc::parse(&json)
@@ -349,63 +376,123 @@ impl Follower {
                     warn!(bot, "unreadable settings; the defaults apply");
                     BotSettings::default()
                 });
-            fresh.insert(bot, settings);
-        }
-        for (bot, settings) in &fresh {
-            if self.settings.get(bot) != Some(settings) {
-                let done = self
-                    .recount(bot, *settings, stop)
-                    .instrument(info_span!("follower.recount", bot))
-                    .await?;
-                if !done {
-                    // Stopping: the settings are not taken; the next start recounts.
-                    return Ok(());
-                }
+            let counted = self.settings.get(&bot) == Some(&settings);
+            let running = self.recounts.get(&bot).map(|(s, _)| *s);
+            if running == Some(settings) || (counted && running.is_none()) {
+                continue;
             }
+            if let Some((_, task)) = self.recounts.remove(&bot) {
+                // Settings changed again while counting: start over with these.
+                task.abort();
+            }
+            if counted {
+                continue;
+            }
+            let task = tokio::spawn(
+                recount(
+                    self.log.clone(),
+                    bot.clone(),
+                    settings,
+                    self.position,
+                    self.trimmed_before,
+                    self.recounted_tx.clone(),
+                )
+                .instrument(info_span!("follower.recount", bot)),
+            );
+            self.recounts.insert(bot, (settings, task));
         }
-        self.settings = fresh;
+        self.metrics
+            .recounts_running
+            .set(self.recounts.len() as i64);
         self.settings_version = Some(version);
         Ok(())
     }
 
-    /// The bot's figures with `settings`, from every event up to where the follower
-    /// has read (a full scan of the log: settings change rarely). `Ok(false)` when it
-    /// gave up because the server is stopping.
-    async fn recount(
-        &self,
-        bot: &str,
-        settings: BotSettings,
-        stop: &CancellationToken,
-    ) -> Result<bool, LogError> {
-        if self.trimmed_before > Position::START {
-            error!(
-                bot, trimmed_before = %self.trimmed_before,
-                "recounting from a trimmed stream (--retain-events): the bot's figures now \
-                 miss every event before the retention floor"
-            );
-        }
-        let mut figures = BotFigures::new(settings);
-        let mut after = Position::START;
-        let mut events = 0u64;
-        while after < self.position {
-            if stop.is_cancelled() {
-                return Ok(false);
+    /// Puts finished recounts in place: each is brought up to where the follower has
+    /// read (the bot's events since the recount's end, applied to the new figures),
+    /// then swapped in.
+    async fn swap_recounted(&mut self) -> Result<(), LogError> {
+        while let Ok(mut done) = self.recounted.try_recv() {
+            if self.recounts.get(&done.bot).map(|(s, _)| *s) != Some(done.settings) {
+                continue; // overtaken by newer settings
             }
-            let batch = self.log.read(after, BATCH, None).await?;
-            if batch.entries.is_empty() && batch.next == after {
-                break;
-            }
-            for entry in &batch.entries {
-                if entry.position <= self.position && entry.event.bot == bot {
-                    figures.apply(&entry.event);
-                    events += 1;
+            let mut after = done.upto;
+            let mut caught_up = 0u64;
+            while after < self.position {
+                let batch = self.log.read(after, BATCH, None).await?;
+                if batch.entries.is_empty() && batch.next == after {
+                    break;
                 }
+                for entry in &batch.entries {
+                    if entry.position <= self.position && entry.event.bot == done.bot {
+                        done.figures.apply(&entry.event);
+                        caught_up += 1;
+                    }
+                }
+                after = batch.next;
             }
-            after = batch.next;
+            info!(bot = done.bot, caught_up, upto = %self.position, "recounted figures in place");
+            self.recounts.remove(&done.bot);
+            self.metrics
+                .recounts_running
+                .set(self.recounts.len() as i64);
+            self.settings.insert(done.bot.clone(), done.settings);
+            // A stopped aggregator is noticed by the next read.
+            let _ = self.aggregator.replace(done.bot, done.figures).await;
         }
-        info!(bot, events, upto = %self.position, "recounted with new settings");
-        // A stopped aggregator is noticed by the next read.
-        let _ = self.aggregator.replace(bot.to_owned(), figures).await;
-        Ok(true)
+        Ok(())
     }
+}
+
+/// The bot's figures with `settings`, from every event up to `upto` (a full scan of the
+/// log: settings change rarely), sent to the follower when done. A read that fails is
+/// retried; the task ends early only when the follower aborts it.
+async fn recount(
+    log: Arc<AnyLog>,
+    bot: String,
+    settings: BotSettings,
+    upto: Position,
+    trimmed_before: Position,
+    done: mpsc::UnboundedSender<Recounted>,
+) {
+    if trimmed_before > Position::START {
+        error!(
+            bot, %trimmed_before,
+            "recounting from a trimmed stream (--retain-events): the bot's figures now \
+             miss every event before the retention floor"
+        );
+    }
+    let mut figures = BotFigures::new(settings);
+    let mut after = Position::START;
+    let mut events = 0u64;
+    let mut backoff = Duration::from_millis(100);
+    while after < upto {
+        let batch = match log.read(after, BATCH, None).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                warn!(error = %e, bot, retry_in = ?backoff, "recount cannot read the log; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        if batch.entries.is_empty() && batch.next == after {
+            break;
+        }
+        for entry in &batch.entries {
+            if entry.position <= upto && entry.event.bot == bot {
+                figures.apply(&entry.event);
+                events += 1;
+            }
+        }
+        after = batch.next;
+    }
+    info!(bot, events, %upto, "recounted with new settings");
+    let _ = done.send(Recounted {
+        bot,
+        settings,
+        figures,
+        upto,
+    });
 }

@@ -37,6 +37,9 @@ pub struct Metrics {
     pub data_lost: Gauge,
     /// Stream entries removed by retention.
     pub trimmed_entries: Counter,
+    /// Bots being recounted after a settings change (their figures meanwhile are
+    /// those of the old settings).
+    pub recounts_running: Gauge,
 }
 
 impl Metrics {
@@ -48,6 +51,7 @@ impl Metrics {
             events_rejected: Family::default(),
             log_length: Gauge::default(),
             reader_lag_seconds: Gauge::default(),
+            recounts_running: Gauge::default(),
             reader_events: Counter::default(),
             dead_letters: Counter::default(),
             storage_ready: Gauge::default(),
@@ -83,6 +87,11 @@ impl Metrics {
             "reader_lag_seconds",
             "How far the log follower is behind the head of the log, in append time",
             m.reader_lag_seconds.clone(),
+        );
+        registry.register(
+            "recounts_running",
+            "Bots being recounted after a change of their settings",
+            m.recounts_running.clone(),
         );
         registry.register(
             "reader_events",
