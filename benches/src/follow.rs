@@ -3,6 +3,10 @@
 //! aggregate — beside a bare redis-rs consumer that only reads and acknowledges the
 //! same entries (`XREADGROUP` + `XACK`), in the same run, on 127.0.0.1.
 
+// The allocator `botwatch` itself runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

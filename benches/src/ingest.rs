@@ -13,6 +13,10 @@
 //!
 //! Everything stays on 127.0.0.1 and stops by itself.
 
+// The allocator `botwatch` itself runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;

@@ -198,19 +198,21 @@ return out
 /// the next reader of that entry, seeing it owns the id, indexes it again).
 const LUA_ADMIT: &str = r#"
 local prefix, nk = ARGV[1], tonumber(ARGV[2])
+-- Key names by their index as sent (a string: no conversion per entry).
 local keys = {}
-for k = 1, nk do keys[k] = ARGV[2 + k] end
+for k = 1, nk do keys[tostring(k)] = ARGV[2 + k] end
 local base = nk + 3
 -- Pass 1: the owners of every id read, one HMGET per dedup hash.
 local asked = {}
+local function ask(k, id)
+  local l = asked[k]
+  if not l then l = {}; asked[k] = l end
+  l[#l + 1] = id
+end
 for i = base, #ARGV, 5 do
   if ARGV[i] == 'v' then
-    local id = ARGV[i + 4]
-    for _, k in ipairs({tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}) do
-      local l = asked[k]
-      if not l then l = {}; asked[k] = l end
-      l[#l + 1] = id
-    end
+    ask(ARGV[i + 2], ARGV[i + 4])
+    ask(ARGV[i + 3], ARGV[i + 4])
   end
 end
 local owners = {}
@@ -227,7 +229,7 @@ local out, claims = {}, {}
 for i = base, #ARGV, 5 do
   local sid = ARGV[i + 1]
   if ARGV[i] == 'v' then
-    local cur, prev, id = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
+    local cur, prev, id = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     local owner = owners[cur][id] or owners[prev][id]
     if owner == sid then
       out[#out + 1] = 1
@@ -410,6 +412,8 @@ pub struct RedisLog {
     dead_key: String,
     scripts: Arc<Scripts>,
     closed: Arc<AtomicBool>,
+    /// The next batch of the reader that reads on where it stopped (the follower).
+    ahead: Arc<Mutex<Option<ReadAhead>>>,
 }
 
 /// Idle connections for blocking reads. A connection that failed is dropped, and the
@@ -483,6 +487,7 @@ impl RedisLog {
             blocking,
             config,
             closed: Arc::new(AtomicBool::new(false)),
+            ahead: Arc::new(Mutex::new(None)),
         };
         log.ready().await?;
         log.warn_when_not_durable().await;
@@ -706,6 +711,109 @@ fn xread_entries(reply: Value) -> Result<Vec<RawEntry>, LogError> {
         }
     }
     Ok(out)
+}
+
+/// A stream entry read and decoded: its position, what it holds, and whether the
+/// ingest script wrote it (marked with its own id).
+type Fetched = (Position, Decoded, bool);
+
+/// A batch being read ahead: the entries after `after`, at most `count`.
+struct ReadAhead {
+    after: Position,
+    count: usize,
+    task: tokio::task::JoinHandle<Result<Vec<Fetched>, LogError>>,
+}
+
+fn decode_entries(raw: Vec<RawEntry>) -> Vec<Fetched> {
+    raw.into_iter()
+        .map(|(position, fields)| {
+            let d = decode_fields(position, fields.as_deref());
+            let marked =
+                matches!(d, Decoded::Valid(_)) && written_by_ingest(position, fields.as_deref());
+            (position, d, marked)
+        })
+        .collect()
+}
+
+/// `XREAD` without blocking, on a connection that answers at once.
+async fn xread_now(
+    con: &mut ConnectionManager,
+    key: &str,
+    after: Position,
+    count: usize,
+) -> Result<Vec<RawEntry>, LogError> {
+    let reply: Value = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(key)
+        .arg(after.to_string())
+        .query_async(con)
+        .await?;
+    xread_entries(reply)
+}
+
+impl RedisLog {
+    /// The entries after `after`: read now, or, given `wait`, as soon as there are any
+    /// (up to that long).
+    async fn fetch(
+        &self,
+        after: Position,
+        count: usize,
+        wait: Option<Duration>,
+    ) -> Result<Vec<Fetched>, LogError> {
+        let raw = match wait {
+            Some(wait) => {
+                let ms = wait.min(MAX_BLOCK).as_millis().max(1) as u64;
+                let mut con = self.blocking.take().await?;
+                let reply: Value = redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(count)
+                    .arg("BLOCK")
+                    .arg(ms)
+                    .arg("STREAMS")
+                    .arg(&self.events_key)
+                    .arg(after.to_string())
+                    .query_async(&mut con)
+                    .await?;
+                self.blocking.give_back(con);
+                xread_entries(reply)?
+            }
+            None => xread_now(&mut self.con.clone(), &self.events_key, after, count).await?,
+        };
+        Ok(decode_entries(raw))
+    }
+
+    /// Starts reading the batch after `after` in the background (replacing one started
+    /// for another position: only a reader that reads on where it stopped gains).
+    fn read_ahead(&self, after: Position, count: usize) {
+        let (mut con, key) = (self.con.clone(), self.events_key.clone());
+        let task = tokio::spawn(async move {
+            let raw = xread_now(&mut con, &key, after, count).await?;
+            Ok(decode_entries(raw))
+        });
+        let started = ReadAhead { after, count, task };
+        if let Ok(mut ahead) = self.ahead.lock()
+            && let Some(old) = ahead.replace(started)
+        {
+            old.task.abort();
+        }
+    }
+
+    /// The batch read ahead for exactly this read, when there is one with entries.
+    async fn ahead_of(&self, after: Position, count: usize) -> Option<Vec<Fetched>> {
+        let ahead = self.ahead.lock().ok()?.take()?;
+        if ahead.after != after || ahead.count != count {
+            ahead.task.abort();
+            return None;
+        }
+        match ahead.task.await {
+            Ok(Ok(decoded)) if !decoded.is_empty() => Some(decoded),
+            // Nothing there yet (read anew, waiting if asked) or it failed (read anew:
+            // the error, if it lasts, comes from that read).
+            _ => None,
+        }
+    }
 }
 
 /// Whether an entry carries the mark of the ingest script: its own id in `at`.
@@ -1079,52 +1187,28 @@ impl EventLog for RedisLog {
         max: usize,
         wait: Option<Duration>,
     ) -> Result<ReadBatch, LogError> {
-        let mut cmd = redis::cmd("XREAD");
         // At most MAX_SCRIPT_EVENTS, so the admit script's bulk calls stay in bounds.
-        cmd.arg("COUNT").arg(max.clamp(1, MAX_SCRIPT_EVENTS));
-        let reply: Value = match wait {
-            Some(wait) => {
-                let ms = wait.min(MAX_BLOCK).as_millis().max(1) as u64;
-                cmd.arg("BLOCK").arg(ms);
-                cmd.arg("STREAMS")
-                    .arg(&self.events_key)
-                    .arg(after.to_string());
-                let mut con = self.blocking.take().await?;
-                let reply = cmd.query_async(&mut con).await?;
-                self.blocking.give_back(con);
-                reply
-            }
-            None => {
-                cmd.arg("STREAMS")
-                    .arg(&self.events_key)
-                    .arg(after.to_string());
-                cmd.query_async(&mut self.con.clone()).await?
-            }
+        let count = max.clamp(1, MAX_SCRIPT_EVENTS);
+        let decoded = match self.ahead_of(after, count).await {
+            Some(decoded) => decoded,
+            None => self.fetch(after, count, wait).await?,
         };
-        let raw = xread_entries(reply)?;
-
+        let next = decoded.last().map(|(p, _, _)| *p).unwrap_or(after);
         let mut batch = ReadBatch {
-            next: raw.last().map(|(p, _)| *p).unwrap_or(after),
+            next,
             ..ReadBatch::default()
         };
-        if raw.is_empty() {
+        if decoded.is_empty() {
             return Ok(batch);
         }
+        // The next batch is read and decoded while this one is judged and indexed.
+        self.read_ahead(next, count);
         // Entries the ingest script wrote (marked with their own id) count as they
         // are: it claimed their ids and indexed them as it wrote them, so a batch of
         // only those needs nothing more from Redis. Any other entry is judged by the
         // admit script, in one round trip for the batch; the marked entries of such a
         // batch go along (without their history member), so that their claims stand
         // even where a window's hash was lost.
-        let decoded: Vec<(Position, Decoded, bool)> = raw
-            .iter()
-            .map(|(position, fields)| {
-                let d = decode_fields(*position, fields.as_deref());
-                let marked = matches!(d, Decoded::Valid(_))
-                    && written_by_ingest(*position, fields.as_deref());
-                (*position, d, marked)
-            })
-            .collect();
         let mut admit = Admit::new(&self.config.prefix, self.window_secs());
         if decoded.iter().any(|(_, _, marked)| !marked) {
             for (position, d, _) in &decoded {
