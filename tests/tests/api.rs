@@ -550,6 +550,29 @@ async fn figures_stay_live_while_a_bot_is_recounted(backend: Backend) {
     s.stop().await;
 }
 
+/// Two PUTs at once, each with its own field: both take effect (each merges into what
+/// the other stored), round after round.
+async fn concurrent_settings_changes_both_take_effect(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for round in 0..20u64 {
+        let name = format!("desk {round}");
+        let timeout = 600 + round * 60;
+        let path = "/api/v1/bots/race/settings";
+        let (a, b) = tokio::join!(
+            s.put(path, json!({ "name": name })),
+            s.put(path, json!({ "session_timeout_secs": timeout }))
+        );
+        assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+        let (_, doc) = s.get(path).await;
+        assert_eq!(
+            (doc["name"].as_str(), doc["session_timeout_secs"].as_u64()),
+            (Some(name.as_str()), Some(timeout)),
+            "round {round}: {doc}"
+        );
+    }
+    s.stop().await;
+}
+
 async fn settings_shape_the_figures(backend: Backend) {
     let s = TestServer::start(backend).await;
     let batch = json!([
@@ -731,6 +754,7 @@ both_backends!(
     figures_follow_the_log,
     the_users_table_sorts_pages_filters_and_searches,
     settings_shape_the_figures,
+    concurrent_settings_changes_both_take_effect,
     figures_stay_live_while_a_bot_is_recounted,
     health_readiness_and_metrics,
 );

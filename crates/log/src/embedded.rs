@@ -609,13 +609,24 @@ impl crate::SettingsStore for EmbeddedLog {
         .await
     }
 
-    async fn put_settings(&self, bot: &str, json: &str) -> Result<(), LogError> {
+    async fn put_settings(
+        &self,
+        bot: &str,
+        expected: Option<&str>,
+        json: &str,
+    ) -> Result<bool, LogError> {
         let (bot, json) = (bot.to_owned(), json.to_owned());
-        // A separate write transaction: redb serialises it with the writer thread's.
+        let expected = expected.map(str::to_owned);
+        // A separate write transaction: redb serialises it with the writer thread's,
+        // so the comparison and the write are one step.
         self.blocking(move |db| {
             let txn = db.begin_write()?;
             {
                 let mut table = txn.open_table(SETTINGS)?;
+                let current = table.get(bot.as_str())?.map(|v| v.value().to_owned());
+                if current != expected {
+                    return Ok(false);
+                }
                 table.insert(bot.as_str(), json.as_str())?;
                 let mut meta = txn.open_table(META)?;
                 let version = meta
@@ -625,7 +636,7 @@ impl crate::SettingsStore for EmbeddedLog {
                 meta.insert("settings_version", version + 1)?;
             }
             txn.commit()?;
-            Ok(())
+            Ok(true)
         })
         .await
     }

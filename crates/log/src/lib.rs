@@ -128,12 +128,15 @@ pub trait SettingsStore: Send + Sync + 'static {
     /// One bot's settings document, if it has one.
     fn settings(&self, bot: &str) -> impl Future<Output = Result<Option<String>, LogError>> + Send;
 
-    /// Stores a bot's settings document (durably) and bumps the version.
+    /// Stores a bot's settings document (durably) and bumps the version, if the stored
+    /// one is still `expected` (`None`: none stored); `Ok(false)`, storing nothing,
+    /// when another change came first (read again, merge again, try again).
     fn put_settings(
         &self,
         bot: &str,
+        expected: Option<&str>,
         json: &str,
-    ) -> impl Future<Output = Result<(), LogError>> + Send;
+    ) -> impl Future<Output = Result<bool, LogError>> + Send;
 
     /// A number that changes whenever any bot's settings change.
     fn settings_version(&self) -> impl Future<Output = Result<u64, LogError>> + Send;
@@ -249,8 +252,13 @@ impl SettingsStore for AnyLog {
         delegate!(self, log => log.settings(bot))
     }
 
-    async fn put_settings(&self, bot: &str, json: &str) -> Result<(), LogError> {
-        delegate!(self, log => log.put_settings(bot, json))
+    async fn put_settings(
+        &self,
+        bot: &str,
+        expected: Option<&str>,
+        json: &str,
+    ) -> Result<bool, LogError> {
+        delegate!(self, log => log.put_settings(bot, expected, json))
     }
 
     async fn settings_version(&self) -> Result<u64, LogError> {

@@ -389,7 +389,21 @@ if not old or key(old) < key(floor) then redis.call('SET', KEYS[4], floor) end
 return {floor, redis.call('XTRIM', KEYS[1], 'MINID', '~', floor)}
 "#;
 
+/// KEYS[1] = settings hash, KEYS[2] = its version; ARGV = bot, 1 when a document is
+/// expected (else 0), the expected document, the new one. Stores and bumps the version
+/// only when the stored document is the expected one; returns 1 when stored.
+const LUA_PUT_SETTINGS: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (ARGV[2] == '1' and current ~= ARGV[3]) or (ARGV[2] == '0' and current) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('INCR', KEYS[2])
+return 1
+"#;
+
 struct Scripts {
+    put_settings: Script,
     ingest: Script,
     admit: Script,
     history: Script,
@@ -477,6 +491,7 @@ impl RedisLog {
             scripts: Arc::new(Scripts {
                 ingest: pad_then(LUA_INGEST),
                 admit: pad_then(LUA_ADMIT),
+                put_settings: Script::new(LUA_PUT_SETTINGS),
                 history: Script::new(LUA_HISTORY),
                 save_snapshot: key_then(LUA_SAVE_SNAPSHOT),
                 watch: key_then(LUA_WATCH),
@@ -1116,21 +1131,25 @@ impl crate::SettingsStore for RedisLog {
             .await?)
     }
 
-    async fn put_settings(&self, bot: &str, json: &str) -> Result<(), LogError> {
+    async fn put_settings(
+        &self,
+        bot: &str,
+        expected: Option<&str>,
+        json: &str,
+    ) -> Result<bool, LogError> {
         let key = self.settings_key();
-        let _: () = redis::pipe()
-            .atomic()
-            .cmd("HSET")
-            .arg(&key)
+        let stored: i64 = self
+            .scripts
+            .put_settings
+            .key(&key)
+            .key(format!("{key}:version"))
             .arg(bot)
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or(""))
             .arg(json)
-            .ignore()
-            .cmd("INCR")
-            .arg(format!("{key}:version"))
-            .ignore()
-            .query_async(&mut self.con.clone())
+            .invoke_async(&mut self.con.clone())
             .await?;
-        Ok(())
+        Ok(stored == 1)
     }
 
     async fn settings_version(&self) -> Result<u64, LogError> {

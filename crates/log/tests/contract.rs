@@ -426,16 +426,29 @@ pub async fn settings_are_kept_and_versioned<B: Backend>(b: B) {
     let log = b.open().await;
     assert_eq!(log.settings("b1").await.expect("get"), None);
     let v0 = log.settings_version().await.expect("version");
-    log.put_settings("b1", r#"{"timezone":"Europe/Kyiv"}"#)
-        .await
-        .expect("put");
-    log.put_settings("b2", r#"{"timezone":"UTC"}"#)
-        .await
-        .expect("put");
-    log.put_settings("b1", r#"{"timezone":"Asia/Kolkata"}"#)
-        .await
-        .expect("put");
+    let kyiv = r#"{"timezone":"Europe/Kyiv"}"#;
+    assert!(log.put_settings("b1", None, kyiv).await.expect("put"));
+    assert!(
+        log.put_settings("b2", None, r#"{"timezone":"UTC"}"#)
+            .await
+            .expect("put")
+    );
+    assert!(
+        log.put_settings("b1", Some(kyiv), r#"{"timezone":"Asia/Kolkata"}"#)
+            .await
+            .expect("put")
+    );
     let v1 = log.settings_version().await.expect("version");
+    // A change made from a document that is no longer the stored one stores nothing.
+    for stale in [None, Some(kyiv)] {
+        assert!(
+            !log.put_settings("b1", stale, r#"{"timezone":"UTC"}"#)
+                .await
+                .expect("put"),
+            "{stale:?}"
+        );
+    }
+    assert_eq!(log.settings_version().await.expect("version"), v1);
     assert!(v1 >= v0 + 3, "every change bumps the version: {v0} -> {v1}");
     assert_eq!(
         log.settings("b1").await.expect("get").as_deref(),

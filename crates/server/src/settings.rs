@@ -141,7 +141,11 @@ pub async fn get(
     }
 }
 
-/// Merges the fields given; creates the bot when it does not exist yet.
+/// How many times a PUT merges again after another change came first.
+const MAX_ATTEMPTS: usize = 20;
+
+/// Merges the fields given; creates the bot when it does not exist yet. Two PUTs at
+/// once both take effect: each merges into the document the other stored.
 #[instrument(name = "settings.put", skip(state, headers, body))]
 pub async fn put(
     State(state): State<AppState>,
@@ -163,12 +167,29 @@ pub async fn put(
             format!("expected a JSON object of settings: {e}"),
         )
     })?;
-    let mut doc = stored(&state, &bot).await?.unwrap_or_default();
-    merge(&mut doc, fields)?;
-    let json = serde_json::to_string(&doc).unwrap_or_default();
-    state.log.put_settings(&bot, &json).await?;
-    info!(bot, timezone = %doc.timezone, timeout = doc.session_timeout_secs, "settings changed");
-    Ok(Json(doc))
+    // Read, merge, store if nobody changed them meanwhile; else again with theirs.
+    for _ in 0..MAX_ATTEMPTS {
+        let current = state.log.settings(&bot).await?;
+        let mut doc = current
+            .as_deref()
+            .map(|json| SettingsDoc::parse(json).unwrap_or_default())
+            .unwrap_or_default();
+        merge(&mut doc, fields.clone())?;
+        let json = serde_json::to_string(&doc).unwrap_or_default();
+        if state
+            .log
+            .put_settings(&bot, current.as_deref(), &json)
+            .await?
+        {
+            info!(bot, timezone = %doc.timezone, timeout = doc.session_timeout_secs, "settings changed");
+            return Ok(Json(doc));
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "the settings kept changing under this request; send it again",
+    ))
 }
 
 #[cfg(test)]
