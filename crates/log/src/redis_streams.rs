@@ -111,17 +111,25 @@ const LUA_INGEST: &str = r#"
 local prefix, wsecs = ARGV[1], tonumber(ARGV[2])
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+-- The ids this script gives its entries: after the last id the stream gave out (an
+-- entry deleted since still counts: Redis refuses ids at or below it).
+local last = nil
+local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
+if type(info) == 'table' and not info.err then
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1] end
+  end
+end
 local next_ms = now_ms
--- The ids this script gives its entries: after the stream's last one.
 local id_ms, id_seq = -1, 0
 if last then
-  local lm, ls = string.match(last[1], '^(%d+)-(%d+)$')
+  local lm, ls = string.match(last, '^(%d+)-(%d+)$')
   id_ms, id_seq = tonumber(lm), tonumber(ls)
   local last_ms = id_ms
   if last_ms > now_ms + 3600000 then
-    return redis.error_reply('BOTWATCH_STREAM_AHEAD the last entry of the stream (' .. last[1] ..
-      ') is more than an hour ahead of the clock: an adapter added it with an explicit id')
+    return redis.error_reply('BOTWATCH_STREAM_AHEAD the last id of the stream (' .. last ..
+      ') is more than an hour ahead of the clock: an adapter added an entry with an explicit id; ' ..
+      'delete it (XDEL) and set the last id back (XSETID key <now in ms>-0)')
   end
   if last_ms > next_ms then next_ms = last_ms end
 end
@@ -180,9 +188,11 @@ return out
 "#;
 
 /// KEYS[1] = events, KEYS[2] = dead letters; ARGV = prefix, the number of key names
-/// K, the K dedup hash names, then five values per entry read: ('v', stream id, index
-/// of the dedup hash of the entry's window, index of the one before, id) for a valid
-/// event, or ('x', stream id, reason, '', '') for an entry that is not one.
+/// K, the K dedup hash names, then six values per entry read: ('v', stream id, index
+/// of the dedup hash of the entry's window, of the one before, of the one after, id)
+/// for a valid event, or ('x', stream id, reason, '', '', '') for an entry that is not
+/// one. The window after is asked too: an HTTP retry ingested in the next window,
+/// before any reader judged the adapter's entry, owns the id from there.
 /// Returns per entry 1 (counts), 0 (an earlier entry owns its id) or 2
 /// (dead-lettered).
 ///
@@ -209,10 +219,11 @@ local function ask(k, id)
   if not l then l = {}; asked[k] = l end
   l[#l + 1] = id
 end
-for i = base, #ARGV, 5 do
+for i = base, #ARGV, 6 do
   if ARGV[i] == 'v' then
-    ask(ARGV[i + 2], ARGV[i + 4])
-    ask(ARGV[i + 3], ARGV[i + 4])
+    ask(ARGV[i + 2], ARGV[i + 5])
+    ask(ARGV[i + 3], ARGV[i + 5])
+    ask(ARGV[i + 4], ARGV[i + 5])
   end
 end
 local owners = {}
@@ -226,11 +237,11 @@ for k, l in pairs(asked) do
 end
 -- Pass 2: the verdicts, in stream order; claims and index entries in bulk after.
 local out, claims = {}, {}
-for i = base, #ARGV, 5 do
+for i = base, #ARGV, 6 do
   local sid = ARGV[i + 1]
   if ARGV[i] == 'v' then
-    local cur, prev, id = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-    local owner = owners[cur][id] or owners[prev][id]
+    local cur, prev, id = ARGV[i + 2], ARGV[i + 3], ARGV[i + 5]
+    local owner = owners[cur][id] or owners[prev][id] or owners[ARGV[i + 4]][id]
     if owner == sid then
       out[#out + 1] = 1
     elseif owner then
@@ -850,7 +861,7 @@ struct Admit<'a> {
     /// Key names, each once; the script refers to them by their 1-based index.
     keys: Vec<String>,
     key_index: HashMap<String, usize>,
-    entries: Vec<[String; 5]>,
+    entries: Vec<[String; 6]>,
 }
 
 impl<'a> Admit<'a> {
@@ -876,13 +887,18 @@ impl<'a> Admit<'a> {
     fn valid(&mut self, position: Position, event: &Event) {
         let window = position.ms / 1000 / self.window_secs;
         let dedup = |w: u64| format!("{}dedup:{}:{w}", self.prefix, event.bot);
-        let (cur, prev) = (dedup(window), dedup(window.saturating_sub(1)));
-        let (cur, prev) = (self.key(cur), self.key(prev));
+        let (cur, prev, next) = (
+            dedup(window),
+            dedup(window.saturating_sub(1)),
+            dedup(window + 1),
+        );
+        let (cur, prev, next) = (self.key(cur), self.key(prev), self.key(next));
         self.entries.push([
             "v".to_owned(),
             position.to_string(),
             cur,
             prev,
+            next,
             event.id.clone(),
         ]);
     }
@@ -893,6 +909,7 @@ impl<'a> Admit<'a> {
             "x".to_owned(),
             position.to_string(),
             reason.to_owned(),
+            none(),
             none(),
             none(),
         ]);

@@ -231,15 +231,22 @@ impl Follower {
             position: self.position,
             epoch: self.baseline.epoch.clone(),
         };
-        let state = self.aggregator.query(|a| a.to_bytes()).await;
+        // The aggregator only copies its state (a tenth of the time encoding takes) and
+        // goes on applying events; the copy is encoded on a thread of its own.
+        let Ok(copy) = self.aggregator.query(|a| a.copy_for_snapshot()).await else {
+            return;
+        };
+        let state = tokio::task::spawn_blocking(move || copy.to_bytes())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|encoded| encoded.map_err(|e| e.to_string()));
         let bytes = match state {
-            Ok(Ok(state)) => crate::snapshot::encode(&meta, &state),
-            Ok(Err(e)) => {
+            Ok(state) => crate::snapshot::encode(&meta, &state),
+            Err(e) => {
                 self.since_snapshot = 0;
                 self.metrics.snapshot_failures.inc();
                 return warn!(error = %e, "cannot take a snapshot");
             }
-            Err(_) => return,
         };
         let size = bytes.len();
         // Success or not, the next try comes after another N events: a snapshot that

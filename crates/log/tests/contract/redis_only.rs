@@ -318,6 +318,47 @@ async fn dead_letters_keep_the_original_fields() {
 }
 
 #[tokio::test]
+async fn an_adapters_entry_then_an_http_retry_in_the_next_window_counts_once() {
+    let mut b = Redis::new();
+    b.set_dedup_window(std::time::Duration::from_secs(2));
+    let log = b.open().await;
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut b.raw().await)
+        .await
+        .expect("time");
+    let now_ms = secs * 1000 + micros / 1000;
+    let to_boundary = 2000 - now_ms % 2000;
+    let before = if to_boundary < 300 {
+        to_boundary + 1850
+    } else {
+        to_boundary - 150
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(before)).await;
+    // The adapter's entry, just before a window boundary, not judged by anyone yet…
+    let same = r#"{"id":"same","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"},"text":"via adapter"}"#;
+    xadd(&b, &[("event", same)]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // …and the same event retried over HTTP in the next window.
+    log.append(vec![msg("b1", "u1", "same", at(0), "via http")])
+        .await
+        .expect("append");
+    for reader in 0..2 {
+        let batch = b
+            .open()
+            .await
+            .read(Position::START, 100, None)
+            .await
+            .expect("read");
+        assert_eq!(
+            (ids(&batch.entries), batch.duplicates),
+            (vec!["same"], 1),
+            "reader {reader}"
+        );
+    }
+    b.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_retry_in_the_next_dedup_window_is_still_recognised() {
     let mut b = Redis::new();
     b.set_dedup_window(std::time::Duration::from_secs(2));
@@ -388,6 +429,30 @@ async fn an_explicit_id_ahead_of_the_clock_is_refused_loudly_not_silently() {
         (vec!["before"], 1)
     );
     assert_eq!(batch.next.to_string(), ahead);
+    b.cleanup().await;
+}
+
+#[tokio::test]
+async fn ingest_goes_on_after_the_newest_entry_was_deleted() {
+    let b = Redis::new();
+    let log = b.open().await;
+    // An adapter adds an entry ten minutes ahead of the clock (allowed), and somebody
+    // deletes it: the stream's last id stays where it was, and new ids must pass it.
+    let ahead_ms = chrono::Utc::now().timestamp_millis() + 600_000;
+    let id = xadd_with_id(&b, &format!("{ahead_ms}-0"), &[("event", "{}")]).await;
+    let mut con = b.raw().await;
+    let _: () = redis::cmd("XDEL")
+        .arg(log.events_key())
+        .arg(&id)
+        .query_async(&mut con)
+        .await
+        .expect("xdel");
+    log.append(vec![msg("b1", "u1", "after", at(0), "x")])
+        .await
+        .expect("ingest after the deleted entry");
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!(ids(&batch.entries), ["after"]);
+    assert!(batch.entries[0].position.ms >= ahead_ms as u64);
     b.cleanup().await;
 }
 
