@@ -84,6 +84,11 @@ impl Arena {
             .unwrap_or("")
     }
 
+    /// Bytes held, live or not.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// The string behind `r`; empty when `r` does not point into this arena (a
     /// damaged snapshot), never a panic.
     pub(crate) fn get(&self, r: StrRef) -> &str {

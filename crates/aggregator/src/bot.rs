@@ -57,6 +57,14 @@ pub struct DialogCursor {
     pub user: String,
 }
 
+/// The most providers a bot has (slugs from events; beyond it a user keeps the provider
+/// it had).
+const MAX_PROVIDERS: usize = u16::MAX as usize;
+
+/// Replaced strings are compacted away once they are more than this and more than
+/// half the arena.
+const COMPACT_AFTER: usize = 1 << 20;
+
 /// How many raw texts the normalisation cache keeps before it starts again.
 const MAX_RAW_TEXTS: usize = 100_000;
 
@@ -107,15 +115,23 @@ fn newer(current: Option<(i64, &str)>, offered: (i64, &str)) -> bool {
     current.is_none_or(|c| offered > c)
 }
 
-fn offer(strings: &mut Arena, field: &mut Option<(i64, StrRef)>, ts: i64, value: &str) {
+/// Offers a profile field's value; returns the bytes of a replaced value left behind in
+/// the arena.
+fn offer(strings: &mut Arena, field: &mut Option<(i64, StrRef)>, ts: i64, value: &str) -> usize {
     let current = field.map(|(at, r)| (at, strings.get(r)));
-    if newer(current, (ts, value)) {
-        let r = match current {
-            Some((_, c)) if c == value => field.map_or(StrRef::EMPTY, |f| f.1),
-            _ => strings.push(value),
-        };
-        *field = Some((ts, r));
+    if !newer(current, (ts, value)) {
+        return 0;
     }
+    let (r, left) = match current {
+        Some((_, c)) if c == value => (field.map_or(StrRef::EMPTY, |f| f.1), 0),
+        Some((_, c)) => {
+            let left = c.len();
+            (strings.push(value), left)
+        }
+        None => (strings.push(value), 0),
+    };
+    *field = Some((ts, r));
+    left
 }
 
 /// What the users table and the bots ask about one user.
@@ -204,6 +220,9 @@ pub struct BotFigures {
     hasher: foldhash::fast::RandomState,
     pub(crate) names: NameSearch,
     text_index: Map<Box<str>, u32>,
+    provider_index: Map<Box<str>, u16>,
+    /// Bytes of replaced strings left in the arena.
+    garbage: usize,
     /// Raw inbound texts seen lately → their normalised text's id (a cache).
     raw_texts: Map<Box<str>, Option<u32>>,
     scratch_groups: Vec<Group>,
@@ -241,6 +260,9 @@ impl<'de> serde::Deserialize<'de> for BotFigures {
         figures.active_week = s.active_week;
         figures.texts = s.texts;
         figures.top = s.top;
+        figures
+            .check()
+            .map_err(|e| serde::de::Error::custom(format!("inconsistent figures: {e}")))?;
         figures.rebuild_indexes();
         Ok(figures)
     }
@@ -263,6 +285,8 @@ impl BotFigures {
             hasher: foldhash::fast::RandomState::default(),
             names: NameSearch::default(),
             text_index: Map::default(),
+            provider_index: Map::default(),
+            garbage: 0,
             raw_texts: Map::default(),
             scratch_groups: Vec::new(),
             scratch_hours: Vec::new(),
@@ -286,25 +310,53 @@ impl BotFigures {
         copy
     }
 
+    /// Whether what a snapshot gave back holds together (its checksum matched, but a
+    /// state that does not must be refused, never panic later).
+    fn check(&self) -> Result<(), String> {
+        if self.providers.len() > MAX_PROVIDERS || self.users.len() > u32::MAX as usize {
+            return Err("too many providers or users".to_owned());
+        }
+        if let Some(u) = self
+            .users
+            .iter()
+            .find(|u| u.provider_ms != NEVER && usize::from(u.provider) >= self.providers.len())
+        {
+            return Err(format!("a user's provider {} is not known", u.provider));
+        }
+        let texts = self.texts.len();
+        if self
+            .top
+            .values()
+            .any(|day| day.keys().any(|&t| t as usize >= texts))
+        {
+            return Err("a counted text is not known".to_owned());
+        }
+        Ok(())
+    }
+
+    /// After loading: the arena without garbage, the name search, and the indexes by
+    /// id, text and provider.
     fn rebuild_indexes(&mut self) {
+        self.compact();
         let (strings, users, hasher) = (&self.strings, &self.users, &self.hasher);
         self.index = HashTable::with_capacity(users.len());
-        self.names = NameSearch::default();
         for (i, u) in users.iter().enumerate() {
-            let i = i as u32;
             self.index
-                .insert_unique(hasher.hash_one(strings.get_short(&u.id)), i, |&j| {
+                .insert_unique(hasher.hash_one(strings.get_short(&u.id)), i as u32, |&j| {
                     hasher.hash_one(strings.get_short(&users[j as usize].id))
                 });
-            if u.has_name() {
-                self.names.set(i, strings.get(u.name));
-            }
         }
         self.text_index = self
             .texts
             .iter()
             .enumerate()
             .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        self.provider_index = self
+            .providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as u16))
             .collect();
     }
 
@@ -382,13 +434,16 @@ impl BotFigures {
         i
     }
 
-    fn offer_profile(&mut self, i: usize, ts: i64, provider: u16, info: &UserInfo) {
+    fn offer_profile(&mut self, i: usize, ts: i64, provider: Option<u16>, info: &UserInfo) {
         let user = &mut self.users[i];
         if let Some(name) = info.name.as_deref() {
             let current = user
                 .has_name()
                 .then(|| (user.name_ms, self.strings.get(user.name)));
             if newer(current, (ts, name)) {
+                if let Some((_, old)) = current.filter(|(_, c)| *c != name) {
+                    self.garbage += old.len();
+                }
                 if current.is_none_or(|(_, c)| c != name) {
                     user.name = self.strings.push(name);
                     self.names.set(i as u32, name);
@@ -397,11 +452,14 @@ impl BotFigures {
             }
         }
         // Ties compare the providers' names, not their arrival-dependent numbers.
-        let current = (user.provider_ms != NEVER)
-            .then(|| (user.provider_ms, &*self.providers[user.provider as usize]));
-        if newer(current, (ts, &self.providers[provider as usize])) {
-            user.provider = provider;
-            user.provider_ms = ts;
+        if let Some(provider) = provider {
+            let name = |p: u16| self.providers.get(usize::from(p)).map_or("", |p| &**p);
+            let current =
+                (user.provider_ms != NEVER).then(|| (user.provider_ms, name(user.provider)));
+            if newer(current, (ts, name(provider))) {
+                user.provider = provider;
+                user.provider_ms = ts;
+            }
         }
         let fields = [
             info.avatar.as_deref(),
@@ -413,18 +471,54 @@ impl BotFigures {
             let slots = [&mut profile.avatar, &mut profile.gender, &mut profile.lang];
             for (slot, value) in slots.into_iter().zip(fields) {
                 if let Some(value) = value {
-                    offer(&mut self.strings, slot, ts, value);
+                    self.garbage += offer(&mut self.strings, slot, ts, value);
                 }
             }
         }
+        // Replaced strings stay in the arena until it is compacted: when they are more
+        // than what is live (and worth the pass).
+        if self.garbage > COMPACT_AFTER && self.garbage > self.strings.len() / 2 {
+            self.compact();
+        }
     }
 
-    fn provider_id(&mut self, provider: &str) -> u16 {
-        match self.providers.iter().position(|p| &**p == provider) {
-            Some(i) => i as u16,
-            None => {
-                self.providers.push(provider.into());
-                (self.providers.len() - 1) as u16
+    /// The number of a provider; `None` once a bot has [`MAX_PROVIDERS`] (the user's
+    /// provider then stays what it was).
+    fn provider_id(&mut self, provider: &str) -> Option<u16> {
+        if let Some(&p) = self.provider_index.get(provider) {
+            return Some(p);
+        }
+        if self.providers.len() >= MAX_PROVIDERS {
+            return None;
+        }
+        let p = self.providers.len() as u16;
+        self.providers.push(provider.into());
+        self.provider_index.insert(provider.into(), p);
+        Some(p)
+    }
+
+    /// Copies every live string into a new arena (ids, names, profile fields) and
+    /// rebuilds the name search: what renames and changed avatars left behind is gone.
+    fn compact(&mut self) {
+        let old = std::mem::take(&mut self.strings);
+        let move_ref = |arena: &mut Arena, r: StrRef| arena.push(old.get(r));
+        for u in &mut self.users {
+            u.id = self.strings.push_short(old.get_short(&u.id));
+            u.name = move_ref(&mut self.strings, u.name);
+            if let Some(p) = u.profile.as_deref_mut() {
+                for (_, r) in [&mut p.avatar, &mut p.gender, &mut p.lang]
+                    .into_iter()
+                    .flatten()
+                {
+                    *r = move_ref(&mut self.strings, *r);
+                }
+            }
+        }
+        self.garbage = 0;
+        self.names = NameSearch::default();
+        for (i, u) in self.users.iter().enumerate() {
+            if u.has_name() {
+                self.names.set(i as u32, self.strings.get(u.name));
             }
         }
     }
@@ -476,7 +570,7 @@ impl BotFigures {
         let mut session_delta = [None; 3];
         for (k, g) in change.removed.iter().flatten().enumerate() {
             if g.is_session() {
-                user.sessions -= 1;
+                user.sessions = user.sessions.saturating_sub(1);
                 session_delta[k] = Some((slot_of(g.start), -1));
             }
         }
@@ -511,7 +605,8 @@ impl BotFigures {
 
         if earlier {
             if let Some(old) = first {
-                self.slot(slot_of(old)).users_new -= 1;
+                let counts = self.slot(slot_of(old));
+                counts.users_new = counts.users_new.saturating_sub(1);
             }
             self.slot(slot_of(ts)).users_new += 1;
         }
@@ -685,5 +780,92 @@ impl BotFigures {
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(limit);
         top
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use botwatch_event::{Direction, EventKind};
+
+    fn message(n: i64, avatar: &str) -> Event {
+        Event {
+            id: format!("e{n}"),
+            bot: "b".to_owned(),
+            kind: EventKind::Message,
+            direction: Some(Direction::In),
+            provider: "web".to_owned(),
+            user: UserInfo {
+                id: "u1".to_owned(),
+                name: Some(format!("name {}", n % 3)),
+                avatar: Some(avatar.to_owned()),
+                ..UserInfo::default()
+            },
+            text: Some("hi".to_owned()),
+            attachments: Vec::new(),
+            sender: None,
+            ts: chrono::DateTime::from_timestamp_millis(1_780_000_000_000 + n * 1000)
+                .expect("time"),
+        }
+    }
+
+    #[test]
+    fn replaced_strings_do_not_pile_up() {
+        // A signed avatar URL that changes with every message, and a name that changes.
+        let mut figures = BotFigures::new(BotSettings::default());
+        let mut sizes = Vec::new();
+        for round in 0..3i64 {
+            for n in 0..20_000 {
+                let n = round * 20_000 + n;
+                figures.apply(&message(
+                    n,
+                    &format!("https://cdn.example/a.jpg?sig={n:0>64}"),
+                ));
+            }
+            let bytes = postcard::to_stdvec(&figures).expect("bytes");
+            figures = postcard::from_bytes(&bytes).expect("restored");
+            sizes.push(bytes.len());
+        }
+        assert!(
+            sizes.iter().all(|&s| s < 3 << 20),
+            "the arena is compacted as it goes: {sizes:?}"
+        );
+        let u = figures.user("u1").expect("user");
+        assert_eq!(u.messages, 60_000);
+        assert_eq!(
+            u.avatar.as_deref(),
+            Some(format!("https://cdn.example/a.jpg?sig={:0>64}", 59_999).as_str())
+        );
+        assert_eq!(u.name.as_deref(), Some("name 2"));
+        let page = figures.users(&crate::UsersQuery {
+            filter: crate::UserFilter {
+                search: Some("NAME 2".to_owned()),
+                ..crate::UserFilter::default()
+            },
+            sort: crate::UserSort::Name,
+            descending: false,
+            limit: 10,
+            after: None,
+        });
+        assert_eq!(page.total, 1, "the name search survives compaction");
+    }
+
+    #[test]
+    fn a_snapshot_that_does_not_hold_together_is_refused() {
+        let mut figures = BotFigures::new(BotSettings::default());
+        figures.apply(&message(1, "a"));
+        // The same state with its one provider gone: a user points past the list.
+        let mut broken = figures.copy_for_snapshot();
+        broken.providers.clear();
+        let bytes = postcard::to_stdvec(&broken).expect("bytes");
+        let refused = postcard::from_bytes::<BotFigures>(&bytes);
+        assert!(refused.is_err(), "a user's provider is not known");
+        let mut broken = figures.copy_for_snapshot();
+        broken.texts.clear();
+        let bytes = postcard::to_stdvec(&broken).expect("bytes");
+        assert!(
+            postcard::from_bytes::<BotFigures>(&bytes).is_err(),
+            "a counted text is not known"
+        );
     }
 }

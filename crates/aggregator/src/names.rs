@@ -8,13 +8,24 @@
 
 use memchr::memmem;
 
-/// A name as the search compares it: lower case, NUL (the separator) made a space
-/// ([`NameSearch::set`] folds the same way without the allocation).
+/// The characters of a name as the search compares them: lower case, with the few
+/// letters whose lower case is not their case fold folded (final sigma, sharp s), and
+/// NUL (the separator) made a space.
+fn folded_chars(name: &str) -> impl Iterator<Item = char> + '_ {
+    name.chars().flat_map(char::to_lowercase).flat_map(|c| {
+        let (first, second) = match c {
+            '\0' => (' ', None),
+            'ς' => ('σ', None),
+            'ß' => ('s', Some('s')),
+            c => (c, None),
+        };
+        std::iter::once(first).chain(second)
+    })
+}
+
+/// A name as the search compares it (see `folded_chars`).
 pub fn fold_name(name: &str) -> String {
-    name.chars()
-        .flat_map(char::to_lowercase)
-        .map(|c| if c == '\0' { ' ' } else { c })
-        .collect()
+    folded_chars(name).collect()
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,8 +53,7 @@ impl NameSearch {
         self.starts.push(self.folded.len() as u64);
         self.owners.push(user);
         let mut buf = [0u8; 4];
-        for c in name.chars().flat_map(char::to_lowercase) {
-            let c = if c == '\0' { ' ' } else { c };
+        for c in folded_chars(name) {
             self.folded
                 .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         }
@@ -126,6 +136,9 @@ mod tests {
         assert_eq!(found(&s, "Н"), vec![0], "Cyrillic н only");
         assert_eq!(found(&s, "a s"), Vec::<u32>::new(), "no hit across names");
         assert_eq!(found(&s, "ann"), vec![3]);
+        s.set(4, "ΟΔΥΣΣΕΑΣ Straße");
+        assert_eq!(found(&s, "Οδυσσεας"), vec![4], "final sigma");
+        assert_eq!(found(&s, "STRASSE"), vec![4], "sharp s");
     }
 
     #[test]

@@ -1225,7 +1225,14 @@ impl EventLog for RedisLog {
     ) -> Result<ReadBatch, LogError> {
         // At most MAX_SCRIPT_EVENTS, so the admit script's bulk calls stay in bounds.
         let count = max.clamp(1, MAX_SCRIPT_EVENTS);
-        let decoded = match self.ahead_of(after, count).await {
+        // Only a reader that waits for new entries (the follower) reads ahead: others
+        // (recounts, tests) read where they like and must not take its batches.
+        let following = wait.is_some();
+        let ahead = match following {
+            true => self.ahead_of(after, count).await,
+            false => None,
+        };
+        let decoded = match ahead {
             Some(decoded) => decoded,
             None => self.fetch(after, count, wait).await?,
         };
@@ -1238,7 +1245,9 @@ impl EventLog for RedisLog {
             return Ok(batch);
         }
         // The next batch is read and decoded while this one is judged and indexed.
-        self.read_ahead(next, count);
+        if following {
+            self.read_ahead(next, count);
+        }
         // Entries the ingest script wrote (marked with their own id) count as they
         // are: it claimed their ids and indexed them as it wrote them, so a batch of
         // only those needs nothing more from Redis. Any other entry is judged by the

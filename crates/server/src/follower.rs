@@ -82,6 +82,10 @@ struct Follower {
     recounts: HashMap<String, (BotSettings, tokio::task::JoinHandle<()>)>,
     recounted_tx: mpsc::UnboundedSender<Recounted>,
     recounted: mpsc::UnboundedReceiver<Recounted>,
+    /// Finished recounts not swapped in yet (a catch-up read failed: tried again).
+    pending: std::collections::VecDeque<Recounted>,
+    /// Where the follower is, for recounts to catch up with before they finish.
+    followed: Arc<std::sync::Mutex<Position>>,
 }
 
 /// A recount done: the bot's figures with `settings`, from every event up to `upto`.
@@ -121,6 +125,8 @@ pub async fn run(
         recounts: HashMap::new(),
         recounted_tx,
         recounted,
+        pending: std::collections::VecDeque::new(),
+        followed: Arc::new(std::sync::Mutex::new(start.position)),
     };
     let mut backoff = Duration::from_millis(100);
     // Halved after each failed read, so that a run of huge entries is read a few at a
@@ -205,6 +211,9 @@ impl Follower {
             return Ok(false);
         }
         self.position = next;
+        if let Ok(mut followed) = self.followed.lock() {
+            *followed = next;
+        }
         self.since_snapshot += count;
         match self.log.stats().await {
             Ok(stats) => {
@@ -362,6 +371,9 @@ impl Follower {
         };
         self.baseline.accept(epoch, watch);
         self.position = integrity::carry_on_from(self.position, head, watch.trimmed_before);
+        if let Ok(mut followed) = self.followed.lock() {
+            *followed = self.position;
+        }
         self.recorded = false;
         integrity::accepted(&self.integrity, &self.metrics);
         self.snapshot().await;
@@ -400,7 +412,7 @@ impl Follower {
                     self.log.clone(),
                     bot.clone(),
                     settings,
-                    self.position,
+                    self.followed.clone(),
                     self.trimmed_before,
                     self.recounted_tx.clone(),
                 )
@@ -419,15 +431,26 @@ impl Follower {
     /// read (the bot's events since the recount's end, applied to the new figures),
     /// then swapped in.
     async fn swap_recounted(&mut self) -> Result<(), LogError> {
-        while let Ok(mut done) = self.recounted.try_recv() {
+        while let Ok(done) = self.recounted.try_recv() {
+            self.pending.push_back(done);
+        }
+        while let Some(mut done) = self.pending.pop_front() {
             if self.recounts.get(&done.bot).map(|(s, _)| *s) != Some(done.settings) {
                 continue; // overtaken by newer settings
             }
-            let mut after = done.upto;
+            // The recount caught up with the follower before it finished: what is left
+            // is at most a batch or two.
             let mut caught_up = 0u64;
-            while after < self.position {
-                let batch = self.log.read(after, BATCH, None).await?;
-                if batch.entries.is_empty() && batch.next == after {
+            while done.upto < self.position {
+                let batch = match self.log.read(done.upto, BATCH, None).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        // Kept, with what it caught up so far: tried again next round.
+                        self.pending.push_front(done);
+                        return Err(e);
+                    }
+                };
+                if batch.entries.is_empty() && batch.next == done.upto {
                     break;
                 }
                 for entry in &batch.entries {
@@ -436,7 +459,7 @@ impl Follower {
                         caught_up += 1;
                     }
                 }
-                after = batch.next;
+                done.upto = batch.next.min(self.position);
             }
             info!(bot = done.bot, caught_up, upto = %self.position, "recounted figures in place");
             self.recounts.remove(&done.bot);
@@ -451,14 +474,16 @@ impl Follower {
     }
 }
 
-/// The bot's figures with `settings`, from every event up to `upto` (a full scan of the
-/// log: settings change rarely), sent to the follower when done. A read that fails is
-/// retried; the task ends early only when the follower aborts it.
+/// The bot's figures with `settings`, from every event up to where the follower is (a
+/// full scan of the log: settings change rarely), sent to the follower when done. It
+/// reads on while the follower moves (a few rounds at most), so that what the follower
+/// has left to catch up is small. A read that fails is retried with smaller batches;
+/// the task ends early only when the follower aborts it.
 async fn recount(
     log: Arc<AnyLog>,
     bot: String,
     settings: BotSettings,
-    upto: Position,
+    followed: Arc<std::sync::Mutex<Position>>,
     trimmed_before: Position,
     done: mpsc::UnboundedSender<Recounted>,
 ) {
@@ -469,37 +494,47 @@ async fn recount(
              miss every event before the retention floor"
         );
     }
+    let follower = || followed.lock().map(|p| *p).unwrap_or_default();
     let mut figures = BotFigures::new(settings);
     let mut after = Position::START;
     let mut events = 0u64;
     let mut backoff = Duration::from_millis(100);
-    while after < upto {
-        let batch = match log.read(after, BATCH, None).await {
-            Ok(batch) => batch,
-            Err(e) => {
-                warn!(error = %e, bot, retry_in = ?backoff, "recount cannot read the log; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(100);
-        if batch.entries.is_empty() && batch.next == after {
+    let mut batch_size = BATCH;
+    for _round in 0..8 {
+        let upto = follower();
+        if upto <= after {
             break;
         }
-        for entry in &batch.entries {
-            if entry.position <= upto && entry.event.bot == bot {
-                figures.apply(&entry.event);
-                events += 1;
+        while after < upto {
+            let batch = match log.read(after, batch_size, None).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    batch_size = (batch_size / 2).max(1);
+                    warn!(error = %e, bot, retry_in = ?backoff, batch_size, "recount cannot read the log; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            batch_size = BATCH;
+            if batch.entries.is_empty() && batch.next == after {
+                break;
             }
+            for entry in &batch.entries {
+                if entry.position <= upto && entry.event.bot == bot {
+                    figures.apply(&entry.event);
+                    events += 1;
+                }
+            }
+            after = batch.next.min(upto);
         }
-        after = batch.next;
     }
-    info!(bot, events, %upto, "recounted with new settings");
+    info!(bot, events, upto = %after, "recounted with new settings");
     let _ = done.send(Recounted {
         bot,
         settings,
         figures,
-        upto,
+        upto: after,
     });
 }

@@ -127,9 +127,10 @@ fn decode_cursor(s: &str, sort: UserSort, descending: bool) -> Result<UserCursor
             "belongs to another sort or order; start again without a cursor",
         ));
     }
-    let key = match (key.get(..1), key.get(1..)) {
-        (Some("n"), Some(n)) => CursorKey::Number(n.parse().map_err(|_| bad())?),
-        (Some("t"), Some(t)) => CursorKey::Text(unhex(t).ok_or_else(bad)?),
+    // Names sort by text, everything else by number.
+    let key = match (key.get(..1), key.get(1..), sort == UserSort::Name) {
+        (Some("n"), Some(n), false) => CursorKey::Number(n.parse().map_err(|_| bad())?),
+        (Some("t"), Some(t), true) => CursorKey::Text(unhex(t).ok_or_else(bad)?),
         _ => return Err(bad()),
     };
     let user = unhex(user)
@@ -168,6 +169,8 @@ fn parse_query(raw: Option<&str>) -> Result<UsersQuery, ApiError> {
                 "manual" => filter.modes.push(Mode::Manual),
                 _ => return Err(ApiError::bad_parameter("mode", "expected auto or manual")),
             },
+            // An empty value (a form sending every field) means the default.
+            "sort" | "order" | "limit" if value.is_empty() => {}
             "sort" => {
                 sort = Some(match &*value {
                     "last" => UserSort::Last,
@@ -305,19 +308,27 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_belong_to_their_sort() {
-        for key in [
-            CursorKey::Number(-5),
-            CursorKey::Text("олена".as_bytes().to_vec()),
+        for (sort, key) in [
+            (UserSort::Messages, CursorKey::Number(-5)),
+            (UserSort::Name, CursorKey::Text("олена".as_bytes().to_vec())),
         ] {
             let c = UserCursor {
                 key,
                 user: "a.b&c=Олена".to_owned(),
             };
-            let s = encode_cursor(UserSort::Name, false, &c);
-            assert_eq!(decode_cursor(&s, UserSort::Name, false).ok(), Some(c));
-            assert!(decode_cursor(&s, UserSort::Name, true).is_err());
-            assert!(decode_cursor(&s, UserSort::Messages, false).is_err());
+            let s = encode_cursor(sort, false, &c);
+            assert_eq!(decode_cursor(&s, sort, false).ok(), Some(c));
+            assert!(decode_cursor(&s, sort, true).is_err());
+            let other = if sort == UserSort::Name {
+                UserSort::Messages
+            } else {
+                UserSort::Name
+            };
+            assert!(decode_cursor(&s, other, false).is_err());
         }
+        // A key of the wrong kind for its sort is refused, not read as the start.
+        assert!(decode_cursor("name.asc.n5.00", UserSort::Name, false).is_err());
+        assert!(decode_cursor("last.desc.t61.00", UserSort::Last, true).is_err());
         for bad in [
             "",
             "name.asc",
@@ -339,6 +350,11 @@ mod tests {
         assert_eq!(q.filter.search.as_deref(), Some("Ол"));
         assert!(!q.descending, "names A to Z by default");
         assert!(parse_query(None).expect("valid").descending);
+        let blank = parse_query(Some("sort=&order=&limit=&search=")).expect("defaults");
+        assert_eq!(
+            (blank.sort, blank.limit, blank.descending),
+            (UserSort::Last, 50, true)
+        );
         for bad in [
             "limit=0",
             "limit=201",
