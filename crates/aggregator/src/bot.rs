@@ -293,9 +293,9 @@ impl BotFigures {
         }
     }
 
-    /// A copy of what a snapshot keeps (no indexes): taking it is a tenth of the time
-    /// encoding takes, so the aggregator hands the copy to another thread to encode and
-    /// goes on applying events.
+    /// A copy of what a snapshot keeps (no indexes): taking it costs less than half of
+    /// encoding (0.4 s against 1 s at a million users), so the aggregator hands the copy
+    /// to another thread to encode and goes on applying events.
     pub(crate) fn copy_for_snapshot(&self) -> BotFigures {
         let mut copy = BotFigures::new(self.settings);
         copy.strings = self.strings.clone();

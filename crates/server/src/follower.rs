@@ -240,8 +240,8 @@ impl Follower {
             position: self.position,
             epoch: self.baseline.epoch.clone(),
         };
-        // The aggregator only copies its state (a tenth of the time encoding takes) and
-        // goes on applying events; the copy is encoded on a thread of its own.
+        // The aggregator only copies its state (less than half the time encoding takes)
+        // and goes on applying events; the copy is encoded on a thread of its own.
         let Ok(copy) = self.aggregator.query(|a| a.copy_for_snapshot()).await else {
             return;
         };
