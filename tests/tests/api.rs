@@ -767,3 +767,6 @@ mod data_loss;
 
 #[path = "api/retention.rs"]
 mod retention;
+
+#[path = "api/live.rs"]
+mod live;

@@ -26,7 +26,7 @@ mod users;
 pub use bot::{BotFigures, BotSettings, DialogCursor, StatsBucket, UserFigures};
 pub use names::fold_name;
 pub use sessions::Group;
-pub use task::{Aggregator, AggregatorHandle, SNAPSHOT_SCHEMA, SnapshotError, Stopped};
+pub use task::{Aggregator, AggregatorHandle, OnApplied, SNAPSHOT_SCHEMA, SnapshotError, Stopped};
 pub use text::normalize_top_text;
 pub use time::{BucketSize, SLOT_MS};
 pub use users::{CursorKey, Facets, Mode, UserCursor, UserFilter, UserSort, UsersPage, UsersQuery};

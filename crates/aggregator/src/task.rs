@@ -111,6 +111,11 @@ impl Aggregator {
 
 type Query = Box<dyn FnOnce(&Aggregator) + Send>;
 
+/// Called on the aggregator's thread after each batch is applied, with the state and
+/// the batch: where the live hub's deltas are made (so that they are in step with
+/// queries: a query sees every batch whose deltas were published, and no other).
+pub type OnApplied = Box<dyn FnMut(&Aggregator, &[Event]) + Send>;
+
 enum Command {
     Apply(Vec<Event>),
     Replace(String, Box<BotFigures>),
@@ -141,6 +146,14 @@ impl AggregatorHandle {
     /// batch or encoding a snapshot (a second or more for a million users) then only
     /// holds up the aggregator's own queries, never the runtime's other work.
     pub fn spawn(state: Aggregator) -> (AggregatorHandle, tokio::task::JoinHandle<()>) {
+        AggregatorHandle::spawn_with(state, Box::new(|_, _| {}))
+    }
+
+    /// [`spawn`](AggregatorHandle::spawn), calling `on_applied` after each batch.
+    pub fn spawn_with(
+        state: Aggregator,
+        mut on_applied: OnApplied,
+    ) -> (AggregatorHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Command>(64);
         let task = tokio::task::spawn_blocking(move || {
             let mut state = state;
@@ -149,6 +162,14 @@ impl AggregatorHandle {
                     Command::Apply(events) => {
                         state.apply_all(&events);
                         debug!(events = events.len(), "applied");
+                        let told = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            on_applied(&state, &events)
+                        }));
+                        if told.is_err() {
+                            tracing::error!(
+                                "making live deltas panicked; the figures are unchanged"
+                            );
+                        }
                     }
                     Command::Replace(bot, figures) => state.replace(bot, *figures),
                     // A query only reads; one that panics is a bug in that query, and

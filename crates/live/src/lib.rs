@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -55,6 +56,8 @@ struct TopicState {
 struct Topic {
     state: Mutex<TopicState>,
     ring: broadcast::Sender<Arc<Frame>>,
+    /// Since when nobody reads it (as of the last sweep).
+    idle_since: Mutex<Option<Instant>>,
 }
 
 impl Topic {
@@ -153,6 +156,7 @@ impl Hub {
                             history: VecDeque::new(),
                         }),
                         ring: broadcast::channel(self.config.ring.max(1)).0,
+                        idle_since: Mutex::new(None),
                     })
                 })
                 .clone()
@@ -180,10 +184,18 @@ impl Hub {
         }
     }
 
-    /// Forgets topics nobody reads any more (their history goes with them: a client
-    /// that resumes later gets a snapshot).
-    pub fn sweep(&self) {
-        self.topics().retain(|_, t| t.ring.receiver_count() > 0);
+    /// Forgets topics nobody has read for `idle` (their history goes with them: a
+    /// client that resumes later gets a snapshot). Run it every so often.
+    pub fn sweep(&self, idle: Duration) {
+        let now = Instant::now();
+        self.topics().retain(|_, t| {
+            let mut since = t.idle_since.lock().unwrap_or_else(|e| e.into_inner());
+            if t.ring.receiver_count() > 0 {
+                *since = None;
+                return true;
+            }
+            now.duration_since(*since.get_or_insert(now)) < idle
+        });
     }
 
     /// Topics and subscriptions, for metrics.
@@ -226,9 +238,15 @@ mod tests {
         let resumed = hub.attach(topic, Some(2));
         assert_eq!(resumed.seq, 6);
         assert_eq!(seqs(&resumed.missed.expect("in the history")), [3, 4, 5, 6]);
-        assert!(hub.attach(topic, Some(1)).missed.is_none(), "gone: a snapshot");
+        assert!(
+            hub.attach(topic, Some(1)).missed.is_none(),
+            "gone: a snapshot"
+        );
         assert_eq!(hub.attach(topic, Some(6)).missed.map(|m| m.len()), Some(0));
-        assert!(hub.attach(topic, Some(9)).missed.is_none(), "ahead: a snapshot");
+        assert!(
+            hub.attach(topic, Some(9)).missed.is_none(),
+            "ahead: a snapshot"
+        );
     }
 
     #[test]
@@ -252,7 +270,10 @@ mod tests {
             assert_eq!(f.seq, n);
         }
         assert!(
-            matches!(slow.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))),
+            matches!(
+                slow.try_recv(),
+                Err(broadcast::error::TryRecvError::Lagged(_))
+            ),
             "the slow one is told, not silently skipped ahead"
         );
     }
@@ -261,10 +282,12 @@ mod tests {
     fn unwatched_topics_are_swept() {
         let hub = Hub::new(HubConfig::default());
         let a = hub.attach("bot/a/overview", None);
-        hub.sweep();
+        hub.sweep(Duration::ZERO);
         assert_eq!(hub.counts(), (1, 1));
         drop(a);
-        hub.sweep();
+        hub.sweep(Duration::from_secs(60));
+        assert_eq!(hub.counts(), (1, 0), "kept a while for clients that resume");
+        hub.sweep(Duration::ZERO);
         assert_eq!(hub.counts(), (0, 0));
         assert!(!hub.is_watched("bot/a/overview"));
     }

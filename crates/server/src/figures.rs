@@ -315,6 +315,25 @@ pub struct Preview {
     attachments: usize,
 }
 
+impl Preview {
+    pub(crate) fn of(e: &botwatch_event::Event) -> Preview {
+        Preview {
+            text: e.text.clone(),
+            direction: e.direction,
+            attachments: e.attachments.len(),
+        }
+    }
+}
+
+impl DialogItem {
+    pub(crate) fn new(f: UserFigures, preview: Option<Preview>) -> DialogItem {
+        DialogItem {
+            dialog: DialogAnswer::from(f),
+            preview,
+        }
+    }
+}
+
 /// Opaque to clients: the last message time and the user id in hex (URL-safe).
 fn encode_cursor(c: &botwatch_aggregator::DialogCursor) -> String {
     format!("{}.{}", c.last_ms, hex(c.user.as_bytes()))
@@ -382,15 +401,8 @@ pub async fn dialogs(
     let mut items = Vec::with_capacity(page.len());
     for f in page {
         let latest = state.log.history(&bot, &f.id, None, 1).await?;
-        let preview = latest.entries.into_iter().next().map(|e| Preview {
-            text: e.event.text,
-            direction: e.event.direction,
-            attachments: e.event.attachments.len(),
-        });
-        items.push(DialogItem {
-            dialog: DialogAnswer::from(f),
-            preview,
-        });
+        let preview = latest.entries.first().map(|e| Preview::of(&e.event));
+        items.push(DialogItem::new(f, preview));
     }
     Ok(Json(DialogsAnswer {
         items,

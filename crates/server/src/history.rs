@@ -40,6 +40,21 @@ pub struct Message {
     pub ts: String,
 }
 
+impl From<botwatch_event::Event> for Message {
+    fn from(e: botwatch_event::Event) -> Message {
+        let ts = e.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Message {
+            id: e.id,
+            direction: e.direction,
+            sender: e.sender,
+            text: e.text,
+            attachments: e.attachments,
+            provider: e.provider,
+            ts,
+        }
+    }
+}
+
 #[instrument(name = "history", skip(state, headers, query))]
 pub async fn messages(
     State(state): State<AppState>,
@@ -71,19 +86,7 @@ pub async fn messages(
     let items = page
         .entries
         .into_iter()
-        .map(|entry| {
-            let e = entry.event;
-            let ts = e.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            Message {
-                id: e.id,
-                direction: e.direction,
-                sender: e.sender,
-                text: e.text,
-                attachments: e.attachments,
-                provider: e.provider,
-                ts,
-            }
-        })
+        .map(|entry| Message::from(entry.event))
         .collect();
     Ok(Json(HistoryAnswer {
         items,

@@ -11,6 +11,7 @@ mod health;
 mod history;
 mod ingest;
 mod integrity;
+mod live;
 mod metrics;
 mod retention;
 mod settings;
@@ -49,7 +50,16 @@ pub struct AppState {
     /// A request body must arrive within this time (a slow sender holds a slot).
     pub body_timeout: Duration,
     pub integrity: Arc<Integrity>,
+    /// The live hub's topics (deltas made on the aggregator's thread).
+    pub hub: Arc<botwatch_live::Hub>,
+    /// Live connections this node may still take.
+    pub live_slots: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the server stops: live connections close (1001).
+    pub live_stop: CancellationToken,
 }
+
+/// How many live (WebSocket) connections one node holds at most.
+pub const LIVE_CONNECTIONS: usize = 20_000;
 
 /// How many ingest bodies may be in memory at once: 64 × 4 MiB at most.
 pub const INGEST_SLOTS: usize = 64;
@@ -61,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/events", post(ingest::ingest))
+        .route("/api/v1/live", get(live::upgrade))
         .route("/api/v1/bots", get(figures::bots))
         .route("/api/v1/bots/{bot}/stats", get(figures::stats))
         .route(
@@ -115,7 +126,12 @@ impl Server {
         info!(backend = log.backend_name(), "storage open");
         let node = uuid::Uuid::now_v7().simple().to_string();
         let (start, restored) = start::restore(&log, &node).await?;
-        let (aggregator, aggregator_task) = botwatch_aggregator::AggregatorHandle::spawn(restored);
+        let hub = Arc::new(botwatch_live::Hub::new(botwatch_live::HubConfig::default()));
+        let publisher = hub.clone();
+        let (aggregator, aggregator_task) = botwatch_aggregator::AggregatorHandle::spawn_with(
+            restored,
+            Box::new(move |state, events| live::on_applied(&publisher, state, events)),
+        );
         let state = AppState {
             log: Arc::new(log),
             aggregator,
@@ -125,6 +141,9 @@ impl Server {
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
             body_timeout: config.body_timeout,
             integrity: Arc::new(Integrity::default()),
+            hub,
+            live_slots: Arc::new(tokio::sync::Semaphore::new(LIVE_CONNECTIONS)),
+            live_stop: CancellationToken::new(),
         };
         Ok(Server {
             config,
@@ -188,6 +207,19 @@ impl Server {
             follower_stop.clone(),
         ));
 
+        // Topics nobody has read for five minutes are forgotten.
+        {
+            let (hub, stop) = (state.hub.clone(), state.live_stop.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = every.tick() => hub.sweep(Duration::from_secs(300)),
+                    }
+                }
+            });
+        }
         let app = router(state.clone());
         let http_stop = shutdown.clone();
         let http = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -197,6 +229,7 @@ impl Server {
 
         shutdown.cancelled().await;
         info!("shutting down: no new connections; finishing requests in flight");
+        state.live_stop.cancel();
         let finished = tokio::time::timeout(config.shutdown_grace, &mut http).await;
         if finished.is_err() {
             http.abort();

@@ -1,0 +1,451 @@
+//! `GET /api/v1/live`: the WebSocket dashboards follow (API.md → Live).
+//!
+//! Client → `{"op":"subscribe","topic":…,"since":N?}` / `{"op":"unsubscribe","topic":…}`;
+//! server → `{"topic","seq","kind":"snapshot"|"delta"|"error","data"}`. Topics so far:
+//! `bot/{bot}/dialogs` and `bot/{bot}/dialog/{user}` (`overview` and `stats` are refused
+//! as not yet served). A subscription starts with a snapshot, or with the deltas missed
+//! since `since` when the topic's history still has them; a connection that falls
+//! behind the topic's ring gets a fresh snapshot (never a silent gap); one whose socket
+//! does not take a frame within [`SEND_TIMEOUT`] is closed with 1013.
+//!
+//! Deltas are made on the aggregator's thread after each batch ([`on_applied`]), and a
+//! subscription attaches inside an aggregator query, so a snapshot stands exactly at
+//! the sequence number it carries. Dialog snapshots read their messages (and the
+//! dialogs list its previews) from the log after attaching: they may repeat a message
+//! the first deltas carry (the same `id`), never miss one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use botwatch_aggregator::Aggregator;
+use botwatch_event::{Event, EventKind};
+use botwatch_live::{Frame, Hub, frame_text};
+use botwatch_log::EventLog;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::figures::{DialogItem, Preview};
+use crate::history::Message;
+
+/// Frames a client may send: at most this many bytes each.
+pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
+/// A frame the socket does not take within this time closes the connection (1013).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// No pong (or any frame) for this long closes the connection.
+const PONG_TIMEOUT: Duration = Duration::from_secs(60);
+/// Dialogs in the dialogs topic's snapshot; messages in a dialog's.
+const SNAPSHOT_ROWS: usize = 50;
+
+/// A topic a client may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Topic {
+    Dialogs { bot: String },
+    Dialog { bot: String, user: String },
+}
+
+impl Topic {
+    fn parse(name: &str) -> Result<Topic, &'static str> {
+        let rest = name.strip_prefix("bot/").ok_or("unknown_topic")?;
+        let (bot, what) = rest.split_once('/').ok_or("unknown_topic")?;
+        let bot = bot.to_owned();
+        match what {
+            "dialogs" => Ok(Topic::Dialogs { bot }),
+            "overview" | "stats" => Err("not_served_yet"),
+            _ => match what.strip_prefix("dialog/") {
+                Some(user) if !user.is_empty() => Ok(Topic::Dialog {
+                    bot,
+                    user: user.to_owned(),
+                }),
+                _ => Err("unknown_topic"),
+            },
+        }
+    }
+
+    fn bot(&self) -> &str {
+        match self {
+            Topic::Dialogs { bot } | Topic::Dialog { bot, .. } => bot,
+        }
+    }
+}
+
+/// Makes the deltas of a batch just applied, for watched topics only.
+pub fn on_applied(hub: &Hub, aggregator: &Aggregator, events: &[Event]) {
+    // Per dialog: its messages of this batch, in log order.
+    let mut dialogs: HashMap<(&str, &str), Vec<&Event>> = HashMap::new();
+    for e in events.iter().filter(|e| e.kind == EventKind::Message) {
+        dialogs
+            .entry((e.bot.as_str(), e.user.id.as_str()))
+            .or_default()
+            .push(e);
+    }
+    for ((bot, user), messages) in dialogs {
+        let Some(figures) = aggregator.bot(bot).and_then(|f| f.user(user)) else {
+            continue;
+        };
+        let dialog_topic = format!("bot/{bot}/dialog/{user}");
+        if hub.is_watched(&dialog_topic) {
+            for e in &messages {
+                #[derive(Serialize)]
+                struct MessageDelta<'a> {
+                    message: Message,
+                    dialog: &'a DialogItem,
+                }
+                let item = DialogItem::new(figures.clone(), None);
+                hub.publish(
+                    &dialog_topic,
+                    &MessageDelta {
+                        message: Message::from((*e).clone()),
+                        dialog: &item,
+                    },
+                );
+            }
+        }
+        let list_topic = format!("bot/{bot}/dialogs");
+        if hub.is_watched(&list_topic) {
+            // The preview is the latest message when this batch holds it (a late
+            // message moves nothing to the top: the preview stays the client's).
+            let latest = messages
+                .iter()
+                .filter(|e| Some(e.ts_millis()) == figures.last_ms)
+                .max_by_key(|e| e.ts_millis());
+            #[derive(Serialize)]
+            struct DialogDelta {
+                dialog: DialogItem,
+            }
+            hub.publish(
+                &list_topic,
+                &DialogDelta {
+                    dialog: DialogItem::new(figures.clone(), latest.map(|e| Preview::of(e))),
+                },
+            );
+        }
+    }
+}
+
+/// `GET /api/v1/live`: authenticated at the upgrade (bearer token; the session cookie
+/// when accounts land); a browser's upgrade from a foreign Origin is refused.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let principal = state.auth.authenticate(&headers)?;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let origin = origin.to_str().unwrap_or("");
+        let same = host
+            .is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
+        if !same {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "foreign_origin",
+                format!("WebSocket upgrades from {origin:?} are refused"),
+            ));
+        }
+    }
+    let Ok(slot) = state.live_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "this node holds as many live connections as it may",
+        ));
+    };
+    Ok(ws
+        .max_message_size(MAX_CLIENT_FRAME)
+        .max_frame_size(MAX_CLIENT_FRAME)
+        .on_upgrade(move |socket| {
+            async move {
+                Connection::new(state, principal, socket).run().await;
+                drop(slot);
+            }
+            .instrument(info_span!("live.connection"))
+        }))
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum ClientFrame {
+    Subscribe { topic: String, since: Option<u64> },
+    Unsubscribe { topic: String },
+}
+
+/// What the connection's task waits on for one subscription.
+struct Subscription {
+    topic: Topic,
+    /// The last sequence number sent on it.
+    sent: u64,
+    frames: tokio::sync::broadcast::Receiver<Arc<Frame>>,
+}
+
+struct Connection {
+    state: AppState,
+    principal: Principal,
+    socket: WebSocket,
+    subs: HashMap<String, Subscription>,
+}
+
+enum Step {
+    Go,
+    Close(Option<CloseFrame>),
+}
+
+impl Connection {
+    fn new(state: AppState, principal: Principal, socket: WebSocket) -> Connection {
+        Connection {
+            state,
+            principal,
+            socket,
+            subs: HashMap::new(),
+        }
+    }
+
+    async fn run(mut self) {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        let mut heard = tokio::time::Instant::now();
+        let stop = self.state.live_stop.clone();
+        loop {
+            let step = tokio::select! {
+                incoming = self.socket.recv() => match incoming {
+                    Some(Ok(frame)) => {
+                        heard = tokio::time::Instant::now();
+                        self.on_client_frame(frame).await
+                    }
+                    _ => Step::Close(None),
+                },
+                (name, frame) = next_frame(&mut self.subs) => self.forward(name, frame).await,
+                _ = stop.cancelled() => Step::Close(Some(close(1001, "the server is stopping"))),
+                _ = ping.tick() => {
+                    if heard.elapsed() > PONG_TIMEOUT {
+                        Step::Close(Some(close(1001, "no pong")))
+                    } else {
+                        self.send(WsMessage::Ping(Default::default())).await
+                    }
+                }
+            };
+            if let Step::Close(frame) = step {
+                if let Some(frame) = frame {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        self.socket.send(WsMessage::Close(Some(frame))),
+                    )
+                    .await;
+                }
+                return;
+            }
+        }
+    }
+
+    async fn send(&mut self, message: WsMessage) -> Step {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Step::Go,
+            Ok(Err(_)) => Step::Close(None),
+            // A client that reads nothing: it never holds anyone else up, and is let go.
+            Err(_) => Step::Close(Some(close(1013, "too slow: reconnect and resume"))),
+        }
+    }
+
+    async fn send_text(&mut self, text: Arc<str>) -> Step {
+        self.send(WsMessage::Text(Utf8Bytes::from(&*text))).await
+    }
+
+    async fn error(&mut self, topic: &str, error: &str) -> Step {
+        let text = frame_text(topic, 0, "error", &serde_json::json!({ "error": error }));
+        self.send_text(text).await
+    }
+
+    async fn on_client_frame(&mut self, frame: WsMessage) -> Step {
+        let text = match frame {
+            WsMessage::Text(t) => t,
+            WsMessage::Close(_) => return Step::Close(None),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => return Step::Go,
+            WsMessage::Binary(_) => return self.error("", "text_frames_only").await,
+        };
+        match serde_json::from_str::<ClientFrame>(text.as_str()) {
+            Ok(ClientFrame::Subscribe { topic, since }) => self.subscribe(topic, since).await,
+            Ok(ClientFrame::Unsubscribe { topic }) => {
+                self.subs.remove(&topic);
+                Step::Go
+            }
+            Err(e) => {
+                debug!(error = %e, "unreadable client frame");
+                self.error("", "bad_frame").await
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, name: String, since: Option<u64>) -> Step {
+        let topic = match Topic::parse(&name) {
+            Ok(topic) => topic,
+            Err(error) => return self.error(&name, error).await,
+        };
+        // Authorisation on every subscribe, not only at the upgrade.
+        if !self.principal.may_read(topic.bot()) {
+            return self.error(&name, "forbidden").await;
+        }
+        self.start(name, topic, since).await
+    }
+
+    /// Attaches to the topic and sends what the client needs to be in step: the missed
+    /// deltas, or a snapshot.
+    async fn start(&mut self, name: String, topic: Topic, since: Option<u64>) -> Step {
+        let hub = self.state.hub.clone();
+        let (topic_name, t) = (name.clone(), topic.clone());
+        let attached = self
+            .state
+            .aggregator
+            .query(move |a| {
+                let attach = hub.attach(&topic_name, since);
+                let data = attach.missed.is_none().then(|| snapshot_figures(a, &t));
+                (attach, data)
+            })
+            .await;
+        let Ok((attach, data)) = attached else {
+            return Step::Close(Some(close(1012, "the server is stopping")));
+        };
+        let mut sent = attach.seq;
+        match (attach.missed, data) {
+            (Some(missed), _) => {
+                for frame in missed {
+                    sent = frame.seq;
+                    if let Step::Close(c) = self.send_text(frame.text.clone()).await {
+                        return Step::Close(c);
+                    }
+                }
+            }
+            (None, Some(figures)) => {
+                let log = self.state.log.clone();
+                let data = match complete_snapshot(&log, &topic, figures).await {
+                    Ok(data) => data,
+                    Err(e) => {
+                        warn!(error = %e, topic = name, "cannot read a snapshot's messages");
+                        return self.error(&name, "storage_unavailable").await;
+                    }
+                };
+                let text = frame_text(&name, attach.seq, "snapshot", &data);
+                if let Step::Close(c) = self.send_text(text).await {
+                    return Step::Close(c);
+                }
+            }
+            (None, None) => {}
+        }
+        self.subs.insert(
+            name,
+            Subscription {
+                topic,
+                sent,
+                frames: attach.frames,
+            },
+        );
+        Step::Go
+    }
+
+    /// A frame of a subscription, or what its ring said.
+    async fn forward(&mut self, name: String, frame: Result<Arc<Frame>, RecvError>) -> Step {
+        match frame {
+            Ok(frame) => {
+                let Some(sub) = self.subs.get_mut(&name) else {
+                    return Step::Go;
+                };
+                if frame.seq <= sub.sent {
+                    return Step::Go; // already sent as a missed delta
+                }
+                sub.sent = frame.seq;
+                self.send_text(frame.text.clone()).await
+            }
+            Err(RecvError::Lagged(skipped)) => {
+                // Behind the ring: a fresh snapshot, not a gap.
+                debug!(topic = name, skipped, "subscriber lagged; resyncing");
+                let Some(sub) = self.subs.remove(&name) else {
+                    return Step::Go;
+                };
+                self.start(name, sub.topic, None).await
+            }
+            Err(RecvError::Closed) => {
+                self.subs.remove(&name);
+                Step::Go
+            }
+        }
+    }
+}
+
+/// Adds what the log holds (messages, previews) to a snapshot's figures.
+async fn complete_snapshot(
+    log: &botwatch_log::AnyLog,
+    topic: &Topic,
+    figures: SnapshotFigures,
+) -> Result<serde_json::Value, botwatch_log::LogError> {
+    match (topic, figures) {
+        (Topic::Dialog { bot, user }, SnapshotFigures::Dialog(f)) => {
+            let page = log.history(bot, user, None, SNAPSHOT_ROWS).await?;
+            let messages: Vec<Message> = page
+                .entries
+                .into_iter()
+                .map(|e| Message::from(e.event))
+                .collect();
+            Ok(serde_json::json!({
+                "dialog": f.map(|f| DialogItem::new(*f, None)),
+                "messages": messages,
+            }))
+        }
+        (Topic::Dialogs { bot }, SnapshotFigures::Dialogs(rows)) => {
+            let mut items = Vec::with_capacity(rows.len());
+            for f in rows {
+                let latest = log.history(bot, &f.id, None, 1).await?;
+                let preview = latest.entries.first().map(|e| Preview::of(&e.event));
+                items.push(DialogItem::new(f, preview));
+            }
+            Ok(serde_json::json!({ "items": items }))
+        }
+        _ => Ok(serde_json::Value::Null),
+    }
+}
+
+/// The figures part of a topic's snapshot, taken on the aggregator's thread.
+enum SnapshotFigures {
+    Dialog(Option<Box<botwatch_aggregator::UserFigures>>),
+    Dialogs(Vec<botwatch_aggregator::UserFigures>),
+}
+
+fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
+    match topic {
+        Topic::Dialog { bot, user } => {
+            SnapshotFigures::Dialog(a.bot(bot).and_then(|f| f.user(user)).map(Box::new))
+        }
+        Topic::Dialogs { bot } => SnapshotFigures::Dialogs(
+            a.bot(bot)
+                .map(|f| f.dialogs(None, SNAPSHOT_ROWS).0)
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// The next frame of any subscription (pending forever when there are none).
+async fn next_frame(
+    subs: &mut HashMap<String, Subscription>,
+) -> (String, Result<Arc<Frame>, RecvError>) {
+    if subs.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = subs
+        .iter_mut()
+        .map(|(name, sub)| Box::pin(async move { (name.clone(), sub.frames.recv().await) }));
+    futures_util::future::select_all(waits).await.0
+}
+
+fn close(code: u16, reason: &str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }
+}

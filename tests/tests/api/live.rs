@@ -1,0 +1,273 @@
+//! The live WebSocket end to end: refusals at the upgrade, snapshots then deltas, and
+//! resuming with `since` without a gap or a duplicate.
+
+use botwatch_tests::{ADMIN_TOKEN, Backend, TestServer};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(
+    s: &TestServer,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Socket, WsError> {
+    let mut request = format!("ws://{}/api/v1/live", s.addr)
+        .into_client_request()
+        .expect("request");
+    if let Some(token) = token {
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+    }
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).expect("header"));
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn send(ws: &mut Socket, frame: Value) {
+    ws.send(Message::text(frame.to_string()))
+        .await
+        .expect("send");
+}
+
+/// The next JSON frame (pings are answered by the library).
+async fn next(ws: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("open")
+            .expect("a frame");
+        if let Message::Text(t) = frame {
+            return serde_json::from_str(t.as_str()).expect("json");
+        }
+    }
+}
+
+fn message(id: &str, user: &str, minute: u32) -> Value {
+    json!({"id": id, "bot": "helpdesk", "type": "message", "direction": "in",
+           "provider": "telegram", "user": {"id": user, "name": "Олена"},
+           "text": format!("text {id}"), "ts": format!("2026-11-26T10:{minute:02}:00Z")})
+}
+
+fn status_of(e: WsError) -> u16 {
+    match e {
+        WsError::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+async fn refusals_at_the_upgrade(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let none = connect(&s, None, None).await.expect_err("no credentials");
+    assert_eq!(status_of(none), 401);
+    let wrong = connect(&s, Some("not-the-token"), None)
+        .await
+        .expect_err("bad token");
+    assert_eq!(status_of(wrong), 401);
+    let foreign = connect(&s, Some(ADMIN_TOKEN), Some("https://evil.example"))
+        .await
+        .expect_err("foreign origin");
+    assert_eq!(status_of(foreign), 403);
+    let same = format!("http://{}", s.addr);
+    let mut ws = connect(&s, Some(ADMIN_TOKEN), Some(&same))
+        .await
+        .expect("same origin");
+    // Topics are checked on subscribe.
+    send(&mut ws, json!({"op": "subscribe", "topic": "nonsense"})).await;
+    let answer = next(&mut ws).await;
+    assert_eq!(
+        (answer["kind"].as_str(), answer["data"]["error"].as_str()),
+        (Some("error"), Some("unknown_topic"))
+    );
+    s.stop().await;
+}
+
+fn ids_of(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| {
+            f["data"]["message"]["id"]
+                .as_str()
+                .expect("a message id")
+                .to_owned()
+        })
+        .collect()
+}
+
+async fn a_dialog_streams_and_resumes_without_gaps(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let batch = json!([message("m1", "u1", 1), message("m2", "u1", 2)]);
+    assert_eq!(s.ingest(batch.to_string()).await.0, 202);
+    // Wait until the figures have them, so the snapshot does.
+    loop {
+        let (status, d) = s.get("/api/v1/bots/helpdesk/dialogs/u1").await;
+        if status == 200 && d["messages"] == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let topic = "bot/helpdesk/dialog/u1";
+    let mut ws = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
+    send(&mut ws, json!({"op": "subscribe", "topic": topic})).await;
+    let snapshot = next(&mut ws).await;
+    assert_eq!(snapshot["kind"], "snapshot");
+    assert_eq!(snapshot["data"]["dialog"]["messages"], 2);
+    assert_eq!(
+        snapshot["data"]["messages"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let start = snapshot["seq"].as_u64().expect("seq");
+
+    // Live: three messages, three deltas, one by one.
+    for (i, minute) in [(3, 3), (4, 4), (5, 5)] {
+        let id = format!("m{i}");
+        assert_eq!(
+            s.ingest(json!([message(&id, "u1", minute)]).to_string())
+                .await
+                .0,
+            202
+        );
+    }
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.push(next(&mut ws).await);
+    }
+    assert_eq!(ids_of(&live), ["m3", "m4", "m5"]);
+    let seqs: Vec<u64> = live
+        .iter()
+        .map(|f| f["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, [start + 1, start + 2, start + 3]);
+    assert_eq!(live[2]["data"]["dialog"]["messages"], 5);
+    drop(ws);
+
+    // Away for two messages; back with `since`: exactly those two, then live again.
+    let batch = json!([message("m6", "u1", 6), message("m7", "u1", 7)]);
+    assert_eq!(s.ingest(batch.to_string()).await.0, 202);
+    loop {
+        let (_, d) = s.get("/api/v1/bots/helpdesk/dialogs/u1").await;
+        if d["messages"] == 7 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut ws = connect(&s, Some(ADMIN_TOKEN), None)
+        .await
+        .expect("reconnect");
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "topic": topic, "since": start + 3}),
+    )
+    .await;
+    let missed = vec![next(&mut ws).await, next(&mut ws).await];
+    assert_eq!(ids_of(&missed), ["m6", "m7"]);
+    assert!(missed.iter().all(|f| f["kind"] == "delta"));
+    assert_eq!(missed[1]["seq"].as_u64(), Some(start + 5));
+    assert_eq!(
+        s.ingest(json!([message("m8", "u1", 8)]).to_string())
+            .await
+            .0,
+        202
+    );
+    let after = next(&mut ws).await;
+    assert_eq!(
+        (ids_of(std::slice::from_ref(&after)), after["seq"].as_u64()),
+        (vec!["m8".to_owned()], Some(start + 6))
+    );
+
+    // A `since` this node never reached gets a snapshot, not silence.
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "topic": topic, "since": start + 1000}),
+    )
+    .await;
+    let fresh = next(&mut ws).await;
+    assert_eq!(
+        (fresh["kind"].as_str(), fresh["seq"].as_u64()),
+        (Some("snapshot"), Some(start + 6))
+    );
+    assert_eq!(fresh["data"]["dialog"]["messages"], 8);
+    s.stop().await;
+}
+
+async fn the_dialogs_list_moves_a_dialog_to_the_top(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    assert_eq!(
+        s.ingest(json!([message("a1", "u1", 1), message("a2", "u2", 2)]).to_string())
+            .await
+            .0,
+        202
+    );
+    loop {
+        let (_, d) = s.get("/api/v1/bots/helpdesk/dialogs").await;
+        if d["items"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut ws = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "topic": "bot/helpdesk/dialogs"}),
+    )
+    .await;
+    let snapshot = next(&mut ws).await;
+    let first: Vec<&str> = snapshot["data"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|d| d["user"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(first, ["u2", "u1"]);
+    assert_eq!(snapshot["data"]["items"][0]["preview"]["text"], "text a2");
+    assert_eq!(
+        s.ingest(json!([message("a3", "u1", 3)]).to_string())
+            .await
+            .0,
+        202
+    );
+    let delta = next(&mut ws).await;
+    assert_eq!(delta["kind"], "delta");
+    assert_eq!(delta["data"]["dialog"]["user"]["id"], "u1");
+    assert_eq!(delta["data"]["dialog"]["preview"]["text"], "text a3");
+    assert_eq!(delta["data"]["dialog"]["messages"], 2);
+    s.stop().await;
+}
+
+mod embedded {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refusals_at_the_upgrade() {
+        super::refusals_at_the_upgrade(botwatch_tests::Backend::Embedded).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dialog_streams_and_resumes_without_gaps() {
+        super::a_dialog_streams_and_resumes_without_gaps(botwatch_tests::Backend::Embedded).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_dialogs_list_moves_a_dialog_to_the_top() {
+        super::the_dialogs_list_moves_a_dialog_to_the_top(botwatch_tests::Backend::Embedded).await
+    }
+}
+
+mod redis {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dialog_streams_and_resumes_without_gaps() {
+        super::a_dialog_streams_and_resumes_without_gaps(botwatch_tests::Backend::Redis).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_dialogs_list_moves_a_dialog_to_the_top() {
+        super::the_dialogs_list_moves_a_dialog_to_the_top(botwatch_tests::Backend::Redis).await
+    }
+}
