@@ -133,6 +133,16 @@ impl TestServer {
         }
     }
 
+    /// Another node of the same deployment: a server on this one's Redis keys.
+    pub async fn second_node(&self) -> TestServer {
+        let kept = Kept {
+            backend: Backend::Redis,
+            dir: None,
+            redis_prefix: Some(self.redis_prefix().to_owned()),
+        };
+        TestServer::start_full(Backend::Redis, Some(kept), &self.redis_url, |_| {}).await
+    }
+
     /// The prefix of this server's Redis keys.
     pub fn redis_prefix(&self) -> &str {
         self.redis_prefix.as_deref().expect("a Redis server")

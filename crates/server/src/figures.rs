@@ -176,6 +176,14 @@ pub struct TopItem {
     count: u64,
 }
 
+impl TopItem {
+    pub(crate) fn list(top: Vec<(String, u64)>) -> Vec<TopItem> {
+        top.into_iter()
+            .map(|(text, count)| TopItem { text, count })
+            .collect()
+    }
+}
+
 /// `GET /api/v1/bots/{bot}/top-messages?from=&to=&limit=`: what users send most
 /// often; by default over the last 30 days.
 #[instrument(name = "top_messages", skip(state, headers, query))]

@@ -2,8 +2,11 @@
 //!
 //! Client → `{"op":"subscribe","topic":…,"since":N?}` / `{"op":"unsubscribe","topic":…}`;
 //! server → `{"topic","seq","kind":"snapshot"|"delta"|"error","data"}`. Topics so far:
-//! `bot/{bot}/dialogs` and `bot/{bot}/dialog/{user}` (`overview` and `stats` are refused
-//! as not yet served). A subscription starts with a snapshot, or with the deltas missed
+//! `bot/{bot}/overview` (users table's first page, top messages, the last 30 days'
+//! day buckets, sent whole after each batch), `bot/{bot}/stats` (whole buckets: the
+//! hours of each day a batch touched, the days and weeks from its earliest day to its
+//! latest), `bot/{bot}/dialogs` (a dialog that moved, with its preview) and
+//! `bot/{bot}/dialog/{user}` (each message with the dialog's figures). A subscription starts with a snapshot, or with the deltas missed
 //! since `since` when the topic's history still has them; a connection that falls
 //! behind the topic's ring gets a fresh snapshot (never a silent gap); one whose socket
 //! does not take a frame within [`SEND_TIMEOUT`] is closed with 1013.
@@ -22,10 +25,11 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use botwatch_aggregator::Aggregator;
+use botwatch_aggregator::{Aggregator, BotFigures, BucketSize, UserFilter, UserSort, UsersQuery};
 use botwatch_event::{Event, EventKind};
 use botwatch_live::{Frame, Hub, frame_text};
 use botwatch_log::EventLog;
+use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{Instrument, debug, info_span, warn};
@@ -33,8 +37,9 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::figures::{DialogItem, Preview};
+use crate::figures::{BucketItem, DialogItem, Preview, TopItem};
 use crate::history::Message;
+use crate::users::UserItem;
 
 /// Frames a client may send: at most this many bytes each.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
@@ -49,6 +54,8 @@ const SNAPSHOT_ROWS: usize = 50;
 /// A topic a client may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Topic {
+    Overview { bot: String },
+    Stats { bot: String },
     Dialogs { bot: String },
     Dialog { bot: String, user: String },
 }
@@ -60,7 +67,8 @@ impl Topic {
         let bot = bot.to_owned();
         match what {
             "dialogs" => Ok(Topic::Dialogs { bot }),
-            "overview" | "stats" => Err("not_served_yet"),
+            "overview" => Ok(Topic::Overview { bot }),
+            "stats" => Ok(Topic::Stats { bot }),
             _ => match what.strip_prefix("dialog/") {
                 Some(user) if !user.is_empty() => Ok(Topic::Dialog {
                     bot,
@@ -73,13 +81,120 @@ impl Topic {
 
     fn bot(&self) -> &str {
         match self {
-            Topic::Dialogs { bot } | Topic::Dialog { bot, .. } => bot,
+            Topic::Overview { bot }
+            | Topic::Stats { bot }
+            | Topic::Dialogs { bot }
+            | Topic::Dialog { bot, .. } => bot,
         }
+    }
+}
+
+/// Days of the overview's charts and of the statistics topic's snapshot, today included.
+const CHART_DAYS: i64 = 30;
+
+/// The overview of a bot as a dashboard's main page shows it: the first page of the
+/// users table (latest first), top messages and the charts' day buckets, all over the
+/// last [`CHART_DAYS`] days of the bot's zone.
+#[derive(Serialize)]
+struct Overview {
+    users: Vec<UserItem>,
+    top: Vec<TopItem>,
+    days: Vec<BucketItem>,
+}
+
+fn chart_range(f: &BotFigures) -> (NaiveDate, NaiveDate) {
+    let today = Utc::now().with_timezone(&f.settings().tz).date_naive();
+    (today - chrono::Duration::days(CHART_DAYS - 1), today)
+}
+
+fn overview(f: &BotFigures) -> Overview {
+    let (from, to) = chart_range(f);
+    let page = f.users(&UsersQuery {
+        filter: UserFilter::default(),
+        sort: UserSort::Last,
+        descending: true,
+        limit: SNAPSHOT_ROWS,
+        after: None,
+    });
+    Overview {
+        users: page.items.into_iter().map(UserItem::from).collect(),
+        top: TopItem::list(f.top_messages(from, to, 20)),
+        days: f
+            .stats(from, to, BucketSize::Day)
+            .into_iter()
+            .map(BucketItem::from)
+            .collect(),
+    }
+}
+
+/// Statistics buckets, whole (not increments: a client replaces what it has).
+#[derive(Serialize)]
+struct StatsFrame {
+    tz: String,
+    hour: Vec<BucketItem>,
+    day: Vec<BucketItem>,
+    week: Vec<BucketItem>,
+}
+
+/// The statistics topic's buckets: hours of `hour_days`, days and weeks from `from` to
+/// `to` (local dates).
+fn stats_frame(
+    f: &BotFigures,
+    hour_days: &[NaiveDate],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> StatsFrame {
+    let buckets = |from, to, size| {
+        f.stats(from, to, size)
+            .into_iter()
+            .map(BucketItem::from)
+            .collect::<Vec<_>>()
+    };
+    StatsFrame {
+        tz: f.settings().tz.name().to_owned(),
+        hour: hour_days
+            .iter()
+            .flat_map(|&d| buckets(d, d, BucketSize::Hour))
+            .collect(),
+        day: buckets(from, to, BucketSize::Day),
+        week: buckets(from, to, BucketSize::Week),
     }
 }
 
 /// Makes the deltas of a batch just applied, for watched topics only.
 pub fn on_applied(hub: &Hub, aggregator: &Aggregator, events: &[Event]) {
+    // Per bot: the whole-bot topics, once per batch (values whole, so a client that
+    // merges them needs nothing else).
+    let mut bots: HashMap<&str, Vec<&Event>> = HashMap::new();
+    for e in events.iter().filter(|e| e.kind == EventKind::Message) {
+        bots.entry(e.bot.as_str()).or_default().push(e);
+    }
+    for (bot, batch) in &bots {
+        let Some(f) = aggregator.bot(bot) else {
+            continue;
+        };
+        let overview_topic = format!("bot/{bot}/overview");
+        if hub.is_watched(&overview_topic) {
+            hub.publish(&overview_topic, &overview(f));
+        }
+        let stats_topic = format!("bot/{bot}/stats");
+        if hub.is_watched(&stats_topic) {
+            // Every bucket a message of the batch falls in, from its earliest day to
+            // its latest (a late message can move a user's first day, and with it the
+            // existing users of the days between).
+            let tz = f.settings().tz;
+            let mut days: Vec<NaiveDate> = batch
+                .iter()
+                .map(|e| e.ts.with_timezone(&tz).date_naive())
+                .collect();
+            days.sort_unstable();
+            days.dedup();
+            if let (Some(&first), Some(&last)) = (days.first(), days.last()) {
+                let first = first.max(last - chrono::Duration::days(366));
+                hub.publish(&stats_topic, &stats_frame(f, &days, first, last));
+            }
+        }
+    }
     // Per dialog: its messages of this batch, in log order.
     let mut dialogs: HashMap<(&str, &str), Vec<&Event>> = HashMap::new();
     for e in events.iter().filter(|e| e.kind == EventKind::Message) {
@@ -398,6 +513,7 @@ async fn complete_snapshot(
                 "messages": messages,
             }))
         }
+        (_, SnapshotFigures::Whole(data)) => Ok(data),
         (Topic::Dialogs { bot }, SnapshotFigures::Dialogs(rows)) => {
             let mut items = Vec::with_capacity(rows.len());
             for f in rows {
@@ -415,6 +531,8 @@ async fn complete_snapshot(
 enum SnapshotFigures {
     Dialog(Option<Box<botwatch_aggregator::UserFigures>>),
     Dialogs(Vec<botwatch_aggregator::UserFigures>),
+    /// Everything is in the figures (overview, statistics).
+    Whole(serde_json::Value),
 }
 
 fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
@@ -422,6 +540,19 @@ fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
         Topic::Dialog { bot, user } => {
             SnapshotFigures::Dialog(a.bot(bot).and_then(|f| f.user(user)).map(Box::new))
         }
+        Topic::Overview { bot } => SnapshotFigures::Whole(
+            a.bot(bot)
+                .map(|f| serde_json::to_value(overview(f)).unwrap_or_default())
+                .unwrap_or_default(),
+        ),
+        Topic::Stats { bot } => SnapshotFigures::Whole(
+            a.bot(bot)
+                .map(|f| {
+                    let (from, to) = chart_range(f);
+                    serde_json::to_value(stats_frame(f, &[to], from, to)).unwrap_or_default()
+                })
+                .unwrap_or_default(),
+        ),
         Topic::Dialogs { bot } => SnapshotFigures::Dialogs(
             a.bot(bot)
                 .map(|f| f.dialogs(None, SNAPSHOT_ROWS).0)

@@ -246,7 +246,141 @@ async fn the_dialogs_list_moves_a_dialog_to_the_top(backend: Backend) {
     s.stop().await;
 }
 
+/// When the test's messages happen: a minute and a half ago (the overview and
+/// statistics topics show the last 30 days of the bot's zone, whatever day it is).
+fn when() -> chrono::DateTime<chrono::Utc> {
+    static WHEN: std::sync::OnceLock<chrono::DateTime<chrono::Utc>> = std::sync::OnceLock::new();
+    *WHEN.get_or_init(|| chrono::Utc::now() - chrono::Duration::seconds(90))
+}
+
+fn recent(id: &str, user: &str, inbound: bool) -> Value {
+    json!({"id": id, "bot": "helpdesk", "type": "message",
+           "direction": if inbound { "in" } else { "out" },
+           "provider": "telegram", "user": {"id": user, "name": "Олена"},
+           "text": "Where is my order?",
+           "ts": when().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)})
+}
+
+/// The day bucket of the test's messages (the bot's zone is UTC).
+fn today(buckets: &Value) -> &Value {
+    let day = format!("{}T00:00:00.000Z", when().date_naive());
+    buckets
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["start"] == day.as_str()))
+        .expect("a bucket for the messages' day")
+}
+
+async fn the_overview_and_statistics_move_with_each_batch(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    assert_eq!(
+        s.ingest(json!([recent("o1", "u1", true)]).to_string())
+            .await
+            .0,
+        202
+    );
+    loop {
+        let (status, d) = s.get("/api/v1/bots/helpdesk/dialogs/u1").await;
+        if status == 200 && d["messages"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut ws = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "topic": "bot/helpdesk/overview"}),
+    )
+    .await;
+    let overview = next(&mut ws).await;
+    assert_eq!(overview["kind"], "snapshot");
+    assert_eq!(overview["data"]["users"][0]["id"], "u1");
+    assert_eq!(overview["data"]["days"].as_array().map(Vec::len), Some(30));
+    assert_eq!(today(&overview["data"]["days"])["messages_in"], 1);
+    assert_eq!(
+        overview["data"]["top"][0],
+        json!({"text": "where is my order?", "count": 1})
+    );
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "topic": "bot/helpdesk/stats"}),
+    )
+    .await;
+    let stats = next(&mut ws).await;
+    assert_eq!(
+        (stats["kind"].as_str(), stats["data"]["tz"].as_str()),
+        (Some("snapshot"), Some("UTC"))
+    );
+    assert_eq!(stats["data"]["hour"].as_array().map(Vec::len), Some(24));
+    assert_eq!(today(&stats["data"]["day"])["users_new"], 1);
+
+    // One batch: a new user writes, the bot answers the first one.
+    let batch = json!([recent("o2", "u2", true), recent("o3", "u1", false)]);
+    assert_eq!(s.ingest(batch.to_string()).await.0, 202);
+    let mut frames = [next(&mut ws).await, next(&mut ws).await];
+    frames.sort_by_key(|f| f["topic"].as_str().map(str::to_owned));
+    let (overview, stats) = (&frames[0], &frames[1]);
+    assert_eq!(
+        (overview["topic"].as_str(), overview["kind"].as_str()),
+        (Some("bot/helpdesk/overview"), Some("delta"))
+    );
+    let day = today(&overview["data"]["days"]);
+    assert_eq!(
+        (
+            day["messages_in"].as_u64(),
+            day["messages_out"].as_u64(),
+            day["users_new"].as_u64()
+        ),
+        (Some(2), Some(1), Some(2))
+    );
+    let users: Vec<&str> = overview["data"]["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| u["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(users.len(), 2, "{users:?}");
+    assert_eq!(stats["topic"], "bot/helpdesk/stats");
+    let day = today(&stats["data"]["day"]);
+    assert_eq!(
+        (day["messages_in"].as_u64(), day["users_active"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert!(!stats["data"]["hour"].as_array().expect("hours").is_empty());
+    s.stop().await;
+}
+
+/// Two nodes on one Redis: a dashboard on one sees what is ingested on the other.
+async fn a_dashboard_on_one_node_sees_events_ingested_on_another() {
+    let a = TestServer::start(Backend::Redis).await;
+    let b = a.second_node().await;
+    let mut ws = connect(&b, Some(ADMIN_TOKEN), None)
+        .await
+        .expect("connect to b");
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "topic": "bot/helpdesk/dialog/u9"}),
+    )
+    .await;
+    let snapshot = next(&mut ws).await;
+    assert_eq!(snapshot["kind"], "snapshot");
+    assert_eq!(
+        a.ingest(json!([message("x1", "u9", 1)]).to_string())
+            .await
+            .0,
+        202
+    );
+    let delta = next(&mut ws).await;
+    assert_eq!(ids_of(std::slice::from_ref(&delta)), ["x1"]);
+    b.stop().await;
+    a.stop().await;
+}
+
 mod embedded {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_overview_and_statistics_move_with_each_batch() {
+        super::the_overview_and_statistics_move_with_each_batch(botwatch_tests::Backend::Embedded)
+            .await
+    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refusals_at_the_upgrade() {
         super::refusals_at_the_upgrade(botwatch_tests::Backend::Embedded).await
@@ -262,6 +396,15 @@ mod embedded {
 }
 
 mod redis {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_overview_and_statistics_move_with_each_batch() {
+        super::the_overview_and_statistics_move_with_each_batch(botwatch_tests::Backend::Redis)
+            .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dashboard_on_one_node_sees_events_ingested_on_another() {
+        super::a_dashboard_on_one_node_sees_events_ingested_on_another().await
+    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dialog_streams_and_resumes_without_gaps() {
         super::a_dialog_streams_and_resumes_without_gaps(botwatch_tests::Backend::Redis).await
