@@ -11,7 +11,7 @@ mod health;
 mod history;
 mod ingest;
 mod integrity;
-mod live;
+pub mod live;
 mod metrics;
 mod retention;
 mod settings;
@@ -56,6 +56,8 @@ pub struct AppState {
     pub live_slots: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server stops: live connections close (1001).
     pub live_stop: CancellationToken,
+    /// Bots whose overview and statistics topics wait for the next flush.
+    pub live_dirty: Arc<live::Dirty>,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -127,10 +129,11 @@ impl Server {
         let node = uuid::Uuid::now_v7().simple().to_string();
         let (start, restored) = start::restore(&log, &node).await?;
         let hub = Arc::new(botwatch_live::Hub::new(botwatch_live::HubConfig::default()));
-        let publisher = hub.clone();
+        let dirty = Arc::new(live::Dirty::default());
+        let (publisher, marks) = (hub.clone(), dirty.clone());
         let (aggregator, aggregator_task) = botwatch_aggregator::AggregatorHandle::spawn_with(
             restored,
-            Box::new(move |state, events| live::on_applied(&publisher, state, events)),
+            Box::new(move |state, events| live::on_applied(&publisher, &marks, state, events)),
         );
         let state = AppState {
             log: Arc::new(log),
@@ -144,6 +147,7 @@ impl Server {
             hub,
             live_slots: Arc::new(tokio::sync::Semaphore::new(LIVE_CONNECTIONS)),
             live_stop: CancellationToken::new(),
+            live_dirty: dirty,
         };
         Ok(Server {
             config,
@@ -207,15 +211,25 @@ impl Server {
             follower_stop.clone(),
         ));
 
-        // Topics nobody has read for five minutes are forgotten.
+        // Topics nobody has read for five minutes are forgotten; the whole-bot topics
+        // are sent when they changed, at most every `FLUSH_EVERY`.
         {
             let (hub, stop) = (state.hub.clone(), state.live_stop.clone());
+            let (aggregator, dirty) = (state.aggregator.clone(), state.live_dirty.clone());
             tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(30));
+                let mut sweep = tokio::time::interval(Duration::from_secs(30));
+                let mut flush = tokio::time::interval(live::FLUSH_EVERY);
+                flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = every.tick() => hub.sweep(Duration::from_secs(300)),
+                        _ = sweep.tick() => hub.sweep(Duration::from_secs(300)),
+                        _ = flush.tick() => {
+                            let (hub, dirty) = (hub.clone(), dirty.clone());
+                            if aggregator.query(move |a| live::flush(&hub, &dirty, a)).await.is_err() {
+                                return;
+                            }
+                        }
                     }
                 }
             });

@@ -17,8 +17,8 @@
 //! dialogs list its previews) from the log after attaching: they may repeat a message
 //! the first deltas carry (the same `id`), never miss one.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -161,16 +161,26 @@ fn stats_frame(
     }
 }
 
-/// Makes the deltas of a batch just applied, for watched topics only.
-pub fn on_applied(hub: &Hub, aggregator: &Aggregator, events: &[Event]) {
-    // Per bot: the whole-bot topics, once per batch (values whole, so a client that
-    // merges them needs nothing else).
-    let mut bots: HashMap<&str, Vec<&Event>> = HashMap::new();
-    for e in events.iter().filter(|e| e.kind == EventKind::Message) {
-        bots.entry(e.bot.as_str()).or_default().push(e);
+/// How often the whole-bot topics (overview, statistics) are sent when they changed.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// Bots whose whole-bot topics changed since the last flush, with the local days the
+/// changes fell on.
+#[derive(Default)]
+pub struct Dirty(Mutex<HashMap<String, BTreeSet<NaiveDate>>>);
+
+impl Dirty {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<NaiveDate>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
-    for (bot, batch) in &bots {
-        let Some(f) = aggregator.bot(bot) else {
+}
+
+/// Sends the overview and statistics of the bots that changed since the last flush.
+/// Runs on the aggregator's thread (inside a query), like [`on_applied`].
+pub fn flush(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator) {
+    let changed = std::mem::take(&mut *dirty.lock());
+    for (bot, days) in changed {
+        let Some(f) = aggregator.bot(&bot) else {
             continue;
         };
         let overview_topic = format!("bot/{bot}/overview");
@@ -178,22 +188,33 @@ pub fn on_applied(hub: &Hub, aggregator: &Aggregator, events: &[Event]) {
             hub.publish(&overview_topic, &overview(f));
         }
         let stats_topic = format!("bot/{bot}/stats");
-        if hub.is_watched(&stats_topic) {
-            // Every bucket a message of the batch falls in, from its earliest day to
-            // its latest (a late message can move a user's first day, and with it the
+        if hub.is_watched(&stats_topic)
+            && let (Some(&first), Some(&last)) = (days.first(), days.last())
+        {
+            // Every bucket a message fell in, days and weeks from the earliest day to
+            // the latest (a late message can move a user's first day, and with it the
             // existing users of the days between).
-            let tz = f.settings().tz;
-            let mut days: Vec<NaiveDate> = batch
-                .iter()
-                .map(|e| e.ts.with_timezone(&tz).date_naive())
-                .collect();
-            days.sort_unstable();
-            days.dedup();
-            if let (Some(&first), Some(&last)) = (days.first(), days.last()) {
-                let first = first.max(last - chrono::Duration::days(366));
-                hub.publish(&stats_topic, &stats_frame(f, &days, first, last));
-            }
+            let first = first.max(last - chrono::Duration::days(366));
+            let days: Vec<NaiveDate> = days.into_iter().collect();
+            hub.publish(&stats_topic, &stats_frame(f, &days, first, last));
         }
+    }
+}
+
+/// Makes the deltas of a batch just applied, for watched topics only.
+pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[Event]) {
+    // Whole-bot topics: noted here, sent by the flusher (at most every
+    // `FLUSH_EVERY`): a burst of batches makes one frame, not one each.
+    for e in events.iter().filter(|e| e.kind == EventKind::Message) {
+        let watched = |what: &str| hub.is_watched(&format!("bot/{}/{what}", e.bot));
+        if !(watched("overview") || watched("stats")) {
+            continue;
+        }
+        let Some(f) = aggregator.bot(&e.bot) else {
+            continue;
+        };
+        let day = e.ts.with_timezone(&f.settings().tz).date_naive();
+        dirty.lock().entry(e.bot.clone()).or_default().insert(day);
     }
     // Per dialog: its messages of this batch, in log order.
     let mut dialogs: HashMap<(&str, &str), Vec<&Event>> = HashMap::new();
