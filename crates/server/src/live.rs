@@ -301,7 +301,10 @@ pub async fn upgrade(
         .max_frame_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| {
             async move {
+                let metrics = state.metrics.clone();
+                metrics.live_connections.inc();
                 Connection::new(state, principal, socket).run().await;
+                metrics.live_connections.dec();
                 drop(slot);
             }
             .instrument(info_span!("live.connection"))
@@ -387,7 +390,10 @@ impl Connection {
             Ok(Ok(())) => Step::Go,
             Ok(Err(_)) => Step::Close(None),
             // A client that reads nothing: it never holds anyone else up, and is let go.
-            Err(_) => Step::Close(Some(close(1013, "too slow: reconnect and resume"))),
+            Err(_) => {
+                self.state.metrics.live_closed_slow.inc();
+                Step::Close(Some(close(1013, "too slow: reconnect and resume")))
+            }
         }
     }
 
@@ -502,6 +508,7 @@ impl Connection {
             Err(RecvError::Lagged(skipped)) => {
                 // Behind the ring: a fresh snapshot, not a gap.
                 debug!(topic = name, skipped, "subscriber lagged; resyncing");
+                self.state.metrics.live_resyncs.inc();
                 let Some(sub) = self.subs.remove(&name) else {
                     return Step::Go;
                 };

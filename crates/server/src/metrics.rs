@@ -40,6 +40,12 @@ pub struct Metrics {
     /// Bots being recounted after a settings change (their figures meanwhile are
     /// those of the old settings).
     pub recounts_running: Gauge,
+    /// Live (WebSocket) connections open.
+    pub live_connections: Gauge,
+    /// Subscriptions resynced with a snapshot because they fell behind.
+    pub live_resyncs: Counter,
+    /// Connections closed (1013) because their socket took no frame for too long.
+    pub live_closed_slow: Counter,
 }
 
 impl Metrics {
@@ -52,6 +58,9 @@ impl Metrics {
             log_length: Gauge::default(),
             reader_lag_seconds: Gauge::default(),
             recounts_running: Gauge::default(),
+            live_connections: Gauge::default(),
+            live_resyncs: Counter::default(),
+            live_closed_slow: Counter::default(),
             reader_events: Counter::default(),
             dead_letters: Counter::default(),
             storage_ready: Gauge::default(),
@@ -87,6 +96,21 @@ impl Metrics {
             "reader_lag_seconds",
             "How far the log follower is behind the head of the log, in append time",
             m.reader_lag_seconds.clone(),
+        );
+        registry.register(
+            "live_connections",
+            "Live (WebSocket) connections open",
+            m.live_connections.clone(),
+        );
+        registry.register(
+            "live_resyncs",
+            "Live subscriptions resynced with a snapshot after falling behind",
+            m.live_resyncs.clone(),
+        );
+        registry.register(
+            "live_closed_slow",
+            "Live connections closed (1013) because they took no frame for too long",
+            m.live_closed_slow.clone(),
         );
         registry.register(
             "recounts_running",

@@ -375,7 +375,97 @@ async fn a_dashboard_on_one_node_sees_events_ingested_on_another() {
     a.stop().await;
 }
 
+/// Reads a dialog topic's frames until sequence `n`: deltas one by one, a snapshot
+/// wherever the client fell behind; or until the server closes it for being too slow
+/// (1013). Returns (snapshots seen, closed). Asserts that there is never a gap.
+async fn follow_to(ws: &mut Socket, n: u64) -> (u64, bool) {
+    let (mut last, mut snapshots) = (0, 0u64);
+    while last < n {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next())
+            .await
+            .expect("a frame within 30 s");
+        let text = match frame {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(close))) => {
+                let code = close.map(|c| u16::from(c.code));
+                assert_eq!(code, Some(1013), "closed as too slow, told to resume");
+                return (snapshots, true);
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("unexpected end: {other:?}"),
+        };
+        let f: Value = serde_json::from_str(text.as_str()).expect("json");
+        let got = f["seq"].as_u64().expect("seq");
+        if f["kind"] == "snapshot" {
+            snapshots += 1;
+        } else {
+            assert_eq!(got, last + 1, "no gap without a snapshot");
+        }
+        last = got;
+    }
+    (snapshots, false)
+}
+
+/// One client reads nothing while another follows: the other reaches the end (the
+/// stuck one never holds it up); the stuck one, when it reads again, finds a snapshot
+/// where it fell behind, or was closed with 1013 — never a gap.
+async fn a_stuck_client_never_holds_up_the_others(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let topic = "bot/helpdesk/dialog/u1";
+    let mut fast = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
+    let mut stuck = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
+    for ws in [&mut fast, &mut stuck] {
+        send(ws, json!({"op": "subscribe", "topic": topic})).await;
+        assert_eq!(next(ws).await["kind"], "snapshot");
+    }
+    // Far more than the topic's ring (1,024 frames) and the sockets' buffers hold.
+    const N: u64 = 12_000;
+    let long = "x".repeat(600);
+    let ingest = async {
+        for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
+            let batch: Vec<Value> = chunk
+                .iter()
+                .map(|n| {
+                    let mut m = message(&format!("s{n}"), "u1", 1);
+                    m["text"] = json!(format!("{n} {long}"));
+                    m
+                })
+                .collect();
+            assert_eq!(s.ingest(Value::Array(batch).to_string()).await.0, 202);
+        }
+    };
+    let ((), (_, fast_closed)) = tokio::join!(ingest, follow_to(&mut fast, N));
+    assert!(!fast_closed, "the reading client is never closed");
+    let (snapshots, closed) = follow_to(&mut stuck, N).await;
+    assert!(
+        snapshots > 0 || closed,
+        "the stuck client fell behind the ring, so it must have been resynced or closed"
+    );
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counted = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        counted("botwatch_live_resyncs_total ") >= snapshots
+            && counted("botwatch_live_closed_slow_total ") >= u64::from(closed),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
 mod embedded {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_client_never_holds_up_the_others() {
+        super::a_stuck_client_never_holds_up_the_others(botwatch_tests::Backend::Embedded).await
+    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_overview_and_statistics_move_with_each_batch() {
         super::the_overview_and_statistics_move_with_each_batch(botwatch_tests::Backend::Embedded)
