@@ -236,6 +236,12 @@ impl Server {
         }
         let app = router(state.clone());
         let http_stop = shutdown.clone();
+        // TCP_NODELAY: a live frame goes out when it is written, not after Nagle's wait.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let http = axum::serve(listener, app).with_graceful_shutdown(async move {
             http_stop.cancelled().await;
         });

@@ -297,6 +297,9 @@ pub async fn upgrade(
         ));
     };
     Ok(ws
+        // Small buffers: an idle connection holds a few KiB, not axum's 2 × 128 KiB.
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| {
