@@ -17,14 +17,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// One message of a topic, serialised once: `{"topic","seq","kind","data"}`.
+/// One message of a topic, serialised once: `{"topic","seq","kind","data"}` (UTF-8
+/// JSON; `Bytes`, so every subscriber's socket takes the same buffer, uncopied).
 #[derive(Debug)]
 pub struct Frame {
     pub seq: u64,
-    pub text: Arc<str>,
+    pub text: Bytes,
 }
 
 #[derive(Serialize)]
@@ -36,9 +38,9 @@ struct Wire<'a, T: Serialize> {
 }
 
 /// The text of a frame (a snapshot is sent with the sequence number it stands at).
-pub fn frame_text(topic: &str, seq: u64, kind: &str, data: &impl Serialize) -> Arc<str> {
+pub fn frame_text(topic: &str, seq: u64, kind: &str, data: &impl Serialize) -> Bytes {
     // A frame is made of strings, numbers and maps with string keys: it serialises.
-    serde_json::to_string(&Wire {
+    serde_json::to_vec(&Wire {
         topic,
         seq,
         kind,
@@ -261,8 +263,8 @@ mod tests {
         hub.publish(topic, &serde_json::json!({"n": 1}));
         let a = fast.try_recv().expect("a frame");
         assert_eq!(
-            &*a.text,
-            r#"{"topic":"bot/a/stats","seq":1,"kind":"delta","data":{"n":1}}"#
+            &a.text[..],
+            br#"{"topic":"bot/a/stats","seq":1,"kind":"delta","data":{"n":1}}"#
         );
         for n in 2..=5 {
             hub.publish(topic, &n);

@@ -400,8 +400,12 @@ impl Connection {
         }
     }
 
-    async fn send_text(&mut self, text: Arc<str>) -> Step {
-        self.send(WsMessage::Text(Utf8Bytes::from(&*text))).await
+    async fn send_text(&mut self, text: bytes::Bytes) -> Step {
+        // Frames are JSON made by serde_json: UTF-8 (checked, never copied).
+        match Utf8Bytes::try_from(text) {
+            Ok(text) => self.send(WsMessage::Text(text)).await,
+            Err(_) => Step::Go,
+        }
     }
 
     async fn error(&mut self, topic: &str, error: &str) -> Step {

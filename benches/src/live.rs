@@ -1,0 +1,298 @@
+//! `live-bench`: how fast and how cheaply botwatch's live hub delivers to many
+//! dashboards, measured end to end: an event ingested over HTTP → log → aggregator →
+//! hub → every client subscribed to that dialog.
+//!
+//! `botwatch serve` runs as a child process (embedded storage, a temp directory), so
+//! its CPU time is its own (from `/proc/PID/stat`); this tool opens `--clients`
+//! WebSocket clients on `bot/bench/dialog/u1`, waits for their snapshots, then
+//! ingests `--rate` single-event requests per second for `--seconds`. Each event's
+//! text is the wall-clock time it was sent (ns); each client records the latency of
+//! every delta it gets (hdrhistogram). Reported: latency p50/p99/p999, completion
+//! time (first send → last delivery), delivered %, CPU µs per delivery of the server
+//! and of this tool, the server's memory per idle connection, and the load average.
+//!
+//! Peers (Soketi, Sockudo) are not driven yet: see BENCHMARKS.md.
+//! Everything stays on 127.0.0.1.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const TOKEN: &str = "live-bench-token";
+
+#[derive(Parser, Debug)]
+#[command(about = "Live hub: event-to-client latency and CPU per delivery")]
+struct Args {
+    /// Client counts to measure, comma-separated.
+    #[arg(long, default_value = "100,1000")]
+    clients: String,
+    /// Events per second ingested during a measurement.
+    #[arg(long, default_value_t = 20)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The botwatch binary (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/botwatch")]
+    binary: PathBuf,
+    #[arg(long, default_value_t = 18_231)]
+    port: u16,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// utime + stime of a process, in clock ticks (100 per second here), and its RSS.
+fn cpu_and_rss(pid: u32) -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let rss_pages = fields[21].parse::<u64>()?;
+    Ok((ticks, rss_pages * 4096))
+}
+
+struct ServerProcess {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server(args: &Args) -> Result<ServerProcess> {
+    let dir = tempfile::tempdir()?;
+    let child = Command::new(&args.binary)
+        .arg("serve")
+        .arg("--data")
+        .arg(dir.path())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", args.port))
+        .env("BOTWATCH_ADMIN_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {}", args.binary.display()))?;
+    let server = ServerProcess { child, _dir: dir };
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        let ready = http
+            .get(format!("http://127.0.0.1:{}/readyz", args.port))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            return Ok(server);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("botwatch did not become ready on port {}", args.port)
+}
+
+fn event(n: u64, sent_ns: u64) -> Value {
+    json!({"id": format!("b{n}"), "bot": "bench", "type": "message", "direction": "in",
+           "provider": "web", "user": {"id": "u1"}, "text": sent_ns.to_string()})
+}
+
+async fn ingest(http: &reqwest::Client, port: u16, body: &Value) -> Result<()> {
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("ingest answered {}", r.status());
+    }
+    Ok(())
+}
+
+/// The send time carried in a dialog delta's message text.
+fn sent_at(frame: &str) -> Option<u64> {
+    let (_, rest) = frame
+        .split_once(r#""kind":"delta""#)?
+        .1
+        .split_once(r#""text":""#)?;
+    rest.split('"').next()?.parse().ok()
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn client(port: u16) -> Result<Socket> {
+    let mut request = format!("ws://127.0.0.1:{port}/api/v1/live").into_client_request()?;
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {TOKEN}"))?,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    ws.send(Message::text(
+        json!({"op": "subscribe", "topic": "bot/bench/dialog/u1"}).to_string(),
+    ))
+    .await?;
+    // The snapshot.
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(_))) => return Ok(ws),
+            Some(Ok(_)) => continue,
+            other => bail!("no snapshot: {other:?}"),
+        }
+    }
+}
+
+struct Row {
+    clients: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    completion_s: f64,
+    delivered_pct: f64,
+    server_us: f64,
+    tool_us: f64,
+    idle_bytes: f64,
+    load: String,
+}
+
+async fn measure(args: &Args, clients: usize) -> Result<Row> {
+    let server = start_server(args).await?;
+    let pid = server.child.id();
+    let http = reqwest::Client::new();
+    // The dialog exists before anyone subscribes.
+    ingest(&http, args.port, &event(0, now_ns())).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (_, rss_before) = cpu_and_rss(pid)?;
+    let mut sockets = Vec::with_capacity(clients);
+    for chunk in (0..clients).collect::<Vec<_>>().chunks(200) {
+        let opened = futures_util::future::join_all(chunk.iter().map(|_| client(args.port))).await;
+        for ws in opened {
+            sockets.push(ws?);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, rss_idle) = cpu_and_rss(pid)?;
+    let idle_bytes = (rss_idle.saturating_sub(rss_before)) as f64 / clients as f64;
+
+    let events = args.rate * args.seconds;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let last_delivery = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::with_capacity(clients);
+    for mut ws in sockets {
+        let (delivered, last_delivery) = (delivered.clone(), last_delivery.clone());
+        readers.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut got = 0u64;
+            while got < events {
+                let frame = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) => t,
+                    Ok(Some(Ok(_))) => continue,
+                    _ => break,
+                };
+                let received = now_ns();
+                // The message's text is the first `"text":"` of a dialog delta (the
+                // tool stays cheap: no JSON tree per frame).
+                if let Some(sent) = sent_at(frame.as_str()) {
+                    let _ = h.record(received.saturating_sub(sent) / 1000);
+                    got += 1;
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    last_delivery.fetch_max(received, Ordering::Relaxed);
+                }
+            }
+            h
+        }));
+    }
+
+    let (server_before, _) = cpu_and_rss(pid)?;
+    let tool_before = cpu_and_rss(std::process::id())?.0;
+    let started_ns = now_ns();
+    let started = Instant::now();
+    let every = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
+    for n in 1..=events {
+        let due = started + every * (n as u32 - 1);
+        tokio::time::sleep_until(due.into()).await;
+        ingest(&http, args.port, &event(n, now_ns())).await?;
+    }
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for r in readers {
+        all.add(r.await?)?;
+    }
+    let (server_after, _) = cpu_and_rss(pid)?;
+    let tool_after = cpu_and_rss(std::process::id())?.0;
+    let deliveries = delivered.load(Ordering::Relaxed);
+    let expected = events * clients as u64;
+    let per = |ticks: u64| ticks as f64 * 10_000.0 / deliveries.max(1) as f64;
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    drop(server);
+    Ok(Row {
+        clients,
+        p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
+        p999_ms: all.value_at_quantile(0.999) as f64 / 1000.0,
+        completion_s: (last_delivery
+            .load(Ordering::Relaxed)
+            .saturating_sub(started_ns)) as f64
+            / 1e9,
+        delivered_pct: deliveries as f64 * 100.0 / expected.max(1) as f64,
+        server_us: per(server_after - server_before),
+        tool_us: per(tool_after - tool_before),
+        idle_bytes,
+        load,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    println!(
+        "# live-bench: one dialog topic, {} events/s for {} s, every client subscribed",
+        args.rate, args.seconds
+    );
+    println!(
+        "| clients | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for clients in args.clients.split(',') {
+        let clients: usize = clients.trim().parse().context("--clients")?;
+        let r = measure(&args, clients).await?;
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
+            r.clients,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.completion_s,
+            r.delivered_pct,
+            r.server_us,
+            r.tool_us,
+            r.idle_bytes,
+            r.load
+        );
+    }
+    Ok(())
+}
