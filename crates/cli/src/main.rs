@@ -71,6 +71,16 @@ struct StorageArgs {
     #[arg(long, env = "BOTWATCH_RETAIN_EVENTS", global = true)]
     retain_events: Option<u64>,
 
+    /// Origins (http(s)://host[:port]) whose pages may open live WebSockets besides
+    /// the server's own; comma-separated in the environment.
+    #[arg(
+        long = "allowed-origin",
+        env = "BOTWATCH_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    allowed_origins: Vec<String>,
+
     /// Prefix of every Redis key (several deployments on one Redis; tests).
     #[arg(
         long,
@@ -213,9 +223,11 @@ async fn start(config: Config) -> Result<(Server, TcpListener)> {
 
 async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
     let (snapshot_every, retain_events) = (storage.snapshot_every, storage.retain_events);
+    let origins = storage.allowed_origins.clone();
     let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-data"));
     config.snapshot_every = snapshot_every;
     config.retain_events = retain_events;
+    config.allowed_origins = origins;
     config.admin_token = admin_token_from_env();
     if config.admin_token.is_none() {
         warn!("BOTWATCH_ADMIN_TOKEN is not set: every API request will be refused with 401");
@@ -229,9 +241,11 @@ async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
 
 async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
     let (snapshot_every, retain_events) = (storage.snapshot_every, storage.retain_events);
+    let origins = storage.allowed_origins.clone();
     let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-demo-data"));
     config.snapshot_every = snapshot_every;
     config.retain_events = retain_events;
+    config.allowed_origins = origins;
     let token = admin_token_from_env().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     config.admin_token = Some(token.clone());
     let data = match &config.storage {

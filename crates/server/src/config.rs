@@ -20,6 +20,9 @@ pub struct Config {
     /// Retention (Redis only): after each snapshot, trim the stream to about this many
     /// entries, never below what a snapshot or a live node still needs. `None`: never.
     pub retain_events: Option<u64>,
+    /// Origins (`scheme://host[:port]`) whose pages may open live WebSockets, besides
+    /// the server's own.
+    pub allowed_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -32,6 +35,7 @@ impl std::fmt::Debug for Config {
             .field("body_timeout", &self.body_timeout)
             .field("snapshot_every", &self.snapshot_every)
             .field("retain_events", &self.retain_events)
+            .field("allowed_origins", &self.allowed_origins)
             .finish()
     }
 }
@@ -46,6 +50,7 @@ impl Config {
             body_timeout: Duration::from_secs(30),
             snapshot_every: 1_000_000,
             retain_events: None,
+            allowed_origins: Vec::new(),
         }
     }
 
@@ -57,6 +62,9 @@ impl Config {
             if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(ConfigError::AdminTokenCharacters);
             }
+        }
+        if let Some(bad) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::Origin(bad.clone()));
         }
         match (self.retain_events, &self.storage) {
             (Some(0), _) => return Err(ConfigError::RetainNothing),
@@ -86,6 +94,17 @@ impl Config {
     }
 }
 
+/// An origin as browsers send it: `http(s)://host[:port]`, nothing after.
+fn is_origin(o: &str) -> bool {
+    let Some(rest) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty() && !rest.contains(['/', '?', '#', ' ', '*'])
+}
+
 /// The shortest admin token accepted: long enough not to be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -109,6 +128,10 @@ pub enum ConfigError {
         "BOTWATCH_RETAIN_EVENTS (--retain-events) needs Redis (--redis): the embedded store keeps every event"
     )]
     RetentionNeedsRedis,
+    #[error(
+        "BOTWATCH_ALLOWED_ORIGINS: {0:?} is not an origin (expected http(s)://host[:port], no path)"
+    )]
+    Origin(String),
 }
 
 #[cfg(test)]
@@ -152,5 +175,19 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         c.retain_events = Some(0);
         assert_eq!(c.validate(), Err(ConfigError::RetainNothing));
+    }
+
+    #[test]
+    fn allowed_origins_are_origins() {
+        let mut c = embedded();
+        c.allowed_origins = vec![
+            "https://dash.example.com".into(),
+            "http://127.0.0.1:3000".into(),
+        ];
+        assert_eq!(c.validate(), Ok(()));
+        for bad in ["dash.example.com", "https://x/app", "*", "https://"] {
+            c.allowed_origins = vec![bad.into()];
+            assert_eq!(c.validate(), Err(ConfigError::Origin(bad.into())), "{bad}");
+        }
     }
 }

@@ -58,6 +58,8 @@ pub struct AppState {
     pub live_stop: CancellationToken,
     /// Bots whose overview and statistics topics wait for the next flush.
     pub live_dirty: Arc<live::Dirty>,
+    /// Origins besides the server's own whose pages may open live WebSockets.
+    pub allowed_origins: Arc<Vec<String>>,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -148,6 +150,7 @@ impl Server {
             live_slots: Arc::new(tokio::sync::Semaphore::new(LIVE_CONNECTIONS)),
             live_stop: CancellationToken::new(),
             live_dirty: dirty,
+            allowed_origins: Arc::new(config.allowed_origins.clone()),
         };
         Ok(Server {
             config,

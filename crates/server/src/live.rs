@@ -281,7 +281,7 @@ pub async fn upgrade(
         let origin = origin.to_str().unwrap_or("");
         let same = host
             .is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
-        if !same {
+        if !same && !state.allowed_origins.iter().any(|o| o == origin) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "foreign_origin",

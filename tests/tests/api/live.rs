@@ -80,6 +80,19 @@ async fn refusals_at_the_upgrade(backend: Backend) {
         .await
         .expect_err("foreign origin");
     assert_eq!(status_of(foreign), 403);
+    // An origin on the allow-list may connect; others still may not.
+    let listed = TestServer::start_with(backend, None, |c| {
+        c.allowed_origins = vec!["https://dash.example.com".to_owned()];
+    })
+    .await;
+    connect(&listed, Some(ADMIN_TOKEN), Some("https://dash.example.com"))
+        .await
+        .expect("an allowed origin");
+    let other = connect(&listed, Some(ADMIN_TOKEN), Some("https://evil.example"))
+        .await
+        .expect_err("not on the list");
+    assert_eq!(status_of(other), 403);
+    listed.stop().await;
     let same = format!("http://{}", s.addr);
     let mut ws = connect(&s, Some(ADMIN_TOKEN), Some(&same))
         .await
