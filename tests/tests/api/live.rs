@@ -97,6 +97,20 @@ async fn refusals_at_the_upgrade(backend: Backend) {
     let mut ws = connect(&s, Some(ADMIN_TOKEN), Some(&same))
         .await
         .expect("same origin");
+    // Client frames are at most 64 KiB: a bigger one ends the connection.
+    let mut big = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
+    let huge = json!({"op": "subscribe", "topic": "x".repeat(70 * 1024)});
+    let _ = big.send(Message::text(huge.to_string())).await;
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match big.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "a frame over 64 KiB closes the connection");
     // Topics are checked on subscribe.
     send(&mut ws, json!({"op": "subscribe", "topic": "nonsense"})).await;
     let answer = next(&mut ws).await;
