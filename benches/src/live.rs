@@ -11,7 +11,11 @@
 //! time (first send → last delivery), delivered %, CPU µs per delivery of the server
 //! and of this tool, the server's memory per idle connection, and the load average.
 //!
-//! Peers (Soketi, Sockudo) are not driven yet: see BENCHMARKS.md.
+//! `--peers soketi` also drives Soketi (a Pusher-protocol server; install it with
+//! `npm install` in `benches/peers/soketi`) with the same broadcast: the same clients
+//! on one channel, the same events published through its HTTP API, in the same run,
+//! alternating with botwatch. For Soketi the path is publish → client (no log, no
+//! aggregator), for botwatch ingest → log → aggregator → hub → client.
 //! Everything stays on 127.0.0.1.
 
 #[global_allocator]
@@ -50,7 +54,32 @@ struct Args {
     binary: PathBuf,
     #[arg(long, default_value_t = 18_231)]
     port: u16,
+    /// Peers measured beside botwatch, comma-separated: soketi.
+    #[arg(long, default_value = "")]
+    peers: String,
+    /// Rounds: each measures botwatch and every peer once.
+    #[arg(long, default_value_t = 1)]
+    repeats: usize,
 }
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Botwatch,
+    Soketi,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Botwatch => "botwatch",
+            Target::Soketi => "soketi",
+        }
+    }
+}
+
+const SOKETI_PORT: u16 = 6001;
+const PUSHER_APP: (&str, &str, &str) = ("app-id", "app-key", "app-secret");
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -79,6 +108,70 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+async fn start_soketi() -> Result<ServerProcess> {
+    let dir = tempfile::tempdir()?;
+    let root = PathBuf::from("benches/peers/soketi");
+    let child = Command::new("node")
+        .arg("node_modules/@soketi/soketi/bin/server.js")
+        .arg("start")
+        .arg("--config=soketi.json")
+        .current_dir(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start Soketi (run `npm install` in benches/peers/soketi first)")?;
+    let server = ServerProcess { child, _dir: dir };
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        let up = http
+            .get(format!("http://127.0.0.1:{SOKETI_PORT}/"))
+            .send()
+            .await;
+        if up.is_ok_and(|r| r.status().is_success()) {
+            return Ok(server);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("Soketi did not answer on port {SOKETI_PORT}")
+}
+
+/// Publishes to the Pusher channel `bench` through the signed HTTP API.
+async fn pusher_publish(http: &reqwest::Client, port: u16, data: &str) -> Result<()> {
+    use hmac::Mac;
+    use md5::Digest;
+    let (app, key, secret) = PUSHER_APP;
+    let body = json!({"name": "ev", "channels": ["bench"], "data": data}).to_string();
+    let md5 = hex(&md5::Md5::digest(body.as_bytes()));
+    let path = format!("/apps/{app}/events");
+    let query = format!(
+        "auth_key={key}&auth_timestamp={}&auth_version=1.0&body_md5={md5}",
+        now_ns() / 1_000_000_000
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())?;
+    mac.update(format!("POST\n{path}\n{query}").as_bytes());
+    let signature = hex(&mac.finalize().into_bytes());
+    let r = http
+        .post(format!(
+            "http://127.0.0.1:{port}{path}?{query}&auth_signature={signature}"
+        ))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!(
+            "publish answered {}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn start_server(args: &Args) -> Result<ServerProcess> {
@@ -128,13 +221,44 @@ async fn ingest(http: &reqwest::Client, port: u16, body: &Value) -> Result<()> {
     Ok(())
 }
 
-/// The send time carried in a dialog delta's message text.
+/// The send time carried in a botwatch dialog delta's message text, or in a Pusher
+/// event's data.
 fn sent_at(frame: &str) -> Option<u64> {
-    let (_, rest) = frame
-        .split_once(r#""kind":"delta""#)?
-        .1
-        .split_once(r#""text":""#)?;
+    let rest = match frame.split_once(r#""kind":"delta""#) {
+        Some((_, delta)) => delta.split_once(r#""text":""#)?.1,
+        None => {
+            frame
+                .split_once(r#""event":"ev""#)?
+                .1
+                .split_once(r#""data":""#)?
+                .1
+        }
+    };
     rest.split('"').next()?.parse().ok()
+}
+
+/// A Pusher client subscribed to `bench`.
+async fn pusher_client(port: u16) -> Result<Socket> {
+    let (_, key, _) = PUSHER_APP;
+    let url = format!("ws://127.0.0.1:{port}/app/{key}?protocol=7&client=js&version=8.4.0");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut subscribed = false;
+    loop {
+        let text = match ws.next().await {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(_)) => continue,
+            other => bail!("Pusher handshake: {other:?}"),
+        };
+        if text.contains("pusher:connection_established") && !subscribed {
+            ws.send(Message::text(
+                json!({"event": "pusher:subscribe", "data": {"channel": "bench"}}).to_string(),
+            ))
+            .await?;
+            subscribed = true;
+        } else if text.contains("pusher_internal:subscription_succeeded") {
+            return Ok(ws);
+        }
+    }
 }
 
 type Socket =
@@ -162,6 +286,7 @@ async fn client(port: u16) -> Result<Socket> {
 }
 
 struct Row {
+    target: Target,
     clients: usize,
     p50_ms: f64,
     p99_ms: f64,
@@ -174,18 +299,29 @@ struct Row {
     load: String,
 }
 
-async fn measure(args: &Args, clients: usize) -> Result<Row> {
-    let server = start_server(args).await?;
+async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
+    let server = match target {
+        Target::Botwatch => start_server(args).await?,
+        Target::Soketi => start_soketi().await?,
+    };
     let pid = server.child.id();
     let http = reqwest::Client::new();
-    // The dialog exists before anyone subscribes.
-    ingest(&http, args.port, &event(0, now_ns())).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    if target == Target::Botwatch {
+        // The dialog exists before anyone subscribes.
+        ingest(&http, args.port, &event(0, now_ns())).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     let (_, rss_before) = cpu_and_rss(pid)?;
     let mut sockets = Vec::with_capacity(clients);
     for chunk in (0..clients).collect::<Vec<_>>().chunks(200) {
-        let opened = futures_util::future::join_all(chunk.iter().map(|_| client(args.port))).await;
+        let opened = futures_util::future::join_all(chunk.iter().map(|_| async {
+            match target {
+                Target::Botwatch => client(args.port).await,
+                Target::Soketi => pusher_client(SOKETI_PORT).await,
+            }
+        }))
+        .await;
         for ws in opened {
             sockets.push(ws?);
         }
@@ -209,6 +345,11 @@ async fn measure(args: &Args, clients: usize) -> Result<Row> {
                     Ok(Some(Ok(_))) => continue,
                     _ => break,
                 };
+                if frame.as_str().contains("pusher:ping") {
+                    let pong = json!({"event": "pusher:pong", "data": {}}).to_string();
+                    let _ = ws.send(Message::text(pong)).await;
+                    continue;
+                }
                 let received = now_ns();
                 // The message's text is the first `"text":"` of a dialog delta (the
                 // tool stays cheap: no JSON tree per frame).
@@ -231,7 +372,10 @@ async fn measure(args: &Args, clients: usize) -> Result<Row> {
     for n in 1..=events {
         let due = started + every * (n as u32 - 1);
         tokio::time::sleep_until(due.into()).await;
-        ingest(&http, args.port, &event(n, now_ns())).await?;
+        match target {
+            Target::Botwatch => ingest(&http, args.port, &event(n, now_ns())).await?,
+            Target::Soketi => pusher_publish(&http, SOKETI_PORT, &now_ns().to_string()).await?,
+        }
     }
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for r in readers {
@@ -250,6 +394,7 @@ async fn measure(args: &Args, clients: usize) -> Result<Row> {
         .join(" ");
     drop(server);
     Ok(Row {
+        target,
         clients,
         p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
@@ -270,29 +415,46 @@ async fn measure(args: &Args, clients: usize) -> Result<Row> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     println!(
-        "# live-bench: one dialog topic, {} events/s for {} s, every client subscribed",
+        "# live-bench: one topic (botwatch: a dialog; Pusher: a channel), {} events/s for {} s, every client subscribed",
         args.rate, args.seconds
     );
     println!(
-        "| clients | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
+        "| server | clients | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for clients in args.clients.split(',') {
-        let clients: usize = clients.trim().parse().context("--clients")?;
-        let r = measure(&args, clients).await?;
-        println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
-            r.clients,
-            r.p50_ms,
-            r.p99_ms,
-            r.p999_ms,
-            r.completion_s,
-            r.delivered_pct,
-            r.server_us,
-            r.tool_us,
-            r.idle_bytes,
-            r.load
-        );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut targets = vec![Target::Botwatch];
+    for peer in args
+        .peers
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        targets.push(match peer {
+            "soketi" => Target::Soketi,
+            other => bail!("unknown peer {other:?} (known: soketi)"),
+        });
+    }
+    for _round in 0..args.repeats.max(1) {
+        for clients in args.clients.split(',') {
+            let clients: usize = clients.trim().parse().context("--clients")?;
+            for &target in &targets {
+                let r = measure(&args, target, clients).await?;
+                println!(
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
+                    r.target.name(),
+                    r.clients,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.p999_ms,
+                    r.completion_s,
+                    r.delivered_pct,
+                    r.server_us,
+                    r.tool_us,
+                    r.idle_bytes,
+                    r.load
+                );
+            }
+        }
     }
     Ok(())
 }
