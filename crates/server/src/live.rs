@@ -298,7 +298,7 @@ pub async fn upgrade(
     };
     Ok(ws
         // Small buffers: an idle connection holds a few KiB, not axum's 2 × 128 KiB.
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
@@ -442,7 +442,9 @@ impl Connection {
         if !self.principal.may_read(topic.bot()) {
             return self.error(&name, "forbidden").await;
         }
-        self.start(name, topic, since).await
+        // Boxed: a subscription's start is the largest state of the connection's
+        // future, and every idle connection would carry its room otherwise.
+        Box::pin(self.start(name, topic, since)).await
     }
 
     /// Attaches to the topic and sends what the client needs to be in step: the missed
@@ -519,7 +521,7 @@ impl Connection {
                 let Some(sub) = self.subs.remove(&name) else {
                     return Step::Go;
                 };
-                self.start(name, sub.topic, None).await
+                Box::pin(self.start(name, sub.topic, None)).await
             }
             Err(RecvError::Closed) => {
                 self.subs.remove(&name);
