@@ -364,6 +364,9 @@ async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
         }));
     }
 
+    // Every reader task polled once and waiting before the clock starts: the first
+    // deliveries must not wait for the tool's own start-up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (server_before, _) = cpu_and_rss(pid)?;
     let tool_before = cpu_and_rss(std::process::id())?.0;
     let started_ns = now_ns();
