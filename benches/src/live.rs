@@ -54,7 +54,7 @@ struct Args {
     binary: PathBuf,
     #[arg(long, default_value_t = 18_231)]
     port: u16,
-    /// Peers measured beside botwatch, comma-separated: soketi.
+    /// Peers measured beside botwatch, comma-separated: soketi, sockudo.
     #[arg(long, default_value = "")]
     peers: String,
     /// Rounds: each measures botwatch and every peer once.
@@ -67,6 +67,7 @@ struct Args {
 enum Target {
     Botwatch,
     Soketi,
+    Sockudo,
 }
 
 impl Target {
@@ -74,9 +75,20 @@ impl Target {
         match self {
             Target::Botwatch => "botwatch",
             Target::Soketi => "soketi",
+            Target::Sockudo => "sockudo",
+        }
+    }
+
+    /// The port of a Pusher-protocol peer.
+    fn pusher_port(self) -> u16 {
+        match self {
+            Target::Sockudo => SOCKUDO_PORT,
+            _ => SOKETI_PORT,
         }
     }
 }
+
+const SOCKUDO_PORT: u16 = 6002;
 
 const SOKETI_PORT: u16 = 6001;
 const PUSHER_APP: (&str, &str, &str) = ("app-id", "app-key", "app-secret");
@@ -135,6 +147,39 @@ async fn start_soketi() -> Result<ServerProcess> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("Soketi did not answer on port {SOKETI_PORT}")
+}
+
+/// Sockudo (`cargo install sockudo --locked --no-default-features --features local`),
+/// configured as PEERS.md says.
+async fn start_sockudo() -> Result<ServerProcess> {
+    let dir = tempfile::tempdir()?;
+    let (app, key, secret) = PUSHER_APP;
+    let child = Command::new("sockudo")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", SOCKUDO_PORT.to_string())
+        .env("METRICS_ENABLED", "false")
+        .env("RATE_LIMITER_ENABLED", "false")
+        .env("SOCKUDO_DEFAULT_APP_ID", app)
+        .env("SOCKUDO_DEFAULT_APP_KEY", key)
+        .env("SOCKUDO_DEFAULT_APP_SECRET", secret)
+        .env("SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS", "100000")
+        .env(
+            "SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND",
+            "100000",
+        )
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start sockudo (install it as BENCHMARKS.md says)")?;
+    let server = ServerProcess { child, _dir: dir };
+    for _ in 0..100 {
+        if pusher_client(SOCKUDO_PORT).await.is_ok() {
+            return Ok(server);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("Sockudo did not answer on port {SOCKUDO_PORT}")
 }
 
 /// Publishes to the Pusher channel `bench` through the signed HTTP API.
@@ -303,6 +348,7 @@ async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
     let server = match target {
         Target::Botwatch => start_server(args).await?,
         Target::Soketi => start_soketi().await?,
+        Target::Sockudo => start_sockudo().await?,
     };
     let pid = server.child.id();
     let http = reqwest::Client::new();
@@ -318,7 +364,7 @@ async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
         let opened = futures_util::future::join_all(chunk.iter().map(|_| async {
             match target {
                 Target::Botwatch => client(args.port).await,
-                Target::Soketi => pusher_client(SOKETI_PORT).await,
+                Target::Soketi | Target::Sockudo => pusher_client(target.pusher_port()).await,
             }
         }))
         .await;
@@ -377,7 +423,9 @@ async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
         tokio::time::sleep_until(due.into()).await;
         match target {
             Target::Botwatch => ingest(&http, args.port, &event(n, now_ns())).await?,
-            Target::Soketi => pusher_publish(&http, SOKETI_PORT, &now_ns().to_string()).await?,
+            Target::Soketi | Target::Sockudo => {
+                pusher_publish(&http, target.pusher_port(), &now_ns().to_string()).await?
+            }
         }
     }
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -434,7 +482,8 @@ async fn main() -> Result<()> {
     {
         targets.push(match peer {
             "soketi" => Target::Soketi,
-            other => bail!("unknown peer {other:?} (known: soketi)"),
+            "sockudo" => Target::Sockudo,
+            other => bail!("unknown peer {other:?} (known: soketi, sockudo)"),
         });
     }
     for _round in 0..args.repeats.max(1) {
