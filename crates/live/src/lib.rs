@@ -120,6 +120,11 @@ impl Hub {
         self.topics().get(name).cloned()
     }
 
+    /// Whether no topic is watched at all (then no delta needs making).
+    pub fn is_empty(&self) -> bool {
+        self.topics().is_empty()
+    }
+
     /// Whether anybody subscribed to `topic` since it was last emptied: publishing to
     /// other topics is skipped (nobody would read it).
     pub fn is_watched(&self, topic: &str) -> bool {
@@ -292,5 +297,6 @@ mod tests {
         hub.sweep(Duration::ZERO);
         assert_eq!(hub.counts(), (0, 0));
         assert!(!hub.is_watched("bot/a/overview"));
+        assert!(hub.is_empty());
     }
 }

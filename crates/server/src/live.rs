@@ -203,67 +203,83 @@ pub fn flush(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator) {
 
 /// Makes the deltas of a batch just applied, for watched topics only.
 pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[Event]) {
-    // Whole-bot topics: noted here, sent by the flusher (at most every
-    // `FLUSH_EVERY`): a burst of batches makes one frame, not one each.
-    for e in events.iter().filter(|e| e.kind == EventKind::Message) {
-        let watched = |what: &str| hub.is_watched(&format!("bot/{}/{what}", e.bot));
-        if !(watched("overview") || watched("stats")) {
-            continue;
-        }
-        let Some(f) = aggregator.bot(&e.bot) else {
-            continue;
-        };
-        let day = e.ts.with_timezone(&f.settings().tz).date_naive();
-        dirty.lock().entry(e.bot.clone()).or_default().insert(day);
+    // Nobody watching anything (the common case on a busy node with no dashboard
+    // open): nothing to do on the aggregator's thread.
+    if hub.is_empty() {
+        return;
     }
-    // Per dialog: its messages of this batch, in log order.
-    let mut dialogs: HashMap<(&str, &str), Vec<&Event>> = HashMap::new();
+    // Per bot, per dialog: its messages of this batch, in log order.
+    let mut bots: HashMap<&str, HashMap<&str, Vec<&Event>>> = HashMap::new();
     for e in events.iter().filter(|e| e.kind == EventKind::Message) {
-        dialogs
-            .entry((e.bot.as_str(), e.user.id.as_str()))
+        bots.entry(e.bot.as_str())
+            .or_default()
+            .entry(e.user.id.as_str())
             .or_default()
             .push(e);
     }
-    for ((bot, user), messages) in dialogs {
-        let Some(figures) = aggregator.bot(bot).and_then(|f| f.user(user)) else {
+    for (bot, dialogs) in bots {
+        let Some(f) = aggregator.bot(bot) else {
             continue;
         };
-        let dialog_topic = format!("bot/{bot}/dialog/{user}");
-        if hub.is_watched(&dialog_topic) {
-            for e in &messages {
+        // Whole-bot topics: noted here, sent by the flusher (at most every
+        // `FLUSH_EVERY`): a burst of batches makes one frame, not one each.
+        if hub.is_watched(&format!("bot/{bot}/overview"))
+            || hub.is_watched(&format!("bot/{bot}/stats"))
+        {
+            let tz = f.settings().tz;
+            let mut dirty = dirty.lock();
+            let days = dirty.entry(bot.to_owned()).or_default();
+            for e in dialogs.values().flatten() {
+                days.insert(e.ts.with_timezone(&tz).date_naive());
+            }
+        }
+        let list_topic = format!("bot/{bot}/dialogs");
+        let list_watched = hub.is_watched(&list_topic);
+        for (user, messages) in dialogs {
+            let dialog_topic = format!("bot/{bot}/dialog/{user}");
+            let dialog_watched = hub.is_watched(&dialog_topic);
+            if !(dialog_watched || list_watched) {
+                continue;
+            }
+            let Some(figures) = f.user(user) else {
+                continue;
+            };
+            if dialog_watched {
                 #[derive(Serialize)]
                 struct MessageDelta<'a> {
                     message: Message,
                     dialog: &'a DialogItem,
                 }
                 let item = DialogItem::new(figures.clone(), None);
+                for e in &messages {
+                    hub.publish(
+                        &dialog_topic,
+                        &MessageDelta {
+                            message: Message::from((*e).clone()),
+                            dialog: &item,
+                        },
+                    );
+                }
+            }
+            if list_watched {
+                // The preview is the latest message when this batch holds it (a late
+                // message moves nothing to the top: the preview stays the client's).
+                let latest = messages
+                    .iter()
+                    .filter(|e| Some(e.ts_millis()) == figures.last_ms)
+                    .max_by_key(|e| e.ts_millis());
+                #[derive(Serialize)]
+                struct DialogDelta {
+                    dialog: DialogItem,
+                }
+                let preview = latest.map(|e| Preview::of(e));
                 hub.publish(
-                    &dialog_topic,
-                    &MessageDelta {
-                        message: Message::from((*e).clone()),
-                        dialog: &item,
+                    &list_topic,
+                    &DialogDelta {
+                        dialog: DialogItem::new(figures, preview),
                     },
                 );
             }
-        }
-        let list_topic = format!("bot/{bot}/dialogs");
-        if hub.is_watched(&list_topic) {
-            // The preview is the latest message when this batch holds it (a late
-            // message moves nothing to the top: the preview stays the client's).
-            let latest = messages
-                .iter()
-                .filter(|e| Some(e.ts_millis()) == figures.last_ms)
-                .max_by_key(|e| e.ts_millis());
-            #[derive(Serialize)]
-            struct DialogDelta {
-                dialog: DialogItem,
-            }
-            hub.publish(
-                &list_topic,
-                &DialogDelta {
-                    dialog: DialogItem::new(figures.clone(), latest.map(|e| Preview::of(e))),
-                },
-            );
         }
     }
 }
