@@ -44,6 +44,23 @@ impl ApiError {
         )
     }
 
+    /// A page size: `default` when absent or empty, else a whole number from 1 to `max`.
+    pub fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+        match value {
+            None | Some("") => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_parameter(
+                        "limit",
+                        format!("expected a whole number from 1 to {max}"),
+                    )
+                }),
+        }
+    }
+
     pub fn bad_parameter(name: &str, reason: impl std::fmt::Display) -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,

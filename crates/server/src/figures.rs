@@ -194,18 +194,7 @@ pub async fn top_messages(
     headers: HeaderMap,
 ) -> Result<Json<Vec<TopItem>>, ApiError> {
     state.auth.reader(&headers, &bot)?;
-    let limit = match query.limit.as_deref() {
-        None | Some("") => 20,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_parameter(
-                    "limit",
-                    "expected a whole number from 1 to 100",
-                ));
-            }
-        },
-    };
+    let limit = ApiError::limit(query.limit.as_deref(), 20, 100)?;
     let from = query.from.as_deref().map(|d| date("from", d)).transpose()?;
     let to = query.to.as_deref().map(|d| date("to", d)).transpose()?;
     if let (Some(from), Some(to)) = (from, to)
@@ -367,18 +356,7 @@ pub async fn dialogs(
     use botwatch_log::EventLog;
 
     state.auth.reader(&headers, &bot)?;
-    let limit = match query.limit.as_deref() {
-        None | Some("") => 50,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=200).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_parameter(
-                    "limit",
-                    "expected a whole number from 1 to 200",
-                ));
-            }
-        },
-    };
+    let limit = ApiError::limit(query.limit.as_deref(), 50, 200)?;
     // Operator takeover comes with its own issue: until then every dialog is auto.
     let manual_only = match query.mode.as_deref() {
         None | Some("") | Some("auto") => false,

@@ -63,18 +63,7 @@ pub async fn messages(
     headers: HeaderMap,
 ) -> Result<Json<HistoryAnswer>, ApiError> {
     state.auth.reader(&headers, &bot)?;
-    let limit = match query.limit.as_deref() {
-        None | Some("") => DEFAULT_LIMIT,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_parameter(
-                    "limit",
-                    format!("expected a whole number from 1 to {MAX_LIMIT}"),
-                ));
-            }
-        },
-    };
+    let limit = ApiError::limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let before =
         match query.before.as_deref() {
             None | Some("") => None,

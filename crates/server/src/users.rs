@@ -16,6 +16,8 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::figures::{no_bot, rfc3339, stopped};
 
+/// Rows of a page when the client does not say.
+const DEFAULT_LIMIT: usize = 50;
 /// The most rows one page may ask for.
 const MAX_LIMIT: usize = 200;
 
@@ -192,20 +194,7 @@ fn parse_query(raw: Option<&str>) -> Result<UsersQuery, ApiError> {
                     _ => return Err(ApiError::bad_parameter("order", "expected asc or desc")),
                 })
             }
-            "limit" => {
-                limit = Some(
-                    value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::bad_parameter(
-                                "limit",
-                                format!("expected a whole number from 1 to {MAX_LIMIT}"),
-                            )
-                        })?,
-                )
-            }
+            "limit" => limit = Some(ApiError::limit(Some(&value), DEFAULT_LIMIT, MAX_LIMIT)?),
             "cursor" => cursor = Some(value).filter(|c| !c.is_empty()),
             _ => {}
         }
@@ -220,7 +209,7 @@ fn parse_query(raw: Option<&str>) -> Result<UsersQuery, ApiError> {
         filter,
         sort,
         descending,
-        limit: limit.unwrap_or(50),
+        limit: limit.unwrap_or(DEFAULT_LIMIT),
         after,
     })
 }
