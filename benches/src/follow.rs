@@ -89,6 +89,45 @@ async fn ingest(url: &str, prefix: &str, events: usize) -> Result<()> {
     Ok(())
 }
 
+/// What a bare consumer does per round: `XREADGROUP COUNT 1000` (blocking up to
+/// `block_ms` when given) in the group `bare`, then `XACK` of what it got. Returns how
+/// many entries that was.
+async fn read_and_ack(
+    con: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    block_ms: Option<u64>,
+) -> Result<usize> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg("bare")
+        .arg("c1")
+        .arg("COUNT")
+        .arg(1000);
+    if let Some(ms) = block_ms {
+        cmd.arg("BLOCK").arg(ms);
+    }
+    let reply: redis::streams::StreamReadReply = cmd
+        .arg("STREAMS")
+        .arg(key)
+        .arg(">")
+        .query_async(con)
+        .await?;
+    let ids: Vec<String> = reply
+        .keys
+        .into_iter()
+        .flat_map(|k| k.ids.into_iter().map(|i| i.id))
+        .collect();
+    if !ids.is_empty() {
+        let _: () = redis::cmd("XACK")
+            .arg(key)
+            .arg("bare")
+            .arg(&ids)
+            .query_async(con)
+            .await?;
+    }
+    Ok(ids.len())
+}
+
 /// Entries per second for the bare consumer: XREADGROUP COUNT 1000 + XACK.
 async fn bare(
     con: &mut redis::aio::MultiplexedConnection,
@@ -105,32 +144,11 @@ async fn bare(
     let started = Instant::now();
     let mut read = 0;
     while read < events {
-        let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg("bare")
-            .arg("c1")
-            .arg("COUNT")
-            .arg(1000)
-            .arg("STREAMS")
-            .arg(key)
-            .arg(">")
-            .query_async(con)
-            .await?;
-        let ids: Vec<String> = reply
-            .keys
-            .into_iter()
-            .flat_map(|k| k.ids.into_iter().map(|i| i.id))
-            .collect();
-        if ids.is_empty() {
+        let n = read_and_ack(con, key, None).await?;
+        if n == 0 {
             break;
         }
-        read += ids.len();
-        let _: () = redis::cmd("XACK")
-            .arg(key)
-            .arg("bare")
-            .arg(&ids)
-            .query_async(con)
-            .await?;
+        read += n;
     }
     Ok(read as f64 / started.elapsed().as_secs_f64())
 }
@@ -220,34 +238,8 @@ async fn live_bare(client: &redis::Client, key: &str, events: usize) -> Result<L
     let stream = key.to_owned();
     let consumer = tokio::spawn(async move {
         while seen.load(Ordering::Relaxed) < events {
-            let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg("bare")
-                .arg("c1")
-                .arg("COUNT")
-                .arg(1000)
-                .arg("BLOCK")
-                .arg(100)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">")
-                .query_async(&mut reader)
-                .await?;
-            let ids: Vec<String> = reply
-                .keys
-                .into_iter()
-                .flat_map(|k| k.ids.into_iter().map(|i| i.id))
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let _: () = redis::cmd("XACK")
-                .arg(&stream)
-                .arg("bare")
-                .arg(&ids)
-                .query_async(&mut reader)
-                .await?;
-            seen.fetch_add(ids.len(), Ordering::Relaxed);
+            let n = read_and_ack(&mut reader, &stream, Some(100)).await?;
+            seen.fetch_add(n, Ordering::Relaxed);
         }
         anyhow::Ok(())
     });

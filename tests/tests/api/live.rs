@@ -2,6 +2,8 @@
 //! resuming with `since` without a gap or a duplicate.
 
 use botwatch_tests::{ADMIN_TOKEN, Backend, TestServer};
+
+use super::until;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -138,13 +140,10 @@ async fn a_dialog_streams_and_resumes_without_gaps(backend: Backend) {
     let batch = json!([message("m1", "u1", 1), message("m2", "u1", 2)]);
     assert_eq!(s.ingest(batch.to_string()).await.0, 202);
     // Wait until the figures have them, so the snapshot does.
-    loop {
-        let (status, d) = s.get("/api/v1/bots/helpdesk/dialogs/u1").await;
-        if status == 200 && d["messages"] == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until(&s, "/api/v1/bots/helpdesk/dialogs/u1", |d| {
+        d["messages"] == 2
+    })
+    .await;
     let topic = "bot/helpdesk/dialog/u1";
     let mut ws = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
     send(&mut ws, json!({"op": "subscribe", "topic": topic})).await;
@@ -183,13 +182,10 @@ async fn a_dialog_streams_and_resumes_without_gaps(backend: Backend) {
     // Away for two messages; back with `since`: exactly those two, then live again.
     let batch = json!([message("m6", "u1", 6), message("m7", "u1", 7)]);
     assert_eq!(s.ingest(batch.to_string()).await.0, 202);
-    loop {
-        let (_, d) = s.get("/api/v1/bots/helpdesk/dialogs/u1").await;
-        if d["messages"] == 7 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until(&s, "/api/v1/bots/helpdesk/dialogs/u1", |d| {
+        d["messages"] == 7
+    })
+    .await;
     let mut ws = connect(&s, Some(ADMIN_TOKEN), None)
         .await
         .expect("reconnect");
@@ -237,13 +233,10 @@ async fn the_dialogs_list_moves_a_dialog_to_the_top(backend: Backend) {
             .0,
         202
     );
-    loop {
-        let (_, d) = s.get("/api/v1/bots/helpdesk/dialogs").await;
-        if d["items"].as_array().map(Vec::len) == Some(2) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until(&s, "/api/v1/bots/helpdesk/dialogs", |d| {
+        d["items"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
     let mut ws = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
     send(
         &mut ws,
@@ -305,13 +298,10 @@ async fn the_overview_and_statistics_move_with_each_batch(backend: Backend) {
             .0,
         202
     );
-    loop {
-        let (status, d) = s.get("/api/v1/bots/helpdesk/dialogs/u1").await;
-        if status == 200 && d["messages"] == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until(&s, "/api/v1/bots/helpdesk/dialogs/u1", |d| {
+        d["messages"] == 1
+    })
+    .await;
     let mut ws = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
     send(
         &mut ws,

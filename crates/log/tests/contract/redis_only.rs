@@ -317,11 +317,9 @@ async fn dead_letters_keep_the_original_fields() {
     b.cleanup().await;
 }
 
-#[tokio::test]
-async fn an_adapters_entry_then_an_http_retry_in_the_next_window_counts_once() {
-    let mut b = Redis::new();
-    b.set_dedup_window(std::time::Duration::from_secs(2));
-    let log = b.open().await;
+/// Sleeps until 150 ms before a 2-second dedup window boundary on Redis's clock (the
+/// one after, when this one is too close to be sure to act before it).
+async fn sleep_until_just_before_a_window_boundary(b: &Redis) {
     let (secs, micros): (u64, u64) = redis::cmd("TIME")
         .query_async(&mut b.raw().await)
         .await
@@ -334,6 +332,14 @@ async fn an_adapters_entry_then_an_http_retry_in_the_next_window_counts_once() {
         to_boundary - 150
     };
     tokio::time::sleep(std::time::Duration::from_millis(before)).await;
+}
+
+#[tokio::test]
+async fn an_adapters_entry_then_an_http_retry_in_the_next_window_counts_once() {
+    let mut b = Redis::new();
+    b.set_dedup_window(std::time::Duration::from_secs(2));
+    let log = b.open().await;
+    sleep_until_just_before_a_window_boundary(&b).await;
     // The adapter's entry, just before a window boundary, not judged by anyone yet…
     let same = r#"{"id":"same","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"},"text":"via adapter"}"#;
     xadd(&b, &[("event", same)]).await;
@@ -364,19 +370,7 @@ async fn a_retry_in_the_next_dedup_window_is_still_recognised() {
     b.set_dedup_window(std::time::Duration::from_secs(2));
     let log = b.open().await;
     // Append just before a window boundary (on Redis's clock), retry just after it.
-    let (secs, micros): (u64, u64) = redis::cmd("TIME")
-        .query_async(&mut b.raw().await)
-        .await
-        .expect("time");
-    let now_ms = secs * 1000 + micros / 1000;
-    let to_boundary = 2000 - now_ms % 2000;
-    // Too close to this boundary to be sure to append before it: take the next one.
-    let before = if to_boundary < 300 {
-        to_boundary + 1850
-    } else {
-        to_boundary - 150
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(before)).await;
+    sleep_until_just_before_a_window_boundary(&b).await;
     log.append(vec![msg("b1", "u1", "w1", at(0), "hi")])
         .await
         .expect("append");
