@@ -453,12 +453,7 @@ impl Follower {
                 if batch.entries.is_empty() && batch.next == done.upto {
                     break;
                 }
-                for entry in &batch.entries {
-                    if entry.position <= self.position && entry.event.bot == done.bot {
-                        done.figures.apply(&entry.event);
-                        caught_up += 1;
-                    }
-                }
+                caught_up += apply_bot_entries(&mut done.figures, &done.bot, &batch, self.position);
                 done.upto = batch.next.min(self.position);
             }
             info!(bot = done.bot, caught_up, upto = %self.position, "recounted figures in place");
@@ -472,6 +467,24 @@ impl Follower {
         }
         Ok(())
     }
+}
+
+/// Applies the entries of `batch` that are `bot`'s and at or before `upto` (those after
+/// it are read again by the next step); returns how many.
+fn apply_bot_entries(
+    figures: &mut BotFigures,
+    bot: &str,
+    batch: &botwatch_log::ReadBatch,
+    upto: Position,
+) -> u64 {
+    let mut applied = 0;
+    for entry in &batch.entries {
+        if entry.position <= upto && entry.event.bot == bot {
+            figures.apply(&entry.event);
+            applied += 1;
+        }
+    }
+    applied
 }
 
 /// The bot's figures with `settings`, from every event up to where the follower is (a
@@ -521,12 +534,7 @@ async fn recount(
             if batch.entries.is_empty() && batch.next == after {
                 break;
             }
-            for entry in &batch.entries {
-                if entry.position <= upto && entry.event.bot == bot {
-                    figures.apply(&entry.event);
-                    events += 1;
-                }
-            }
+            events += apply_bot_entries(&mut figures, &bot, &batch, upto);
             after = batch.next.min(upto);
         }
     }
