@@ -143,6 +143,29 @@ impl TestServer {
         TestServer::start_full(Backend::Redis, Some(kept), &self.redis_url, |_| {}).await
     }
 
+    /// Waits until the figures count `n` messages of `bot` (in + out, summed over its
+    /// users); fails after 10 s saying how many they counted.
+    pub async fn wait_for_messages(&self, bot: &str, n: u64) {
+        let started = std::time::Instant::now();
+        loop {
+            let (_, page) = self
+                .get(&format!("/api/v1/bots/{bot}/users?limit=200"))
+                .await;
+            let total: u64 = page["items"]
+                .as_array()
+                .map(|users| users.iter().filter_map(|u| u["messages"].as_u64()).sum())
+                .unwrap_or(0);
+            if total == n {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "counted {total}, expected {n}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The prefix of this server's Redis keys.
     pub fn redis_prefix(&self) -> &str {
         self.redis_prefix.as_deref().expect("a Redis server")

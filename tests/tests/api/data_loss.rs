@@ -25,22 +25,7 @@ async fn ingest_n(s: &TestServer, from: usize, n: usize) {
 
 /// The messages the figures count, once they reach `n`.
 async fn counted(s: &TestServer, n: u64) {
-    let started = Instant::now();
-    loop {
-        let mut total = 0;
-        for u in 0..3 {
-            let (_, d) = s.get(&format!("/api/v1/bots/lossy/dialogs/u{u}")).await;
-            total += d["messages"].as_u64().unwrap_or(0);
-        }
-        if total == n {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "counted {total}, expected {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.wait_for_messages("lossy", n).await;
 }
 
 /// `/readyz` once it answers `status`.

@@ -27,22 +27,7 @@ async fn ingest(s: &TestServer, from: usize, n: usize) {
 
 /// Waits until the figures count `n` messages.
 async fn counted(s: &TestServer, n: u64) {
-    let started = Instant::now();
-    loop {
-        let mut total = 0;
-        for u in 0..USERS {
-            let (_, d) = s.get(&format!("/api/v1/bots/kept/dialogs/u{u}")).await;
-            total += d["messages"].as_u64().unwrap_or(0);
-        }
-        if total == n {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "counted {total}, expected {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.wait_for_messages("kept", n).await;
 }
 
 async fn query<T: redis::FromRedisValue>(s: &TestServer, cmd: &mut redis::Cmd) -> T {
