@@ -44,9 +44,17 @@ struct Args {
     /// Client counts to measure, comma-separated.
     #[arg(long, default_value = "100,1000")]
     clients: String,
-    /// Events per second ingested during a measurement.
-    #[arg(long, default_value_t = 20)]
-    rate: u64,
+    /// Events per second ingested during a measurement; several (comma-separated)
+    /// make a sweep that stops for a server once its p99 passes `--max-p99-ms`.
+    #[arg(long, default_value = "20")]
+    rate: String,
+    /// The p99 at which a sweep stops raising the rate for a server.
+    #[arg(long, default_value_t = 250.0)]
+    max_p99_ms: f64,
+    /// Clients per source address (127.0.0.1, .2, …): one address has about 28,000
+    /// ephemeral ports here.
+    #[arg(long, default_value_t = 20_000)]
+    clients_per_address: usize,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// The botwatch binary (build it with `cargo build --release`).
@@ -174,7 +182,10 @@ async fn start_sockudo() -> Result<ServerProcess> {
         .context("start sockudo (install it as BENCHMARKS.md says)")?;
     let server = ServerProcess { child, _dir: dir };
     for _ in 0..100 {
-        if pusher_client(SOCKUDO_PORT).await.is_ok() {
+        if pusher_client(std::net::Ipv4Addr::LOCALHOST, SOCKUDO_PORT)
+            .await
+            .is_ok()
+        {
             return Ok(server);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -282,11 +293,39 @@ fn sent_at(frame: &str) -> Option<u64> {
     rest.split('"').next()?.parse().ok()
 }
 
+/// A WebSocket connection to 127.0.0.1:`port` from the source address `from`.
+async fn connect(
+    from: std::net::Ipv4Addr,
+    port: u16,
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<Socket> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket
+        .bind((from, 0).into())
+        .with_context(|| format!("bind {from}"))?;
+    let stream = socket
+        .connect((std::net::Ipv4Addr::LOCALHOST, port).into())
+        .await?;
+    stream.set_nodelay(true)?;
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0);
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+    Ok(ws)
+}
+
+/// The source address of client `n`: 127.0.0.1 for the first `per_address`, then .2, …
+fn source_address(n: usize, per_address: usize) -> std::net::Ipv4Addr {
+    let k = (n / per_address.max(1)).min(253) as u8;
+    std::net::Ipv4Addr::new(127, 0, 0, 1 + k)
+}
+
 /// A Pusher client subscribed to `bench`.
-async fn pusher_client(port: u16) -> Result<Socket> {
+async fn pusher_client(from: std::net::Ipv4Addr, port: u16) -> Result<Socket> {
     let (_, key, _) = PUSHER_APP;
     let url = format!("ws://127.0.0.1:{port}/app/{key}?protocol=7&client=js&version=8.4.0");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut ws = connect(from, port, url.into_client_request()?).await?;
     let mut subscribed = false;
     loop {
         let text = match ws.next().await {
@@ -306,16 +345,15 @@ async fn pusher_client(port: u16) -> Result<Socket> {
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn client(port: u16) -> Result<Socket> {
+async fn client(from: std::net::Ipv4Addr, port: u16) -> Result<Socket> {
     let mut request = format!("ws://127.0.0.1:{port}/api/v1/live").into_client_request()?;
     request.headers_mut().insert(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {TOKEN}"))?,
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let mut ws = connect(from, port, request).await?;
     ws.send(Message::text(
         json!({"op": "subscribe", "topic": "bot/bench/dialog/u1"}).to_string(),
     ))
@@ -333,6 +371,8 @@ async fn client(port: u16) -> Result<Socket> {
 struct Row {
     target: Target,
     clients: usize,
+    rate: u64,
+    deliveries_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
     p999_ms: f64,
@@ -344,7 +384,7 @@ struct Row {
     load: String,
 }
 
-async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
+async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Result<Row> {
     let server = match target {
         Target::Botwatch => start_server(args).await?,
         Target::Soketi => start_soketi().await?,
@@ -361,10 +401,11 @@ async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
     let (_, rss_before) = cpu_and_rss(pid)?;
     let mut sockets = Vec::with_capacity(clients);
     for chunk in (0..clients).collect::<Vec<_>>().chunks(200) {
-        let opened = futures_util::future::join_all(chunk.iter().map(|_| async {
+        let opened = futures_util::future::join_all(chunk.iter().map(|&n| async move {
+            let from = source_address(n, args.clients_per_address);
             match target {
-                Target::Botwatch => client(args.port).await,
-                Target::Soketi | Target::Sockudo => pusher_client(target.pusher_port()).await,
+                Target::Botwatch => client(from, args.port).await,
+                Target::Soketi | Target::Sockudo => pusher_client(from, target.pusher_port()).await,
             }
         }))
         .await;
@@ -376,7 +417,7 @@ async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
     let (_, rss_idle) = cpu_and_rss(pid)?;
     let idle_bytes = (rss_idle.saturating_sub(rss_before)) as f64 / clients as f64;
 
-    let events = args.rate * args.seconds;
+    let events = rate * args.seconds;
     let delivered = Arc::new(AtomicU64::new(0));
     let last_delivery = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::with_capacity(clients);
@@ -417,16 +458,25 @@ async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
     let tool_before = cpu_and_rss(std::process::id())?.0;
     let started_ns = now_ns();
     let started = Instant::now();
-    let every = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
+    let every = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    // Each event is sent on time by a task of its own: a slow answer does not delay
+    // the next event (the server's group commit takes the overlap).
+    let mut sends = tokio::task::JoinSet::new();
     for n in 1..=events {
         let due = started + every * (n as u32 - 1);
         tokio::time::sleep_until(due.into()).await;
-        match target {
-            Target::Botwatch => ingest(&http, args.port, &event(n, now_ns())).await?,
-            Target::Soketi | Target::Sockudo => {
-                pusher_publish(&http, target.pusher_port(), &now_ns().to_string()).await?
+        let (http, port) = (http.clone(), args.port);
+        sends.spawn(async move {
+            match target {
+                Target::Botwatch => ingest(&http, port, &event(n, now_ns())).await,
+                Target::Soketi | Target::Sockudo => {
+                    pusher_publish(&http, target.pusher_port(), &now_ns().to_string()).await
+                }
             }
-        }
+        });
+    }
+    while let Some(sent) = sends.join_next().await {
+        sent??;
     }
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for r in readers {
@@ -444,16 +494,19 @@ async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
         .collect::<Vec<_>>()
         .join(" ");
     drop(server);
+    let completion_s = (last_delivery
+        .load(Ordering::Relaxed)
+        .saturating_sub(started_ns)) as f64
+        / 1e9;
     Ok(Row {
         target,
         clients,
+        rate,
+        deliveries_per_s: deliveries as f64 / completion_s.max(1e-9),
         p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
         p999_ms: all.value_at_quantile(0.999) as f64 / 1000.0,
-        completion_s: (last_delivery
-            .load(Ordering::Relaxed)
-            .saturating_sub(started_ns)) as f64
-            / 1e9,
+        completion_s,
         delivered_pct: deliveries as f64 * 100.0 / expected.max(1) as f64,
         server_us: per(server_after - server_before),
         tool_us: per(tool_after - tool_before),
@@ -465,14 +518,19 @@ async fn measure(args: &Args, target: Target, clients: usize) -> Result<Row> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let rates: Vec<u64> = args
+        .rate
+        .split(',')
+        .map(|r| r.trim().parse().context("--rate"))
+        .collect::<Result<_>>()?;
     println!(
         "# live-bench: one topic (botwatch: a dialog; Pusher: a channel), {} events/s for {} s, every client subscribed",
         args.rate, args.seconds
     );
     println!(
-        "| server | clients | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
+        "| server | clients | events/s | deliveries/s | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut targets = vec![Target::Botwatch];
     for peer in args
         .peers
@@ -486,26 +544,62 @@ async fn main() -> Result<()> {
             other => bail!("unknown peer {other:?} (known: soketi, sockudo)"),
         });
     }
-    for _round in 0..args.repeats.max(1) {
+    // Per round, clients and server: the most deliveries/s with every delivery made
+    // and p99 within `--max-p99-ms`.
+    let mut saturation: Vec<(usize, usize, Target, f64)> = Vec::new();
+    for round in 0..args.repeats.max(1) {
         for clients in args.clients.split(',') {
             let clients: usize = clients.trim().parse().context("--clients")?;
-            for &target in &targets {
-                let r = measure(&args, target, clients).await?;
-                println!(
-                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
-                    r.target.name(),
-                    r.clients,
-                    r.p50_ms,
-                    r.p99_ms,
-                    r.p999_ms,
-                    r.completion_s,
-                    r.delivered_pct,
-                    r.server_us,
-                    r.tool_us,
-                    r.idle_bytes,
-                    r.load
-                );
+            let mut saturated = Vec::new();
+            for &rate in &rates {
+                for &target in &targets {
+                    if saturated.contains(&target) {
+                        continue;
+                    }
+                    let r = measure(&args, target, clients, rate).await?;
+                    println!(
+                        "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
+                        r.target.name(),
+                        r.clients,
+                        r.rate,
+                        r.deliveries_per_s,
+                        r.p50_ms,
+                        r.p99_ms,
+                        r.p999_ms,
+                        r.completion_s,
+                        r.delivered_pct,
+                        r.server_us,
+                        r.tool_us,
+                        r.idle_bytes,
+                        r.load
+                    );
+                    if r.p99_ms > args.max_p99_ms || r.delivered_pct < 99.99 {
+                        saturated.push(target);
+                        continue;
+                    }
+                    match saturation
+                        .iter_mut()
+                        .find(|s| (s.0, s.1, s.2) == (round, clients, target))
+                    {
+                        Some(s) => s.3 = s.3.max(r.deliveries_per_s),
+                        None => saturation.push((round, clients, target, r.deliveries_per_s)),
+                    }
+                }
             }
+        }
+    }
+    if rates.len() > 1 {
+        println!(
+            "\n# the most deliveries/s with p99 <= {} ms and every delivery made",
+            args.max_p99_ms
+        );
+        for (round, clients, target, best) in saturation {
+            println!(
+                "round {} · {} clients · {}: {best:.0} deliveries/s",
+                round + 1,
+                clients,
+                target.name()
+            );
         }
     }
     Ok(())

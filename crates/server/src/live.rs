@@ -30,8 +30,11 @@ use botwatch_event::{Event, EventKind};
 use botwatch_live::{Frame, Hub, frame_text};
 use botwatch_log::EventLog;
 use chrono::{NaiveDate, Utc};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::StreamMap;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::AppState;
@@ -50,6 +53,12 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const PONG_TIMEOUT: Duration = Duration::from_secs(60);
 /// Dialogs in the dialogs topic's snapshot; messages in a dialog's.
 const SNAPSHOT_ROWS: usize = 50;
+/// Frames already waiting that one write may carry: a burst becomes one syscall, and
+/// a connection with a long backlog still lets its neighbours run between writes.
+const COALESCE_FRAMES: usize = 64;
+/// Bytes the socket buffers before it writes on its own (frames are written when the
+/// connection has nothing more waiting, or past this).
+const WRITE_BATCH_BYTES: usize = 32 * 1024;
 
 /// A topic a client may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,7 +324,7 @@ pub async fn upgrade(
     Ok(ws
         // Small buffers: an idle connection holds a few KiB, not axum's 2 × 128 KiB.
         .read_buffer_size(1024)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BATCH_BYTES)
         .max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| {
@@ -337,19 +346,25 @@ enum ClientFrame {
     Unsubscribe { topic: String },
 }
 
-/// What the connection's task waits on for one subscription.
+/// One subscription of a connection (its frames wait in the connection's `frames`,
+/// under the same id).
 struct Subscription {
+    name: String,
     topic: Topic,
     /// The last sequence number sent on it.
     sent: u64,
-    frames: tokio::sync::broadcast::Receiver<Arc<Frame>>,
 }
+
+/// What a subscription's ring gave: a frame, or word that the connection fell behind.
+type RingItem = (u64, Result<Arc<Frame>, BroadcastStreamRecvError>);
 
 struct Connection {
     state: AppState,
     principal: Principal,
     socket: WebSocket,
-    subs: HashMap<String, Subscription>,
+    subs: HashMap<u64, Subscription>,
+    frames: StreamMap<u64, BroadcastStream<Arc<Frame>>>,
+    next_id: u64,
 }
 
 enum Step {
@@ -364,7 +379,16 @@ impl Connection {
             principal,
             socket,
             subs: HashMap::new(),
+            frames: StreamMap::new(),
+            next_id: 0,
         }
+    }
+
+    /// Ends the subscription named `name`, if there is one.
+    fn unsubscribe(&mut self, name: &str) -> Option<Subscription> {
+        let id = *self.subs.iter().find(|(_, s)| s.name == name)?.0;
+        self.frames.remove(&id);
+        self.subs.remove(&id)
     }
 
     async fn run(mut self) {
@@ -381,7 +405,9 @@ impl Connection {
                     }
                     _ => Step::Close(None),
                 },
-                (name, frame) = next_frame(&mut self.subs) => self.forward(name, frame).await,
+                Some(item) = self.frames.next(), if !self.frames.is_empty() => {
+                    self.forward(item).await
+                }
                 _ = stop.cancelled() => Step::Close(Some(close(1001, "the server is stopping"))),
                 _ = ping.tick() => {
                     if heard.elapsed() > PONG_TIMEOUT {
@@ -408,12 +434,14 @@ impl Connection {
         match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(message)).await {
             Ok(Ok(())) => Step::Go,
             Ok(Err(_)) => Step::Close(None),
-            // A client that reads nothing: it never holds anyone else up, and is let go.
-            Err(_) => {
-                self.state.metrics.live_closed_slow.inc();
-                Step::Close(Some(close(1013, "too slow: reconnect and resume")))
-            }
+            Err(_) => self.too_slow(),
         }
+    }
+
+    /// A client that reads nothing: it never holds anyone else up, and is let go.
+    fn too_slow(&self) -> Step {
+        self.state.metrics.live_closed_slow.inc();
+        Step::Close(Some(close(1013, "too slow: reconnect and resume")))
     }
 
     async fn send_text(&mut self, text: bytes::Bytes) -> Step {
@@ -439,7 +467,7 @@ impl Connection {
         match serde_json::from_str::<ClientFrame>(text.as_str()) {
             Ok(ClientFrame::Subscribe { topic, since }) => self.subscribe(topic, since).await,
             Ok(ClientFrame::Unsubscribe { topic }) => {
-                self.subs.remove(&topic);
+                self.unsubscribe(&topic);
                 Step::Go
             }
             Err(e) => {
@@ -506,44 +534,68 @@ impl Connection {
             }
             (None, None) => {}
         }
-        self.subs.insert(
-            name,
-            Subscription {
-                topic,
-                sent,
-                frames: attach.frames,
-            },
-        );
+        self.unsubscribe(&name);
+        self.next_id += 1;
+        self.subs
+            .insert(self.next_id, Subscription { name, topic, sent });
+        self.frames
+            .insert(self.next_id, BroadcastStream::new(attach.frames));
         Step::Go
     }
 
-    /// A frame of a subscription, or what its ring said.
-    async fn forward(&mut self, name: String, frame: Result<Arc<Frame>, RecvError>) -> Step {
-        match frame {
-            Ok(frame) => {
-                let Some(sub) = self.subs.get_mut(&name) else {
-                    return Step::Go;
-                };
-                if frame.seq <= sub.sent {
-                    return Step::Go; // already sent as a missed delta
+    /// Sends a frame of a subscription and every frame already waiting behind it (up to
+    /// [`COALESCE_FRAMES`]) in one write; a subscription whose ring left it behind is
+    /// started again with a snapshot.
+    async fn forward(&mut self, first: RingItem) -> Step {
+        let mut behind = Vec::new();
+        let mut item = Some(first);
+        let mut taken = 0;
+        let fed = tokio::time::timeout(SEND_TIMEOUT, async {
+            while let Some((id, frame)) = item.take() {
+                taken += 1;
+                match frame {
+                    // A subscription found behind waits for its snapshot: what its ring
+                    // gives after the gap must not go out before it.
+                    Ok(_) if behind.contains(&id) => {}
+                    Ok(frame) => {
+                        if let Some(sub) = self.subs.get_mut(&id)
+                            // Not already sent as a missed delta.
+                            && frame.seq > sub.sent
+                        {
+                            sub.sent = frame.seq;
+                            if let Ok(text) = Utf8Bytes::try_from(frame.text.clone()) {
+                                self.socket.feed(WsMessage::Text(text)).await?;
+                            }
+                        }
+                    }
+                    Err(BroadcastStreamRecvError::Lagged(skipped)) => {
+                        debug!(skipped, "subscriber lagged; resyncing");
+                        behind.push(id);
+                    }
                 }
-                sub.sent = frame.seq;
-                self.send_text(frame.text.clone()).await
+                if taken < COALESCE_FRAMES {
+                    item = self.frames.next().now_or_never().flatten();
+                }
             }
-            Err(RecvError::Lagged(skipped)) => {
-                // Behind the ring: a fresh snapshot, not a gap.
-                debug!(topic = name, skipped, "subscriber lagged; resyncing");
-                self.state.metrics.live_resyncs.inc();
-                let Some(sub) = self.subs.remove(&name) else {
-                    return Step::Go;
-                };
-                Box::pin(self.start(name, sub.topic, None)).await
-            }
-            Err(RecvError::Closed) => {
-                self.subs.remove(&name);
-                Step::Go
+            self.socket.flush().await
+        })
+        .await;
+        match fed {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Step::Close(None),
+            Err(_) => return self.too_slow(),
+        }
+        for id in behind {
+            // Behind the ring: a fresh snapshot, not a gap.
+            self.state.metrics.live_resyncs.inc();
+            self.frames.remove(&id);
+            if let Some(sub) = self.subs.remove(&id)
+                && let Step::Close(c) = Box::pin(self.start(sub.name, sub.topic, None)).await
+            {
+                return Step::Close(c);
             }
         }
+        Step::Go
     }
 }
 
@@ -612,19 +664,6 @@ fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
                 .unwrap_or_default(),
         ),
     }
-}
-
-/// The next frame of any subscription (pending forever when there are none).
-async fn next_frame(
-    subs: &mut HashMap<String, Subscription>,
-) -> (String, Result<Arc<Frame>, RecvError>) {
-    if subs.is_empty() {
-        return std::future::pending().await;
-    }
-    let waits = subs
-        .iter_mut()
-        .map(|(name, sub)| Box::pin(async move { (name.clone(), sub.frames.recv().await) }));
-    futures_util::future::select_all(waits).await.0
 }
 
 fn close(code: u16, reason: &str) -> CloseFrame {
