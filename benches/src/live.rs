@@ -60,7 +60,9 @@ struct Args {
     /// The botwatch binary (build it with `cargo build --release`).
     #[arg(long, default_value = "target/release/botwatch")]
     binary: PathBuf,
-    #[arg(long, default_value_t = 18_231)]
+    /// botwatch's port; 0 picks a free one for every measurement (a server of the
+    /// previous measurement may still hold its port while it stops).
+    #[arg(long, default_value_t = 0)]
     port: u16,
     /// Peers measured beside botwatch, comma-separated: soketi, sockudo.
     #[arg(long, default_value = "")]
@@ -230,14 +232,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn start_server(args: &Args) -> Result<ServerProcess> {
+async fn start_server(args: &Args, port: u16) -> Result<ServerProcess> {
     let dir = tempfile::tempdir()?;
     let child = Command::new(&args.binary)
         .arg("serve")
         .arg("--data")
         .arg(dir.path())
         .arg("--listen")
-        .arg(format!("127.0.0.1:{}", args.port))
+        .arg(format!("127.0.0.1:{port}"))
         .env("BOTWATCH_ADMIN_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -248,7 +250,7 @@ async fn start_server(args: &Args) -> Result<ServerProcess> {
     let http = reqwest::Client::new();
     for _ in 0..100 {
         let ready = http
-            .get(format!("http://127.0.0.1:{}/readyz", args.port))
+            .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
             .await;
         if ready.is_ok_and(|r| r.status().is_success()) {
@@ -256,7 +258,7 @@ async fn start_server(args: &Args) -> Result<ServerProcess> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("botwatch did not become ready on port {}", args.port)
+    bail!("botwatch did not become ready on port {port}")
 }
 
 fn event(n: u64, sent_ns: u64) -> Value {
@@ -385,8 +387,14 @@ struct Row {
 }
 
 async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Result<Row> {
+    let port = match args.port {
+        0 => std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+        port => port,
+    };
     let server = match target {
-        Target::Botwatch => start_server(args).await?,
+        Target::Botwatch => start_server(args, port).await?,
         Target::Soketi => start_soketi().await?,
         Target::Sockudo => start_sockudo().await?,
     };
@@ -394,7 +402,7 @@ async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Resu
     let http = reqwest::Client::new();
     if target == Target::Botwatch {
         // The dialog exists before anyone subscribes.
-        ingest(&http, args.port, &event(0, now_ns())).await?;
+        ingest(&http, port, &event(0, now_ns())).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
@@ -404,7 +412,7 @@ async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Resu
         let opened = futures_util::future::join_all(chunk.iter().map(|&n| async move {
             let from = source_address(n, args.clients_per_address);
             match target {
-                Target::Botwatch => client(from, args.port).await,
+                Target::Botwatch => client(from, port).await,
                 Target::Soketi | Target::Sockudo => pusher_client(from, target.pusher_port()).await,
             }
         }))
@@ -465,7 +473,7 @@ async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Resu
     for n in 1..=events {
         let due = started + every * (n as u32 - 1);
         tokio::time::sleep_until(due.into()).await;
-        let (http, port) = (http.clone(), args.port);
+        let http = http.clone();
         sends.spawn(async move {
             match target {
                 Target::Botwatch => ingest(&http, port, &event(n, now_ns())).await,
