@@ -48,6 +48,10 @@ struct Args {
     /// make a sweep that stops for a server once its p99 passes `--max-p99-ms`.
     #[arg(long, default_value = "20")]
     rate: String,
+    /// Extra clients that subscribe and then read nothing (comma-separated counts, each
+    /// measured): the others' latency shows whether a stuck client holds them up.
+    #[arg(long, default_value = "0")]
+    stuck: String,
     /// The p99 at which a sweep stops raising the rate for a server.
     #[arg(long, default_value_t = 250.0)]
     max_p99_ms: f64,
@@ -373,6 +377,7 @@ async fn client(from: std::net::Ipv4Addr, port: u16) -> Result<Socket> {
 struct Row {
     target: Target,
     clients: usize,
+    stuck: usize,
     rate: u64,
     deliveries_per_s: f64,
     p50_ms: f64,
@@ -386,7 +391,12 @@ struct Row {
     load: String,
 }
 
-async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Result<Row> {
+async fn measure(
+    args: &Args,
+    target: Target,
+    (clients, stuck): (usize, usize),
+    rate: u64,
+) -> Result<Row> {
     let port = match args.port {
         0 => std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -408,7 +418,7 @@ async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Resu
 
     let (_, rss_before) = cpu_and_rss(pid)?;
     let mut sockets = Vec::with_capacity(clients);
-    for chunk in (0..clients).collect::<Vec<_>>().chunks(200) {
+    for chunk in (0..clients + stuck).collect::<Vec<_>>().chunks(200) {
         let opened = futures_util::future::join_all(chunk.iter().map(|&n| async move {
             let from = source_address(n, args.clients_per_address);
             match target {
@@ -423,7 +433,9 @@ async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Resu
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, rss_idle) = cpu_and_rss(pid)?;
-    let idle_bytes = (rss_idle.saturating_sub(rss_before)) as f64 / clients as f64;
+    let idle_bytes = (rss_idle.saturating_sub(rss_before)) as f64 / (clients + stuck) as f64;
+    // The stuck ones: held open, never read, until the measurement ends.
+    let stuck_sockets = sockets.split_off(clients);
 
     let events = rate * args.seconds;
     let delivered = Arc::new(AtomicU64::new(0));
@@ -501,6 +513,7 @@ async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Resu
         .take(3)
         .collect::<Vec<_>>()
         .join(" ");
+    drop(stuck_sockets);
     drop(server);
     let completion_s = (last_delivery
         .load(Ordering::Relaxed)
@@ -509,6 +522,7 @@ async fn measure(args: &Args, target: Target, clients: usize, rate: u64) -> Resu
     Ok(Row {
         target,
         clients,
+        stuck,
         rate,
         deliveries_per_s: deliveries as f64 / completion_s.max(1e-9),
         p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
@@ -536,9 +550,14 @@ async fn main() -> Result<()> {
         args.rate, args.seconds
     );
     println!(
-        "| server | clients | events/s | deliveries/s | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
+        "| server | clients | stuck | events/s | deliveries/s | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let stucks: Vec<usize> = args
+        .stuck
+        .split(',')
+        .map(|n| n.trim().parse().context("--stuck"))
+        .collect::<Result<_>>()?;
     let mut targets = vec![Target::Botwatch];
     for peer in args
         .peers
@@ -559,16 +578,20 @@ async fn main() -> Result<()> {
         for clients in args.clients.split(',') {
             let clients: usize = clients.trim().parse().context("--clients")?;
             let mut saturated = Vec::new();
-            for &rate in &rates {
+            for (&rate, &stuck) in rates
+                .iter()
+                .flat_map(|r| stucks.iter().map(move |s| (r, s)))
+            {
                 for &target in &targets {
                     if saturated.contains(&target) {
                         continue;
                     }
-                    let r = measure(&args, target, clients, rate).await?;
+                    let r = measure(&args, target, (clients, stuck), rate).await?;
                     println!(
-                        "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
+                        "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
                         r.target.name(),
                         r.clients,
+                        r.stuck,
                         r.rate,
                         r.deliveries_per_s,
                         r.p50_ms,
