@@ -188,7 +188,7 @@ async fn start_sockudo() -> Result<ServerProcess> {
         .context("start sockudo (install it as BENCHMARKS.md says)")?;
     let server = ServerProcess { child, _dir: dir };
     for _ in 0..100 {
-        if pusher_client(std::net::Ipv4Addr::LOCALHOST, SOCKUDO_PORT)
+        if pusher_client(std::net::Ipv4Addr::LOCALHOST, SOCKUDO_PORT, None)
             .await
             .is_ok()
         {
@@ -304,8 +304,13 @@ async fn connect(
     from: std::net::Ipv4Addr,
     port: u16,
     request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    receive_buffer: Option<u32>,
 ) -> Result<Socket> {
     let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(bytes) = receive_buffer {
+        // Before connecting, so the window the server sees is small from the start.
+        socket.set_recv_buffer_size(bytes)?;
+    }
     socket
         .bind((from, 0).into())
         .with_context(|| format!("bind {from}"))?;
@@ -328,10 +333,14 @@ fn source_address(n: usize, per_address: usize) -> std::net::Ipv4Addr {
 }
 
 /// A Pusher client subscribed to `bench`.
-async fn pusher_client(from: std::net::Ipv4Addr, port: u16) -> Result<Socket> {
+async fn pusher_client(
+    from: std::net::Ipv4Addr,
+    port: u16,
+    receive_buffer: Option<u32>,
+) -> Result<Socket> {
     let (_, key, _) = PUSHER_APP;
     let url = format!("ws://127.0.0.1:{port}/app/{key}?protocol=7&client=js&version=8.4.0");
-    let mut ws = connect(from, port, url.into_client_request()?).await?;
+    let mut ws = connect(from, port, url.into_client_request()?, receive_buffer).await?;
     let mut subscribed = false;
     loop {
         let text = match ws.next().await {
@@ -353,13 +362,17 @@ async fn pusher_client(from: std::net::Ipv4Addr, port: u16) -> Result<Socket> {
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn client(from: std::net::Ipv4Addr, port: u16) -> Result<Socket> {
+async fn client(
+    from: std::net::Ipv4Addr,
+    port: u16,
+    receive_buffer: Option<u32>,
+) -> Result<Socket> {
     let mut request = format!("ws://127.0.0.1:{port}/api/v1/live").into_client_request()?;
     request.headers_mut().insert(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {TOKEN}"))?,
     );
-    let mut ws = connect(from, port, request).await?;
+    let mut ws = connect(from, port, request, receive_buffer).await?;
     ws.send(Message::text(
         json!({"op": "subscribe", "topic": "bot/bench/dialog/u1"}).to_string(),
     ))
@@ -374,10 +387,63 @@ async fn client(from: std::net::Ipv4Addr, port: u16) -> Result<Socket> {
     }
 }
 
+/// What the stuck clients' sockets took from the kernel: a few KiB.
+const STUCK_RECEIVE_BUFFER: u32 = 4096;
+
+/// What became of the stuck clients, read after the measurement: closed with a code,
+/// resynced with a later snapshot, or still open with neither.
+async fn stuck_outcome(sockets: Vec<Socket>) -> String {
+    if sockets.is_empty() {
+        return "-".into();
+    }
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for mut ws in sockets {
+        let mut outcome = "open".to_string();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if t.contains(r#""kind":"snapshot""#) => {
+                    outcome = "resynced".into();
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    outcome = match frame {
+                        Some(f) => format!("closed {}", u16::from(f.code)),
+                        None => "closed".into(),
+                    };
+                    break;
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => {
+                    if outcome == "open" {
+                        outcome = "cut off".into();
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    outcomes
+        .iter()
+        .map(|(outcome, n)| format!("{n} {outcome}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A counter's value in a Prometheus text exposition (0 when absent).
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 struct Row {
     target: Target,
     clients: usize,
     stuck: usize,
+    stuck_outcome: String,
     rate: u64,
     deliveries_per_s: f64,
     p50_ms: f64,
@@ -421,9 +487,13 @@ async fn measure(
     for chunk in (0..clients + stuck).collect::<Vec<_>>().chunks(200) {
         let opened = futures_util::future::join_all(chunk.iter().map(|&n| async move {
             let from = source_address(n, args.clients_per_address);
+            // A stuck client's kernel takes only a few KiB, so the server meets it at once.
+            let receive_buffer = (n >= clients).then_some(STUCK_RECEIVE_BUFFER);
             match target {
-                Target::Botwatch => client(from, port).await,
-                Target::Soketi | Target::Sockudo => pusher_client(from, target.pusher_port()).await,
+                Target::Botwatch => client(from, port, receive_buffer).await,
+                Target::Soketi | Target::Sockudo => {
+                    pusher_client(from, target.pusher_port(), receive_buffer).await
+                }
             }
         }))
         .await;
@@ -513,7 +583,22 @@ async fn measure(
         .take(3)
         .collect::<Vec<_>>()
         .join(" ");
-    drop(stuck_sockets);
+    let mut stuck_outcome = stuck_outcome(stuck_sockets).await;
+    if target == Target::Botwatch && stuck > 0 {
+        // What the server says it did: the client alone cannot tell a 1013 it never
+        // received (the close frame waits behind the data it does not read) from a reset.
+        let metrics = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        stuck_outcome += &format!(
+            " (server: {} resynced, {} closed 1013)",
+            counter(&metrics, "botwatch_live_resyncs"),
+            counter(&metrics, "botwatch_live_closed_slow")
+        );
+    }
     drop(server);
     let completion_s = (last_delivery
         .load(Ordering::Relaxed)
@@ -523,6 +608,7 @@ async fn measure(
         target,
         clients,
         stuck,
+        stuck_outcome,
         rate,
         deliveries_per_s: deliveries as f64 / completion_s.max(1e-9),
         p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
@@ -550,9 +636,9 @@ async fn main() -> Result<()> {
         args.rate, args.seconds
     );
     println!(
-        "| server | clients | stuck | events/s | deliveries/s | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
+        "| server | clients | stuck | stuck became | events/s | deliveries/s | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let stucks: Vec<usize> = args
         .stuck
         .split(',')
@@ -588,10 +674,11 @@ async fn main() -> Result<()> {
                     }
                     let r = measure(&args, target, (clients, stuck), rate).await?;
                     println!(
-                        "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
+                        "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
                         r.target.name(),
                         r.clients,
                         r.stuck,
+                        r.stuck_outcome,
                         r.rate,
                         r.deliveries_per_s,
                         r.p50_ms,
