@@ -139,6 +139,12 @@ impl Drop for ServerProcess {
 async fn start_soketi() -> Result<ServerProcess> {
     let dir = tempfile::tempdir()?;
     let root = PathBuf::from("benches/peers/soketi");
+    if !root
+        .join("node_modules/@soketi/soketi/bin/server.js")
+        .exists()
+    {
+        bail!("Soketi is not installed: run `npm install` in benches/peers/soketi first");
+    }
     let child = Command::new("node")
         .arg("node_modules/@soketi/soketi/bin/server.js")
         .arg("start")
@@ -150,7 +156,7 @@ async fn start_soketi() -> Result<ServerProcess> {
         .context("start Soketi (run `npm install` in benches/peers/soketi first)")?;
     let server = ServerProcess { child, _dir: dir };
     let http = reqwest::Client::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         let up = http
             .get(format!("http://127.0.0.1:{SOKETI_PORT}/"))
             .send()
@@ -160,7 +166,7 @@ async fn start_soketi() -> Result<ServerProcess> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("Soketi did not answer on port {SOKETI_PORT}")
+    bail!("Soketi did not answer on port {SOKETI_PORT} within 30 s")
 }
 
 /// Sockudo (`cargo install sockudo --locked --no-default-features --features local`),
@@ -187,7 +193,7 @@ async fn start_sockudo() -> Result<ServerProcess> {
         .spawn()
         .context("start sockudo (install it as BENCHMARKS.md says)")?;
     let server = ServerProcess { child, _dir: dir };
-    for _ in 0..100 {
+    for _ in 0..300 {
         if pusher_client(std::net::Ipv4Addr::LOCALHOST, SOCKUDO_PORT, None)
             .await
             .is_ok()
@@ -196,7 +202,7 @@ async fn start_sockudo() -> Result<ServerProcess> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("Sockudo did not answer on port {SOCKUDO_PORT}")
+    bail!("Sockudo did not answer on port {SOCKUDO_PORT} within 30 s")
 }
 
 /// Publishes to the Pusher channel `bench` through the signed HTTP API.

@@ -201,12 +201,28 @@ pub struct AuditEntry {
 }
 
 /// Where accounts are kept.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Location {
     /// Files in the embedded data directory.
     Dir(PathBuf),
     /// Redis, every key under `prefix`.
     Redis { url: String, prefix: String },
+}
+
+impl std::fmt::Display for Location {
+    /// Without the Redis URL, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(dir) => write!(f, "files in {}", dir.display()),
+            Location::Redis { prefix, .. } => write!(f, "Redis, keys {prefix}*"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// The store: one of the backends, the same operations on each.

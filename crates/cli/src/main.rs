@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+mod accounts;
+
 /// mimalloc: the aggregator makes and frees many small allocations (packed timelines,
 /// event strings); glibc's allocator spent a third of the aggregation time on them.
 #[global_allocator]
@@ -103,6 +105,16 @@ enum Command {
         #[command(subcommand)]
         action: DataLossAction,
     },
+    /// Dashboard users: add, list, remove, passwd, role.
+    Users {
+        #[command(subcommand)]
+        action: accounts::UsersAction,
+    },
+    /// API tokens for programs, each for one bot: add, list, remove.
+    Tokens {
+        #[command(subcommand)]
+        action: accounts::TokensAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +157,12 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(cli.storage, args).await,
             Command::Demo(args) => demo(cli.storage, args).await,
             Command::DataLoss { action } => data_loss(cli.storage, action).await,
+            Command::Users { action } => {
+                accounts::users(account_store(cli.storage).await?, action).await
+            }
+            Command::Tokens { action } => {
+                accounts::tokens(account_store(cli.storage).await?, action).await
+            }
         }
     })
 }
@@ -171,6 +189,15 @@ fn storage_config(args: StorageArgs, default_dir: &str) -> StorageConfig {
             dir: args.data.unwrap_or_else(|| PathBuf::from(default_dir)),
         },
     }
+}
+
+/// The accounts of the storage `serve` would use.
+async fn account_store(args: StorageArgs) -> Result<botwatch_accounts::AccountStore> {
+    let storage = storage_config(args, "./botwatch-data");
+    let location = botwatch_server::accounts_location(&storage);
+    botwatch_accounts::AccountStore::open(&location)
+        .await
+        .with_context(|| format!("cannot open the accounts ({location})"))
 }
 
 fn admin_token_from_env() -> Option<String> {

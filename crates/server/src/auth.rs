@@ -1,122 +1,500 @@
-//! Who is asking. For now the one admin token of `BOTWATCH_ADMIN_TOKEN`; accounts,
-//! sessions and scoped tokens plug in here.
+//! Who is asking, and whether they may: every route's rule is in [`crate::routes`], and
+//! [`guard`] enforces it before any handler runs.
+//!
+//! Credentials, in order: `Authorization: Bearer` with `BOTWATCH_ADMIN_TOKEN` or an API
+//! token (scoped to one bot), else the session cookie. A state-changing request made
+//! with the cookie must carry `X-Botwatch-CSRF` (the value the login answered).
 
-use axum::http::StatusCode;
-use axum::http::{HeaderMap, header};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use botwatch_accounts::{AccountStore, AccountsError, Role, Scope, Session, User, digest};
 use botwatch_event::is_slug;
+use chrono::Utc;
 use subtle::ConstantTimeEq;
+use tracing::warn;
 
+use crate::AppState;
 use crate::error::ApiError;
 
-/// What a request may do.
+/// The session cookie.
+pub const COOKIE: &str = "botwatch_session";
+/// The header that carries the CSRF value on state-changing cookie requests.
+pub const CSRF_HEADER: &str = "x-botwatch-csrf";
+
+/// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    Admin,
+    /// `BOTWATCH_ADMIN_TOKEN`: every right.
+    AdminToken,
+    /// A dashboard user logged in with a session (`session` is the digest of its id).
+    User {
+        name: String,
+        role: Role,
+        session: String,
+    },
+    /// An API token: its scope, for its one bot.
+    Token {
+        id: String,
+        bot: String,
+        scope: Scope,
+    },
+}
+
+/// What a route (or a step of a handler) needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// Any valid credentials (what they may see is filtered or checked further on).
+    Authenticated,
+    /// Ingest events (for the bots named in the events; checked per event).
+    Ingest,
+    /// Read the bot's figures, dialogs and audience.
+    Read,
+    /// Act for the bot: modes, messages to users, audience edits.
+    Operate,
+    /// Change the bot's settings.
+    Configure,
+    /// Manage users and tokens, read the audit log.
+    Accounts,
 }
 
 impl Principal {
-    /// Whether this principal may ingest events for `bot`.
-    pub fn may_ingest(&self, _bot: &str) -> bool {
-        matches!(self, Principal::Admin)
+    /// Whether this principal has `access` to `bot` (or, with `None`, to some bot).
+    pub fn may(&self, access: Access, bot: Option<&str>) -> bool {
+        match self {
+            Principal::AdminToken => true,
+            Principal::User { role, .. } => match access {
+                Access::Public | Access::Authenticated | Access::Read => true,
+                Access::Operate => *role >= Role::Operator,
+                Access::Ingest | Access::Configure | Access::Accounts => *role == Role::Admin,
+            },
+            Principal::Token {
+                bot: own, scope, ..
+            } => {
+                let own_bot = bot.is_none_or(|b| b == own);
+                own_bot
+                    && match access {
+                        Access::Public | Access::Authenticated => true,
+                        Access::Ingest => matches!(scope, Scope::Ingest | Scope::Admin),
+                        Access::Read => matches!(scope, Scope::Read | Scope::Admin),
+                        Access::Operate | Access::Configure => *scope == Scope::Admin,
+                        Access::Accounts => false,
+                    }
+            }
+        }
     }
 
-    /// Whether this principal may read the data of `bot`.
-    pub fn may_read(&self, _bot: &str) -> bool {
-        matches!(self, Principal::Admin)
+    pub fn may_read(&self, bot: &str) -> bool {
+        self.may(Access::Read, Some(bot))
+    }
+
+    pub fn may_ingest(&self, bot: &str) -> bool {
+        self.may(Access::Ingest, Some(bot))
+    }
+
+    /// How the audit log names this principal.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::AdminToken => "admin-token".into(),
+            Principal::User { name, .. } => format!("user:{name}"),
+            Principal::Token { id, .. } => format!("token:{id}"),
+        }
     }
 }
+
+/// How long sessions last.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// A session unused this long ends.
+    pub idle: Duration,
+    /// Every session ends this long after its login.
+    pub absolute: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> SessionPolicy {
+        SessionPolicy {
+            idle: Duration::from_secs(8 * 3600),
+            absolute: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// A session's last use is written at most this often.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Failed logins per user or per address within [`FAILURE_WINDOW`] before answers slow down…
+const SLOW_AFTER: u32 = 3;
+/// …and before logins are refused with 429 until the window ends.
+const REFUSE_AFTER: u32 = 10;
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 pub struct Auth {
     admin_token: Option<Vec<u8>>,
+    accounts: Arc<AccountStore>,
+    policy: SessionPolicy,
+    /// Verified against when the user does not exist, so both take as long.
+    dummy_hash: String,
+}
+
+/// Credentials that were checked, and how they came.
+pub struct Authenticated {
+    pub principal: Principal,
+    /// The CSRF value when they came as the session cookie.
+    pub csrf: Option<String>,
 }
 
 impl Auth {
-    pub fn new(admin_token: Option<String>) -> Auth {
-        Auth {
+    pub fn new(
+        admin_token: Option<String>,
+        accounts: Arc<AccountStore>,
+        policy: SessionPolicy,
+    ) -> Result<Auth, AccountsError> {
+        Ok(Auth {
             admin_token: admin_token.map(String::into_bytes),
+            accounts,
+            policy,
+            dummy_hash: botwatch_accounts::hash_password("not anybody's password")?,
+        })
+    }
+
+    pub fn accounts(&self) -> &AccountStore {
+        &self.accounts
+    }
+
+    /// The principal behind the request's credentials; `None` without any.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Authenticated>, ApiError> {
+        if let Some(presented) = bearer(headers) {
+            if let Some(admin) = &self.admin_token
+                && bool::from(admin.as_slice().ct_eq(presented.as_bytes()))
+            {
+                return Ok(Some(Authenticated {
+                    principal: Principal::AdminToken,
+                    csrf: None,
+                }));
+            }
+            // A digest lookup: nothing secret is compared byte by byte.
+            return match self
+                .accounts
+                .token(&digest(presented))
+                .await
+                .map_err(storage)?
+            {
+                Some(t) => Ok(Some(Authenticated {
+                    principal: Principal::Token {
+                        id: t.id,
+                        bot: t.bot,
+                        scope: t.scope,
+                    },
+                    csrf: None,
+                })),
+                None => Err(ApiError::unauthorized()),
+            };
+        }
+        let Some(id) = cookie(headers, COOKIE) else {
+            return Ok(None);
+        };
+        let session_digest = digest(id);
+        match self.live_session(&session_digest).await? {
+            Some(user) => Ok(Some(Authenticated {
+                principal: Principal::User {
+                    name: user.name,
+                    role: user.role,
+                    session: session_digest,
+                },
+                csrf: Some(csrf_of(id)),
+            })),
+            None => Err(ApiError::unauthorized()),
         }
     }
 
-    /// The principal of a request about `bot`, when it may read that bot's data:
-    /// 401 without credentials, 400 for a name that is no bot's, 403 without access.
-    pub fn reader(&self, headers: &HeaderMap, bot: &str) -> Result<Principal, ApiError> {
-        let principal = self.authenticate(headers)?;
-        if !is_slug(bot) {
-            return Err(ApiError::bad_parameter("bot", "not a bot slug"));
+    /// The user of a session that is still valid (not expired, idle, ended, nor made
+    /// before its user's password or role changed), marking it used.
+    pub async fn live_session(&self, session_digest: &str) -> Result<Option<User>, ApiError> {
+        let Some(mut session) = self
+            .accounts
+            .session(session_digest)
+            .await
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        let age = (now - session.created).to_std().unwrap_or_default();
+        let idle = (now - session.last_seen).to_std().unwrap_or_default();
+        let user = self.accounts.user(&session.user).await.map_err(storage)?;
+        let valid = age < self.policy.absolute
+            && idle < self.policy.idle
+            && user
+                .as_ref()
+                .is_some_and(|u| u.generation == session.generation);
+        if !valid {
+            self.accounts
+                .end_session(session_digest)
+                .await
+                .map_err(storage)?;
+            return Ok(None);
         }
-        if !principal.may_read(bot) {
+        if idle >= TOUCH_EVERY {
+            session.last_seen = now;
+            let left = self.policy.absolute.saturating_sub(age);
+            self.accounts
+                .put_session(session_digest, &session, left)
+                .await
+                .map_err(storage)?;
+        }
+        Ok(user)
+    }
+
+    /// Checks a login: throttled per user and per address, the same time for unknown
+    /// users. Answers the new session's id (to set as the cookie) and the user.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        from: IpAddr,
+    ) -> Result<(String, User), ApiError> {
+        let keys = [format!("user:{username}"), format!("addr:{from}")];
+        let mut failures = 0;
+        for key in &keys {
+            failures = failures.max(self.accounts.failures(key).await.map_err(storage)?);
+        }
+        if failures >= REFUSE_AFTER {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_logins",
+                "too many failed logins: try again later",
+            )
+            .retry_after(FAILURE_WINDOW));
+        }
+        if failures >= SLOW_AFTER {
+            // 0.5 s, 1 s, 2 s, … at most 8 s: guessing gets slow long before it is refused.
+            let exp = (failures - SLOW_AFTER).min(4);
+            tokio::time::sleep(Duration::from_millis(500 << exp)).await;
+        }
+        let user = self.accounts.user(username).await.map_err(storage)?;
+        let hash = user
+            .as_ref()
+            .map_or_else(|| self.dummy_hash.clone(), |u| u.password.clone());
+        let verified = tokio::task::spawn_blocking(move || {
+            botwatch_accounts::verify_password(&password, &hash)
+        })
+        .await
+        .map_err(|_| ApiError::internal("password check failed"))?;
+        let user = match user {
+            Some(user) if verified => user,
+            _ => {
+                for key in &keys {
+                    self.accounts
+                        .add_failure(key, FAILURE_WINDOW)
+                        .await
+                        .map_err(storage)?;
+                }
+                warn!(user = username, from = %from, "failed login");
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "bad_login",
+                    "unknown user or wrong password",
+                ));
+            }
+        };
+        for key in &keys {
+            self.accounts.clear_failures(key).await.map_err(storage)?;
+        }
+        let id = botwatch_accounts::new_secret().map_err(storage)?;
+        let now = Utc::now();
+        let session = Session {
+            user: user.name.clone(),
+            generation: user.generation,
+            created: now,
+            last_seen: now,
+        };
+        self.accounts
+            .put_session(&digest(&id), &session, self.policy.absolute)
+            .await
+            .map_err(storage)?;
+        Ok((id, user))
+    }
+
+    /// Ends the session with this digest.
+    pub async fn logout(&self, session_digest: &str) -> Result<(), ApiError> {
+        self.accounts
+            .end_session(session_digest)
+            .await
+            .map_err(storage)
+    }
+
+    pub fn policy(&self) -> SessionPolicy {
+        self.policy
+    }
+}
+
+/// The CSRF value of a session: derived from its secret id, so it need not be stored
+/// and cannot be guessed without the cookie.
+pub fn csrf_of(session_id: &str) -> String {
+    digest(&format!("csrf:{session_id}"))[..32].to_string()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A cookie's value from the `Cookie` headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+fn storage(e: AccountsError) -> ApiError {
+    match e {
+        AccountsError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", m),
+        AccountsError::Exists(m) => ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("{m} already exists"),
+        ),
+        AccountsError::NotFound(m) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{m} does not exist"),
+        ),
+        AccountsError::Unavailable(m) | AccountsError::Corrupt(m) => {
+            warn!(error = %m, "accounts storage");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the accounts storage does not answer",
+            )
+        }
+    }
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The one place that decides: finds the route's rule, authenticates, checks CSRF on
+/// cookie requests that change state, checks the principal's access to the route's
+/// `{bot}`, and hands the principal to the handler as an extension.
+pub async fn guard(
+    State(state): State<AppState>,
+    matched: MatchedPath,
+    params: RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let method = request.method().clone();
+    let Some(rule) = crate::routes::access(&method, matched.as_str()) else {
+        // A route without a rule is a bug (the route-matrix test catches it): refuse.
+        return Err(ApiError::internal("this route has no access rule"));
+    };
+    if rule == Access::Public {
+        return Ok(next.run(request).await);
+    }
+    let Some(who) = state.auth.authenticate(request.headers()).await? else {
+        return Err(ApiError::unauthorized());
+    };
+    if let Some(expected) = &who.csrf
+        && changes_state(&method)
+    {
+        let presented = request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("no read access to bot {bot:?}"),
+                "csrf",
+                format!("a request that changes something must carry {CSRF_HEADER} from the login"),
             ));
         }
-        Ok(principal)
     }
+    let bot = params.iter().find(|(k, _)| *k == "bot").map(|(_, v)| v);
+    if let Some(bot) = bot
+        && !is_slug(bot)
+    {
+        return Err(ApiError::bad_parameter("bot", "not a bot slug"));
+    }
+    if !who.principal.may(rule, bot) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            match bot {
+                Some(bot) => format!("no {rule:?} access to bot {bot:?}").to_lowercase(),
+                None => format!("no {rule:?} access").to_lowercase(),
+            },
+        ));
+    }
+    request.extensions_mut().insert(who.principal);
+    Ok(next.run(request).await)
+}
 
-    /// The principal behind the request's credentials, or 401.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or_else(ApiError::unauthorized)?;
-        match &self.admin_token {
-            Some(admin) if bool::from(admin.as_slice().ct_eq(presented.as_bytes())) => {
-                Ok(Principal::Admin)
-            }
-            _ => Err(ApiError::unauthorized()),
-        }
-    }
+/// The client's address: the TCP peer (a proxy in front should be trusted explicitly
+/// before its forwarded headers are; not done yet).
+pub fn peer(request_extensions: &axum::http::Extensions) -> IpAddr {
+    request_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
-    fn headers(value: &str) -> HeaderMap {
+    #[test]
+    fn roles_and_scopes_decide() {
+        let user = |role| Principal::User {
+            name: "ann".into(),
+            role,
+            session: "d".into(),
+        };
+        let token = |scope| Principal::Token {
+            id: "t".into(),
+            bot: "shop".into(),
+            scope,
+        };
+        assert!(user(Role::Viewer).may(Access::Read, Some("any")));
+        assert!(!user(Role::Viewer).may(Access::Operate, Some("any")));
+        assert!(user(Role::Operator).may(Access::Operate, Some("any")));
+        assert!(!user(Role::Operator).may(Access::Configure, Some("any")));
+        assert!(user(Role::Admin).may(Access::Accounts, None));
+        assert!(token(Scope::Ingest).may(Access::Ingest, Some("shop")));
+        assert!(!token(Scope::Ingest).may(Access::Ingest, Some("other")));
+        assert!(!token(Scope::Ingest).may(Access::Read, Some("shop")));
+        assert!(token(Scope::Read).may(Access::Read, Some("shop")));
+        assert!(!token(Scope::Read).may(Access::Read, Some("other")));
+        assert!(token(Scope::Admin).may(Access::Configure, Some("shop")));
+        assert!(!token(Scope::Admin).may(Access::Accounts, None));
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
         h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(value).expect("header"),
+            header::COOKIE,
+            "a=1; botwatch_session=xyz; b=2".parse().expect("header"),
         );
-        h
-    }
-
-    #[test]
-    fn only_the_admin_token_is_admitted() {
-        let auth = Auth::new(Some("0123456789abcdef".into()));
-        assert_eq!(
-            auth.authenticate(&headers("Bearer 0123456789abcdef")).ok(),
-            Some(Principal::Admin)
-        );
-        assert_eq!(
-            auth.authenticate(&headers("bearer 0123456789abcdef")).ok(),
-            Some(Principal::Admin)
-        );
-        assert!(
-            auth.authenticate(&headers("Bearer 0123456789abcdeX"))
-                .is_err()
-        );
-        assert!(
-            auth.authenticate(&headers("Bearer 0123456789abcde"))
-                .is_err()
-        );
-        assert!(
-            auth.authenticate(&headers("Basic 0123456789abcdef"))
-                .is_err()
-        );
-        assert!(auth.authenticate(&HeaderMap::new()).is_err());
-    }
-
-    #[test]
-    fn without_an_admin_token_nobody_is_admitted() {
-        let auth = Auth::new(None);
-        assert!(auth.authenticate(&headers("Bearer ")).is_err());
-        assert!(auth.authenticate(&headers("Bearer anything")).is_err());
+        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, "c"), None);
     }
 }

@@ -23,6 +23,8 @@ pub struct Config {
     /// Origins (`scheme://host[:port]`) whose pages may open live WebSockets, besides
     /// the server's own.
     pub allowed_origins: Vec<String>,
+    /// How long login sessions last.
+    pub sessions: crate::auth::SessionPolicy,
 }
 
 impl std::fmt::Debug for Config {
@@ -36,6 +38,7 @@ impl std::fmt::Debug for Config {
             .field("snapshot_every", &self.snapshot_every)
             .field("retain_events", &self.retain_events)
             .field("allowed_origins", &self.allowed_origins)
+            .field("sessions", &self.sessions)
             .finish()
     }
 }
@@ -51,6 +54,7 @@ impl Config {
             snapshot_every: 1_000_000,
             retain_events: None,
             allowed_origins: Vec::new(),
+            sessions: crate::auth::SessionPolicy::default(),
         }
     }
 

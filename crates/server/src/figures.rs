@@ -1,14 +1,15 @@
 //! The figures the aggregator keeps: bots, statistics, top messages, one dialog.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
 use botwatch_aggregator::{BucketSize, StatsBucket, UserFigures};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::users::{hex, unhex};
 
@@ -53,9 +54,8 @@ pub struct BotItem {
 /// `GET /api/v1/bots`: the bots that have events.
 pub async fn bots(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<BotItem>>, ApiError> {
-    let principal = state.auth.authenticate(&headers)?;
     let bots = state
         .aggregator
         .query(|a| a.bots().into_iter().map(str::to_owned).collect::<Vec<_>>())
@@ -109,14 +109,12 @@ impl From<StatsBucket> for BucketItem {
 
 /// `GET /api/v1/bots/{bot}/stats?from=&to=&bucket=`: `to` inclusive, dates in the
 /// bot's zone, empty buckets included.
-#[instrument(name = "stats", skip(state, headers, query))]
+#[instrument(name = "stats", skip(state, query))]
 pub async fn stats(
     State(state): State<AppState>,
     Path(bot): Path<String>,
     Query(query): Query<StatsQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<StatsAnswer>, ApiError> {
-    state.auth.reader(&headers, &bot)?;
     let (Some(from), Some(to)) = (query.from.as_deref(), query.to.as_deref()) else {
         return Err(ApiError::bad_parameter(
             "from, to",
@@ -186,14 +184,12 @@ impl TopItem {
 
 /// `GET /api/v1/bots/{bot}/top-messages?from=&to=&limit=`: what users send most
 /// often; by default over the last 30 days.
-#[instrument(name = "top_messages", skip(state, headers, query))]
+#[instrument(name = "top_messages", skip(state, query))]
 pub async fn top_messages(
     State(state): State<AppState>,
     Path(bot): Path<String>,
     Query(query): Query<TopQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<TopItem>>, ApiError> {
-    state.auth.reader(&headers, &bot)?;
     let limit = ApiError::limit(query.limit.as_deref(), 20, 100)?;
     let from = query.from.as_deref().map(|d| date("from", d)).transpose()?;
     let to = query.to.as_deref().map(|d| date("to", d)).transpose()?;
@@ -243,13 +239,11 @@ pub struct DialogUser {
 }
 
 /// `GET /api/v1/bots/{bot}/dialogs/{user}`: what a bot asks about one user.
-#[instrument(name = "dialog", skip(state, headers))]
+#[instrument(name = "dialog", skip(state))]
 pub async fn dialog(
     State(state): State<AppState>,
     Path((bot, user)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<DialogAnswer>, ApiError> {
-    state.auth.reader(&headers, &bot)?;
     let (b, u) = (bot.clone(), user.clone());
     let figures: Option<UserFigures> = state
         .aggregator
@@ -346,16 +340,14 @@ fn decode_cursor(s: &str) -> Option<botwatch_aggregator::DialogCursor> {
 
 /// `GET /api/v1/bots/{bot}/dialogs?mode=auto|manual&limit=&cursor=`: the latest
 /// dialogs first, each with its last message.
-#[instrument(name = "dialogs", skip(state, headers, query))]
+#[instrument(name = "dialogs", skip(state, query))]
 pub async fn dialogs(
     State(state): State<AppState>,
     Path(bot): Path<String>,
     Query(query): Query<DialogsQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<DialogsAnswer>, ApiError> {
     use botwatch_log::EventLog;
 
-    state.auth.reader(&headers, &bot)?;
     let limit = ApiError::limit(query.limit.as_deref(), 50, 200)?;
     // Operator takeover comes with its own issue: until then every dialog is auto.
     let manual_only = match query.mode.as_deref() {

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use botwatch_event::{Attachment, Direction, Sender};
 use botwatch_log::{EventLog, HistoryCursor};
 use serde::{Deserialize, Serialize};
@@ -55,14 +54,12 @@ impl From<botwatch_event::Event> for Message {
     }
 }
 
-#[instrument(name = "history", skip(state, headers, query))]
+#[instrument(name = "history", skip(state, query))]
 pub async fn messages(
     State(state): State<AppState>,
     Path((bot, user)): Path<(String, String)>,
     Query(query): Query<HistoryQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<HistoryAnswer>, ApiError> {
-    state.auth.reader(&headers, &bot)?;
     let limit = ApiError::limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let before =
         match query.before.as_deref() {

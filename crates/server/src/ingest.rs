@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use botwatch_event::{BatchError, parse_batch};
 use botwatch_log::EventLog;
@@ -14,6 +14,7 @@ use serde::Serialize;
 use tracing::{Span, instrument};
 
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::ApiError;
 
 #[derive(Debug, Serialize)]
@@ -32,10 +33,10 @@ pub struct DialogMode {
 #[instrument(name = "ingest", skip_all, fields(events, stored, duplicates))]
 pub async fn ingest(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<IngestAnswer>), ApiError> {
-    let principal = state.auth.authenticate(&headers)?;
     // Bounds the memory held by bodies in flight; others wait here, unread.
     let _slot = state.ingest_slots.acquire().await.map_err(|_| {
         ApiError::new(
@@ -117,6 +118,7 @@ pub async fn ingest(
                 faulty.len()
             ),
             details,
+            retry_after: None,
         }
     })?;
 

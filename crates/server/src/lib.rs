@@ -2,7 +2,7 @@
 //! [`Server::serve`] answers HTTP on a listener until the shutdown token fires.
 //! The binary only parses arguments; tests start the same server on port 0.
 
-mod auth;
+pub mod auth;
 mod config;
 mod error;
 mod figures;
@@ -14,6 +14,8 @@ mod integrity;
 pub mod live;
 mod metrics;
 mod retention;
+pub mod routes;
+mod session;
 mod settings;
 pub mod snapshot;
 mod start;
@@ -23,8 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
-use botwatch_log::{AnyLog, EventLog};
+use botwatch_log::{AnyLog, EventLog, StorageConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -70,30 +71,15 @@ pub const INGEST_SLOTS: usize = 64;
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/api/v1/events", post(ingest::ingest))
-        .route("/api/v1/live", get(live::upgrade))
-        .route("/api/v1/bots", get(figures::bots))
-        .route("/api/v1/bots/{bot}/stats", get(figures::stats))
-        .route(
-            "/api/v1/bots/{bot}/top-messages",
-            get(figures::top_messages),
-        )
-        .route("/api/v1/bots/{bot}/users", get(users::users))
-        .route("/api/v1/bots/{bot}/users/{user}", get(users::user))
-        .route("/api/v1/bots/{bot}/dialogs", get(figures::dialogs))
-        .route("/api/v1/bots/{bot}/dialogs/{user}", get(figures::dialog))
-        .route(
-            "/api/v1/bots/{bot}/settings",
-            get(settings::get).put(settings::put),
-        )
-        .route(
-            "/api/v1/bots/{bot}/dialogs/{user}/messages",
-            get(history::messages),
-        )
+    let mut router = Router::new();
+    for (route, handler) in routes::table() {
+        router = router.route(route.path, handler);
+    }
+    router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
         .fallback(error::not_found)
         .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
         .layer(CatchPanicLayer::custom(error::panic_response))
@@ -109,8 +95,22 @@ pub enum ServerError {
     Storage(#[from] botwatch_log::LogError),
     #[error("http server failed: {0}")]
     Http(#[from] std::io::Error),
+    #[error("cannot open the accounts: {0}")]
+    Accounts(#[from] botwatch_accounts::AccountsError),
     #[error("the aggregator stopped unexpectedly (see the log)")]
     AggregatorStopped,
+}
+
+/// Where the accounts of a storage are kept: beside the embedded log in its directory,
+/// or in the same Redis under the same prefix.
+pub fn accounts_location(storage: &StorageConfig) -> botwatch_accounts::Location {
+    match storage {
+        StorageConfig::Embedded { dir } => botwatch_accounts::Location::Dir(dir.clone()),
+        StorageConfig::Redis(redis) => botwatch_accounts::Location::Redis {
+            url: redis.url.clone(),
+            prefix: redis.prefix.clone(),
+        },
+    }
 }
 
 /// An opened service: storage ready, not yet answering.
@@ -137,11 +137,18 @@ impl Server {
             restored,
             Box::new(move |state, events| live::on_applied(&publisher, &marks, state, events)),
         );
+        let accounts =
+            botwatch_accounts::AccountStore::open(&accounts_location(&config.storage)).await?;
+        let auth = auth::Auth::new(
+            config.admin_token.clone(),
+            Arc::new(accounts),
+            config.sessions,
+        )?;
         let state = AppState {
             log: Arc::new(log),
             aggregator,
             metrics: Arc::new(Metrics::new()),
-            auth: Arc::new(auth::Auth::new(config.admin_token.clone())),
+            auth: Arc::new(auth),
             limits: Arc::new(botwatch_event::Limits::default()),
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
             body_timeout: config.body_timeout,
@@ -245,6 +252,7 @@ impl Server {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let http = axum::serve(listener, app).with_graceful_shutdown(async move {
             http_stop.cancelled().await;
         });

@@ -21,8 +21,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use botwatch_aggregator::{Aggregator, BotFigures, BucketSize, UserFilter, UserSort, UsersQuery};
@@ -49,6 +49,8 @@ pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 /// A frame the socket does not take within this time closes the connection (1013).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
+/// How often a connection made with a session checks that the session still holds.
+const SESSION_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// No pong (or any frame) for this long closes the connection.
 const PONG_TIMEOUT: Duration = Duration::from_secs(60);
 /// Dialogs in the dialogs topic's snapshot; messages in a dialog's.
@@ -293,14 +295,14 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
     }
 }
 
-/// `GET /api/v1/live`: authenticated at the upgrade (bearer token; the session cookie
-/// when accounts land); a browser's upgrade from a foreign Origin is refused.
+/// `GET /api/v1/live`: authenticated at the upgrade by the guard (a bearer token or the
+/// session cookie); a browser's upgrade from a foreign Origin is refused.
 pub async fn upgrade(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let principal = state.auth.authenticate(&headers)?;
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let origin = origin.to_str().unwrap_or("");
@@ -396,6 +398,13 @@ impl Connection {
         ping.reset();
         let mut heard = tokio::time::Instant::now();
         let stop = self.state.live_stop.clone();
+        // A connection made with a session lasts as long as the session: logout, expiry,
+        // a password or role change or the user's removal close it within a second.
+        let session = match &self.principal {
+            Principal::User { session, .. } => Some(session.clone()),
+            _ => None,
+        };
+        let mut session_check = tokio::time::interval(SESSION_CHECK_EVERY);
         loop {
             let step = tokio::select! {
                 incoming = self.socket.recv() => match incoming {
@@ -409,6 +418,15 @@ impl Connection {
                     self.forward(item).await
                 }
                 _ = stop.cancelled() => Step::Close(Some(close(1001, "the server is stopping"))),
+                _ = session_check.tick(), if session.is_some() => {
+                    let digest = session.as_deref().unwrap_or_default();
+                    match self.state.auth.live_session(digest).await {
+                        Ok(Some(_)) => Step::Go,
+                        Ok(None) => Step::Close(Some(close(1008, "the session has ended"))),
+                        // The accounts storage not answering is not the user's doing.
+                        Err(_) => Step::Go,
+                    }
+                }
                 _ = ping.tick() => {
                     if heard.elapsed() > PONG_TIMEOUT {
                         Step::Close(Some(close(1001, "no pong")))

@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
 use botwatch_aggregator::BotSettings;
 use botwatch_log::SettingsStore;
 use chrono_tz::Tz;
@@ -114,13 +114,11 @@ async fn stored(state: &AppState, bot: &str) -> Result<Option<SettingsDoc>, ApiE
 }
 
 /// The settings of a bot that has events or settings.
-#[instrument(name = "settings.get", skip(state, headers))]
+#[instrument(name = "settings.get", skip(state))]
 pub async fn get(
     State(state): State<AppState>,
     Path(bot): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<SettingsDoc>, ApiError> {
-    state.auth.reader(&headers, &bot)?;
     if let Some(doc) = stored(&state, &bot).await? {
         return Ok(Json(doc));
     }
@@ -146,20 +144,13 @@ const MAX_ATTEMPTS: usize = 20;
 
 /// Merges the fields given; creates the bot when it does not exist yet. Two PUTs at
 /// once both take effect: each merges into the document the other stored.
-#[instrument(name = "settings.put", skip(state, headers, body))]
+#[instrument(name = "settings.put", skip(state, principal, body))]
 pub async fn put(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(bot): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<SettingsDoc>, ApiError> {
-    if state.auth.reader(&headers, &bot)? != Principal::Admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "admins change settings",
-        ));
-    }
     let fields: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -182,6 +173,16 @@ pub async fn put(
             .await?
         {
             info!(bot, timezone = %doc.timezone, timeout = doc.session_timeout_secs, "settings changed");
+            // The names of the fields, never their values (some are secrets).
+            let changed: Vec<&String> = fields.keys().collect();
+            crate::session::audit(
+                &state,
+                &principal,
+                "settings.update",
+                Some(&bot),
+                serde_json::json!({ "fields": changed }),
+            )
+            .await?;
             return Ok(Json(doc));
         }
     }

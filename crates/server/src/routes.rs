@@ -1,0 +1,108 @@
+//! Every route of the service with the access it needs, in one table: the router is
+//! built from it, so no route exists without a rule, and [`crate::auth::guard`] looks
+//! the rule up for each request.
+
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter, on};
+
+use crate::auth::Access;
+use crate::{AppState, figures, health, history, ingest, live, session, settings, users};
+
+/// One route: method, path (axum's syntax) and the access it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+fn route<H, T>(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: H,
+) -> (Route, MethodRouter<AppState>)
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+    (
+        Route {
+            method,
+            path,
+            access,
+        },
+        on(filter, handler),
+    )
+}
+
+/// The table.
+pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
+    use Access::*;
+    use Method as M;
+    vec![
+        route(M::GET, "/healthz", Public, health::healthz),
+        route(M::GET, "/readyz", Public, health::readyz),
+        route(M::GET, "/metrics", Public, health::metrics),
+        route(M::POST, "/api/v1/session", Public, session::login),
+        route(M::GET, "/api/v1/session", Authenticated, session::current),
+        route(M::DELETE, "/api/v1/session", Authenticated, session::logout),
+        route(M::POST, "/api/v1/events", Ingest, ingest::ingest),
+        route(M::GET, "/api/v1/live", Authenticated, live::upgrade),
+        route(M::GET, "/api/v1/bots", Authenticated, figures::bots),
+        route(M::GET, "/api/v1/bots/{bot}/stats", Read, figures::stats),
+        route(
+            M::GET,
+            "/api/v1/bots/{bot}/top-messages",
+            Read,
+            figures::top_messages,
+        ),
+        route(M::GET, "/api/v1/bots/{bot}/users", Read, users::users),
+        route(M::GET, "/api/v1/bots/{bot}/users/{user}", Read, users::user),
+        route(M::GET, "/api/v1/bots/{bot}/dialogs", Read, figures::dialogs),
+        route(
+            M::GET,
+            "/api/v1/bots/{bot}/dialogs/{user}",
+            Read,
+            figures::dialog,
+        ),
+        route(
+            M::GET,
+            "/api/v1/bots/{bot}/dialogs/{user}/messages",
+            Read,
+            history::messages,
+        ),
+        route(M::GET, "/api/v1/bots/{bot}/settings", Read, settings::get),
+        route(
+            M::PUT,
+            "/api/v1/bots/{bot}/settings",
+            Configure,
+            settings::put,
+        ),
+        route(M::GET, "/api/v1/audit", Accounts, session::audit_log),
+    ]
+}
+
+/// Every route and its rule (for the route-matrix test and documentation).
+pub fn all() -> Vec<Route> {
+    table().into_iter().map(|(r, _)| r).collect()
+}
+
+/// The rule of the route `path` (as matched) for `method`.
+pub(crate) fn access(method: &Method, path: &str) -> Option<Access> {
+    // axum answers HEAD with the GET route.
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    RULES
+        .get_or_init(all)
+        .iter()
+        .find(|r| r.method == *method && r.path == path)
+        .map(|r| r.access)
+}
+
+static RULES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();

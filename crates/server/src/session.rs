@@ -1,0 +1,197 @@
+//! `POST|GET|DELETE /api/v1/session` (log in, who am I, log out) and the audit log.
+
+use axum::Json;
+use axum::extract::{Extension, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use botwatch_accounts::{AuditEntry, MAX_PASSWORD, digest};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument, warn};
+
+use crate::AppState;
+use crate::auth::{COOKIE, Principal, cookie, csrf_of, peer};
+use crate::error::ApiError;
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// What the login and `GET /api/v1/session` answer.
+#[derive(Serialize)]
+pub struct SessionInfo {
+    user: Option<String>,
+    role: &'static str,
+    /// Present for cookie sessions: send it as `X-Botwatch-CSRF` on changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf: Option<String>,
+}
+
+/// The biggest login body read.
+const MAX_LOGIN_BODY: usize = 4 * 1024;
+
+#[instrument(name = "login", skip_all, fields(user))]
+pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let from = peer(request.extensions());
+    let secure = is_https(request.headers());
+    let previous = cookie(request.headers(), COOKIE).map(digest);
+    let body = axum::body::to_bytes(request.into_body(), MAX_LOGIN_BODY + MAX_PASSWORD)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the login body is too large",
+            )
+        })?;
+    let login: Login = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("expected {{\"username\",\"password\"}}: {e}"),
+        )
+    })?;
+    tracing::Span::current().record("user", login.username.as_str());
+    let (id, user) = state
+        .auth
+        .login(&login.username, login.password, from)
+        .await?;
+    // A new id at every login; a session the browser held before ends.
+    if let Some(previous) = previous {
+        state.auth.logout(&previous).await?;
+    }
+    info!(user = %user.name, from = %from, "logged in");
+    let policy = state.auth.policy();
+    let mut response = Json(SessionInfo {
+        user: Some(user.name),
+        role: user.role.as_str(),
+        csrf: Some(csrf_of(&id)),
+    })
+    .into_response();
+    set_cookie(
+        &mut response,
+        &format!(
+            "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            policy.absolute.as_secs(),
+            if secure { "; Secure" } else { "" }
+        ),
+    )?;
+    Ok(response)
+}
+
+pub async fn current(
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+) -> Json<SessionInfo> {
+    Json(match principal {
+        Principal::AdminToken => SessionInfo {
+            user: None,
+            role: "admin",
+            csrf: None,
+        },
+        Principal::User { name, role, .. } => SessionInfo {
+            user: Some(name),
+            role: role.as_str(),
+            csrf: cookie(&headers, COOKIE).map(csrf_of),
+        },
+        Principal::Token { scope, .. } => SessionInfo {
+            user: None,
+            role: scope.as_str(),
+            csrf: None,
+        },
+    })
+}
+
+#[instrument(name = "logout", skip_all)]
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Principal::User { name, session, .. } = principal else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_session",
+            "only a session logs out; tokens are revoked with `botwatch tokens remove`",
+        ));
+    };
+    state.auth.logout(&session).await?;
+    info!(user = %name, "logged out");
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    set_cookie(
+        &mut response,
+        &format!(
+            "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            if is_https(&headers) { "; Secure" } else { "" }
+        ),
+    )?;
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    limit: Option<String>,
+}
+
+/// `GET /api/v1/audit?limit=`: what operators and admins did, newest first.
+pub async fn audit_log(
+    State(state): State<AppState>,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    let limit = ApiError::limit(query.limit.as_deref(), 100, 1000)?;
+    state
+        .auth
+        .accounts()
+        .audit_log(limit)
+        .await
+        .map(Json)
+        .map_err(|e| {
+            warn!(error = %e, "audit log");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the audit log cannot be read",
+            )
+        })
+}
+
+/// Records what a principal did (a failure to record is logged, never hidden).
+pub async fn audit(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    bot: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let entry = AuditEntry {
+        at: Utc::now(),
+        actor: principal.actor(),
+        action: action.to_string(),
+        bot: bot.map(str::to_string),
+        detail,
+    };
+    state.auth.accounts().record(&entry).await.map_err(|e| {
+        warn!(error = %e, action, "cannot write the audit log");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the audit log cannot be written",
+        )
+    })
+}
+
+/// Whether the client reached us over https (directly or through a proxy that says so).
+fn is_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+fn set_cookie(response: &mut Response, value: &str) -> Result<(), ApiError> {
+    let value = HeaderValue::from_str(value).map_err(|_| ApiError::internal("cookie header"))?;
+    response.headers_mut().append(header::SET_COOKIE, value);
+    Ok(())
+}
