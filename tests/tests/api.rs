@@ -770,3 +770,6 @@ mod retention;
 
 #[path = "api/live.rs"]
 mod live;
+
+#[path = "api/accounts.rs"]
+mod accounts;

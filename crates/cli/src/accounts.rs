@@ -4,9 +4,10 @@
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, Result, bail};
-use botwatch_accounts::{AccountStore, AccountsError, Role, Scope, Token, User};
+use botwatch_accounts::{AccountStore, AccountsError, AuditEntry, Role, Scope, Token, User};
 use chrono::Utc;
 use clap::Subcommand;
+use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum UsersAction {
@@ -70,6 +71,7 @@ pub async fn users(store: AccountStore, action: UsersAction) -> Result<()> {
                     generation: 0,
                 })
                 .await?;
+            audit(&store, "user.add", json!({"name": name, "role": role})).await?;
             println!("added {name} ({})", role.as_str());
         }
         UsersAction::List => {
@@ -91,6 +93,7 @@ pub async fn users(store: AccountStore, action: UsersAction) -> Result<()> {
             if !store.remove_user(&name).await? {
                 bail!("no user {name:?}");
             }
+            audit(&store, "user.remove", json!({"name": name})).await?;
             println!("removed {name}");
         }
         UsersAction::Passwd { name } => {
@@ -98,6 +101,7 @@ pub async fn users(store: AccountStore, action: UsersAction) -> Result<()> {
             user.password = hashed(read_password()?).await?;
             user.generation += 1;
             store.update_user(user).await?;
+            audit(&store, "user.passwd", json!({"name": name})).await?;
             println!("password of {name} changed; their sessions have ended");
         }
         UsersAction::Role { name, role } => {
@@ -105,6 +109,7 @@ pub async fn users(store: AccountStore, action: UsersAction) -> Result<()> {
             user.role = role;
             user.generation += 1;
             store.update_user(user).await?;
+            audit(&store, "user.role", json!({"name": name, "role": role})).await?;
             println!("{name} is now {}; their sessions have ended", role.as_str());
         }
     }
@@ -117,6 +122,12 @@ pub async fn tokens(store: AccountStore, action: TokensAction) -> Result<()> {
             let (token, secret) = Token::issue(&bot, scope)?;
             let id = token.id.clone();
             store.add_token(token).await?;
+            audit(
+                &store,
+                "token.add",
+                json!({"id": id, "bot": bot, "scope": scope}),
+            )
+            .await?;
             eprintln!(
                 "token {id} for bot {bot}, scope {} (shown once, keep it safe):",
                 scope.as_str()
@@ -143,10 +154,59 @@ pub async fn tokens(store: AccountStore, action: TokensAction) -> Result<()> {
             if !store.remove_token(&id).await? {
                 bail!("no token {id:?} (see `botwatch tokens list`)");
             }
+            audit(&store, "token.remove", json!({"id": id})).await?;
             println!("revoked {id}");
         }
     }
     Ok(())
+}
+
+/// The demo's admin user.
+pub const DEMO_ADMIN: &str = "demo";
+
+/// Makes (or, on a second run, resets) the demo's admin with a fresh random password,
+/// and answers that password.
+pub async fn demo_admin(store: &AccountStore) -> Result<String> {
+    let password = botwatch_accounts::new_secret()?[..16].to_string();
+    let hash = hashed(password.clone()).await?;
+    match store.user(DEMO_ADMIN).await? {
+        Some(mut user) => {
+            user.password = hash;
+            user.role = Role::Admin;
+            user.generation += 1;
+            store.update_user(user).await?;
+        }
+        None => {
+            store
+                .add_user(User {
+                    name: DEMO_ADMIN.into(),
+                    role: Role::Admin,
+                    password: hash,
+                    created: Utc::now(),
+                    generation: 0,
+                })
+                .await?;
+        }
+    }
+    Ok(password)
+}
+
+/// Records a change made from the command line in the audit log.
+async fn audit(store: &AccountStore, action: &str, detail: serde_json::Value) -> Result<()> {
+    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    store
+        .record(&AuditEntry {
+            at: Utc::now(),
+            actor: format!("cli:{who}"),
+            action: action.into(),
+            bot: detail
+                .get("bot")
+                .and_then(|b| b.as_str())
+                .map(str::to_string),
+            detail,
+        })
+        .await
+        .context("cannot write the audit log")
 }
 
 async fn existing(store: &AccountStore, name: &str) -> Result<User> {

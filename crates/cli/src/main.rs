@@ -282,6 +282,7 @@ async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
     let (server, listener) = start(config).await?;
     let addr = listener.local_addr().context("listener address")?;
     let shutdown = shutdown_on_signals();
+    let demo_password = accounts::demo_admin(server.state().auth.accounts()).await?;
 
     let simulator = botwatch_demo::SimulatorConfig {
         base_url: format!("http://{addr}"),
@@ -293,6 +294,15 @@ async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
 
     println!("botwatch demo is running at http://{addr}");
     println!("  storage:     {data}");
+    println!(
+        "  log in:      user {}, password {demo_password}",
+        accounts::DEMO_ADMIN
+    );
+    println!(
+        "               curl -s -c cookies -H 'content-type: application/json' \\\n                 \
+         -d '{{\"username\":\"{}\",\"password\":\"{demo_password}\"}}' http://{addr}/api/v1/session",
+        accounts::DEMO_ADMIN
+    );
     println!("  admin token: {token}");
     println!("  figures:     curl -s http://{addr}/metrics | grep botwatch_events");
     println!(

@@ -130,16 +130,35 @@ impl Default for SessionPolicy {
 /// A session's last use is written at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-/// Failed logins per user or per address within [`FAILURE_WINDOW`] before answers slow down…
-const SLOW_AFTER: u32 = 3;
-/// …and before logins are refused with 429 until the window ends.
-const REFUSE_AFTER: u32 = 10;
-const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How failed logins are throttled, per user name and per client address.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginThrottle {
+    /// Failures within `window` after which answers slow down…
+    pub slow_after: u32,
+    /// …doubling from this delay (at most 16 times it)…
+    pub first_delay: Duration,
+    /// …and after which logins are refused with 429 until the window ends.
+    pub refuse_after: u32,
+    /// Counted from the first failure.
+    pub window: Duration,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> LoginThrottle {
+        LoginThrottle {
+            slow_after: 3,
+            first_delay: Duration::from_millis(500),
+            refuse_after: 10,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
 
 pub struct Auth {
     admin_token: Option<Vec<u8>>,
     accounts: Arc<AccountStore>,
     policy: SessionPolicy,
+    throttle: LoginThrottle,
     /// Verified against when the user does not exist, so both take as long.
     dummy_hash: String,
 }
@@ -156,11 +175,13 @@ impl Auth {
         admin_token: Option<String>,
         accounts: Arc<AccountStore>,
         policy: SessionPolicy,
+        throttle: LoginThrottle,
     ) -> Result<Auth, AccountsError> {
         Ok(Auth {
             admin_token: admin_token.map(String::into_bytes),
             accounts,
             policy,
+            throttle,
             dummy_hash: botwatch_accounts::hash_password("not anybody's password")?,
         })
     }
@@ -264,23 +285,28 @@ impl Auth {
         password: String,
         from: IpAddr,
     ) -> Result<(String, User), ApiError> {
-        let keys = [format!("user:{username}"), format!("addr:{from}")];
+        // The name as a digest: it may be a password typed in the wrong field.
+        let keys = [
+            format!("user:{}", &digest(username)[..32]),
+            format!("addr:{from}"),
+        ];
         let mut failures = 0;
         for key in &keys {
             failures = failures.max(self.accounts.failures(key).await.map_err(storage)?);
         }
-        if failures >= REFUSE_AFTER {
+        let throttle = self.throttle;
+        if failures >= throttle.refuse_after {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_logins",
                 "too many failed logins: try again later",
             )
-            .retry_after(FAILURE_WINDOW));
+            .retry_after(throttle.window));
         }
-        if failures >= SLOW_AFTER {
+        if failures >= throttle.slow_after {
             // 0.5 s, 1 s, 2 s, … at most 8 s: guessing gets slow long before it is refused.
-            let exp = (failures - SLOW_AFTER).min(4);
-            tokio::time::sleep(Duration::from_millis(500 << exp)).await;
+            let exp = (failures - throttle.slow_after).min(4);
+            tokio::time::sleep(throttle.first_delay * (1 << exp)).await;
         }
         let user = self.accounts.user(username).await.map_err(storage)?;
         let hash = user
@@ -293,14 +319,20 @@ impl Auth {
         .map_err(|_| ApiError::internal("password check failed"))?;
         let user = match user {
             Some(user) if verified => user,
-            _ => {
+            known => {
                 for key in &keys {
                     self.accounts
-                        .add_failure(key, FAILURE_WINDOW)
+                        .add_failure(key, throttle.window)
                         .await
                         .map_err(storage)?;
                 }
-                warn!(user = username, from = %from, "failed login");
+                // A name that is nobody's may be a password typed in the wrong field.
+                let name = if known.is_some() {
+                    username
+                } else {
+                    "(unknown)"
+                };
+                warn!(user = name, from = %from, "failed login");
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "bad_login",

@@ -25,6 +25,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long login sessions last.
     pub sessions: crate::auth::SessionPolicy,
+    /// How failed logins are slowed down and refused.
+    pub logins: crate::auth::LoginThrottle,
 }
 
 impl std::fmt::Debug for Config {
@@ -39,6 +41,7 @@ impl std::fmt::Debug for Config {
             .field("retain_events", &self.retain_events)
             .field("allowed_origins", &self.allowed_origins)
             .field("sessions", &self.sessions)
+            .field("logins", &self.logins)
             .finish()
     }
 }
@@ -55,6 +58,7 @@ impl Config {
             retain_events: None,
             allowed_origins: Vec::new(),
             sessions: crate::auth::SessionPolicy::default(),
+            logins: crate::auth::LoginThrottle::default(),
         }
     }
 

@@ -32,7 +32,7 @@ pub struct SessionInfo {
 /// The biggest login body read.
 const MAX_LOGIN_BODY: usize = 4 * 1024;
 
-#[instrument(name = "login", skip_all, fields(user))]
+#[instrument(name = "login", skip_all)]
 pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let from = peer(request.extensions());
     let secure = is_https(request.headers());
@@ -53,7 +53,6 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
             format!("expected {{\"username\",\"password\"}}: {e}"),
         )
     })?;
-    tracing::Span::current().record("user", login.username.as_str());
     let (id, user) = state
         .auth
         .login(&login.username, login.password, from)

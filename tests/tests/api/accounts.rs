@@ -1,0 +1,630 @@
+//! Accounts end to end: the role × route matrix over every route of the router, login,
+//! logout, CSRF, throttling, scoped tokens, and sessions ending live connections.
+
+use std::time::Duration;
+
+use botwatch_accounts::{Role, Scope, Token, User};
+use botwatch_server::routes;
+use botwatch_tests::{Backend, TestServer};
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const PASSWORD: &str = "a long enough password";
+
+async fn add_user(s: &TestServer, name: &str, role: Role) {
+    let password = botwatch_accounts::hash_password(PASSWORD).expect("hash");
+    s.state
+        .auth
+        .accounts()
+        .add_user(User {
+            name: name.into(),
+            role,
+            password,
+            created: chrono::Utc::now(),
+            generation: 0,
+        })
+        .await
+        .expect("add user");
+}
+
+async fn add_token(s: &TestServer, bot: &str, scope: Scope) -> String {
+    let (token, secret) = Token::issue(bot, scope).expect("token");
+    s.state
+        .auth
+        .accounts()
+        .add_token(token)
+        .await
+        .expect("add token");
+    secret
+}
+
+/// A logged-in browser: its cookie and CSRF value.
+#[derive(Clone, Debug)]
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+async fn login_as(s: &TestServer, name: &str, password: &str) -> reqwest::Response {
+    s.client
+        .post(s.url("/api/v1/session"))
+        .json(&json!({"username": name, "password": password}))
+        .send()
+        .await
+        .expect("login request")
+}
+
+async fn login(s: &TestServer, name: &str) -> Browser {
+    let response = login_as(s, name, PASSWORD).await;
+    assert_eq!(response.status(), 200, "login of {name}");
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .expect("a cookie")
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    let body: Value = response.json().await.expect("json");
+    Browser {
+        cookie,
+        csrf: body["csrf"].as_str().expect("csrf").to_string(),
+    }
+}
+
+/// Who sends a request in the matrix.
+#[derive(Clone, Debug)]
+enum Who {
+    Anonymous,
+    Browser(Browser),
+    Bearer(String),
+}
+
+async fn request(
+    s: &TestServer,
+    who: &Who,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = s.client.request(method, s.url(path));
+    if let Some(body) = body {
+        r = r.json(&body);
+    }
+    r = match who {
+        Who::Anonymous => r,
+        Who::Browser(b) => r
+            .header("cookie", &b.cookie)
+            .header("x-botwatch-csrf", &b.csrf),
+        Who::Bearer(token) => r.bearer_auth(token),
+    };
+    let response = r.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn event(bot: &str, id: &str) -> Value {
+    json!({"id": id, "bot": bot, "type": "message", "direction": "in", "provider": "web",
+           "user": {"id": "u1", "name": "Ann"}, "text": "hi"})
+}
+
+/// The expected status of each route for anonymous, viewer, operator, admin, and an
+/// admin-scoped token of another bot — stated here independently of the server's table.
+/// Requests that get past the access check are valid ones, so they succeed.
+fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
+    use Method as M;
+    vec![
+        (M::GET, "/healthz", [200, 200, 200, 200, 200]),
+        (M::GET, "/readyz", [200, 200, 200, 200, 200]),
+        (M::GET, "/metrics", [200, 200, 200, 200, 200]),
+        (M::GET, "/api/v1/session", [401, 200, 200, 200, 200]),
+        (M::POST, "/api/v1/events", [401, 403, 403, 202, 403]),
+        // Past the access check, a plain GET is not a WebSocket upgrade.
+        (M::GET, "/api/v1/live", [401, 400, 400, 400, 400]),
+        (M::GET, "/api/v1/bots", [401, 200, 200, 200, 200]),
+        (
+            M::GET,
+            "/api/v1/bots/{bot}/stats",
+            [401, 200, 200, 200, 403],
+        ),
+        (
+            M::GET,
+            "/api/v1/bots/{bot}/top-messages",
+            [401, 200, 200, 200, 403],
+        ),
+        (
+            M::GET,
+            "/api/v1/bots/{bot}/users",
+            [401, 200, 200, 200, 403],
+        ),
+        (
+            M::GET,
+            "/api/v1/bots/{bot}/users/{user}",
+            [401, 200, 200, 200, 403],
+        ),
+        (
+            M::GET,
+            "/api/v1/bots/{bot}/dialogs",
+            [401, 200, 200, 200, 403],
+        ),
+        (
+            M::GET,
+            "/api/v1/bots/{bot}/dialogs/{user}",
+            [401, 200, 200, 200, 403],
+        ),
+        (
+            M::GET,
+            "/api/v1/bots/{bot}/dialogs/{user}/messages",
+            [401, 200, 200, 200, 403],
+        ),
+        (
+            M::GET,
+            "/api/v1/bots/{bot}/settings",
+            [401, 200, 200, 200, 403],
+        ),
+        (
+            M::PUT,
+            "/api/v1/bots/{bot}/settings",
+            [401, 403, 403, 200, 403],
+        ),
+        (M::GET, "/api/v1/audit", [401, 403, 403, 200, 403]),
+        // Last: they end or replace the session they are sent with.
+        (M::DELETE, "/api/v1/session", [401, 204, 204, 204, 400]),
+        (M::POST, "/api/v1/session", [200, 200, 200, 200, 200]),
+    ]
+}
+
+fn body_for(method: &Method, path: &str) -> Option<Value> {
+    match (method.as_str(), path) {
+        ("POST", "/api/v1/events") => Some(event("helpdesk", &uuid::Uuid::new_v4().to_string())),
+        ("PUT", _) => Some(json!({"timezone": "Europe/Kyiv"})),
+        ("POST", "/api/v1/session") => Some(json!({"username": "matrix", "password": PASSWORD})),
+        _ => None,
+    }
+}
+
+async fn every_route_answers_each_role_as_the_matrix_says(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let mut table: Vec<(String, String)> = routes::all()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    let mut stated: Vec<(String, String)> = expected()
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    table.sort();
+    stated.sort();
+    assert_eq!(
+        table, stated,
+        "every route of the router needs a line in this test's matrix"
+    );
+
+    for (name, role) in [
+        ("viewer", Role::Viewer),
+        ("operator", Role::Operator),
+        ("admin", Role::Admin),
+        ("matrix", Role::Viewer),
+    ] {
+        add_user(&s, name, role).await;
+    }
+    let other_bot = add_token(&s, "other-bot", Scope::Admin).await;
+    let (status, _) = s.ingest(event("helpdesk", "seed").to_string()).await;
+    assert_eq!(status, 202);
+    s.wait_for_messages("helpdesk", 1).await;
+
+    let principals = [
+        ("anonymous", Who::Anonymous),
+        ("viewer", Who::Browser(login(&s, "viewer").await)),
+        ("operator", Who::Browser(login(&s, "operator").await)),
+        ("admin", Who::Browser(login(&s, "admin").await)),
+        ("other bot's token", Who::Bearer(other_bot)),
+    ];
+    let mut wrong = Vec::new();
+    for (method, template, statuses) in expected() {
+        let mut path = template
+            .replace("{bot}", "helpdesk")
+            .replace("{user}", "u1");
+        if template.ends_with("/stats") {
+            path.push_str("?from=2026-11-01&to=2026-11-30");
+        }
+        for ((label, who), want) in principals.iter().zip(statuses) {
+            let (got, body) =
+                request(&s, who, method.clone(), &path, body_for(&method, template)).await;
+            if got != want {
+                wrong.push(format!(
+                    "{method} {template} as {label}: {got} (expected {want}) {body}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    s.stop().await;
+}
+
+fn cookie_attributes(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get("set-cookie")
+        .expect("set-cookie")
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_string())
+        .collect()
+}
+
+async fn login_sets_a_strict_cookie_and_logout_ends_the_session(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_user(&s, "ann", Role::Operator).await;
+
+    let wrong = login_as(&s, "ann", "not the password").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert_eq!(login_as(&s, "nobody", PASSWORD).await.status(), 401);
+
+    let response = login_as(&s, "ann", PASSWORD).await;
+    assert_eq!(response.status(), 200);
+    let attributes = cookie_attributes(&response);
+    for wanted in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(
+            attributes.iter().any(|a| a == wanted),
+            "{wanted} in {attributes:?}"
+        );
+    }
+    assert!(
+        !attributes.iter().any(|a| a == "Secure"),
+        "plain http: {attributes:?}"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["user"], "ann");
+    assert_eq!(body["role"], "operator");
+
+    // Behind a proxy that terminates TLS, the cookie is Secure.
+    let behind_tls = s
+        .client
+        .post(s.url("/api/v1/session"))
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"username": "ann", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert!(cookie_attributes(&behind_tls).iter().any(|a| a == "Secure"));
+
+    let ann = login(&s, "ann").await;
+    let (status, me) = request(
+        &s,
+        &Who::Browser(ann.clone()),
+        Method::GET,
+        "/api/v1/session",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &me["user"], &me["csrf"]),
+        (200, &json!("ann"), &json!(ann.csrf))
+    );
+
+    // A new login from the same browser rotates the id: the old cookie is dead.
+    let response = s
+        .client
+        .post(s.url("/api/v1/session"))
+        .header("cookie", &ann.cookie)
+        .json(&json!({"username": "ann", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 200);
+    let rotated = login(&s, "ann").await;
+    assert_ne!(rotated.cookie, ann.cookie);
+    let (status, _) = request(&s, &Who::Browser(ann), Method::GET, "/api/v1/session", None).await;
+    assert_eq!(status, 401, "the session before the new login has ended");
+
+    let (status, _) = request(
+        &s,
+        &Who::Browser(rotated.clone()),
+        Method::DELETE,
+        "/api/v1/session",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = request(
+        &s,
+        &Who::Browser(rotated),
+        Method::GET,
+        "/api/v1/session",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "logged out");
+    s.stop().await;
+}
+
+async fn a_change_made_with_the_cookie_needs_the_csrf_header(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_user(&s, "root", Role::Admin).await;
+    let b = login(&s, "root").await;
+    let put = |csrf: Option<&str>| {
+        let mut r = s
+            .client
+            .put(s.url("/api/v1/bots/helpdesk/settings"))
+            .header("cookie", &b.cookie)
+            .json(&json!({"name": "Help desk"}));
+        if let Some(csrf) = csrf {
+            r = r.header("x-botwatch-csrf", csrf);
+        }
+        r.send()
+    };
+    let missing = put(None).await.expect("put");
+    assert_eq!(missing.status(), 403);
+    let body: Value = missing.json().await.expect("json");
+    assert_eq!(body["error"], "csrf");
+    assert_eq!(
+        put(Some("0123456789abcdef0123456789abcdef"))
+            .await
+            .expect("put")
+            .status(),
+        403
+    );
+    assert_eq!(put(Some(&b.csrf)).await.expect("put").status(), 200);
+    // Reading needs no CSRF value; a bearer token needs none either.
+    let read = s
+        .client
+        .get(s.url("/api/v1/bots/helpdesk/settings"))
+        .header("cookie", &b.cookie)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(read.status(), 200);
+    let (status, _) = s
+        .put("/api/v1/bots/helpdesk/settings", json!({"name": "Desk"}))
+        .await;
+    assert_eq!(status, 200);
+
+    // The change is in the audit log, with who made it and which fields, not values.
+    let (status, log) = request(&s, &Who::Browser(b), Method::GET, "/api/v1/audit", None).await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log[0]["actor"], "admin-token");
+    assert_eq!(log[1]["actor"], "user:root");
+    assert_eq!(log[1]["action"], "settings.update");
+    assert_eq!(log[1]["bot"], "helpdesk");
+    assert_eq!(log[1]["detail"], json!({"fields": ["name"]}));
+    s.stop().await;
+}
+
+async fn failed_logins_are_refused_after_a_while(backend: Backend) {
+    let s = TestServer::start_with(backend, None, |c| {
+        c.logins.first_delay = Duration::from_millis(1);
+        c.logins.refuse_after = 5;
+    })
+    .await;
+    add_user(&s, "ann", Role::Viewer).await;
+    for _ in 0..5 {
+        assert_eq!(login_as(&s, "ann", "guess guess guess").await.status(), 401);
+    }
+    let refused = login_as(&s, "ann", PASSWORD).await;
+    assert_eq!(
+        refused.status(),
+        429,
+        "even the right password, until the window ends"
+    );
+    assert!(refused.headers().get("retry-after").is_some());
+    // The address is throttled too: guessing other names from it is refused as well.
+    assert_eq!(login_as(&s, "bob", "guess guess guess").await.status(), 429);
+    s.stop().await;
+}
+
+async fn tokens_act_only_for_their_bot_and_scope(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let ingest = add_token(&s, "shop", Scope::Ingest).await;
+    let read = add_token(&s, "shop", Scope::Read).await;
+    let post = |token: &str, bot: &str| {
+        s.client
+            .post(s.url("/api/v1/events"))
+            .bearer_auth(token)
+            .json(&event(bot, &uuid::Uuid::new_v4().to_string()))
+            .send()
+    };
+    assert_eq!(post(&ingest, "shop").await.expect("post").status(), 202);
+    assert_eq!(post(&ingest, "helpdesk").await.expect("post").status(), 403);
+    assert_eq!(post(&read, "shop").await.expect("post").status(), 403);
+    s.wait_for_messages("shop", 1).await;
+    let get = |token: &str, path: &str| s.client.get(s.url(path)).bearer_auth(token).send();
+    assert_eq!(
+        get(&read, "/api/v1/bots/shop/users")
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&ingest, "/api/v1/bots/shop/users")
+            .await
+            .expect("get")
+            .status(),
+        403
+    );
+    assert_eq!(
+        get(&read, "/api/v1/bots/helpdesk/users")
+            .await
+            .expect("get")
+            .status(),
+        403
+    );
+    let bots: Value = get(&read, "/api/v1/bots")
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(bots, json!([{"id": "shop"}]));
+    assert_eq!(
+        get("bwt_not-a-token", "/api/v1/bots")
+            .await
+            .expect("get")
+            .status(),
+        401
+    );
+    // Revoked: refused at once.
+    let id = s
+        .state
+        .auth
+        .accounts()
+        .tokens()
+        .await
+        .expect("tokens")
+        .into_iter()
+        .find(|t| t.scope == Scope::Read)
+        .expect("read token")
+        .id;
+    assert!(
+        s.state
+            .auth
+            .accounts()
+            .remove_token(&id)
+            .await
+            .expect("remove")
+    );
+    assert_eq!(get(&read, "/api/v1/bots").await.expect("get").status(), 401);
+    s.stop().await;
+}
+
+async fn a_live_connection_ends_with_its_session(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_user(&s, "ann", Role::Viewer).await;
+    let connect = |cookie: &str| {
+        let mut request = format!("ws://{}/api/v1/live", s.addr)
+            .into_client_request()
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("cookie", HeaderValue::from_str(cookie).expect("header"));
+        tokio_tungstenite::connect_async(request)
+    };
+    // With the session cookie the upgrade is accepted; ending the session closes it.
+    let first = login(&s, "ann").await;
+    let (mut ws, _) = connect(&first.cookie)
+        .await
+        .expect("upgrade with the cookie");
+    let (status, _) = request(
+        &s,
+        &Who::Browser(first.clone()),
+        Method::DELETE,
+        "/api/v1/session",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed after the logout");
+    assert_eq!(closed, Some(1008));
+    assert!(
+        connect(&first.cookie).await.is_err(),
+        "the ended session cannot connect again"
+    );
+
+    // A password change ends the user's sessions the same way.
+    let second = login(&s, "ann").await;
+    let (mut ws, _) = connect(&second.cookie).await.expect("upgrade");
+    let accounts = s.state.auth.accounts();
+    let mut ann = accounts.user("ann").await.expect("user").expect("ann");
+    ann.password = botwatch_accounts::hash_password("another long password").expect("hash");
+    ann.generation += 1;
+    accounts.update_user(ann).await.expect("update");
+    let closed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("closed");
+    assert!(
+        matches!(closed, Some(Ok(Message::Close(_))) | None | Some(Err(_))),
+        "{closed:?}"
+    );
+    let (status, _) = request(
+        &s,
+        &Who::Browser(second),
+        Method::GET,
+        "/api/v1/session",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    s.stop().await;
+}
+
+/// A CSP without inline script, nosniff, no framing, no referrer — on pages, API
+/// answers and errors alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_the_security_headers() {
+    let s = TestServer::start(Backend::Embedded).await;
+    for path in ["/healthz", "/api/v1/bots", "/no/such/page"] {
+        let response = s.client.get(s.url(path)).send().await.expect("get");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().expect("ascii").to_string())
+                .unwrap_or_default()
+        };
+        let csp = header("content-security-policy");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+    }
+    s.stop().await;
+}
+
+mod embedded {
+    use super::*;
+    macro_rules! on {
+        ($($name:ident),*) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(Backend::Embedded).await }
+        )*};
+    }
+    on!(
+        every_route_answers_each_role_as_the_matrix_says,
+        login_sets_a_strict_cookie_and_logout_ends_the_session,
+        a_change_made_with_the_cookie_needs_the_csrf_header,
+        failed_logins_are_refused_after_a_while,
+        tokens_act_only_for_their_bot_and_scope,
+        a_live_connection_ends_with_its_session
+    );
+}
+
+mod redis {
+    use super::*;
+    macro_rules! on {
+        ($($name:ident),*) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(Backend::Redis).await }
+        )*};
+    }
+    on!(
+        every_route_answers_each_role_as_the_matrix_says,
+        login_sets_a_strict_cookie_and_logout_ends_the_session,
+        a_change_made_with_the_cookie_needs_the_csrf_header,
+        failed_logins_are_refused_after_a_while,
+        tokens_act_only_for_their_bot_and_scope,
+        a_live_connection_ends_with_its_session
+    );
+}
