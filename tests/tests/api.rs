@@ -590,7 +590,10 @@ async fn settings_shape_the_figures(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(
         doc,
-        json!({"name": null, "timezone": "UTC", "session_timeout_secs": 1800})
+        json!({"name": null, "timezone": "UTC", "session_timeout_secs": 1800,
+               "integrations": {
+                   "google_analytics": {"measurement_id": null, "api_secret": null, "active": false},
+                   "mixpanel": {"token": null, "active": false}}})
     );
 
     let (status, doc) = s
@@ -664,6 +667,37 @@ async fn settings_shape_the_figures(backend: Backend) {
         );
     }
     assert_eq!(s.get("/api/v1/bots/nobody/settings").await.0, 404);
+
+    // Analytics secrets: sealed with the embedded store's key file; a Redis deployment
+    // without BOTWATCH_SECRET_KEY refuses them rather than store them in clear.
+    let ga = json!({"integrations": {"google_analytics": {
+        "measurement_id": "G-TEST123", "api_secret": "a-secret-of-ga-4321", "active": true}}});
+    let (status, doc) = s.put("/api/v1/bots/helpdesk/settings", ga).await;
+    match backend {
+        Backend::Embedded => {
+            assert_eq!(status, 200, "{doc}");
+            let shown = &doc["integrations"]["google_analytics"];
+            assert_eq!(shown["api_secret"], "********4321");
+            assert_eq!(shown["measurement_id"], "G-TEST123");
+            assert_eq!(shown["active"], true);
+            let (_, again) = s.get("/api/v1/bots/helpdesk/settings").await;
+            assert_eq!(again["integrations"], doc["integrations"]);
+        }
+        Backend::Redis => {
+            assert_eq!(
+                (status, &doc["error"]),
+                (409, &json!("no_secret_key")),
+                "{doc}"
+            );
+        }
+    }
+    let (status, e) = s
+        .put(
+            "/api/v1/bots/helpdesk/settings",
+            json!({"integrations": {"mixpanel": {"active": true}}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
     s.stop().await;
 }
 

@@ -200,6 +200,12 @@ async fn account_store(args: StorageArgs) -> Result<botwatch_accounts::AccountSt
         .with_context(|| format!("cannot open the accounts ({location})"))
 }
 
+fn secret_key_from_env() -> Option<String> {
+    std::env::var("BOTWATCH_SECRET_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
 fn admin_token_from_env() -> Option<String> {
     std::env::var("BOTWATCH_ADMIN_TOKEN")
         .ok()
@@ -256,6 +262,7 @@ async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
     config.retain_events = retain_events;
     config.allowed_origins = origins;
     config.admin_token = admin_token_from_env();
+    config.secret_key = secret_key_from_env();
     if config.admin_token.is_none() {
         warn!("BOTWATCH_ADMIN_TOKEN is not set: every API request will be refused with 401");
     }
@@ -275,6 +282,7 @@ async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
     config.allowed_origins = origins;
     let token = admin_token_from_env().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     config.admin_token = Some(token.clone());
+    config.secret_key = secret_key_from_env();
     let data = match &config.storage {
         StorageConfig::Embedded { dir } => format!("{} (embedded)", dir.display()),
         StorageConfig::Redis(r) => format!("Redis, keys {}*", r.prefix),

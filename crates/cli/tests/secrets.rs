@@ -1,5 +1,5 @@
 //! Nothing secret in clear: canary values (a user's password, an API token, the admin
-//! token) go in through the real command line and the real server, are used for real
+//! token, an analytics API secret) go in through the real command line and the real server, are used for real
 //! (logins, failed logins, ingest, reads), and afterwards none of them is found in the
 //! data directory, in Redis, or in anything the processes printed at debug level.
 //! The users and tokens are made with `botwatch users|tokens` while the server runs.
@@ -26,6 +26,8 @@ impl Storage {
             }
             Storage::Redis { prefix } => {
                 cmd.args(["--redis", REDIS_URL, "--redis-prefix", prefix]);
+                // Redis keeps no key file: the nodes share this one.
+                cmd.env("BOTWATCH_SECRET_KEY", "ab".repeat(32));
             }
         }
     }
@@ -36,6 +38,7 @@ fn botwatch(storage: &Storage) -> Command {
     cmd.env_remove("BOTWATCH_REDIS_URL")
         .env_remove("BOTWATCH_DATA")
         .env_remove("BOTWATCH_PASSWORD")
+        .env_remove("BOTWATCH_SECRET_KEY")
         .env("BOTWATCH_LOG", "debug")
         .kill_on_drop(true);
     storage.args(&mut cmd);
@@ -184,6 +187,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
     let password = format!("canary-password-{}", uuid::Uuid::new_v4().simple());
+    let api_secret = format!("canary-ga-secret-{}", uuid::Uuid::new_v4().simple());
     let admin_token = format!("canary-admin-{}", uuid::Uuid::new_v4().simple());
     let mut logs = String::new();
 
@@ -244,6 +248,30 @@ async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
         .expect("read");
     assert_eq!(wrong.status(), 401);
 
+    // An analytics secret: stored sealed, shown masked.
+    let settings = format!("{base}/api/v1/bots/shop/settings");
+    let put = http
+        .put(&settings)
+        .bearer_auth(&admin_token)
+        .json(&json!({"integrations": {"google_analytics": {
+            "measurement_id": "G-CANARY1", "api_secret": api_secret, "active": true}}}))
+        .send()
+        .await
+        .expect("put settings");
+    assert_eq!(put.status(), 200);
+    let shown = http
+        .get(&settings)
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .expect("get settings")
+        .text()
+        .await
+        .expect("body");
+    assert!(!shown.contains(&api_secret), "{shown}");
+    let tail = &api_secret[api_secret.len() - 4..];
+    assert!(shown.contains(&format!("********{tail}")), "{shown}");
+
     let pid = server.id().expect("pid");
     let term = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -266,6 +294,7 @@ async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
         ("password", &password),
         ("token", &token),
         ("admin token", &admin_token),
+        ("analytics secret", &api_secret),
     ] {
         assert!(!contains(&stored, canary), "the {what} is stored in clear");
         assert!(!logs.contains(canary.as_str()), "the {what} is in the logs");

@@ -27,6 +27,9 @@ pub struct Config {
     pub sessions: crate::auth::SessionPolicy,
     /// How failed logins are slowed down and refused.
     pub logins: crate::auth::LoginThrottle,
+    /// `BOTWATCH_SECRET_KEY`: 32 bytes (base64url or hex) that seal secrets in settings;
+    /// the same on every node.
+    pub secret_key: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -42,6 +45,7 @@ impl std::fmt::Debug for Config {
             .field("allowed_origins", &self.allowed_origins)
             .field("sessions", &self.sessions)
             .field("logins", &self.logins)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -59,6 +63,7 @@ impl Config {
             allowed_origins: Vec::new(),
             sessions: crate::auth::SessionPolicy::default(),
             logins: crate::auth::LoginThrottle::default(),
+            secret_key: None,
         }
     }
 
@@ -70,6 +75,13 @@ impl Config {
             if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(ConfigError::AdminTokenCharacters);
             }
+        }
+        if self
+            .secret_key
+            .as_deref()
+            .is_some_and(|k| crate::vault::parse_key(k).is_none())
+        {
+            return Err(ConfigError::SecretKey);
         }
         if let Some(bad) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::Origin(bad.clone()));
@@ -122,6 +134,8 @@ pub enum ConfigError {
     WeakAdminToken,
     #[error("BOTWATCH_ADMIN_TOKEN must not contain spaces or control characters")]
     AdminTokenCharacters,
+    #[error("BOTWATCH_SECRET_KEY must be 32 bytes, as 43 base64url or 64 hex characters")]
+    SecretKey,
     #[error("the data directory must not be empty")]
     EmptyDataDir,
     #[error("not a Redis URL: {0:?} (expected redis://HOST:PORT[/DB], rediss:// or unix://)")]

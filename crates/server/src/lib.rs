@@ -20,6 +20,7 @@ mod settings;
 pub mod snapshot;
 mod start;
 mod users;
+mod vault;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub live_dirty: Arc<live::Dirty>,
     /// Origins besides the server's own whose pages may open live WebSockets.
     pub allowed_origins: Arc<Vec<String>>,
+    /// Seals and opens the secrets in settings.
+    pub vault: Arc<vault::Vault>,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -115,6 +118,8 @@ pub enum ServerError {
     Storage(#[from] botwatch_log::LogError),
     #[error("http server failed: {0}")]
     Http(#[from] std::io::Error),
+    #[error("cannot read or make the secret key: {0}")]
+    SecretKey(String),
     #[error("cannot open the accounts: {0}")]
     Accounts(#[from] botwatch_accounts::AccountsError),
     #[error("the aggregator stopped unexpectedly (see the log)")]
@@ -130,6 +135,23 @@ pub fn accounts_location(storage: &StorageConfig) -> botwatch_accounts::Location
             url: redis.url.clone(),
             prefix: redis.prefix.clone(),
         },
+    }
+}
+
+/// The vault of secrets in settings: `BOTWATCH_SECRET_KEY`, else (embedded) the key
+/// file in the data directory, else (Redis) none, so secrets are refused.
+fn open_vault(config: &Config) -> Result<vault::Vault, ServerError> {
+    if let Some(key) = config.secret_key.as_deref().and_then(vault::parse_key) {
+        return Ok(vault::Vault::with_key(&key));
+    }
+    match &config.storage {
+        StorageConfig::Embedded { dir } => {
+            vault::Vault::in_dir(dir).map_err(|e| ServerError::SecretKey(e.to_string()))
+        }
+        StorageConfig::Redis(_) => {
+            info!("BOTWATCH_SECRET_KEY is not set: settings that hold secrets will be refused");
+            Ok(vault::Vault::closed())
+        }
     }
 }
 
@@ -179,6 +201,7 @@ impl Server {
             live_stop: CancellationToken::new(),
             live_dirty: dirty,
             allowed_origins: Arc::new(config.allowed_origins.clone()),
+            vault: Arc::new(open_vault(&config)?),
         };
         Ok(Server {
             config,

@@ -404,7 +404,10 @@ impl Connection {
             Principal::User { session, .. } => Some(session.clone()),
             _ => None,
         };
-        let mut session_check = tokio::time::interval(SESSION_CHECK_EVERY);
+        // Only those connections carry the timer (an idle connection stays small).
+        let mut session_check = session
+            .is_some()
+            .then(|| tokio::time::interval(SESSION_CHECK_EVERY));
         loop {
             let step = tokio::select! {
                 incoming = self.socket.recv() => match incoming {
@@ -418,7 +421,7 @@ impl Connection {
                     self.forward(item).await
                 }
                 _ = stop.cancelled() => Step::Close(Some(close(1001, "the server is stopping"))),
-                _ = session_check.tick(), if session.is_some() => {
+                _ = async { session_check.as_mut()?.tick().await; Some(()) }, if session_check.is_some() => {
                     let digest = session.as_deref().unwrap_or_default();
                     match self.state.auth.live_session(digest).await {
                         Ok(Some(_)) => Step::Go,

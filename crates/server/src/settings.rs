@@ -16,18 +16,47 @@ use tracing::{info, instrument};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::vault::{MASK, Vault};
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30 * 60;
 pub const MIN_TIMEOUT_SECS: u64 = 60;
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
-/// The stored settings of a bot (the shape the API answers with).
+/// The stored settings of a bot. The API answers with the same shape, secrets masked
+/// ([`SettingsDoc::view`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettingsDoc {
     pub name: Option<String>,
     pub timezone: String,
     pub session_timeout_secs: u64,
+    #[serde(default)]
+    pub integrations: Integrations,
 }
+
+/// Where a bot's events are forwarded (the forwarding itself comes with its issue).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integrations {
+    pub google_analytics: GoogleAnalytics,
+    pub mixpanel: Mixpanel,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoogleAnalytics {
+    pub measurement_id: Option<String>,
+    /// Sealed (see `vault`).
+    pub api_secret: Option<String>,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mixpanel {
+    /// The project token, sealed.
+    pub token: Option<String>,
+    pub active: bool,
+}
+
+const GA_SECRET: &str = "integrations.google_analytics.api_secret";
+const MIXPANEL_TOKEN: &str = "integrations.mixpanel.token";
 
 impl Default for SettingsDoc {
     fn default() -> Self {
@@ -35,6 +64,7 @@ impl Default for SettingsDoc {
             name: None,
             timezone: "UTC".to_owned(),
             session_timeout_secs: DEFAULT_TIMEOUT_SECS,
+            integrations: Integrations::default(),
         }
     }
 }
@@ -56,15 +86,173 @@ impl SettingsDoc {
     pub fn parse(json: &str) -> Option<SettingsDoc> {
         serde_json::from_str(json).ok()
     }
+
+    /// The document as the API shows it: secrets masked.
+    pub fn view(&self, vault: &Vault, bot: &str) -> SettingsDoc {
+        let mut view = self.clone();
+        let ga = &mut view.integrations.google_analytics;
+        ga.api_secret = ga
+            .api_secret
+            .as_deref()
+            .map(|s| vault.masked(bot, GA_SECRET, s));
+        let mp = &mut view.integrations.mixpanel;
+        mp.token = mp
+            .token
+            .as_deref()
+            .map(|s| vault.masked(bot, MIXPANEL_TOKEN, s));
+        view
+    }
 }
 
 /// Fields of API.md's settings that later issues implement.
-const NOT_YET: [&str; 3] = ["webhook_url", "channels", "integrations"];
+const NOT_YET: [&str; 2] = ["webhook_url", "channels"];
+
+/// Where a merge seals the secrets it is given.
+struct Sealing<'a> {
+    vault: &'a Vault,
+    bot: &'a str,
+}
+
+impl Sealing<'_> {
+    /// A secret field's new stored value: `None` to leave it (a masked value sent back),
+    /// `Some(None)` to clear it (null), `Some(Some(sealed))` for a new secret.
+    fn secret(&self, field: &str, value: Value) -> Result<Option<Option<String>>, ApiError> {
+        match value {
+            Value::Null => Ok(Some(None)),
+            Value::String(s) if s.starts_with(MASK) => Ok(None),
+            Value::String(s)
+                if (1..=256).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                Ok(Some(Some(self.vault.seal(self.bot, field, &s)?)))
+            }
+            _ => Err(ApiError::bad_parameter(
+                field,
+                "1 to 256 printable ASCII characters, or null",
+            )),
+        }
+    }
+}
+
+fn flag(field: &str, value: Value) -> Result<bool, ApiError> {
+    value
+        .as_bool()
+        .ok_or_else(|| ApiError::bad_parameter(field, "true or false"))
+}
+
+fn object(field: &str, value: Value) -> Result<Map<String, Value>, ApiError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::bad_parameter(field, "an object")),
+    }
+}
+
+/// Merges `integrations` of a PUT body: each service's fields given replace the stored
+/// ones; a service is active only with what it needs.
+fn merge_integrations(
+    doc: &mut Integrations,
+    body: Map<String, Value>,
+    sealing: &Sealing,
+) -> Result<(), ApiError> {
+    for (service, value) in body {
+        match service.as_str() {
+            "google_analytics" => {
+                let ga = &mut doc.google_analytics;
+                for (field, value) in object("integrations.google_analytics", value)? {
+                    match field.as_str() {
+                        "measurement_id" => {
+                            ga.measurement_id = match value {
+                                Value::Null => None,
+                                Value::String(id) if is_measurement_id(&id) => Some(id),
+                                _ => {
+                                    return Err(ApiError::bad_parameter(
+                                        "integrations.google_analytics.measurement_id",
+                                        "a GA4 measurement id like G-XXXXXXX, or null",
+                                    ));
+                                }
+                            }
+                        }
+                        "api_secret" => {
+                            if let Some(new) = sealing.secret(GA_SECRET, value)? {
+                                ga.api_secret = new;
+                            }
+                        }
+                        "active" => {
+                            ga.active = flag("integrations.google_analytics.active", value)?
+                        }
+                        other => {
+                            return Err(ApiError::bad_parameter(
+                                &format!("integrations.google_analytics.{other}"),
+                                "unknown setting",
+                            ));
+                        }
+                    }
+                }
+                if ga.active && (ga.measurement_id.is_none() || ga.api_secret.is_none()) {
+                    return Err(ApiError::bad_parameter(
+                        "integrations.google_analytics.active",
+                        "needs measurement_id and api_secret",
+                    ));
+                }
+            }
+            "mixpanel" => {
+                let mp = &mut doc.mixpanel;
+                for (field, value) in object("integrations.mixpanel", value)? {
+                    match field.as_str() {
+                        "token" => {
+                            if let Some(new) = sealing.secret(MIXPANEL_TOKEN, value)? {
+                                mp.token = new;
+                            }
+                        }
+                        "active" => mp.active = flag("integrations.mixpanel.active", value)?,
+                        other => {
+                            return Err(ApiError::bad_parameter(
+                                &format!("integrations.mixpanel.{other}"),
+                                "unknown setting",
+                            ));
+                        }
+                    }
+                }
+                if mp.active && mp.token.is_none() {
+                    return Err(ApiError::bad_parameter(
+                        "integrations.mixpanel.active",
+                        "needs token",
+                    ));
+                }
+            }
+            other => {
+                return Err(ApiError::bad_parameter(
+                    &format!("integrations.{other}"),
+                    "unknown service (google_analytics, mixpanel)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `G-` and 4 to 20 upper-case letters or digits.
+fn is_measurement_id(id: &str) -> bool {
+    id.strip_prefix("G-").is_some_and(|rest| {
+        (4..=20).contains(&rest.len())
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    })
+}
 
 /// Merges the fields of a PUT body into `doc`, naming the first field at fault.
-fn merge(doc: &mut SettingsDoc, body: Map<String, Value>) -> Result<(), ApiError> {
+fn merge(
+    doc: &mut SettingsDoc,
+    body: Map<String, Value>,
+    sealing: &Sealing,
+) -> Result<(), ApiError> {
     for (field, value) in body {
         match (field.as_str(), value) {
+            ("integrations", value) => merge_integrations(
+                &mut doc.integrations,
+                object("integrations", value)?,
+                sealing,
+            )?,
             ("name", Value::Null) => doc.name = None,
             ("name", Value::String(s)) if (1..=128).contains(&s.chars().count()) => {
                 doc.name = Some(s)
@@ -120,7 +308,7 @@ pub async fn get(
     Path(bot): Path<String>,
 ) -> Result<Json<SettingsDoc>, ApiError> {
     if let Some(doc) = stored(&state, &bot).await? {
-        return Ok(Json(doc));
+        return Ok(Json(doc.view(&state.vault, &bot)));
     }
     let b = bot.clone();
     let known = state
@@ -165,7 +353,11 @@ pub async fn put(
             .as_deref()
             .map(|json| SettingsDoc::parse(json).unwrap_or_default())
             .unwrap_or_default();
-        merge(&mut doc, fields.clone())?;
+        let sealing = Sealing {
+            vault: &state.vault,
+            bot: &bot,
+        };
+        merge(&mut doc, fields.clone(), &sealing)?;
         let json = serde_json::to_string(&doc).unwrap_or_default();
         if state
             .log
@@ -183,7 +375,7 @@ pub async fn put(
                 serde_json::json!({ "fields": changed }),
             )
             .await?;
-            return Ok(Json(doc));
+            return Ok(Json(doc.view(&state.vault, &bot)));
         }
     }
     Err(ApiError::new(
@@ -198,11 +390,60 @@ mod tests {
     use super::*;
 
     fn merged(body: Value) -> Result<SettingsDoc, ApiError> {
-        let mut doc = SettingsDoc::default();
+        merged_into(SettingsDoc::default(), body, &Vault::with_key(&[3; 32]))
+    }
+
+    fn merged_into(
+        mut doc: SettingsDoc,
+        body: Value,
+        vault: &Vault,
+    ) -> Result<SettingsDoc, ApiError> {
         let Value::Object(map) = body else {
             panic!("object")
         };
-        merge(&mut doc, map).map(|()| doc)
+        let sealing = Sealing { vault, bot: "shop" };
+        merge(&mut doc, map, &sealing).map(|()| doc)
+    }
+
+    #[test]
+    fn analytics_secrets_are_sealed_masked_and_kept_when_sent_back_masked() {
+        let vault = Vault::with_key(&[3; 32]);
+        let doc = merged(serde_json::json!({"integrations": {"google_analytics": {
+            "measurement_id": "G-ABC123", "api_secret": "secret-value-9876", "active": true}}}))
+        .expect("valid");
+        let stored = serde_json::to_string(&doc).expect("json");
+        assert!(!stored.contains("secret-value"), "{stored}");
+        let view = doc.view(&vault, "shop");
+        assert_eq!(
+            view.integrations.google_analytics.api_secret.as_deref(),
+            Some("********9876")
+        );
+        // The form sends the masked value back: the secret stays.
+        let again = merged_into(
+            doc.clone(),
+            serde_json::json!({"integrations": {"google_analytics": {"api_secret": "********9876", "active": false}}}),
+            &vault,
+        )
+        .expect("valid");
+        assert_eq!(
+            again.integrations.google_analytics.api_secret,
+            doc.integrations.google_analytics.api_secret
+        );
+        assert!(!again.integrations.google_analytics.active);
+        // Active needs what the service needs; ids and names are checked.
+        assert!(
+            merged(serde_json::json!({"integrations": {"mixpanel": {"active": true}}})).is_err()
+        );
+        assert!(merged(serde_json::json!({"integrations": {"google_analytics": {"measurement_id": "UA-1"}}})).is_err());
+        assert!(merged(serde_json::json!({"integrations": {"segment": {}}})).is_err());
+        // Without a key, secrets are refused rather than stored in clear.
+        let e = merged_into(
+            SettingsDoc::default(),
+            serde_json::json!({"integrations": {"mixpanel": {"token": "0123456789abcdef"}}}),
+            &Vault::closed(),
+        )
+        .expect_err("no key");
+        assert_eq!(e.code, "no_secret_key");
     }
 
     #[test]

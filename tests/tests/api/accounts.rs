@@ -567,6 +567,73 @@ async fn a_live_connection_ends_with_its_session(backend: Backend) {
     s.stop().await;
 }
 
+/// Sessions are kept in the storage: they survive a restart of the server.
+async fn a_session_survives_a_restart(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_user(&s, "ann", Role::Viewer).await;
+    let ann = login(&s, "ann").await;
+    let kept = s.stop_keeping().await;
+    let s = TestServer::start_with(backend, Some(kept), |_| {}).await;
+    let (status, me) = request(&s, &Who::Browser(ann), Method::GET, "/api/v1/session", None).await;
+    assert_eq!((status, &me["user"]), (200, &json!("ann")), "{me}");
+    s.stop().await;
+}
+
+/// Two nodes on one Redis: a login on one works on the other, and a logout on one
+/// closes the session's live connection on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_works_on_every_node_and_ends_on_all() {
+    let a = TestServer::start(Backend::Redis).await;
+    let b = a.second_node().await;
+    add_user(&a, "ann", Role::Operator).await;
+    let ann = login(&a, "ann").await;
+    let (status, me) = request(
+        &b,
+        &Who::Browser(ann.clone()),
+        Method::GET,
+        "/api/v1/session",
+        None,
+    )
+    .await;
+    assert_eq!((status, &me["user"]), (200, &json!("ann")), "{me}");
+
+    let mut request_b = format!("ws://{}/api/v1/live", b.addr)
+        .into_client_request()
+        .expect("request");
+    request_b.headers_mut().insert(
+        "cookie",
+        HeaderValue::from_str(&ann.cookie).expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request_b)
+        .await
+        .expect("upgrade on b");
+    let (status, _) = request(
+        &a,
+        &Who::Browser(ann.clone()),
+        Method::DELETE,
+        "/api/v1/session",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the connection on b closes after the logout on a");
+    assert_eq!(closed, Some(1008));
+    let (status, _) = request(&b, &Who::Browser(ann), Method::GET, "/api/v1/session", None).await;
+    assert_eq!(status, 401);
+    b.stop().await;
+    a.stop().await;
+}
+
 /// A CSP without inline script, nosniff, no framing, no referrer — on pages, API
 /// answers and errors alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,7 +674,8 @@ mod embedded {
         a_change_made_with_the_cookie_needs_the_csrf_header,
         failed_logins_are_refused_after_a_while,
         tokens_act_only_for_their_bot_and_scope,
-        a_live_connection_ends_with_its_session
+        a_live_connection_ends_with_its_session,
+        a_session_survives_a_restart
     );
 }
 
@@ -625,6 +693,7 @@ mod redis {
         a_change_made_with_the_cookie_needs_the_csrf_header,
         failed_logins_are_refused_after_a_while,
         tokens_act_only_for_their_bot_and_scope,
-        a_live_connection_ends_with_its_session
+        a_live_connection_ends_with_its_session,
+        a_session_survives_a_restart
     );
 }
