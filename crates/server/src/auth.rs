@@ -127,7 +127,8 @@ impl Default for SessionPolicy {
     }
 }
 
-/// A session's last use is written at most this often.
+/// A session's last use is written at most this often (or every half idle timeout,
+/// when that is shorter, so a session in use never times out).
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// How failed logins are throttled, per user name and per client address.
@@ -266,7 +267,7 @@ impl Auth {
                 .map_err(storage)?;
             return Ok(None);
         }
-        if idle >= TOUCH_EVERY {
+        if idle >= TOUCH_EVERY.min(self.policy.idle / 2) {
             session.last_seen = now;
             let left = self.policy.absolute.saturating_sub(age);
             self.accounts

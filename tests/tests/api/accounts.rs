@@ -567,6 +567,77 @@ async fn a_live_connection_ends_with_its_session(backend: Backend) {
     s.stop().await;
 }
 
+/// The status of `GET /api/v1/session` for a browser.
+async fn status_of(s: &TestServer, b: &Browser) -> u16 {
+    request(
+        s,
+        &Who::Browser(b.clone()),
+        Method::GET,
+        "/api/v1/session",
+        None,
+    )
+    .await
+    .0
+}
+
+/// A session ends when it is not used for the idle time, and at its absolute limit even
+/// when in use.
+async fn sessions_end_when_idle_or_too_old(backend: Backend) {
+    let s = TestServer::start_with(backend, None, |c| {
+        c.sessions.idle = Duration::from_millis(1200);
+        c.sessions.absolute = Duration::from_secs(4);
+    })
+    .await;
+    add_user(&s, "ann", Role::Viewer).await;
+
+    // Used every 300 ms for 2.4 s (twice the idle time): still valid.
+    let used = login(&s, "ann").await;
+    for _ in 0..8 {
+        assert_eq!(status_of(&s, &used).await, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Left alone past the idle time: ended.
+    let idle = login(&s, "ann").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(status_of(&s, &idle).await, 401, "idle");
+    // In use all along, but older than the absolute limit: ended.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(status_of(&s, &used).await, 401, "past the absolute limit");
+    s.stop().await;
+}
+
+/// Failed logins beyond the first few are answered slowly: guessing gets slow long
+/// before it is refused.
+async fn failed_logins_slow_down(backend: Backend) {
+    let s = TestServer::start_with(backend, None, |c| {
+        c.logins.slow_after = 2;
+        c.logins.first_delay = Duration::from_millis(400);
+    })
+    .await;
+    add_user(&s, "ann", Role::Viewer).await;
+    for _ in 0..2 {
+        assert_eq!(login_as(&s, "ann", "guess guess guess").await.status(), 401);
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(login_as(&s, "ann", "guess guess guess").await.status(), 401);
+    let slowed = started.elapsed();
+    assert!(
+        slowed >= Duration::from_millis(400),
+        "the third failure took {slowed:?}"
+    );
+    // The right password, still within the window: slowed too, then it clears the count.
+    let started = std::time::Instant::now();
+    assert_eq!(login_as(&s, "ann", PASSWORD).await.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    assert_eq!(login_as(&s, "ann", PASSWORD).await.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "cleared after a success"
+    );
+    s.stop().await;
+}
+
 /// Sessions are kept in the storage: they survive a restart of the server.
 async fn a_session_survives_a_restart(backend: Backend) {
     let s = TestServer::start(backend).await;
@@ -675,7 +746,9 @@ mod embedded {
         failed_logins_are_refused_after_a_while,
         tokens_act_only_for_their_bot_and_scope,
         a_live_connection_ends_with_its_session,
-        a_session_survives_a_restart
+        a_session_survives_a_restart,
+        sessions_end_when_idle_or_too_old,
+        failed_logins_slow_down
     );
 }
 
@@ -694,6 +767,8 @@ mod redis {
         failed_logins_are_refused_after_a_while,
         tokens_act_only_for_their_bot_and_scope,
         a_live_connection_ends_with_its_session,
-        a_session_survives_a_restart
+        a_session_survives_a_restart,
+        sessions_end_when_idle_or_too_old,
+        failed_logins_slow_down
     );
 }
