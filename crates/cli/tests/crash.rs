@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+mod common;
 
 const TOKEN: &str = "crash-test-admin-token-0123456789";
 const USERS: usize = 8;
@@ -54,17 +55,7 @@ async fn start(storage: &Storage) -> Running {
         }
     }
     let mut child = cmd.spawn().expect("start botwatch serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server starts within 30 s (Redis must run on 127.0.0.1:6379)")
-        .expect("read stdout")
-        .expect("a line on stdout");
-    let base = line
-        .strip_prefix("botwatch listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
+    let base = common::listening_on(&mut child).await;
     Running { child, base }
 }
 

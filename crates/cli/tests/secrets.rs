@@ -8,8 +8,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
+
+mod common;
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -75,17 +77,7 @@ async fn serve(
         let _ = stderr.read_to_string(&mut text).await;
         text
     });
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server starts within 30 s (Redis must run on 127.0.0.1:6379)")
-        .expect("read stdout")
-        .expect("a line on stdout");
-    let base = line
-        .strip_prefix("botwatch listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
+    let base = common::listening_on(&mut child).await;
     (child, base, stderr)
 }
 

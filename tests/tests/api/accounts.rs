@@ -497,6 +497,25 @@ async fn tokens_act_only_for_their_bot_and_scope(backend: Backend) {
     s.stop().await;
 }
 
+/// The close code a live connection ends with (`None` when it ends without a close
+/// frame); fails when it stays open for 5 s.
+async fn close_code(ws: &mut Socket) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the connection closes within 5 s")
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 async fn a_live_connection_ends_with_its_session(backend: Backend) {
     let s = TestServer::start(backend).await;
     add_user(&s, "ann", Role::Viewer).await;
@@ -523,17 +542,7 @@ async fn a_live_connection_ends_with_its_session(backend: Backend) {
     )
     .await;
     assert_eq!(status, 204);
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .expect("closed after the logout");
+    let closed = close_code(&mut ws).await;
     assert_eq!(closed, Some(1008));
     assert!(
         connect(&first.cookie).await.is_err(),
@@ -687,17 +696,7 @@ async fn a_session_works_on_every_node_and_ends_on_all() {
     )
     .await;
     assert_eq!(status, 204);
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .expect("the connection on b closes after the logout on a");
+    let closed = close_code(&mut ws).await;
     assert_eq!(closed, Some(1008));
     let (status, _) = request(&b, &Who::Browser(ann), Method::GET, "/api/v1/session", None).await;
     assert_eq!(status, 401);
@@ -731,44 +730,14 @@ async fn every_answer_carries_the_security_headers() {
     s.stop().await;
 }
 
-mod embedded {
-    use super::*;
-    macro_rules! on {
-        ($($name:ident),*) => {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(Backend::Embedded).await }
-        )*};
-    }
-    on!(
-        every_route_answers_each_role_as_the_matrix_says,
-        login_sets_a_strict_cookie_and_logout_ends_the_session,
-        a_change_made_with_the_cookie_needs_the_csrf_header,
-        failed_logins_are_refused_after_a_while,
-        tokens_act_only_for_their_bot_and_scope,
-        a_live_connection_ends_with_its_session,
-        a_session_survives_a_restart,
-        sessions_end_when_idle_or_too_old,
-        failed_logins_slow_down
-    );
-}
-
-mod redis {
-    use super::*;
-    macro_rules! on {
-        ($($name:ident),*) => {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(Backend::Redis).await }
-        )*};
-    }
-    on!(
-        every_route_answers_each_role_as_the_matrix_says,
-        login_sets_a_strict_cookie_and_logout_ends_the_session,
-        a_change_made_with_the_cookie_needs_the_csrf_header,
-        failed_logins_are_refused_after_a_while,
-        tokens_act_only_for_their_bot_and_scope,
-        a_live_connection_ends_with_its_session,
-        a_session_survives_a_restart,
-        sessions_end_when_idle_or_too_old,
-        failed_logins_slow_down
-    );
-}
+both_backends!(
+    every_route_answers_each_role_as_the_matrix_says,
+    login_sets_a_strict_cookie_and_logout_ends_the_session,
+    a_change_made_with_the_cookie_needs_the_csrf_header,
+    failed_logins_are_refused_after_a_while,
+    tokens_act_only_for_their_bot_and_scope,
+    a_live_connection_ends_with_its_session,
+    a_session_survives_a_restart,
+    sessions_end_when_idle_or_too_old,
+    failed_logins_slow_down,
+);
