@@ -341,9 +341,12 @@ impl Auth {
                 ));
             }
         };
-        for key in &keys {
-            self.accounts.clear_failures(key).await.map_err(storage)?;
-        }
+        // The user's count starts afresh; the address's does not (one account of one's
+        // own must not reset the count of guesses at others).
+        self.accounts
+            .clear_failures(&keys[0])
+            .await
+            .map_err(storage)?;
         let id = botwatch_accounts::new_secret().map_err(storage)?;
         let now = Utc::now();
         let session = Session {

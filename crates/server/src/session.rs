@@ -37,6 +37,24 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
     let from = peer(request.extensions());
     let secure = is_https(request.headers());
     let previous = cookie(request.headers(), COOKIE).map(digest);
+    // JSON only: a page elsewhere can post a form (text/plain shaped like JSON) without
+    // asking, but not application/json, so nobody is logged in by another site.
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "json_only",
+            "log in with Content-Type: application/json",
+        ));
+    }
     let body = axum::body::to_bytes(request.into_body(), MAX_LOGIN_BODY + MAX_PASSWORD)
         .await
         .map_err(|_| {
