@@ -172,18 +172,24 @@ pub struct Authenticated {
 }
 
 impl Auth {
-    pub fn new(
+    pub async fn new(
         admin_token: Option<String>,
         accounts: Arc<AccountStore>,
         policy: SessionPolicy,
         throttle: LoginThrottle,
     ) -> Result<Auth, AccountsError> {
+        // Argon2 takes tens of milliseconds of CPU: never on the async runtime.
+        let dummy_hash = tokio::task::spawn_blocking(|| {
+            botwatch_accounts::hash_password("not anybody's password")
+        })
+        .await
+        .map_err(|e| AccountsError::Unavailable(format!("hashing task: {e}")))??;
         Ok(Auth {
             admin_token: admin_token.map(String::into_bytes),
             accounts,
             policy,
             throttle,
-            dummy_hash: botwatch_accounts::hash_password("not anybody's password")?,
+            dummy_hash,
         })
     }
 

@@ -186,7 +186,8 @@ impl Server {
             Arc::new(accounts),
             config.sessions,
             config.logins,
-        )?;
+        )
+        .await?;
         let state = AppState {
             log: Arc::new(log),
             aggregator,

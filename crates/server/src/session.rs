@@ -80,6 +80,19 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
         state.auth.logout(&previous).await?;
     }
     info!(user = %user.name, from = %from, "logged in");
+    let who = Principal::User {
+        name: user.name.clone(),
+        role: user.role,
+        session: digest(&id),
+    };
+    audit(
+        &state,
+        &who,
+        "session.login",
+        None,
+        serde_json::json!({ "from": from.to_string() }),
+    )
+    .await?;
     let policy = state.auth.policy();
     let mut response = Json(SessionInfo {
         user: Some(user.name),
@@ -127,15 +140,23 @@ pub async fn logout(
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Principal::User { name, session, .. } = principal else {
+    let Principal::User { name, session, .. } = &principal else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "no_session",
             "only a session logs out; tokens are revoked with `botwatch tokens remove`",
         ));
     };
-    state.auth.logout(&session).await?;
+    state.auth.logout(session).await?;
     info!(user = %name, "logged out");
+    audit(
+        &state,
+        &principal,
+        "session.logout",
+        None,
+        serde_json::json!({}),
+    )
+    .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_cookie(
         &mut response,

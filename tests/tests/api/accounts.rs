@@ -209,6 +209,7 @@ async fn every_route_answers_each_role_as_the_matrix_says(backend: Backend) {
             path.push_str("?from=2026-11-01&to=2026-11-30");
         }
         for ((label, who), want) in principals.iter().zip(statuses) {
+            let audited_before = audit_entries(&s).await;
             let (got, body) =
                 request(&s, who, method.clone(), &path, body_for(&method, template)).await;
             if got != want {
@@ -216,10 +217,32 @@ async fn every_route_answers_each_role_as_the_matrix_says(backend: Backend) {
                     "{method} {template} as {label}: {got} (expected {want}) {body}"
                 ));
             }
+            // What a person does that changes something is in the audit log (the bots'
+            // own traffic, ingest, is not a person's doing).
+            let changed = method != Method::GET && (200..300).contains(&got);
+            if changed
+                && matches!(who, Who::Browser(_))
+                && template != "/api/v1/events"
+                && audit_entries(&s).await == audited_before
+            {
+                wrong.push(format!(
+                    "{method} {template} as {label}: not in the audit log"
+                ));
+            }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     s.stop().await;
+}
+
+async fn audit_entries(s: &TestServer) -> usize {
+    s.state
+        .auth
+        .accounts()
+        .audit_log(100_000)
+        .await
+        .expect("audit log")
+        .len()
 }
 
 fn cookie_attributes(response: &reqwest::Response) -> Vec<String> {
