@@ -83,6 +83,17 @@ struct StorageArgs {
     )]
     allowed_origins: Vec<String>,
 
+    /// Reverse proxies (addresses or networks, e.g. 10.0.0.0/8) whose X-Forwarded-For
+    /// and X-Forwarded-Proto name the client; comma-separated in the environment.
+    /// Without one, the TCP peer is the client (login throttling counts per address).
+    #[arg(
+        long = "trusted-proxy",
+        env = "BOTWATCH_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    trusted_proxies: Vec<String>,
+
     /// Prefix of every Redis key (several deployments on one Redis; tests).
     #[arg(
         long,
@@ -257,10 +268,12 @@ async fn start(config: Config) -> Result<(Server, TcpListener)> {
 async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
     let (snapshot_every, retain_events) = (storage.snapshot_every, storage.retain_events);
     let origins = storage.allowed_origins.clone();
+    let proxies = storage.trusted_proxies.clone();
     let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-data"));
     config.snapshot_every = snapshot_every;
     config.retain_events = retain_events;
     config.allowed_origins = origins;
+    config.trusted_proxies = proxies;
     config.admin_token = admin_token_from_env();
     config.secret_key = secret_key_from_env();
     if config.admin_token.is_none() {
@@ -276,10 +289,12 @@ async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
 async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
     let (snapshot_every, retain_events) = (storage.snapshot_every, storage.retain_events);
     let origins = storage.allowed_origins.clone();
+    let proxies = storage.trusted_proxies.clone();
     let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-demo-data"));
     config.snapshot_every = snapshot_every;
     config.retain_events = retain_events;
     config.allowed_origins = origins;
+    config.trusted_proxies = proxies;
     let token = admin_token_from_env().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     config.admin_token = Some(token.clone());
     config.secret_key = secret_key_from_env();

@@ -5,11 +5,11 @@
 //! token (scoped to one bot), else the session cookie. A state-changing request made
 //! with the cookie must carry `X-Botwatch-CSRF` (the value the login answered).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -489,14 +489,6 @@ pub async fn guard(
     }
     request.extensions_mut().insert(who.principal);
     Ok(next.run(request).await)
-}
-
-/// The client's address: the TCP peer (a proxy in front should be trusted explicitly
-/// before its forwarded headers are; not done yet).
-pub fn peer(request_extensions: &axum::http::Extensions) -> IpAddr {
-    request_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct Config {
     /// `BOTWATCH_SECRET_KEY`: 32 bytes (base64url or hex) that seal secrets in settings;
     /// the same on every node.
     pub secret_key: Option<String>,
+    /// Proxies (addresses or networks) whose forwarded headers name the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -46,6 +48,7 @@ impl std::fmt::Debug for Config {
             .field("sessions", &self.sessions)
             .field("logins", &self.logins)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -64,6 +67,7 @@ impl Config {
             sessions: crate::auth::SessionPolicy::default(),
             logins: crate::auth::LoginThrottle::default(),
             secret_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -82,6 +86,13 @@ impl Config {
             .is_some_and(|k| crate::vault::parse_key(k).is_none())
         {
             return Err(ConfigError::SecretKey);
+        }
+        if let Some(bad) = self
+            .trusted_proxies
+            .iter()
+            .find(|n| crate::client::Network::parse(n).is_none())
+        {
+            return Err(ConfigError::TrustedProxy(bad.clone()));
         }
         if let Some(bad) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::Origin(bad.clone()));
@@ -136,6 +147,8 @@ pub enum ConfigError {
     AdminTokenCharacters,
     #[error("BOTWATCH_SECRET_KEY must be 32 bytes, as 43 base64url or 64 hex characters")]
     SecretKey,
+    #[error("BOTWATCH_TRUSTED_PROXIES: {0:?} is not an address or a network (e.g. 10.0.0.0/8)")]
+    TrustedProxy(String),
     #[error("the data directory must not be empty")]
     EmptyDataDir,
     #[error("not a Redis URL: {0:?} (expected redis://HOST:PORT[/DB], rediss:// or unix://)")]

@@ -3,6 +3,7 @@
 //! The binary only parses arguments; tests start the same server on port 0.
 
 pub mod auth;
+mod client;
 mod config;
 mod error;
 mod figures;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub allowed_origins: Arc<Vec<String>>,
     /// Seals and opens the secrets in settings.
     pub vault: Arc<vault::Vault>,
+    /// Proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Arc<Vec<client::Network>>,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -203,6 +206,13 @@ impl Server {
             live_dirty: dirty,
             allowed_origins: Arc::new(config.allowed_origins.clone()),
             vault: Arc::new(open_vault(&config)?),
+            trusted_proxies: Arc::new(
+                config
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|n| client::Network::parse(n))
+                    .collect(),
+            ),
         };
         Ok(Server {
             config,

@@ -1,7 +1,9 @@
 //! `POST|GET|DELETE /api/v1/session` (log in, who am I, log out) and the audit log.
 
+use std::net::SocketAddr;
+
 use axum::Json;
-use axum::extract::{Extension, Query, Request, State};
+use axum::extract::{ConnectInfo, Extension, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use botwatch_accounts::{AuditEntry, MAX_PASSWORD, digest};
@@ -10,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
 use crate::AppState;
-use crate::auth::{COOKIE, Principal, cookie, csrf_of, peer};
+use crate::auth::{COOKIE, Principal, cookie, csrf_of};
+use crate::client::Client;
 use crate::error::ApiError;
 
 #[derive(Deserialize)]
@@ -34,8 +37,12 @@ const MAX_LOGIN_BODY: usize = 4 * 1024;
 
 #[instrument(name = "login", skip_all)]
 pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let from = peer(request.extensions());
-    let secure = is_https(request.headers());
+    let client = Client::of(
+        request.extensions(),
+        request.headers(),
+        &state.trusted_proxies,
+    );
+    let (from, secure) = (client.addr, client.https);
     let previous = cookie(request.headers(), COOKIE).map(digest);
     // JSON only: a page elsewhere can post a form (text/plain shaped like JSON) without
     // asking, but not application/json, so nobody is logged in by another site.
@@ -138,6 +145,7 @@ pub async fn current(
 pub async fn logout(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Principal::User { name, session, .. } = &principal else {
@@ -147,6 +155,7 @@ pub async fn logout(
             "only a session logs out; tokens are revoked with `botwatch tokens remove`",
         ));
     };
+    let https = Client::behind(peer.ip(), &headers, &state.trusted_proxies).https;
     state.auth.logout(session).await?;
     info!(user = %name, "logged out");
     audit(
@@ -162,7 +171,7 @@ pub async fn logout(
         &mut response,
         &format!(
             "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-            if is_https(&headers) { "; Secure" } else { "" }
+            if https { "; Secure" } else { "" }
         ),
     )?;
     Ok(response)
@@ -218,14 +227,6 @@ pub async fn audit(
             "the audit log cannot be written",
         )
     })
-}
-
-/// Whether the client reached us over https (directly or through a proxy that says so).
-fn is_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
 fn set_cookie(response: &mut Response, value: &str) -> Result<(), ApiError> {

@@ -296,8 +296,8 @@ async fn login_sets_a_strict_cookie_and_logout_ends_the_session(backend: Backend
     assert_eq!(body["user"], "ann");
     assert_eq!(body["role"], "operator");
 
-    // Behind a proxy that terminates TLS, the cookie is Secure.
-    let behind_tls = s
+    // X-Forwarded-Proto from a peer that is no trusted proxy is ignored.
+    let claims_tls = s
         .client
         .post(s.url("/api/v1/session"))
         .header("x-forwarded-proto", "https")
@@ -305,7 +305,7 @@ async fn login_sets_a_strict_cookie_and_logout_ends_the_session(backend: Backend
         .send()
         .await
         .expect("login");
-    assert!(cookie_attributes(&behind_tls).iter().any(|a| a == "Secure"));
+    assert!(!cookie_attributes(&claims_tls).iter().any(|a| a == "Secure"));
 
     let ann = login(&s, "ann").await;
     let (status, me) = request(
@@ -406,6 +406,69 @@ async fn a_change_made_with_the_cookie_needs_the_csrf_header(backend: Backend) {
     assert_eq!(log[1]["action"], "settings.update");
     assert_eq!(log[1]["bot"], "helpdesk");
     assert_eq!(log[1]["detail"], json!({"fields": ["name"]}));
+    s.stop().await;
+}
+
+/// Behind a trusted proxy the client is the one it names: throttling counts per real
+/// client, and a proxy that terminates TLS gets Secure cookies. A client that names
+/// itself in X-Forwarded-For is not believed.
+async fn behind_a_trusted_proxy_the_forwarded_client_counts(backend: Backend) {
+    let login_from = |s: &TestServer, forwarded_for: &str, user: &str, password: &str| {
+        s.client
+            .post(s.url("/api/v1/session"))
+            .header("x-forwarded-for", forwarded_for)
+            .header("x-forwarded-proto", "https")
+            .json(&json!({"username": user, "password": password}))
+            .send()
+    };
+    let s = TestServer::start_with(backend, None, |c| {
+        c.trusted_proxies = vec!["127.0.0.0/8".into()];
+        c.logins.first_delay = Duration::from_millis(1);
+        c.logins.refuse_after = 3;
+    })
+    .await;
+    add_user(&s, "ann", Role::Viewer).await;
+    let ok = login_from(&s, "203.0.113.9", "ann", PASSWORD)
+        .await
+        .expect("login");
+    assert_eq!(ok.status(), 200);
+    assert!(cookie_attributes(&ok).iter().any(|a| a == "Secure"));
+    for user in ["x1", "x2", "x3"] {
+        let r = login_from(&s, "198.51.100.1", user, "guess guess guess")
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 401);
+    }
+    let r = login_from(&s, "198.51.100.1", "x4", "guess guess guess")
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 429, "that client is refused");
+    let r = login_from(&s, "203.0.113.9", "ann", PASSWORD)
+        .await
+        .expect("login");
+    assert_eq!(
+        r.status(),
+        200,
+        "another client behind the same proxy is not"
+    );
+    s.stop().await;
+
+    // Without trust, forwarded addresses are the client's own claim and count for nothing.
+    let s = TestServer::start_with(backend, None, |c| {
+        c.logins.first_delay = Duration::from_millis(1);
+        c.logins.refuse_after = 3;
+    })
+    .await;
+    for (n, user) in ["x1", "x2", "x3"].iter().enumerate() {
+        let r = login_from(&s, &format!("198.51.100.{n}"), user, "guess guess guess")
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 401);
+    }
+    let r = login_from(&s, "198.51.100.99", "x4", "guess guess guess")
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 429, "a new X-Forwarded-For buys no new guesses");
     s.stop().await;
 }
 
@@ -751,4 +814,5 @@ both_backends!(
     a_session_survives_a_restart,
     sessions_end_when_idle_or_too_old,
     failed_logins_slow_down,
+    behind_a_trusted_proxy_the_forwarded_client_counts,
 );
