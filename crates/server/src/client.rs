@@ -40,11 +40,10 @@ impl Network {
         let (Some(net), Some(ip)) = (bits(self.addr), bits(ip)) else {
             return false;
         };
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            let width = if self.addr.is_ipv4() { 32 } else { 128 };
-            u128::MAX << (128 - u32::from(self.prefix)) >> (128 - width) << (128 - width)
+        // Both kinds sit at the top of the 128 bits, so a prefix is the top bits.
+        let mask = match self.prefix {
+            0 => 0,
+            p => u128::MAX << (128 - u32::from(p)),
         };
         net & mask == ip & mask
     }
