@@ -588,42 +588,54 @@ async fn close_code(ws: &mut Socket) -> Option<u16> {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn a_live_connection_ends_with_its_session(backend: Backend) {
-    let s = TestServer::start(backend).await;
-    add_user(&s, "ann", Role::Viewer).await;
-    let connect = |cookie: &str| {
-        let mut request = format!("ws://{}/api/v1/live", s.addr)
-            .into_client_request()
-            .expect("request");
-        request
-            .headers_mut()
-            .insert("cookie", HeaderValue::from_str(cookie).expect("header"));
-        tokio_tungstenite::connect_async(request)
-    };
-    // With the session cookie the upgrade is accepted; ending the session closes it.
-    let first = login(&s, "ann").await;
-    let (mut ws, _) = connect(&first.cookie)
+/// A live connection opened with a browser's session cookie.
+async fn live_with_cookie(
+    s: &TestServer,
+    cookie: &str,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://{}/api/v1/live", s.addr)
+        .into_client_request()
+        .expect("request");
+    request
+        .headers_mut()
+        .insert("cookie", HeaderValue::from_str(cookie).expect("header"));
+    tokio_tungstenite::connect_async(request)
         .await
-        .expect("upgrade with the cookie");
-    let (status, _) = request(
-        &s,
-        &Who::Browser(first.clone()),
+        .map(|(ws, _)| ws)
+}
+
+/// Logs a browser out; the status.
+async fn logout(s: &TestServer, b: &Browser) -> u16 {
+    request(
+        s,
+        &Who::Browser(b.clone()),
         Method::DELETE,
         "/api/v1/session",
         None,
     )
-    .await;
-    assert_eq!(status, 204);
+    .await
+    .0
+}
+
+async fn a_live_connection_ends_with_its_session(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    add_user(&s, "ann", Role::Viewer).await;
+    // With the session cookie the upgrade is accepted; ending the session closes it.
+    let first = login(&s, "ann").await;
+    let mut ws = live_with_cookie(&s, &first.cookie)
+        .await
+        .expect("upgrade with the cookie");
+    assert_eq!(logout(&s, &first).await, 204);
     let closed = close_code(&mut ws).await;
     assert_eq!(closed, Some(1008));
     assert!(
-        connect(&first.cookie).await.is_err(),
+        live_with_cookie(&s, &first.cookie).await.is_err(),
         "the ended session cannot connect again"
     );
 
     // A password change ends the user's sessions the same way.
     let second = login(&s, "ann").await;
-    let (mut ws, _) = connect(&second.cookie).await.expect("upgrade");
+    let mut ws = live_with_cookie(&s, &second.cookie).await.expect("upgrade");
     let accounts = s.state.auth.accounts();
     let mut ann = accounts.user("ann").await.expect("user").expect("ann");
     ann.password = botwatch_accounts::hash_password("another long password").expect("hash");
@@ -751,29 +763,12 @@ async fn a_session_works_on_every_node_and_ends_on_all() {
     .await;
     assert_eq!((status, &me["user"]), (200, &json!("ann")), "{me}");
 
-    let mut request_b = format!("ws://{}/api/v1/live", b.addr)
-        .into_client_request()
-        .expect("request");
-    request_b.headers_mut().insert(
-        "cookie",
-        HeaderValue::from_str(&ann.cookie).expect("header"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request_b)
+    let mut ws = live_with_cookie(&b, &ann.cookie)
         .await
         .expect("upgrade on b");
-    let (status, _) = request(
-        &a,
-        &Who::Browser(ann.clone()),
-        Method::DELETE,
-        "/api/v1/session",
-        None,
-    )
-    .await;
-    assert_eq!(status, 204);
-    let closed = close_code(&mut ws).await;
-    assert_eq!(closed, Some(1008));
-    let (status, _) = request(&b, &Who::Browser(ann), Method::GET, "/api/v1/session", None).await;
-    assert_eq!(status, 401);
+    assert_eq!(logout(&a, &ann).await, 204);
+    assert_eq!(close_code(&mut ws).await, Some(1008));
+    assert_eq!(status_of(&b, &ann).await, 401);
     b.stop().await;
     a.stop().await;
 }
