@@ -807,3 +807,6 @@ mod live;
 
 #[path = "api/accounts.rs"]
 mod accounts;
+
+#[path = "api/openapi.rs"]
+mod openapi;

@@ -186,7 +186,7 @@ pub struct Session {
 }
 
 /// One thing an operator or admin did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     /// `user:NAME`, `token:ID` or `admin-token`.
@@ -197,6 +197,7 @@ pub struct AuditEntry {
     pub bot: Option<String>,
     /// What it was done to and with (never a secret).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 

@@ -2,7 +2,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One event in its canonical, validated form: what the log stores and readers get.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Idempotency key, unique per bot: the same `(bot, id)` is counted once.
     pub id: String,
@@ -19,7 +19,8 @@ pub struct Event {
     pub attachments: Vec<Attachment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<Sender>,
-    /// Event time, UTC, millisecond precision.
+    /// Event time, UTC, millisecond precision (RFC 3339); the time of receipt when absent.
+    #[schema(value_type = String, format = DateTime)]
     #[serde(serialize_with = "ts_to_rfc3339", deserialize_with = "ts_from_rfc3339")]
     pub ts: DateTime<Utc>,
 }
@@ -37,7 +38,7 @@ impl Event {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A message between a user and the bot (or an operator speaking for it).
@@ -51,7 +52,7 @@ impl EventKind {
         [("message", EventKind::Message), ("user", EventKind::User)];
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// User → bot.
@@ -60,7 +61,7 @@ pub enum Direction {
     Out,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserInfo {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,14 +75,14 @@ pub struct UserInfo {
 }
 
 /// Who wrote an outbound message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Sender {
     Bot,
     Operator { id: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Attachment {
     File(Media),
@@ -95,7 +96,7 @@ impl Attachment {
     pub const TYPES: [&'static str; 5] = ["file", "image", "audio", "video", "card"];
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Media {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,7 +107,7 @@ pub struct Media {
     pub size: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Card {
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,7 +118,7 @@ pub struct Card {
     pub buttons: Vec<Button>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Button {
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

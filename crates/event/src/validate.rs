@@ -69,13 +69,14 @@ pub enum Problem {
 
 /// One fault: which event of the batch, which field (absent when the fault is the
 /// event as a whole), and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub reason: String,
     #[serde(skip)]
+    #[schema(ignore)]
     pub problem: Problem,
 }
 

@@ -20,8 +20,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     error: &'static str,
     message: &'a str,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
@@ -110,7 +111,7 @@ impl From<LogError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             error: self.code,
             message: &self.message,
             details: &self.details,

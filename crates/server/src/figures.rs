@@ -46,12 +46,13 @@ fn date(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
         })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BotItem {
     id: String,
 }
 
 /// `GET /api/v1/bots`: the bots that have events.
+#[utoipa::path(get, operation_id = "figures_bots", path = "/api/v1/bots", tag = "figures", responses((status = 200, body = Vec<crate::figures::BotItem>), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn bots(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -69,20 +70,21 @@ pub async fn bots(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     from: Option<String>,
     to: Option<String>,
     bucket: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsAnswer {
     tz: String,
     buckets: Vec<BucketItem>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BucketItem {
     start: String,
     messages_in: u64,
@@ -110,6 +112,7 @@ impl From<StatsBucket> for BucketItem {
 /// `GET /api/v1/bots/{bot}/stats?from=&to=&bucket=`: `to` inclusive, dates in the
 /// bot's zone, empty buckets included.
 #[instrument(name = "stats", skip(state, query))]
+#[utoipa::path(get, operation_id = "figures_stats", path = "/api/v1/bots/{bot}/stats", tag = "figures", params(("bot" = String, Path, description = "The bot (a slug)"), crate::figures::StatsQuery), responses((status = 200, body = crate::figures::StatsAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn stats(
     State(state): State<AppState>,
     Path(bot): Path<String>,
@@ -161,14 +164,15 @@ pub async fn stats(
     answer.map(Json).ok_or_else(|| no_bot(&missing))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TopQuery {
     from: Option<String>,
     to: Option<String>,
     limit: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TopItem {
     text: String,
     count: u64,
@@ -185,6 +189,7 @@ impl TopItem {
 /// `GET /api/v1/bots/{bot}/top-messages?from=&to=&limit=`: what users send most
 /// often; by default over the last 30 days.
 #[instrument(name = "top_messages", skip(state, query))]
+#[utoipa::path(get, operation_id = "figures_top_messages", path = "/api/v1/bots/{bot}/top-messages", tag = "figures", params(("bot" = String, Path, description = "The bot (a slug)"), crate::figures::TopQuery), responses((status = 200, body = Vec<crate::figures::TopItem>), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn top_messages(
     State(state): State<AppState>,
     Path(bot): Path<String>,
@@ -221,7 +226,7 @@ pub async fn top_messages(
     ))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DialogAnswer {
     user: DialogUser,
     mode: &'static str,
@@ -230,7 +235,7 @@ pub struct DialogAnswer {
     sessions: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DialogUser {
     id: String,
     name: Option<String>,
@@ -240,6 +245,7 @@ pub struct DialogUser {
 
 /// `GET /api/v1/bots/{bot}/dialogs/{user}`: what a bot asks about one user.
 #[instrument(name = "dialog", skip(state))]
+#[utoipa::path(get, operation_id = "figures_dialog", path = "/api/v1/bots/{bot}/dialogs/{user}", tag = "dialogs", params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id")), responses((status = 200, body = crate::figures::DialogAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn dialog(
     State(state): State<AppState>,
     Path((bot, user)): Path<(String, String)>,
@@ -278,20 +284,21 @@ impl From<UserFigures> for DialogAnswer {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DialogsQuery {
     mode: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DialogsAnswer {
     items: Vec<DialogItem>,
     next: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DialogItem {
     #[serde(flatten)]
     dialog: DialogAnswer,
@@ -299,7 +306,7 @@ pub struct DialogItem {
     preview: Option<Preview>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     text: Option<String>,
     direction: Option<botwatch_event::Direction>,
@@ -341,6 +348,7 @@ fn decode_cursor(s: &str) -> Option<botwatch_aggregator::DialogCursor> {
 /// `GET /api/v1/bots/{bot}/dialogs?mode=auto|manual&limit=&cursor=`: the latest
 /// dialogs first, each with its last message.
 #[instrument(name = "dialogs", skip(state, query))]
+#[utoipa::path(get, operation_id = "figures_dialogs", path = "/api/v1/bots/{bot}/dialogs", tag = "dialogs", params(("bot" = String, Path, description = "The bot (a slug)"), crate::figures::DialogsQuery), responses((status = 200, body = crate::figures::DialogsAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn dialogs(
     State(state): State<AppState>,
     Path(bot): Path<String>,

@@ -8,12 +8,14 @@ use serde_json::json;
 use crate::AppState;
 
 /// The process is up.
+#[utoipa::path(get, operation_id = "health_healthz", path = "/healthz", tag = "health", responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
 /// The storage answers, and has not lost data behind the figures (a recorded loss
 /// answers 503 `data_lost` until an operator clears it; the figures are still served).
+#[utoipa::path(get, operation_id = "health_readyz", path = "/readyz", tag = "health", responses((status = 200, description = "The storage answers"), (status = 503, description = "`storage_unavailable` or `data_lost`")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let storage = state.log.backend_name();
     if let Some(loss) = state.integrity.data_loss() {
@@ -44,6 +46,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+#[utoipa::path(get, operation_id = "health_metrics", path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let ready = state.log.ready().await.is_ok();
     state.metrics.storage_ready.set(i64::from(ready));

@@ -14,20 +14,21 @@ use crate::error::ApiError;
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 200;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     before: Option<String>,
     limit: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryAnswer {
     pub items: Vec<Message>,
     /// Pass as `before` for the next, older page; null at the start of the dialog.
     pub next: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: String,
     pub direction: Option<Direction>,
@@ -55,6 +56,7 @@ impl From<botwatch_event::Event> for Message {
 }
 
 #[instrument(name = "history", skip(state, query))]
+#[utoipa::path(get, operation_id = "history_messages", path = "/api/v1/bots/{bot}/dialogs/{user}/messages", tag = "dialogs", params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id"), crate::history::HistoryQuery), responses((status = 200, body = crate::history::HistoryAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn messages(
     State(state): State<AppState>,
     Path((bot, user)): Path<(String, String)>,

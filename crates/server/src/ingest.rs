@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IngestAnswer {
     pub accepted: usize,
     /// For every user of the batch: whether the bot may answer (auto) or an operator
@@ -25,12 +25,13 @@ pub struct IngestAnswer {
     pub dialogs: BTreeMap<String, DialogMode>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DialogMode {
     pub mode: &'static str,
 }
 
 #[instrument(name = "ingest", skip_all, fields(events, stored, duplicates))]
+#[utoipa::path(post, operation_id = "ingest_ingest", path = "/api/v1/events", tag = "ingest", request_body(content = Vec<botwatch_event::Event>, description = "One event or an array of up to 1,000 (4 MiB); `id` and `ts` may be left out"), responses((status = 202, body = crate::ingest::IngestAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 408, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn ingest(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

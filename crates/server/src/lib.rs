@@ -14,6 +14,7 @@ mod ingest;
 mod integrity;
 pub mod live;
 mod metrics;
+pub mod openapi;
 mod retention;
 pub mod routes;
 mod session;

@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::auth::Access;
-use crate::{AppState, figures, health, history, ingest, live, session, settings, users};
+use crate::{AppState, figures, health, history, ingest, live, openapi, session, settings, users};
 
 /// One route: method, path (axum's syntax) and the access it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,12 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
     use Method as M;
     vec![
         route(M::GET, "/healthz", Public, health::healthz),
+        route(
+            M::GET,
+            "/api/v1/openapi.json",
+            Public,
+            openapi::openapi_json,
+        ),
         route(M::GET, "/readyz", Public, health::readyz),
         route(M::GET, "/metrics", Public, health::metrics),
         route(M::POST, "/api/v1/session", Public, session::login),

@@ -16,14 +16,14 @@ use crate::auth::{COOKIE, Principal, cookie, csrf_of};
 use crate::client::Client;
 use crate::error::ApiError;
 
-#[derive(Deserialize)]
-struct Login {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Login {
     username: String,
     password: String,
 }
 
 /// What the login and `GET /api/v1/session` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     user: Option<String>,
     role: &'static str,
@@ -36,6 +36,7 @@ pub struct SessionInfo {
 const MAX_LOGIN_BODY: usize = 4 * 1024;
 
 #[instrument(name = "login", skip_all)]
+#[utoipa::path(post, operation_id = "session_login", path = "/api/v1/session", tag = "accounts", request_body = crate::session::Login, responses((status = 200, body = crate::session::SessionInfo, description = "Logged in; sets the `botwatch_session` cookie"), (status = 401, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let client = Client::of(
         request.extensions(),
@@ -118,6 +119,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
     Ok(response)
 }
 
+#[utoipa::path(get, operation_id = "session_current", path = "/api/v1/session", tag = "accounts", responses((status = 200, body = crate::session::SessionInfo), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn current(
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
@@ -142,6 +144,7 @@ pub async fn current(
 }
 
 #[instrument(name = "logout", skip_all)]
+#[utoipa::path(delete, operation_id = "session_logout", path = "/api/v1/session", tag = "accounts", responses((status = 204, description = "Logged out; the cookie is cleared"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -177,12 +180,14 @@ pub async fn logout(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     limit: Option<String>,
 }
 
 /// `GET /api/v1/audit?limit=`: what operators and admins did, newest first.
+#[utoipa::path(get, operation_id = "session_audit_log", path = "/api/v1/audit", tag = "accounts", params(crate::session::AuditQuery), responses((status = 200, body = Vec<botwatch_accounts::AuditEntry>), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn audit_log(
     State(state): State<AppState>,
     Query(query): Query<AuditQuery>,

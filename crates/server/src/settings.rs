@@ -24,7 +24,7 @@ pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
 /// The stored settings of a bot. The API answers with the same shape, secrets masked
 /// ([`SettingsDoc::view`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SettingsDoc {
     pub name: Option<String>,
     pub timezone: String,
@@ -34,13 +34,13 @@ pub struct SettingsDoc {
 }
 
 /// Where a bot's events are forwarded (the forwarding itself comes with its issue).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Integrations {
     pub google_analytics: GoogleAnalytics,
     pub mixpanel: Mixpanel,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GoogleAnalytics {
     pub measurement_id: Option<String>,
     /// Sealed (see `vault`).
@@ -48,7 +48,7 @@ pub struct GoogleAnalytics {
     pub active: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Mixpanel {
     /// The project token, sealed.
     pub token: Option<String>,
@@ -303,6 +303,7 @@ async fn stored(state: &AppState, bot: &str) -> Result<Option<SettingsDoc>, ApiE
 
 /// The settings of a bot that has events or settings.
 #[instrument(name = "settings.get", skip(state))]
+#[utoipa::path(get, operation_id = "settings_get", path = "/api/v1/bots/{bot}/settings", tag = "settings", params(("bot" = String, Path, description = "The bot (a slug)")), responses((status = 200, body = crate::settings::SettingsDoc, description = "Secrets masked"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(bot): Path<String>,
@@ -333,6 +334,7 @@ const MAX_ATTEMPTS: usize = 20;
 /// Merges the fields given; creates the bot when it does not exist yet. Two PUTs at
 /// once both take effect: each merges into the document the other stored.
 #[instrument(name = "settings.put", skip(state, principal, body))]
+#[utoipa::path(put, operation_id = "settings_put", path = "/api/v1/bots/{bot}/settings", tag = "settings", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::settings::SettingsDoc, description = "The fields to change (any subset)"), responses((status = 200, body = crate::settings::SettingsDoc), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -21,7 +21,7 @@ const DEFAULT_LIMIT: usize = 50;
 /// The most rows one page may ask for.
 const MAX_LIMIT: usize = 200;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserItem {
     id: String,
     name: Option<String>,
@@ -31,6 +31,8 @@ pub struct UserItem {
     role: Option<String>,
     tags: Vec<String>,
     subscriber: bool,
+    /// `auto` or `manual`.
+    #[schema(value_type = String)]
     mode: Mode,
     messages: u64,
     sessions: u64,
@@ -58,7 +60,7 @@ impl From<UserFigures> for UserItem {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FacetsItem {
     provider: BTreeMap<String, u64>,
     tag: BTreeMap<String, u64>,
@@ -66,7 +68,7 @@ pub struct FacetsItem {
     subscriber: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsersAnswer {
     items: Vec<UserItem>,
     total: u64,
@@ -218,6 +220,7 @@ fn parse_query(raw: Option<&str>) -> Result<UsersQuery, ApiError> {
 /// &sort=&order=&limit=&cursor=`: a page of the users table, the total that match and
 /// the facet counts.
 #[instrument(name = "users", skip(state, raw))]
+#[utoipa::path(get, operation_id = "users_users", path = "/api/v1/bots/{bot}/users", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("search" = Option<String>, Query, description = "Any part of the name, any case"), ("provider" = Option<Vec<String>>, Query, description = "Repeat to OR"), ("tag" = Option<Vec<String>>, Query), ("role" = Option<Vec<String>>, Query), ("subscriber" = Option<bool>, Query), ("mode" = Option<Vec<String>>, Query, description = "auto or manual"), ("sort" = Option<String>, Query, description = "last, messages, sessions or name"), ("order" = Option<String>, Query, description = "asc or desc"), ("limit" = Option<u32>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::users::UsersAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn users(
     State(state): State<AppState>,
     Path(bot): Path<String>,
@@ -248,7 +251,7 @@ pub async fn users(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProfileAnswer {
     #[serde(flatten)]
     user: UserItem,
@@ -260,6 +263,7 @@ pub struct ProfileAnswer {
 
 /// `GET /api/v1/bots/{bot}/users/{user}`: one user's profile, as bots read it.
 #[instrument(name = "user", skip(state))]
+#[utoipa::path(get, operation_id = "users_user", path = "/api/v1/bots/{bot}/users/{user}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id")), responses((status = 200, body = crate::users::ProfileAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn user(
     State(state): State<AppState>,
     Path((bot, user)): Path<(String, String)>,

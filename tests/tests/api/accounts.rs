@@ -125,6 +125,7 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
         (M::GET, "/healthz", [200, 200, 200, 200, 200]),
         (M::GET, "/readyz", [200, 200, 200, 200, 200]),
         (M::GET, "/metrics", [200, 200, 200, 200, 200]),
+        (M::GET, "/api/v1/openapi.json", [200, 200, 200, 200, 200]),
         (M::GET, "/api/v1/session", [401, 200, 200, 200, 200]),
         (M::POST, "/api/v1/events", [401, 403, 403, 202, 403]),
         // Past the access check, a plain GET is not a WebSocket upgrade.

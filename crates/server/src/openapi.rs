@@ -1,0 +1,119 @@
+//! `GET /api/v1/openapi.json`: the HTTP API described from the Rust types and the
+//! handlers' annotations (utoipa). Who may call each operation comes from the route
+//! table, the same one the guard enforces, so the document cannot disagree with it.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
+use utoipa::{Modify, OpenApi};
+
+use crate::auth::Access;
+use crate::{figures, health, history, ingest, live, session, settings, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "botwatch",
+        description = "Every message bots receive and send, live, per bot. The contract: API.md."
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        session::login,
+        session::current,
+        session::logout,
+        session::audit_log,
+        ingest::ingest,
+        live::upgrade,
+        figures::bots,
+        figures::stats,
+        figures::top_messages,
+        figures::dialogs,
+        figures::dialog,
+        history::messages,
+        users::users,
+        users::user,
+        settings::get,
+        settings::put,
+        openapi_json,
+    ),
+    modifiers(&Access_)
+)]
+struct ApiDoc;
+
+/// Adds the two ways to authenticate and, on every operation, who may call it.
+struct Access_;
+
+impl Modify for Access_ {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::COOKIE,
+                "The cookie of POST /api/v1/session; changes also need the X-Botwatch-CSRF header",
+            ))),
+        );
+        for route in crate::routes::all() {
+            let Some(item) = doc.paths.paths.get_mut(route.path) else {
+                continue;
+            };
+            let operation = match route.method.as_str() {
+                "GET" => item.get.as_mut(),
+                "POST" => item.post.as_mut(),
+                "PUT" => item.put.as_mut(),
+                "DELETE" => item.delete.as_mut(),
+                "PATCH" => item.patch.as_mut(),
+                _ => None,
+            };
+            let Some(operation) = operation else {
+                continue;
+            };
+            if route.access == Access::Public {
+                operation.security = Some(Vec::new());
+                continue;
+            }
+            operation.security = Some(vec![
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+                SecurityRequirement::new("session", Vec::<String>::new()),
+            ]);
+            let needs = match route.access {
+                Access::Public => "nothing",
+                Access::Authenticated => "any valid credentials",
+                Access::Ingest => "an ingest or admin token of the events' bot, or an admin",
+                Access::Read => "any dashboard user, or a read or admin token of the bot",
+                Access::Operate => "an operator or admin, or an admin token of the bot",
+                Access::Configure => "an admin, or an admin token of the bot",
+                Access::Accounts => "an admin",
+            };
+            let said = operation.description.take().unwrap_or_default();
+            operation.description = Some(
+                format!("{said}\n\nWho may call it: {needs}.")
+                    .trim()
+                    .to_string(),
+            );
+        }
+    }
+}
+
+/// The document (built once).
+pub fn document() -> &'static Document {
+    static DOC: OnceLock<Document> = OnceLock::new();
+    DOC.get_or_init(ApiDoc::openapi)
+}
+
+/// This document, as JSON.
+#[utoipa::path(get, operation_id = "openapi_openapi_json", path = "/api/v1/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI 3.1")))]
+pub async fn openapi_json() -> impl IntoResponse {
+    static JSON: OnceLock<String> = OnceLock::new();
+    let json = JSON.get_or_init(|| document().to_pretty_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str())
+}
