@@ -41,14 +41,14 @@ use crate::{figures, health, history, ingest, live, session, settings, users};
         settings::put,
         openapi_json,
     ),
-    modifiers(&Access_)
+    modifiers(&SecurityFromRoutes)
 )]
 struct ApiDoc;
 
 /// Adds the two ways to authenticate and, on every operation, who may call it.
-struct Access_;
+struct SecurityFromRoutes;
 
-impl Modify for Access_ {
+impl Modify for SecurityFromRoutes {
     fn modify(&self, doc: &mut Document) {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
