@@ -272,6 +272,15 @@ struct JsonFile<T> {
     cached: Mutex<Option<(Signature, Arc<T>)>>,
 }
 
+/// How long after its last change a file is trusted by its signature alone.
+const SETTLED_NS: i128 = 1_000_000_000;
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
 /// What tells a replaced file from the one read before.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Signature {
@@ -307,26 +316,32 @@ impl<T: Default + Clone + Serialize + DeserializeOwned> JsonFile<T> {
             return Ok(Arc::new(T::default()));
         };
         let mut cached = lock(&self.cached);
+        // A file changed within the last second may have been replaced again within one
+        // tick of a coarse file clock, by a file of the same length on a reused inode:
+        // only an older one is trusted by its signature.
+        let settled = signature.modified_ns < now_ns() - SETTLED_NS;
         if let Some((seen, doc)) = cached.as_ref()
             && *seen == signature
+            && settled
         {
             return Ok(doc.clone());
         }
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Arc::new(T::default()));
-            }
-            Err(e) => return Err(io(&self.path, e)),
-        };
-        let doc: Arc<T> = Arc::new(
-            serde_json::from_slice(&bytes)
-                .map_err(|e| AccountsError::Corrupt(format!("{}: {e}", self.path.display())))?,
-        );
+        let doc = Arc::new(self.load()?);
         // The signature read before the bytes: a file replaced in between is read again
         // next time, never kept under the newer signature.
         *cached = Some((signature, doc.clone()));
         Ok(doc)
+    }
+
+    /// The document as the file holds it now, without the cache.
+    fn load(&self) -> Result<T, AccountsError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
+            Err(e) => return Err(io(&self.path, e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| AccountsError::Corrupt(format!("{}: {e}", self.path.display())))
     }
 
     /// Edits the document under the lock and replaces the file when `edit` succeeds.
@@ -342,11 +357,14 @@ impl<T: Default + Clone + Serialize + DeserializeOwned> JsonFile<T> {
             .open(&self.lock_path)
             .map_err(|e| io(&self.lock_path, e))?;
         lock_file.lock().map_err(|e| io(&self.lock_path, e))?;
-        let mut doc = (*self.read()?).clone();
+        // From the file itself, never the cache: an edit on a stale copy would undo what
+        // another process wrote.
+        let mut doc = self.load()?;
         let result = edit(&mut doc)?;
         let bytes = serde_json::to_vec_pretty(&doc)
             .map_err(|e| AccountsError::Invalid(format!("{}: {e}", self.path.display())))?;
         replace_file(&self.path, &bytes)?;
+        *lock(&self.cached) = None;
         drop(lock_file);
         Ok(result)
     }
