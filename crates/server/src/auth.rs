@@ -9,11 +9,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{RawPathParams, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use botwatch_accounts::{AccountStore, AccountsError, Role, Scope, Session, User, digest};
+use botwatch_accounts::{AccountStore, Role, Scope, Session, User, digest};
 use botwatch_event::is_slug;
 use chrono::Utc;
 use subtle::ConstantTimeEq;
@@ -160,8 +160,9 @@ pub struct Auth {
     accounts: Arc<AccountStore>,
     policy: SessionPolicy,
     throttle: LoginThrottle,
-    /// Verified against when the user does not exist, so both take as long.
-    dummy_hash: String,
+    /// Verified against when the user does not exist, so both take as long; made at
+    /// the first such login, not at start-up (Argon2 takes tens of milliseconds).
+    dummy_hash: tokio::sync::OnceCell<String>,
 }
 
 /// Credentials that were checked, and how they came.
@@ -172,25 +173,34 @@ pub struct Authenticated {
 }
 
 impl Auth {
-    pub async fn new(
+    pub fn new(
         admin_token: Option<String>,
         accounts: Arc<AccountStore>,
         policy: SessionPolicy,
         throttle: LoginThrottle,
-    ) -> Result<Auth, AccountsError> {
-        // Argon2 takes tens of milliseconds of CPU: never on the async runtime.
-        let dummy_hash = tokio::task::spawn_blocking(|| {
-            botwatch_accounts::hash_password("not anybody's password")
-        })
-        .await
-        .map_err(|e| AccountsError::Unavailable(format!("hashing task: {e}")))??;
-        Ok(Auth {
+    ) -> Auth {
+        Auth {
             admin_token: admin_token.map(String::into_bytes),
             accounts,
             policy,
             throttle,
-            dummy_hash,
-        })
+            dummy_hash: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn dummy_hash(&self) -> Result<String, ApiError> {
+        let hash = self
+            .dummy_hash
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(|| {
+                    botwatch_accounts::hash_password("not anybody's password")
+                })
+                .await
+                .map_err(|_| ApiError::internal("hashing task failed"))?
+                .map_err(ApiError::from)
+            })
+            .await?;
+        Ok(hash.clone())
     }
 
     pub fn accounts(&self) -> &AccountStore {
@@ -212,12 +222,7 @@ impl Auth {
                 }));
             }
             // A digest lookup: nothing secret is compared byte by byte.
-            return match self
-                .accounts
-                .token(&digest(presented))
-                .await
-                .map_err(storage)?
-            {
+            return match self.accounts.token(&digest(presented)).await? {
                 Some(t) => Ok(Some(Authenticated {
                     principal: Principal::Token {
                         id: t.id,
@@ -249,28 +254,20 @@ impl Auth {
     /// The user of a session that is still valid (not expired, idle, ended, nor made
     /// before its user's password or role changed), marking it used.
     pub async fn live_session(&self, session_digest: &str) -> Result<Option<User>, ApiError> {
-        let Some(mut session) = self
-            .accounts
-            .session(session_digest)
-            .await
-            .map_err(storage)?
-        else {
+        let Some(mut session) = self.accounts.session(session_digest).await? else {
             return Ok(None);
         };
         let now = Utc::now();
         let age = (now - session.created).to_std().unwrap_or_default();
         let idle = (now - session.last_seen).to_std().unwrap_or_default();
-        let user = self.accounts.user(&session.user).await.map_err(storage)?;
+        let user = self.accounts.user(&session.user).await?;
         let valid = age < self.policy.absolute
             && idle < self.policy.idle
             && user
                 .as_ref()
                 .is_some_and(|u| u.generation == session.generation);
         if !valid {
-            self.accounts
-                .end_session(session_digest)
-                .await
-                .map_err(storage)?;
+            self.accounts.end_session(session_digest).await?;
             return Ok(None);
         }
         if idle >= TOUCH_EVERY.min(self.policy.idle / 2) {
@@ -278,8 +275,7 @@ impl Auth {
             let left = self.policy.absolute.saturating_sub(age);
             self.accounts
                 .put_session(session_digest, &session, left)
-                .await
-                .map_err(storage)?;
+                .await?;
         }
         Ok(user)
     }
@@ -299,7 +295,7 @@ impl Auth {
         ];
         let mut failures = 0;
         for key in &keys {
-            failures = failures.max(self.accounts.failures(key).await.map_err(storage)?);
+            failures = failures.max(self.accounts.failures(key).await?);
         }
         let throttle = self.throttle;
         if failures >= throttle.refuse_after {
@@ -315,10 +311,11 @@ impl Auth {
             let exp = (failures - throttle.slow_after).min(4);
             tokio::time::sleep(throttle.first_delay * (1 << exp)).await;
         }
-        let user = self.accounts.user(username).await.map_err(storage)?;
-        let hash = user
-            .as_ref()
-            .map_or_else(|| self.dummy_hash.clone(), |u| u.password.clone());
+        let user = self.accounts.user(username).await?;
+        let hash = match &user {
+            Some(u) => u.password.clone(),
+            None => self.dummy_hash().await?,
+        };
         let verified = tokio::task::spawn_blocking(move || {
             botwatch_accounts::verify_password(&password, &hash)
         })
@@ -328,10 +325,7 @@ impl Auth {
             Some(user) if verified => user,
             known => {
                 for key in &keys {
-                    self.accounts
-                        .add_failure(key, throttle.window)
-                        .await
-                        .map_err(storage)?;
+                    self.accounts.add_failure(key, throttle.window).await?;
                 }
                 // A name that is nobody's may be a password typed in the wrong field.
                 let name = if known.is_some() {
@@ -349,11 +343,8 @@ impl Auth {
         };
         // The user's count starts afresh; the address's does not (one account of one's
         // own must not reset the count of guesses at others).
-        self.accounts
-            .clear_failures(&keys[0])
-            .await
-            .map_err(storage)?;
-        let id = botwatch_accounts::new_secret().map_err(storage)?;
+        self.accounts.clear_failures(&keys[0]).await?;
+        let id = botwatch_accounts::new_secret()?;
         let now = Utc::now();
         let session = Session {
             user: user.name.clone(),
@@ -363,17 +354,13 @@ impl Auth {
         };
         self.accounts
             .put_session(&digest(&id), &session, self.policy.absolute)
-            .await
-            .map_err(storage)?;
+            .await?;
         Ok((id, user))
     }
 
     /// Ends the session with this digest.
     pub async fn logout(&self, session_digest: &str) -> Result<(), ApiError> {
-        self.accounts
-            .end_session(session_digest)
-            .await
-            .map_err(storage)
+        Ok(self.accounts.end_session(session_digest).await?)
     }
 
     pub fn policy(&self) -> SessionPolicy {
@@ -406,49 +393,21 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter(|v| !v.is_empty())
 }
 
-fn storage(e: AccountsError) -> ApiError {
-    match e {
-        AccountsError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", m),
-        AccountsError::Exists(m) => ApiError::new(
-            StatusCode::CONFLICT,
-            "exists",
-            format!("{m} already exists"),
-        ),
-        AccountsError::NotFound(m) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{m} does not exist"),
-        ),
-        AccountsError::Unavailable(m) | AccountsError::Corrupt(m) => {
-            warn!(error = %m, "accounts storage");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "the accounts storage does not answer",
-            )
-        }
-    }
-}
-
 fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The one place that decides: finds the route's rule, authenticates, checks CSRF on
-/// cookie requests that change state, checks the principal's access to the route's
-/// `{bot}`, and hands the principal to the handler as an extension.
+/// The one place that decides, in front of every route with that route's rule (see
+/// `routes`): authenticates, checks CSRF on cookie requests that change state, checks
+/// the principal's access to the route's `{bot}`, and hands the principal to the
+/// handler as an extension.
 pub async fn guard(
-    State(state): State<AppState>,
-    matched: MatchedPath,
+    State((state, rule)): State<(AppState, Access)>,
     params: RawPathParams,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let method = request.method().clone();
-    let Some(rule) = crate::routes::access(&method, matched.as_str()) else {
-        // A route without a rule is a bug (the route-matrix test catches it): refuse.
-        return Err(ApiError::internal("this route has no access rule"));
-    };
     if rule == Access::Public {
         return Ok(next.run(request).await);
     }

@@ -5,8 +5,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap};
+
+use crate::AppState;
 
 /// An address or a network (`10.0.0.0/8`, `fd00::/8`, `127.0.0.1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +65,6 @@ impl Client {
         let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-        Client::behind(peer, headers, trusted)
-    }
-
-    /// The client of a request that came from `peer`.
-    pub fn behind(peer: IpAddr, headers: &HeaderMap, trusted: &[Network]) -> Client {
         let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
         if !is_trusted(peer) {
             return Client {
@@ -94,6 +92,22 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
         Client { addr, https }
+    }
+}
+
+/// A handler asks for the client as for any other part of the request.
+impl FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Client, Self::Rejection> {
+        Ok(Client::of(
+            &parts.extensions,
+            &parts.headers,
+            &state.trusted_proxies,
+        ))
     }
 }
 

@@ -89,6 +89,25 @@ impl ApiError {
     }
 }
 
+impl From<botwatch_accounts::AccountsError> for ApiError {
+    fn from(e: botwatch_accounts::AccountsError) -> ApiError {
+        use botwatch_accounts::AccountsError as E;
+        match e {
+            E::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", m),
+            e @ E::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            e @ E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            E::Unavailable(m) | E::Corrupt(m) => {
+                error!(error = %m, "accounts storage");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the accounts storage does not answer",
+                )
+            }
+        }
+    }
+}
+
 impl From<LogError> for ApiError {
     fn from(e: LogError) -> ApiError {
         if e.is_unavailable() {

@@ -82,13 +82,11 @@ pub const INGEST_SLOTS: usize = 64;
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for (route, handler) in routes::table() {
-        router = router.route(route.path, handler);
+        let guard =
+            axum::middleware::from_fn_with_state((state.clone(), route.access), auth::guard);
+        router = router.route(route.path, handler.route_layer(guard));
     }
     router
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::guard,
-        ))
         .fallback(error::not_found)
         // Headers on every answer (a handler may set its own first).
         .layer(secure(
@@ -190,8 +188,7 @@ impl Server {
             Arc::new(accounts),
             config.sessions,
             config.logins,
-        )
-        .await?;
+        );
         let state = AppState {
             log: Arc::new(log),
             aggregator,

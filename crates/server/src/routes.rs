@@ -1,6 +1,6 @@
 //! Every route of the service with the access it needs, in one table: the router is
-//! built from it, so no route exists without a rule, and [`crate::auth::guard`] looks
-//! the rule up for each request.
+//! built from it, each route behind [`crate::auth::guard`] with its own rule, so no
+//! route exists without one.
 
 use axum::handler::Handler;
 use axum::http::Method;
@@ -27,7 +27,8 @@ where
     H: Handler<T, AppState>,
     T: 'static,
 {
-    let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+    let filter = MethodFilter::try_from(method.clone())
+        .unwrap_or_else(|_| panic!("{method} {path}: not a method axum routes"));
     (
         Route {
             method,
@@ -95,20 +96,3 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
 pub fn all() -> Vec<Route> {
     table().into_iter().map(|(r, _)| r).collect()
 }
-
-/// The rule of the route `path` (as matched) for `method`.
-pub(crate) fn access(method: &Method, path: &str) -> Option<Access> {
-    // axum answers HEAD with the GET route.
-    let method = if method == Method::HEAD {
-        &Method::GET
-    } else {
-        method
-    };
-    RULES
-        .get_or_init(all)
-        .iter()
-        .find(|r| r.method == *method && r.path == path)
-        .map(|r| r.access)
-}
-
-static RULES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();

@@ -1,15 +1,15 @@
 //! `POST|GET|DELETE /api/v1/session` (log in, who am I, log out) and the audit log.
 
-use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Extension, Query, Request, State};
+use axum::extract::{Extension, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use botwatch_accounts::{AuditEntry, MAX_PASSWORD, digest};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use crate::AppState;
 use crate::auth::{COOKIE, Principal, cookie, csrf_of};
@@ -37,13 +37,12 @@ const MAX_LOGIN_BODY: usize = 4 * 1024;
 
 #[instrument(name = "login", skip_all)]
 #[utoipa::path(post, operation_id = "session_login", path = "/api/v1/session", tag = "accounts", request_body = crate::session::Login, responses((status = 200, body = crate::session::SessionInfo, description = "Logged in; sets the `botwatch_session` cookie"), (status = 401, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
-pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let client = Client::of(
-        request.extensions(),
-        request.headers(),
-        &state.trusted_proxies,
-    );
-    let (from, secure) = (client.addr, client.https);
+pub async fn login(
+    State(state): State<AppState>,
+    client: Client,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let from = client.addr;
     let previous = cookie(request.headers(), COOKIE).map(digest);
     // JSON only: a page elsewhere can post a form (text/plain shaped like JSON) without
     // asking, but not application/json, so nobody is logged in by another site.
@@ -108,14 +107,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
         csrf: Some(csrf_of(&id)),
     })
     .into_response();
-    set_cookie(
-        &mut response,
-        &format!(
-            "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-            policy.absolute.as_secs(),
-            if secure { "; Secure" } else { "" }
-        ),
-    )?;
+    set_session_cookie(&mut response, &id, policy.absolute, client.https)?;
     Ok(response)
 }
 
@@ -148,8 +140,7 @@ pub async fn current(
 pub async fn logout(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    client: Client,
 ) -> Result<Response, ApiError> {
     let Principal::User { name, session, .. } = &principal else {
         return Err(ApiError::new(
@@ -158,7 +149,6 @@ pub async fn logout(
             "only a session logs out; tokens are revoked with `botwatch tokens remove`",
         ));
     };
-    let https = Client::behind(peer.ip(), &headers, &state.trusted_proxies).https;
     state.auth.logout(session).await?;
     info!(user = %name, "logged out");
     audit(
@@ -170,13 +160,7 @@ pub async fn logout(
     )
     .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    set_cookie(
-        &mut response,
-        &format!(
-            "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-            if https { "; Secure" } else { "" }
-        ),
-    )?;
+    set_session_cookie(&mut response, "", Duration::ZERO, client.https)?;
     Ok(response)
 }
 
@@ -193,20 +177,7 @@ pub async fn audit_log(
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let limit = ApiError::limit(query.limit.as_deref(), 100, 1000)?;
-    state
-        .auth
-        .accounts()
-        .audit_log(limit)
-        .await
-        .map(Json)
-        .map_err(|e| {
-            warn!(error = %e, "audit log");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "the audit log cannot be read",
-            )
-        })
+    Ok(Json(state.auth.accounts().audit_log(limit).await?))
 }
 
 /// Records what a principal did (a failure to record is logged, never hidden).
@@ -224,18 +195,23 @@ pub async fn audit(
         bot: bot.map(str::to_string),
         detail,
     };
-    state.auth.accounts().record(&entry).await.map_err(|e| {
-        warn!(error = %e, action, "cannot write the audit log");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            "the audit log cannot be written",
-        )
-    })
+    Ok(state.auth.accounts().record(&entry).await?)
 }
 
-fn set_cookie(response: &mut Response, value: &str) -> Result<(), ApiError> {
-    let value = HeaderValue::from_str(value).map_err(|_| ApiError::internal("cookie header"))?;
+/// Sets the session cookie to `id` for `max_age` (an empty id and zero clear it);
+/// Secure when the client came over https.
+fn set_session_cookie(
+    response: &mut Response,
+    id: &str,
+    max_age: Duration,
+    secure: bool,
+) -> Result<(), ApiError> {
+    let secure = if secure { "; Secure" } else { "" };
+    let value = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        max_age.as_secs()
+    );
+    let value = HeaderValue::from_str(&value).map_err(|_| ApiError::internal("cookie header"))?;
     response.headers_mut().append(header::SET_COOKIE, value);
     Ok(())
 }
