@@ -61,6 +61,11 @@ async fn login_as(s: &TestServer, name: &str, password: &str) -> reqwest::Respon
 async fn login(s: &TestServer, name: &str) -> Browser {
     let response = login_as(s, name, PASSWORD).await;
     assert_eq!(response.status(), 200, "login of {name}");
+    browser_of(response).await
+}
+
+/// The browser a successful login's answer makes: its cookie and CSRF value.
+async fn browser_of(response: reqwest::Response) -> Browser {
     let cookie = response
         .headers()
         .get("set-cookie")
@@ -309,16 +314,9 @@ async fn login_sets_a_strict_cookie_and_logout_ends_the_session(backend: Backend
     assert!(!cookie_attributes(&claims_tls).iter().any(|a| a == "Secure"));
 
     let ann = login(&s, "ann").await;
-    let (status, me) = request(
-        &s,
-        &Who::Browser(ann.clone()),
-        Method::GET,
-        "/api/v1/session",
-        None,
-    )
-    .await;
+    let (status, answer) = me(&s, &ann).await;
     assert_eq!(
-        (status, &me["user"], &me["csrf"]),
+        (status, &answer["user"], &answer["csrf"]),
         (200, &json!("ann"), &json!(ann.csrf))
     );
 
@@ -332,29 +330,35 @@ async fn login_sets_a_strict_cookie_and_logout_ends_the_session(backend: Backend
         .await
         .expect("login");
     assert_eq!(response.status(), 200);
-    let rotated = login(&s, "ann").await;
+    let rotated = browser_of(response).await;
     assert_ne!(rotated.cookie, ann.cookie);
-    let (status, _) = request(&s, &Who::Browser(ann), Method::GET, "/api/v1/session", None).await;
-    assert_eq!(status, 401, "the session before the new login has ended");
+    assert_eq!(
+        me(&s, &ann).await.0,
+        401,
+        "the session before the new login has ended"
+    );
+    assert_eq!(me(&s, &rotated).await.0, 200, "the new one holds");
 
-    let (status, _) = request(
-        &s,
-        &Who::Browser(rotated.clone()),
-        Method::DELETE,
-        "/api/v1/session",
-        None,
-    )
-    .await;
-    assert_eq!(status, 204);
-    let (status, _) = request(
-        &s,
-        &Who::Browser(rotated),
-        Method::GET,
-        "/api/v1/session",
-        None,
-    )
-    .await;
-    assert_eq!(status, 401, "logged out");
+    let response = s
+        .client
+        .delete(s.url("/api/v1/session"))
+        .header("cookie", &rotated.cookie)
+        .header("x-botwatch-csrf", &rotated.csrf)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(response.status(), 204);
+    let cleared = response
+        .headers()
+        .get("set-cookie")
+        .expect("the cookie is cleared")
+        .to_str()
+        .expect("ascii");
+    assert!(
+        cleared.starts_with("botwatch_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    assert_eq!(me(&s, &rotated).await.0, 401, "logged out");
     s.stop().await;
 }
 
@@ -627,8 +631,7 @@ async fn a_live_connection_ends_with_its_session(backend: Backend) {
         .await
         .expect("upgrade with the cookie");
     assert_eq!(logout(&s, &first).await, 204);
-    let closed = close_code(&mut ws).await;
-    assert_eq!(closed, Some(1008));
+    assert_eq!(close_code(&mut ws).await, Some(1008));
     assert!(
         live_with_cookie(&s, &first.cookie).await.is_err(),
         "the ended session cannot connect again"
@@ -642,27 +645,13 @@ async fn a_live_connection_ends_with_its_session(backend: Backend) {
     ann.password = botwatch_accounts::hash_password("another long password").expect("hash");
     ann.generation += 1;
     accounts.update_user(ann).await.expect("update");
-    let closed = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("closed");
-    assert!(
-        matches!(closed, Some(Ok(Message::Close(_))) | None | Some(Err(_))),
-        "{closed:?}"
-    );
-    let (status, _) = request(
-        &s,
-        &Who::Browser(second),
-        Method::GET,
-        "/api/v1/session",
-        None,
-    )
-    .await;
-    assert_eq!(status, 401);
+    assert_eq!(close_code(&mut ws).await, Some(1008));
+    assert_eq!(me(&s, &second).await.0, 401);
     s.stop().await;
 }
 
-/// The status of `GET /api/v1/session` for a browser.
-async fn status_of(s: &TestServer, b: &Browser) -> u16 {
+/// `GET /api/v1/session` as a browser: the status and the answer.
+async fn me(s: &TestServer, b: &Browser) -> (u16, Value) {
     request(
         s,
         &Who::Browser(b.clone()),
@@ -671,7 +660,6 @@ async fn status_of(s: &TestServer, b: &Browser) -> u16 {
         None,
     )
     .await
-    .0
 }
 
 /// A session ends when it is not used for the idle time, and at its absolute limit even
@@ -687,16 +675,16 @@ async fn sessions_end_when_idle_or_too_old(backend: Backend) {
     // Used every 300 ms for 2.4 s (twice the idle time): still valid.
     let used = login(&s, "ann").await;
     for _ in 0..8 {
-        assert_eq!(status_of(&s, &used).await, 200);
+        assert_eq!(me(&s, &used).await.0, 200);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Left alone past the idle time: ended.
     let idle = login(&s, "ann").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(status_of(&s, &idle).await, 401, "idle");
+    assert_eq!(me(&s, &idle).await.0, 401, "idle");
     // In use all along, but older than the absolute limit: ended.
     tokio::time::sleep(Duration::from_millis(1800)).await;
-    assert_eq!(status_of(&s, &used).await, 401, "past the absolute limit");
+    assert_eq!(me(&s, &used).await.0, 401, "past the absolute limit");
     s.stop().await;
 }
 
@@ -741,8 +729,8 @@ async fn a_session_survives_a_restart(backend: Backend) {
     let ann = login(&s, "ann").await;
     let kept = s.stop_keeping().await;
     let s = TestServer::start_with(backend, Some(kept), |_| {}).await;
-    let (status, me) = request(&s, &Who::Browser(ann), Method::GET, "/api/v1/session", None).await;
-    assert_eq!((status, &me["user"]), (200, &json!("ann")), "{me}");
+    let (status, answer) = me(&s, &ann).await;
+    assert_eq!((status, &answer["user"]), (200, &json!("ann")), "{answer}");
     s.stop().await;
 }
 
@@ -754,22 +742,15 @@ async fn a_session_works_on_every_node_and_ends_on_all() {
     let b = a.second_node().await;
     add_user(&a, "ann", Role::Operator).await;
     let ann = login(&a, "ann").await;
-    let (status, me) = request(
-        &b,
-        &Who::Browser(ann.clone()),
-        Method::GET,
-        "/api/v1/session",
-        None,
-    )
-    .await;
-    assert_eq!((status, &me["user"]), (200, &json!("ann")), "{me}");
+    let (status, answer) = me(&b, &ann).await;
+    assert_eq!((status, &answer["user"]), (200, &json!("ann")), "{answer}");
 
     let mut ws = live_with_cookie(&b, &ann.cookie)
         .await
         .expect("upgrade on b");
     assert_eq!(logout(&a, &ann).await, 204);
     assert_eq!(close_code(&mut ws).await, Some(1008));
-    assert_eq!(status_of(&b, &ann).await, 401);
+    assert_eq!(me(&b, &ann).await.0, 401);
     b.stop().await;
     a.stop().await;
 }
