@@ -49,12 +49,12 @@ pub fn new_secret() -> Result<String, AccountsError> {
 
 /// SHA-256 of a secret, lower-case hex: what is kept of tokens and session ids.
 pub fn digest(secret: &str) -> String {
-    let sum = Sha256::digest(secret.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in sum {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect()
 }
 
 #[cfg(test)]

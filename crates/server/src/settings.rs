@@ -154,78 +154,81 @@ fn merge_integrations(
     sealing: &Sealing,
 ) -> Result<(), ApiError> {
     for (service, value) in body {
+        let at = format!("integrations.{service}");
         match service.as_str() {
             "google_analytics" => {
-                let ga = &mut doc.google_analytics;
-                for (field, value) in object("integrations.google_analytics", value)? {
-                    match field.as_str() {
-                        "measurement_id" => {
-                            ga.measurement_id = match value {
-                                Value::Null => None,
-                                Value::String(id) if is_measurement_id(&id) => Some(id),
-                                _ => {
-                                    return Err(ApiError::bad_parameter(
-                                        "integrations.google_analytics.measurement_id",
-                                        "a GA4 measurement id like G-XXXXXXX, or null",
-                                    ));
-                                }
-                            }
-                        }
-                        "api_secret" => {
-                            if let Some(new) = sealing.secret(GA_SECRET, value)? {
-                                ga.api_secret = new;
-                            }
-                        }
-                        "active" => {
-                            ga.active = flag("integrations.google_analytics.active", value)?
-                        }
-                        other => {
-                            return Err(ApiError::bad_parameter(
-                                &format!("integrations.google_analytics.{other}"),
-                                "unknown setting",
-                            ));
-                        }
-                    }
-                }
-                if ga.active && (ga.measurement_id.is_none() || ga.api_secret.is_none()) {
-                    return Err(ApiError::bad_parameter(
-                        "integrations.google_analytics.active",
-                        "needs measurement_id and api_secret",
-                    ));
-                }
+                merge_google_analytics(&mut doc.google_analytics, object(&at, value)?, sealing)?
             }
-            "mixpanel" => {
-                let mp = &mut doc.mixpanel;
-                for (field, value) in object("integrations.mixpanel", value)? {
-                    match field.as_str() {
-                        "token" => {
-                            if let Some(new) = sealing.secret(MIXPANEL_TOKEN, value)? {
-                                mp.token = new;
-                            }
-                        }
-                        "active" => mp.active = flag("integrations.mixpanel.active", value)?,
-                        other => {
-                            return Err(ApiError::bad_parameter(
-                                &format!("integrations.mixpanel.{other}"),
-                                "unknown setting",
-                            ));
-                        }
-                    }
-                }
-                if mp.active && mp.token.is_none() {
-                    return Err(ApiError::bad_parameter(
-                        "integrations.mixpanel.active",
-                        "needs token",
-                    ));
-                }
-            }
-            other => {
+            "mixpanel" => merge_mixpanel(&mut doc.mixpanel, object(&at, value)?, sealing)?,
+            _ => {
                 return Err(ApiError::bad_parameter(
-                    &format!("integrations.{other}"),
+                    &at,
                     "unknown service (google_analytics, mixpanel)",
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+fn merge_google_analytics(
+    ga: &mut GoogleAnalytics,
+    body: Map<String, Value>,
+    sealing: &Sealing,
+) -> Result<(), ApiError> {
+    for (field, value) in body {
+        let at = format!("integrations.google_analytics.{field}");
+        match (field.as_str(), value) {
+            ("measurement_id", Value::Null) => ga.measurement_id = None,
+            ("measurement_id", Value::String(id)) if is_measurement_id(&id) => {
+                ga.measurement_id = Some(id)
+            }
+            ("measurement_id", _) => {
+                return Err(ApiError::bad_parameter(
+                    &at,
+                    "a GA4 measurement id like G-XXXXXXX, or null",
+                ));
+            }
+            ("api_secret", value) => {
+                if let Some(new) = sealing.secret(GA_SECRET, value)? {
+                    ga.api_secret = new;
+                }
+            }
+            ("active", value) => ga.active = flag(&at, value)?,
+            _ => return Err(ApiError::bad_parameter(&at, "unknown setting")),
+        }
+    }
+    if ga.active && (ga.measurement_id.is_none() || ga.api_secret.is_none()) {
+        return Err(ApiError::bad_parameter(
+            "integrations.google_analytics.active",
+            "needs measurement_id and api_secret",
+        ));
+    }
+    Ok(())
+}
+
+fn merge_mixpanel(
+    mp: &mut Mixpanel,
+    body: Map<String, Value>,
+    sealing: &Sealing,
+) -> Result<(), ApiError> {
+    for (field, value) in body {
+        let at = format!("integrations.mixpanel.{field}");
+        match field.as_str() {
+            "token" => {
+                if let Some(new) = sealing.secret(MIXPANEL_TOKEN, value)? {
+                    mp.token = new;
+                }
+            }
+            "active" => mp.active = flag(&at, value)?,
+            _ => return Err(ApiError::bad_parameter(&at, "unknown setting")),
+        }
+    }
+    if mp.active && mp.token.is_none() {
+        return Err(ApiError::bad_parameter(
+            "integrations.mixpanel.active",
+            "needs token",
+        ));
     }
     Ok(())
 }
