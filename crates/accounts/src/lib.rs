@@ -104,6 +104,31 @@ pub struct User {
     pub generation: u64,
 }
 
+impl User {
+    /// A new user with a password hash (from [`hash_password`]).
+    pub fn new(name: &str, role: Role, password_hash: String) -> User {
+        User {
+            name: name.to_string(),
+            role,
+            password: password_hash,
+            created: Utc::now(),
+            generation: 0,
+        }
+    }
+
+    /// A new password: the sessions made before it no longer count.
+    pub fn set_password(&mut self, password_hash: String) {
+        self.password = password_hash;
+        self.generation += 1;
+    }
+
+    /// A new role: the sessions made before it no longer count.
+    pub fn set_role(&mut self, role: Role) {
+        self.role = role;
+        self.generation += 1;
+    }
+}
+
 /// The longest user name.
 pub const MAX_NAME: usize = 64;
 
@@ -199,6 +224,24 @@ pub struct AuditEntry {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+}
+
+impl AuditEntry {
+    /// What `actor` did now.
+    pub fn now(
+        actor: String,
+        action: &str,
+        bot: Option<&str>,
+        detail: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            at: Utc::now(),
+            actor,
+            action: action.to_string(),
+            bot: bot.map(str::to_string),
+            detail,
+        }
+    }
 }
 
 /// Where accounts are kept.

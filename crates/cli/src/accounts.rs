@@ -5,7 +5,6 @@ use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, Result, bail};
 use botwatch_accounts::{AccountStore, AccountsError, AuditEntry, Role, Scope, Token, User};
-use chrono::Utc;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -62,15 +61,7 @@ pub async fn users(store: AccountStore, action: UsersAction) -> Result<()> {
                 bail!("user {name:?} already exists (use `botwatch users passwd` or `role`)");
             }
             let password = hashed(read_password()?).await?;
-            store
-                .add_user(User {
-                    name: name.clone(),
-                    role,
-                    password,
-                    created: Utc::now(),
-                    generation: 0,
-                })
-                .await?;
+            store.add_user(User::new(&name, role, password)).await?;
             audit(&store, "user.add", json!({"name": name, "role": role})).await?;
             println!("added {name} ({})", role.as_str());
         }
@@ -98,16 +89,14 @@ pub async fn users(store: AccountStore, action: UsersAction) -> Result<()> {
         }
         UsersAction::Passwd { name } => {
             let mut user = existing(&store, &name).await?;
-            user.password = hashed(read_password()?).await?;
-            user.generation += 1;
+            user.set_password(hashed(read_password()?).await?);
             store.update_user(user).await?;
             audit(&store, "user.passwd", json!({"name": name})).await?;
             println!("password of {name} changed; their sessions have ended");
         }
         UsersAction::Role { name, role } => {
             let mut user = existing(&store, &name).await?;
-            user.role = role;
-            user.generation += 1;
+            user.set_role(role);
             store.update_user(user).await?;
             audit(&store, "user.role", json!({"name": name, "role": role})).await?;
             println!("{name} is now {}; their sessions have ended", role.as_str());
@@ -171,21 +160,14 @@ pub async fn demo_admin(store: &AccountStore) -> Result<String> {
     let hash = hashed(password.clone()).await?;
     match store.user(DEMO_ADMIN).await? {
         Some(mut user) => {
-            user.password = hash;
-            user.role = Role::Admin;
-            user.generation += 1;
+            user.set_password(hash);
+            user.set_role(Role::Admin);
             store.update_user(user).await?;
         }
         None => {
             store
-                .add_user(User {
-                    name: DEMO_ADMIN.into(),
-                    role: Role::Admin,
-                    password: hash,
-                    created: Utc::now(),
-                    generation: 0,
-                })
-                .await?;
+                .add_user(User::new(DEMO_ADMIN, Role::Admin, hash))
+                .await?
         }
     }
     Ok(password)
@@ -194,17 +176,13 @@ pub async fn demo_admin(store: &AccountStore) -> Result<String> {
 /// Records a change made from the command line in the audit log.
 async fn audit(store: &AccountStore, action: &str, detail: serde_json::Value) -> Result<()> {
     let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let bot = detail
+        .get("bot")
+        .and_then(|b| b.as_str())
+        .map(str::to_string);
+    let entry = AuditEntry::now(format!("cli:{who}"), action, bot.as_deref(), detail);
     store
-        .record(&AuditEntry {
-            at: Utc::now(),
-            actor: format!("cli:{who}"),
-            action: action.into(),
-            bot: detail
-                .get("bot")
-                .and_then(|b| b.as_str())
-                .map(str::to_string),
-            detail,
-        })
+        .record(&entry)
         .await
         .context("cannot write the audit log")
 }

@@ -7,7 +7,6 @@ use axum::extract::{Extension, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use botwatch_accounts::{AuditEntry, MAX_PASSWORD, digest};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 
@@ -188,13 +187,7 @@ pub async fn audit(
     bot: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let entry = AuditEntry {
-        at: Utc::now(),
-        actor: principal.actor(),
-        action: action.to_string(),
-        bot: bot.map(str::to_string),
-        detail,
-    };
+    let entry = AuditEntry::now(principal.actor(), action, bot, detail);
     Ok(state.auth.accounts().record(&entry).await?)
 }
 

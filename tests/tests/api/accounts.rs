@@ -20,13 +20,7 @@ async fn add_user(s: &TestServer, name: &str, role: Role) {
     s.state
         .auth
         .accounts()
-        .add_user(User {
-            name: name.into(),
-            role,
-            password,
-            created: chrono::Utc::now(),
-            generation: 0,
-        })
+        .add_user(User::new(name, role, password))
         .await
         .expect("add user");
 }
@@ -642,8 +636,7 @@ async fn a_live_connection_ends_with_its_session(backend: Backend) {
     let mut ws = live_with_cookie(&s, &second.cookie).await.expect("upgrade");
     let accounts = s.state.auth.accounts();
     let mut ann = accounts.user("ann").await.expect("user").expect("ann");
-    ann.password = botwatch_accounts::hash_password("another long password").expect("hash");
-    ann.generation += 1;
+    ann.set_password(botwatch_accounts::hash_password("another long password").expect("hash"));
     accounts.update_user(ann).await.expect("update");
     assert_eq!(close_code(&mut ws).await, Some(1008));
     assert_eq!(me(&s, &second).await.0, 401);
