@@ -126,6 +126,9 @@ enum Command {
         #[command(subcommand)]
         action: accounts::TokensAction,
     },
+    /// Print the OpenAPI document of the HTTP API (what GET /api/v1/openapi.json
+    /// answers); the dashboard's TypeScript types are generated from it.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +176,10 @@ fn main() -> Result<()> {
             }
             Command::Tokens { action } => {
                 accounts::tokens(account_store(cli.storage).await?, action).await
+            }
+            Command::Openapi => {
+                println!("{}", botwatch_server::openapi::json());
+                Ok(())
             }
         }
     })

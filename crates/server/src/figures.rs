@@ -226,7 +226,7 @@ pub async fn top_messages(
     ))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DialogAnswer {
     user: DialogUser,
     mode: &'static str,
@@ -235,10 +235,11 @@ pub struct DialogAnswer {
     sessions: u64,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DialogUser {
     id: String,
     name: Option<String>,
+    avatar: Option<String>,
     provider: Option<String>,
     first_seen: Option<String>,
 }
@@ -272,6 +273,7 @@ impl From<UserFigures> for DialogAnswer {
             user: DialogUser {
                 id: f.id,
                 name: f.name,
+                avatar: f.avatar,
                 provider: f.provider,
                 first_seen: f.first_seen_ms.map(rfc3339),
             },
@@ -298,7 +300,7 @@ pub struct DialogsAnswer {
     next: Option<String>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DialogItem {
     #[serde(flatten)]
     dialog: DialogAnswer,
@@ -306,7 +308,7 @@ pub struct DialogItem {
     preview: Option<Preview>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     text: Option<String>,
     direction: Option<botwatch_event::Direction>,

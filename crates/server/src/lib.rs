@@ -5,6 +5,7 @@
 pub mod auth;
 mod client;
 mod config;
+mod dashboard;
 mod error;
 mod figures;
 mod follower;
@@ -87,7 +88,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route(route.path, handler.route_layer(guard));
     }
     router
-        .fallback(error::not_found)
+        .fallback(dashboard::serve)
         // Headers on every answer (a handler may set its own first).
         .layer(secure(
             header::CONTENT_SECURITY_POLICY,
@@ -102,10 +103,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The Content-Security-Policy of every answer: the dashboard's own scripts, styles,
-/// images and connections only; no inline script, no plugins, never framed.
+/// The Content-Security-Policy of every answer: the dashboard's own scripts, styles
+/// and connections only, images also from https (users' avatars, pictures they sent); no inline script, no plugins, never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; \
+     style-src 'self'; img-src 'self' data: blob: https:; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 fn secure(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

@@ -106,8 +106,8 @@ const CHART_DAYS: i64 = 30;
 /// The overview of a bot as a dashboard's main page shows it: the first page of the
 /// users table (latest first), top messages and the charts' day buckets, all over the
 /// last [`CHART_DAYS`] days of the bot's zone.
-#[derive(Serialize)]
-struct Overview {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Overview {
     users: Vec<UserItem>,
     top: Vec<TopItem>,
     days: Vec<BucketItem>,
@@ -139,8 +139,8 @@ fn overview(f: &BotFigures) -> Overview {
 }
 
 /// Statistics buckets, whole (not increments: a client replaces what it has).
-#[derive(Serialize)]
-struct StatsFrame {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatsFrame {
     tz: String,
     hour: Vec<BucketItem>,
     day: Vec<BucketItem>,
@@ -256,18 +256,13 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
                 continue;
             };
             if dialog_watched {
-                #[derive(Serialize)]
-                struct MessageDelta<'a> {
-                    message: Message,
-                    dialog: &'a DialogItem,
-                }
                 let item = DialogItem::new(figures.clone(), None);
                 for e in &messages {
                     hub.publish(
                         &dialog_topic,
                         &MessageDelta {
                             message: Message::from((*e).clone()),
-                            dialog: &item,
+                            dialog: item.clone(),
                         },
                     );
                 }
@@ -279,10 +274,6 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
                     .iter()
                     .filter(|e| Some(e.ts_millis()) == figures.last_ms)
                     .max_by_key(|e| e.ts_millis());
-                #[derive(Serialize)]
-                struct DialogDelta {
-                    dialog: DialogItem,
-                }
                 let preview = latest.map(|e| Preview::of(e));
                 hub.publish(
                     &list_topic,
@@ -621,6 +612,37 @@ impl Connection {
     }
 }
 
+/// `bot/{bot}/dialog/{user}` snapshot: the dialog (none before its first message) and
+/// its latest messages, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DialogSnapshot {
+    dialog: Option<DialogItem>,
+    messages: Vec<Message>,
+    /// `before` for the older messages (`GET …/dialogs/{user}/messages`); null when
+    /// these are all.
+    next: Option<String>,
+}
+
+/// `bot/{bot}/dialog/{user}` delta: one message and the dialog's figures after it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MessageDelta {
+    message: Message,
+    dialog: DialogItem,
+}
+
+/// `bot/{bot}/dialogs` snapshot: the latest dialogs, latest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DialogsSnapshot {
+    items: Vec<DialogItem>,
+}
+
+/// `bot/{bot}/dialogs` delta: a dialog that changed, with its latest message when the
+/// batch held it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DialogDelta {
+    dialog: DialogItem,
+}
+
 /// Adds what the log holds (messages, previews) to a snapshot's figures.
 async fn complete_snapshot(
     log: &botwatch_log::AnyLog,
@@ -630,15 +652,18 @@ async fn complete_snapshot(
     match (topic, figures) {
         (Topic::Dialog { bot, user }, SnapshotFigures::Dialog(f)) => {
             let page = log.history(bot, user, None, SNAPSHOT_ROWS).await?;
+            let next = page.next.map(|c| c.to_string());
             let messages: Vec<Message> = page
                 .entries
                 .into_iter()
                 .map(|e| Message::from(e.event))
                 .collect();
-            Ok(serde_json::json!({
-                "dialog": f.map(|f| DialogItem::new(*f, None)),
-                "messages": messages,
-            }))
+            Ok(serde_json::to_value(DialogSnapshot {
+                dialog: f.map(|f| DialogItem::new(*f, None)),
+                messages,
+                next,
+            })
+            .unwrap_or_default())
         }
         (_, SnapshotFigures::Whole(data)) => Ok(data),
         (Topic::Dialogs { bot }, SnapshotFigures::Dialogs(rows)) => {
@@ -648,7 +673,7 @@ async fn complete_snapshot(
                 let preview = latest.entries.first().map(|e| Preview::of(&e.event));
                 items.push(DialogItem::new(f, preview));
             }
-            Ok(serde_json::json!({ "items": items }))
+            Ok(serde_json::to_value(DialogsSnapshot { items }).unwrap_or_default())
         }
         _ => Ok(serde_json::Value::Null),
     }

@@ -41,6 +41,14 @@ use crate::{figures, health, history, ingest, live, session, settings, users};
         settings::put,
         openapi_json,
     ),
+    components(schemas(
+        live::Overview,
+        live::StatsFrame,
+        live::DialogsSnapshot,
+        live::DialogDelta,
+        live::DialogSnapshot,
+        live::MessageDelta,
+    )),
     modifiers(&SecurityFromRoutes)
 )]
 struct ApiDoc;
@@ -110,10 +118,15 @@ pub fn document() -> &'static Document {
     DOC.get_or_init(ApiDoc::openapi)
 }
 
+/// The document as pretty JSON: what `GET /api/v1/openapi.json` answers and
+/// `botwatch openapi` prints (the dashboard's TypeScript types are made from it).
+pub fn json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_pretty_json().unwrap_or_default())
+}
+
 /// This document, as JSON.
 #[utoipa::path(get, operation_id = "openapi_openapi_json", path = "/api/v1/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI 3.1")))]
 pub async fn openapi_json() -> impl IntoResponse {
-    static JSON: OnceLock<String> = OnceLock::new();
-    let json = JSON.get_or_init(|| document().to_pretty_json().unwrap_or_default());
-    ([(header::CONTENT_TYPE, "application/json")], json.as_str())
+    ([(header::CONTENT_TYPE, "application/json")], json())
 }

@@ -1,0 +1,27 @@
+// Names for the server's types, generated from its OpenAPI document (schema.d.ts is
+// made by `npm run types` from openapi.json, which `botwatch openapi` prints; CI fails
+// when either differs from what the server says).
+
+import type { components } from './schema';
+
+type S = components['schemas'];
+export type BotItem = S['BotItem'];
+export type BucketItem = S['BucketItem'];
+export type DialogItem = S['DialogItem'];
+export type DialogsAnswer = S['DialogsAnswer'];
+export type HistoryAnswer = S['HistoryAnswer'];
+export type Message = S['Message'];
+export type Attachment = S['Attachment'];
+export type Card = S['Card'];
+export type Overview = S['Overview'];
+export type SessionInfo = S['SessionInfo'];
+export type SettingsDoc = S['SettingsDoc'];
+export type StatsAnswer = S['StatsAnswer'];
+export type StatsFrame = S['StatsFrame'];
+export type TopItem = S['TopItem'];
+export type UserItem = S['UserItem'];
+export type UsersAnswer = S['UsersAnswer'];
+export type DialogsSnapshot = S['DialogsSnapshot'];
+export type DialogDelta = S['DialogDelta'];
+export type DialogSnapshot = S['DialogSnapshot'];
+export type MessageDelta = S['MessageDelta'];

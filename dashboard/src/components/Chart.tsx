@@ -1,0 +1,76 @@
+// A time chart (uPlot). Labels and values are ours (series names, numbers): nothing a
+// chat user wrote is drawn here.
+
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+export interface Series {
+  label: string;
+  /** A CSS colour of ours. */
+  color: string;
+  values: number[];
+}
+
+interface Props {
+  title: string;
+  /** Bucket starts (ISO instants). */
+  starts: string[];
+  series: Series[];
+  tz: string;
+  height?: number;
+}
+
+export function Chart({ title, starts, series, tz, height = 220 }: Props) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  const shape = series.map((s) => s.label).join('|') + '|' + tz;
+
+  // Made again when the series or the zone change; fed new data otherwise.
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const opts: uPlot.Options = {
+      width: Math.max(200, el.clientWidth),
+      height,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz),
+      scales: { x: { time: true } },
+      axes: [{ stroke: 'currentColor', grid: { stroke: 'rgba(127,127,127,0.15)' } }, { stroke: 'currentColor', grid: { stroke: 'rgba(127,127,127,0.15)' } }],
+      series: [
+        {},
+        ...series.map((s) => ({
+          label: s.label,
+          stroke: s.color,
+          width: 2,
+          fill: s.color + '22',
+          points: { show: starts.length < 60 },
+        })),
+      ],
+    };
+    const p = new uPlot(opts, data(starts, series), el);
+    plot.current = p;
+    const resize = new ResizeObserver(() => p.setSize({ width: Math.max(200, el.clientWidth), height }));
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      p.destroy();
+      plot.current = null;
+    };
+  }, [shape, height]);
+
+  useEffect(() => {
+    plot.current?.setData(data(starts, series));
+  }, [starts, series]);
+
+  const totals = series.map((s) => `${s.label}: ${s.values.reduce((a, b) => a + b, 0)}`).join(', ');
+  return (
+    <figure class="chart">
+      <figcaption>{title}</figcaption>
+      <div ref={box} role="img" aria-label={`${title}. Totals: ${totals}`} />
+    </figure>
+  );
+}
+
+function data(starts: string[], series: Series[]): uPlot.AlignedData {
+  return [starts.map((s) => new Date(s).getTime() / 1000), ...series.map((s) => s.values)];
+}

@@ -1,0 +1,75 @@
+// The frame of every page but the login and the wall board: the bot picker, the
+// navigation, the connection state and the signed-in user.
+
+import type { ComponentChildren } from 'preact';
+import { href, navigate, route } from '../router';
+import { bots, logOut, notice, session } from '../state';
+import { ConnectionBadge, Link } from './bits';
+
+export function Shell({ bot, children }: { bot: string | null; children: ComponentChildren }) {
+  const r = route.value;
+  const current = (page: string) => (r.page === page ? 'page' : undefined);
+  return (
+    <div class="shell">
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
+      <header class="top">
+        <Link class="brand" href="/">
+          botwatch
+        </Link>
+        <label class="picker">
+          <span class="sr-only">Bot</span>
+          <select
+            value={bot ?? ''}
+            onChange={(e) => {
+              const next = (e.target as HTMLSelectElement).value;
+              if (!next) return;
+              // The same page of the other bot.
+              const same = r.page === 'overview' || r.page === 'board' || r.page === 'statistics' || r.page === 'dialogs';
+              navigate(same ? href({ ...r, bot: next, ...(r.page === 'dialogs' ? { user: null } : {}) } as typeof r) : href({ page: 'overview', bot: next }));
+            }}
+          >
+            {bot === null && <option value="">Choose a bot…</option>}
+            {bots.value.map((b) => (
+              <option value={b.id}>{b.id}</option>
+            ))}
+          </select>
+        </label>
+        {bot !== null && (
+          <nav aria-label="Pages">
+            <Link href={href({ page: 'overview', bot })} aria-current={current('overview')}>
+              Overview
+            </Link>
+            <Link href={href({ page: 'dialogs', bot, user: null })} aria-current={current('dialogs')}>
+              Dialogs
+            </Link>
+            <Link href={href({ page: 'statistics', bot, param: 'dashboard' })} aria-current={current('statistics')}>
+              Statistics
+            </Link>
+            <Link href={href({ page: 'board', bot })}>Wall board</Link>
+          </nav>
+        )}
+        <span class="spacer" />
+        <ConnectionBadge />
+        <span class="who">
+          {session.value?.user ?? 'token'} <span class="role">({session.value?.role})</span>
+        </span>
+        <button type="button" class="link" onClick={() => void logOut()}>
+          Log out
+        </button>
+      </header>
+      {notice.value && (
+        <div class="notice" role="alert">
+          {notice.value}{' '}
+          <button type="button" class="link" onClick={() => (notice.value = null)}>
+            Dismiss
+          </button>
+        </div>
+      )}
+      <main id="main" tabIndex={-1}>
+        {children}
+      </main>
+    </div>
+  );
+}

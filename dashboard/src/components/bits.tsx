@@ -1,0 +1,112 @@
+import type { ComponentChildren } from 'preact';
+// Small pieces shared by the pages. Every string from a chat user goes in as a text
+// child or a checked attribute: Preact sets it as text, never as HTML.
+
+import { useState } from 'preact/hooks';
+import { displayName, initials, safeUrl } from '../format';
+import { navigate } from '../router';
+import { live } from '../state';
+
+export function Avatar({ user, size = 36 }: { user: { id: string; name?: string | null; avatar?: string | null }; size?: number }) {
+  const [broken, setBroken] = useState(false);
+  const src = safeUrl(user.avatar);
+  const name = displayName(user);
+  if (src && !broken) {
+    return <img class="avatar" src={src} alt="" width={size} height={size} referrerpolicy="no-referrer" onError={() => setBroken(true)} />;
+  }
+  return (
+    <span class="avatar initials" style={{ width: size + 'px', height: size + 'px' }} aria-hidden="true">
+      {initials(name)}
+    </span>
+  );
+}
+
+/** Known providers: their name and a two-letter mark. */
+const PROVIDERS: Record<string, [string, string]> = {
+  telegram: ['Telegram', 'TG'],
+  messenger: ['Messenger', 'FB'],
+  viber: ['Viber', 'VB'],
+  slack: ['Slack', 'SL'],
+  whatsapp: ['WhatsApp', 'WA'],
+  webchat: ['Web chat', 'WC'],
+  web: ['Web chat', 'WC'],
+};
+
+/** The provider as a small badge: its initials in its colour, its name as the label. */
+export function ProviderIcon({ provider }: { provider?: string | null }) {
+  if (!provider) return null;
+  const [name, mark] = PROVIDERS[provider] ?? [provider, provider.slice(0, 2).toUpperCase()];
+  const known = provider in PROVIDERS ? provider : 'other';
+  return (
+    <span class={`provider provider-${known}`} title={name} role="img" aria-label={name}>
+      {mark}
+    </span>
+  );
+}
+
+/** Headphones: this dialog is in Manual mode (an operator answers). */
+export function Headphones({ label = 'Manual mode: an operator answers' }: { label?: string }) {
+  return (
+    <svg class="headphones" viewBox="0 0 24 24" width="18" height="18" role="img" aria-label={label}>
+      <title>{label}</title>
+      <path
+        fill="currentColor"
+        d="M12 3a9 9 0 0 0-9 9v6a3 3 0 0 0 3 3h2v-8H5v-1a7 7 0 0 1 14 0v1h-3v8h2a3 3 0 0 0 3-3v-6a9 9 0 0 0-9-9z"
+      />
+    </svg>
+  );
+}
+
+const STATES = {
+  connecting: 'Connecting…',
+  live: 'Live',
+  reconnecting: 'Reconnecting…',
+  offline: 'Offline',
+} as const;
+
+/** The live connection's state, announced to screen readers when it changes. */
+export function ConnectionBadge() {
+  const state = live.state.value;
+  return (
+    <span class={`connection connection-${state}`} role="status" aria-live="polite" data-state={state}>
+      <span class="dot" aria-hidden="true" />
+      {STATES[state]}
+    </span>
+  );
+}
+
+export function ErrorLine({ error }: { error: unknown }) {
+  if (!error) return null;
+  const text = error instanceof Error ? error.message : String(error);
+  return (
+    <p class="error" role="alert">
+      {text}
+    </p>
+  );
+}
+
+/** A link inside the dashboard: followed without a reload (a modified click, a middle
+ *  click or "open in new tab" still work as for any link). */
+interface LinkProps {
+  href: string;
+  children?: ComponentChildren;
+  class?: string;
+  'aria-current'?: 'page' | 'true';
+  'aria-label'?: string;
+}
+
+export function Link({ href, children, ...rest }: LinkProps) {
+  return (
+    <a
+      {...rest}
+      href={href}
+      onClick={(e) => {
+        if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+        e.preventDefault();
+        navigate(href);
+      }}
+    >
+      {children}
+    </a>
+  );
+}

@@ -1,0 +1,81 @@
+// How each topic's frames build what a page shows (pure: unit-tested in tests/).
+
+import type {
+  BucketItem,
+  DialogDelta,
+  DialogItem,
+  DialogSnapshot,
+  DialogsSnapshot,
+  Message,
+  MessageDelta,
+} from '../api/types';
+import type { Reducer } from './topic';
+
+/** Latest first; ties by user id so the order is stable. */
+function byLast(a: DialogItem, b: DialogItem): number {
+  const la = a.last ?? '';
+  const lb = b.last ?? '';
+  return la === lb ? a.user.id.localeCompare(b.user.id) : la < lb ? 1 : -1;
+}
+
+/** The dialogs list: a changed dialog replaces its row (keeping the preview it had
+ *  when the change carries none) and the list stays latest first. */
+export const dialogsReducer: Reducer<DialogItem[]> = {
+  snapshot: (data) => [...(data as DialogsSnapshot).items].sort(byLast),
+  delta: (items, data) => upsertDialog(items, (data as DialogDelta).dialog),
+};
+
+export function upsertDialog(items: DialogItem[], dialog: DialogItem): DialogItem[] {
+  const old = items.find((d) => d.user.id === dialog.user.id);
+  const merged = dialog.preview || !old ? dialog : { ...dialog, preview: old.preview };
+  return [merged, ...items.filter((d) => d.user.id !== dialog.user.id)].sort(byLast);
+}
+
+/** One dialog as its view shows it: oldest message first. */
+export interface DialogView {
+  dialog: DialogItem | null;
+  messages: Message[];
+  /** `before` for older messages; null when the beginning is shown. */
+  next: string | null;
+}
+
+function byTs(a: Message, b: Message): number {
+  return a.ts === b.ts ? 0 : a.ts < b.ts ? -1 : 1;
+}
+
+/** Messages added to a list without duplicates (by id), in time order. */
+export function addMessages(have: Message[], more: Message[]): Message[] {
+  const ids = new Set(have.map((m) => m.id));
+  const fresh = more.filter((m) => !ids.has(m.id) && (ids.add(m.id), true));
+  return fresh.length ? [...have, ...fresh].sort(byTs) : have;
+}
+
+export const dialogReducer: Reducer<DialogView> = {
+  snapshot: (data) => {
+    const s = data as DialogSnapshot;
+    return { dialog: s.dialog ?? null, messages: addMessages([], s.messages), next: s.next ?? null };
+  },
+  delta: (view, data) => {
+    const d = data as MessageDelta;
+    return { ...view, dialog: d.dialog, messages: addMessages(view.messages, [d.message]) };
+  },
+};
+
+/** A page of older history added to a dialog view. */
+export function withOlder(view: DialogView, older: Message[], next: string | null): DialogView {
+  return { ...view, messages: addMessages(view.messages, older), next };
+}
+
+/** Buckets shown, with those of a live frame put in place (same start); buckets the
+ *  frame holds outside what is shown are left out. */
+export function mergeBuckets(shown: BucketItem[], incoming: BucketItem[]): BucketItem[] {
+  if (!incoming.length) return shown;
+  const fresh = new Map(incoming.map((b) => [new Date(b.start).getTime(), b]));
+  let changed = false;
+  const out = shown.map((b) => {
+    const n = fresh.get(new Date(b.start).getTime());
+    if (n && n !== b) changed = true;
+    return n ?? b;
+  });
+  return changed ? out : shown;
+}

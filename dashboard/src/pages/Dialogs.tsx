@@ -1,0 +1,281 @@
+// Dialogs: the latest dialogs first (live from `bot/{bot}/dialogs`), filtered by mode,
+// and the dialog view (live from `bot/{bot}/dialog/{user}`), older history on scroll.
+
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { get } from '../api/http';
+import type { Attachment, DialogItem, DialogsAnswer, HistoryAnswer, Message } from '../api/types';
+import { Avatar, ErrorLine, Headphones, Link, ProviderIcon } from '../components/bits';
+import { displayName, formatBytes, formatWhen, safeUrl } from '../format';
+import { type DialogView, dialogReducer, dialogsReducer, upsertDialog, withOlder } from '../live/reducers';
+import { href, navigate } from '../router';
+import { useTopic, useZone } from '../state';
+
+type ModeFilter = 'all' | 'auto' | 'manual';
+
+function modeFromUrl(): ModeFilter {
+  const m = new URLSearchParams(location.search).get('mode');
+  return m === 'auto' || m === 'manual' ? m : 'all';
+}
+
+export function DialogsPage({ bot, user }: { bot: string; user: string | null }) {
+  const tz = useZone(bot);
+  const [mode, setMode] = useState<ModeFilter>(modeFromUrl);
+  const live = useTopic(`bot/${bot}/dialogs`, dialogsReducer);
+  // Older dialogs than the live list holds, read page by page.
+  const [older, setOlder] = useState<{ items: DialogItem[]; next: string | null; loading: boolean }>({ items: [], next: null, loading: false });
+  const [error, setError] = useState<unknown>(null);
+
+  const load = (cursor: string | null) => {
+    setOlder((o) => ({ ...o, loading: true }));
+    get<DialogsAnswer>(`/api/v1/bots/${encodeURIComponent(bot)}/dialogs`, { mode: mode === 'all' ? null : mode, limit: 50, cursor })
+      .then((a) => {
+        setOlder((o) => ({ items: cursor ? [...o.items, ...a.items] : a.items, next: a.next ?? null, loading: false }));
+        setError(null);
+      })
+      .catch((e) => {
+        setOlder((o) => ({ ...o, loading: false }));
+        setError(e);
+      });
+  };
+  useEffect(() => load(null), [bot, mode]);
+
+  // The live list wins over what was read (it is newer); the mode filter applies to both.
+  let items = older.items;
+  for (const d of live ?? []) items = upsertDialog(items, d);
+  const shown = items.filter((d) => mode === 'all' || d.mode === mode);
+
+  const choose = (m: ModeFilter) => {
+    setMode(m);
+    const q = m === 'all' ? '' : `?mode=${m}`;
+    navigate(href({ page: 'dialogs', bot, user }) + q, true);
+  };
+
+  return (
+    <div class="dialogs">
+      <section class="list" aria-labelledby="dialogs-h">
+        <h1 id="dialogs-h">Dialogs</h1>
+        <div class="filter" role="radiogroup" aria-label="Show dialogs">
+          {(['all', 'auto', 'manual'] as const).map((m) => (
+            <button type="button" role="radio" aria-checked={mode === m} class={mode === m ? 'on' : ''} onClick={() => choose(m)}>
+              {{ all: 'All', auto: 'Auto', manual: 'Manual' }[m]}
+            </button>
+          ))}
+        </div>
+        <ErrorLine error={error} />
+        <ul>
+          {shown.map((d) => (
+            <li key={d.user.id} data-user={d.user.id} class={d.user.id === user ? 'open' : ''}>
+              <Link href={href({ page: 'dialogs', bot, user: d.user.id }) + location.search} aria-current={d.user.id === user ? 'true' : undefined}>
+                <Avatar user={d.user} />
+                <span class="body">
+                  <span class="line">
+                    <span class="name">{displayName(d.user)}</span>
+                    <ProviderIcon provider={d.user.provider} />
+                    {d.mode === 'manual' && <Headphones />}
+                    <time class="muted" dateTime={d.last ?? undefined}>
+                      {formatWhen(d.last, tz)}
+                    </time>
+                  </span>
+                  <span class="preview">{previewText(d)}</span>
+                </span>
+              </Link>
+            </li>
+          ))}
+        </ul>
+        {shown.length === 0 && !older.loading && <p class="muted">{mode === 'all' ? 'No dialogs yet.' : `No dialogs in ${mode === 'auto' ? 'Auto' : 'Manual'} mode.`}</p>}
+        {older.next && (
+          <button type="button" disabled={older.loading} onClick={() => load(older.next)}>
+            Older dialogs
+          </button>
+        )}
+      </section>
+      <section class="view" aria-label="Dialog">
+        {user === null ? <p class="muted pad">Choose a dialog to follow it live.</p> : <DialogPane key={user} bot={bot} user={user} tz={tz} />}
+      </section>
+    </div>
+  );
+}
+
+function previewText(d: DialogItem): string {
+  const p = d.preview;
+  if (!p) return '';
+  const arrow = p.direction === 'out' ? '→ ' : '';
+  if (p.text) return arrow + p.text;
+  if (p.attachments) return `${arrow}${p.attachments} attachment${p.attachments > 1 ? 's' : ''}`;
+  return '';
+}
+
+function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }) {
+  const live = useTopic(`bot/${bot}/dialog/${user}`, dialogReducer);
+  // Older messages read on scroll, kept beside the live view (which restarts on a
+  // resync with a fresh snapshot).
+  const [older, setOlder] = useState<{ messages: Message[]; next: string | null | undefined }>({ messages: [], next: undefined });
+  const [loading, setLoading] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const box = useRef<HTMLOListElement>(null);
+  const atBottom = useRef(true);
+  const keep = useRef<number | null>(null);
+
+  const view: DialogView | null = live && withOlder(live, older.messages, older.next === undefined ? live.next : older.next);
+  const dialog = view?.dialog;
+  const name = dialog ? displayName(dialog.user) : user;
+
+  const loadOlder = () => {
+    if (!view?.next || loading) return;
+    setLoading(true);
+    const el = box.current;
+    keep.current = el ? el.scrollHeight - el.scrollTop : null;
+    get<HistoryAnswer>(`/api/v1/bots/${encodeURIComponent(bot)}/dialogs/${encodeURIComponent(user)}/messages`, { before: view.next, limit: 50 })
+      .then((a) => {
+        setOlder((o) => ({ messages: [...o.messages, ...a.items], next: a.next ?? null }));
+        setError(null);
+      })
+      .catch(setError)
+      .finally(() => setLoading(false));
+  };
+
+  // New messages keep the view at the bottom when it was there; older ones keep what
+  // was on screen in place.
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    if (keep.current !== null) {
+      el.scrollTop = el.scrollHeight - keep.current;
+      keep.current = null;
+    } else if (atBottom.current) {
+      el.scrollTop = el.scrollHeight;
+    }
+  }, [view?.messages.length]);
+
+  if (view === null) return <p class="muted pad">Loading the dialog…</p>;
+  return (
+    <div class="dialog">
+      <header>
+        {dialog && <Avatar user={dialog.user} size={40} />}
+        <div>
+          <h2>{name}</h2>
+          <p class="muted">
+            <ProviderIcon provider={dialog?.user.provider} /> {dialog ? `${dialog.messages} messages · ${dialog.sessions} sessions` : 'No messages yet'}
+          </p>
+        </div>
+        <span class={`mode mode-${dialog?.mode ?? 'auto'}`} data-mode={dialog?.mode ?? 'auto'}>
+          {dialog?.mode === 'manual' ? (
+            <>
+              <Headphones /> Manual: an operator answers
+            </>
+          ) : (
+            'Auto: the bot answers'
+          )}
+        </span>
+      </header>
+      <ol
+        class="messages"
+        ref={box}
+        tabIndex={0}
+        aria-label={`Messages with ${name}`}
+        onScroll={(e) => {
+          const el = e.currentTarget;
+          atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+          if (el.scrollTop < 60) loadOlder();
+        }}
+      >
+        {view.next && (
+          <li class="older">
+            <button type="button" disabled={loading} onClick={loadOlder}>
+              {loading ? 'Loading…' : 'Older messages'}
+            </button>
+          </li>
+        )}
+        {view.messages.map((m) => (
+          <MessageItem key={m.id} m={m} name={name} tz={tz} />
+        ))}
+      </ol>
+      <ErrorLine error={error} />
+    </div>
+  );
+}
+
+function who(m: Message, name: string): string {
+  if (m.direction !== 'out') return name;
+  if (m.sender?.kind === 'operator') return `Operator ${m.sender.id}`;
+  return 'Bot';
+}
+
+function MessageItem({ m, name, tz }: { m: Message; name: string; tz: string }) {
+  const side = m.direction === 'out' ? (m.sender?.kind === 'operator' ? 'operator' : 'bot') : 'user';
+  return (
+    <li class={`message ${side}`} data-id={m.id}>
+      <div class="meta">
+        <span class="from">{who(m, name)}</span>
+        <time dateTime={m.ts}>{formatWhen(m.ts, tz)}</time>
+      </div>
+      {m.text && <p class="text">{m.text}</p>}
+      {m.attachments.map((a) => (
+        <AttachmentView a={a} />
+      ))}
+    </li>
+  );
+}
+
+function AttachmentView({ a }: { a: Attachment }) {
+  if (a.type === 'card') {
+    const image = safeUrl(a.image);
+    return (
+      <div class="card-att">
+        {image && <img src={image} alt="" referrerpolicy="no-referrer" />}
+        <strong>{a.title}</strong>
+        {a.subtitle && <span class="muted">{a.subtitle}</span>}
+        {a.buttons && a.buttons.length > 0 && (
+          <ul class="buttons">
+            {a.buttons.map((b) => {
+              const link = safeUrl(b.url);
+              return (
+                <li title={b.payload ?? undefined}>
+                  {link ? (
+                    <a href={link} target="_blank" rel="noopener noreferrer">
+                      {b.title}
+                    </a>
+                  ) : (
+                    b.title
+                  )}
+                </li>
+              );
+            })}
+          </ul>
+        )}
+      </div>
+    );
+  }
+  const url = safeUrl(a.url);
+  const label = a.name || (url ? lastSegment(url) : '') || a.type;
+  if (a.type === 'image' && url) {
+    return (
+      <a class="image-att" href={url} target="_blank" rel="noopener noreferrer">
+        <img src={url} alt={label} referrerpolicy="no-referrer" loading="lazy" />
+      </a>
+    );
+  }
+  const detail = [a.mime, formatBytes(a.size)].filter(Boolean).join(', ');
+  return (
+    <div class="file-att">
+      <span aria-hidden="true">{{ file: '📄', image: '🖼', audio: '🎵', video: '🎬' }[a.type]}</span>{' '}
+      {url ? (
+        <a href={url} target="_blank" rel="noopener noreferrer" download={a.name ?? ''}>
+          {label}
+        </a>
+      ) : (
+        <span>{label} (unsafe address not linked)</span>
+      )}{' '}
+      {detail && <span class="muted">({detail})</span>}
+    </div>
+  );
+}
+
+function lastSegment(url: string): string {
+  const last = new URL(url).pathname.split('/').pop() ?? '';
+  try {
+    return decodeURIComponent(last);
+  } catch {
+    return last;
+  }
+}

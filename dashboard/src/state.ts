@@ -1,0 +1,91 @@
+// What the whole tab shares: the session, the bots, the live connection.
+
+import { signal } from '@preact/signals';
+import { useEffect, useState } from 'preact/hooks';
+import { get, request, setCsrf, whenUnauthorized } from './api/http';
+import type { BotItem, SessionInfo, SettingsDoc } from './api/types';
+import { LiveClient, type Socket } from './live/client';
+import type { Reducer } from './live/topic';
+import { navigate, route } from './router';
+
+/** The signed-in user; undefined while the first check runs, null when signed out. */
+export const session = signal<SessionInfo | null | undefined>(undefined);
+export const bots = signal<BotItem[]>([]);
+/** A message for the whole page (a topic refused, the server unreachable). */
+export const notice = signal<string | null>(null);
+
+export const live = new LiveClient({
+  connect: () => {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return new WebSocket(`${proto}//${location.host}/api/v1/live`) as unknown as Socket;
+  },
+  onSessionEnded: () => signedOut(),
+  onTopicError: (topic, error) => {
+    notice.value = `Live updates for ${topic || 'this page'} refused: ${error}`;
+  },
+});
+
+function signedOut(): void {
+  live.stop();
+  setCsrf(null);
+  session.value = null;
+  if (route.value.page !== 'login') {
+    const back = location.pathname + location.search;
+    navigate('/login' + (back && back !== '/' ? '?next=' + encodeURIComponent(back) : ''), true);
+  }
+}
+whenUnauthorized(signedOut);
+
+async function signedIn(info: SessionInfo): Promise<void> {
+  setCsrf(info.csrf ?? null);
+  session.value = info;
+  live.start();
+  bots.value = await get<BotItem[]>('/api/v1/bots');
+}
+
+/** At load: is there a session already? */
+export async function checkSession(): Promise<void> {
+  try {
+    await signedIn(await get<SessionInfo>('/api/v1/session'));
+  } catch {
+    signedOut();
+  }
+}
+
+export async function logIn(username: string, password: string): Promise<void> {
+  await signedIn(await request<SessionInfo>('POST', '/api/v1/session', { username, password }));
+}
+
+export async function logOut(): Promise<void> {
+  try {
+    await request('DELETE', '/api/v1/session');
+  } finally {
+    signedOut();
+  }
+}
+
+const zones = signal<Record<string, string>>({});
+
+/** The bot's IANA time zone (UTC until its settings are read). */
+export function useZone(bot: string): string {
+  useEffect(() => {
+    if (zones.value[bot]) return;
+    get<SettingsDoc>(`/api/v1/bots/${encodeURIComponent(bot)}/settings`)
+      .then((s) => {
+        zones.value = { ...zones.value, [bot]: s.timezone || 'UTC' };
+      })
+      .catch(() => {});
+  }, [bot]);
+  return zones.value[bot] ?? 'UTC';
+}
+
+/** A live topic's state in a component (null until its snapshot arrives). */
+export function useTopic<S>(name: string | null, reducer: Reducer<S>): S | null {
+  const [state, setState] = useState<S | null>(null);
+  useEffect(() => {
+    setState(null);
+    if (!name) return;
+    return live.subscribe(name, reducer, (s) => setState(() => s));
+  }, [name]);
+  return state;
+}
