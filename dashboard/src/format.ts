@@ -27,6 +27,11 @@ export function safeUrl(url: string | null | undefined): string | null {
   }
 }
 
+/** `1 message`, `3 messages`. */
+export function plural(n: number, word: string): string {
+  return `${n.toLocaleString('en')} ${word}${n === 1 ? '' : 's'}`;
+}
+
 /** A byte count for people. */
 export function formatBytes(n: number | null | undefined): string {
   if (n === null || n === undefined) return '';

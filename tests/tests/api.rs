@@ -810,3 +810,6 @@ mod accounts;
 
 #[path = "api/openapi.rs"]
 mod openapi;
+
+#[path = "api/dashboard.rs"]
+mod dashboard;

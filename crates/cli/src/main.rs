@@ -323,6 +323,7 @@ async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
     let simulation = tokio::spawn(botwatch_demo::run(simulator, shutdown.clone()));
 
     println!("botwatch demo is running at http://{addr}");
+    println!("  dashboard:   open http://{addr}/ in a browser and log in as below");
     println!("  storage:     {data}");
     println!(
         "  log in:      user {}, password {demo_password}",

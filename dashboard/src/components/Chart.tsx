@@ -35,7 +35,10 @@ export function Chart({ title, starts, series, tz, height = 220 }: Props) {
       height,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz),
       scales: { x: { time: true } },
-      axes: [{ stroke: 'currentColor', grid: { stroke: 'rgba(127,127,127,0.15)' } }, { stroke: 'currentColor', grid: { stroke: 'rgba(127,127,127,0.15)' } }],
+      // A canvas knows no currentColor: the axes take the text colour of the page.
+      axes: [axis(getComputedStyle(el).color), axis(getComputedStyle(el).color)],
+      // The legend names the series; values show while the pointer is over the chart.
+      legend: { live: false },
       series: [
         {},
         ...series.map((s) => ({
@@ -69,6 +72,10 @@ export function Chart({ title, starts, series, tz, height = 220 }: Props) {
       <div ref={box} role="img" aria-label={`${title}. Totals: ${totals}`} />
     </figure>
   );
+}
+
+function axis(color: string): uPlot.Axis {
+  return { stroke: color, grid: { stroke: 'rgba(127,127,127,0.18)' }, ticks: { stroke: 'rgba(127,127,127,0.18)' } };
 }
 
 function data(starts: string[], series: Series[]): uPlot.AlignedData {

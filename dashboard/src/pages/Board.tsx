@@ -38,8 +38,8 @@ export function BoardPage({ bot }: { bot: string }) {
           ))}
         </dl>
         <div class="grid two">
-          <MessagesChart days={days} tz={tz} height={300} />
-          <UsersChart days={days} tz={tz} height={300} />
+          <MessagesChart days={days} tz={tz} height={260} />
+          <UsersChart days={days} tz={tz} height={260} />
         </div>
         <div class="grid two">
           <section class="card" aria-labelledby="latest-h">

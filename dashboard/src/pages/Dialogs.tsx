@@ -5,7 +5,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { get } from '../api/http';
 import type { Attachment, DialogItem, DialogsAnswer, HistoryAnswer, Message } from '../api/types';
 import { Avatar, ErrorLine, Headphones, Link, ProviderIcon } from '../components/bits';
-import { displayName, formatBytes, formatWhen, safeUrl } from '../format';
+import { displayName, formatBytes, formatWhen, plural, safeUrl } from '../format';
 import { type DialogView, dialogReducer, dialogsReducer, upsertDialog, withOlder } from '../live/reducers';
 import { href, navigate } from '../router';
 import { useTopic, useZone } from '../state';
@@ -101,7 +101,7 @@ function previewText(d: DialogItem): string {
   if (!p) return '';
   const arrow = p.direction === 'out' ? '→ ' : '';
   if (p.text) return arrow + p.text;
-  if (p.attachments) return `${arrow}${p.attachments} attachment${p.attachments > 1 ? 's' : ''}`;
+  if (p.attachments) return arrow + plural(p.attachments, 'attachment');
   return '';
 }
 
@@ -155,7 +155,7 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
         <div>
           <h2>{name}</h2>
           <p class="muted">
-            <ProviderIcon provider={dialog?.user.provider} /> {dialog ? `${dialog.messages} messages · ${dialog.sessions} sessions` : 'No messages yet'}
+            <ProviderIcon provider={dialog?.user.provider} /> {dialog ? `${plural(dialog.messages, 'message')} · ${plural(dialog.sessions, 'session')}` : 'No messages yet'}
           </p>
         </div>
         <span class={`mode mode-${dialog?.mode ?? 'auto'}`} data-mode={dialog?.mode ?? 'auto'}>

@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import type { BucketItem, DialogItem, Message } from '../src/api/types';
+import { addMessages, dialogReducer, dialogsReducer, mergeBuckets, withOlder } from '../src/live/reducers';
+import { TopicState } from '../src/live/topic';
+
+const dialog = (id: string, last: string, text?: string): DialogItem => ({
+  user: { id, name: id.toUpperCase() },
+  last,
+  messages: 1,
+  sessions: 1,
+  mode: 'auto',
+  preview: text === undefined ? null : { text, direction: 'in', attachments: 0 },
+});
+const message = (id: string, ts: string, text = id): Message => ({ id, ts, text, direction: 'in', provider: 'telegram', attachments: [] });
+const bucket = (start: string, messages_in: number): BucketItem => ({
+  start,
+  messages_in,
+  messages_out: 0,
+  users_new: 0,
+  users_existing: 0,
+  users_active: 0,
+  sessions: 0,
+});
+
+describe('dialogs topic', () => {
+  it('keeps the latest dialog on top as deltas arrive', () => {
+    const t = new TopicState(dialogsReducer);
+    t.apply({ topic: 'd', seq: 1, kind: 'snapshot', data: { items: [dialog('a', '2026-11-27T10:00:00Z', 'hi'), dialog('b', '2026-11-27T11:00:00Z', 'yo')] } });
+    expect(t.state!.map((d) => d.user.id)).toEqual(['b', 'a']);
+    t.apply({ topic: 'd', seq: 2, kind: 'delta', data: { dialog: dialog('a', '2026-11-27T12:00:00Z', 'again') } });
+    t.apply({ topic: 'd', seq: 3, kind: 'delta', data: { dialog: dialog('c', '2026-11-27T12:30:00Z', 'new') } });
+    expect(t.state!.map((d) => [d.user.id, d.preview?.text])).toEqual([
+      ['c', 'new'],
+      ['a', 'again'],
+      ['b', 'yo'],
+    ]);
+  });
+
+  it('keeps a dialog’s preview when a late message carries none', () => {
+    const t = new TopicState(dialogsReducer);
+    t.apply({ topic: 'd', seq: 1, kind: 'snapshot', data: { items: [dialog('a', '2026-11-27T10:00:00Z', 'latest')] } });
+    t.apply({ topic: 'd', seq: 2, kind: 'delta', data: { dialog: dialog('a', '2026-11-27T10:00:00Z') } });
+    expect(t.state![0]!.preview?.text).toBe('latest');
+  });
+});
+
+describe('dialog topic', () => {
+  it('shows messages oldest first, each once, however they arrive', () => {
+    const t = new TopicState(dialogReducer);
+    // The snapshot is newest first; a delta may repeat a message the snapshot holds.
+    t.apply({
+      topic: 'x',
+      seq: 5,
+      kind: 'snapshot',
+      data: { dialog: dialog('a', '2026-11-27T10:02:00Z'), messages: [message('m2', '2026-11-27T10:02:00Z'), message('m1', '2026-11-27T10:01:00Z')], next: 'c1' },
+    });
+    t.apply({ topic: 'x', seq: 6, kind: 'delta', data: { dialog: dialog('a', '2026-11-27T10:02:00Z'), message: message('m2', '2026-11-27T10:02:00Z') } });
+    t.apply({ topic: 'x', seq: 7, kind: 'delta', data: { dialog: dialog('a', '2026-11-27T10:03:00Z'), message: message('m3', '2026-11-27T10:03:00Z') } });
+    expect(t.state!.messages.map((m) => m.id)).toEqual(['m1', 'm2', 'm3']);
+    expect(t.state!.dialog!.last).toBe('2026-11-27T10:03:00Z');
+    expect(t.state!.next).toBe('c1');
+  });
+
+  it('puts older history before what is shown', () => {
+    const view = { dialog: null, messages: [message('m5', '2026-11-27T10:05:00Z')], next: 'c' };
+    const older = withOlder(view, [message('m4', '2026-11-27T10:04:00Z'), message('m3', '2026-11-27T10:03:00Z'), message('m5', '2026-11-27T10:05:00Z')], null);
+    expect(older.messages.map((m) => m.id)).toEqual(['m3', 'm4', 'm5']);
+    expect(older.next).toBeNull();
+  });
+
+  it('returns the same list when nothing is new', () => {
+    const have = [message('m1', '2026-11-27T10:00:00Z')];
+    expect(addMessages(have, [message('m1', '2026-11-27T10:00:00Z')])).toBe(have);
+  });
+});
+
+describe('statistics buckets', () => {
+  it('replaces the shown buckets a live frame carries, and adds none', () => {
+    const shown = [bucket('2026-11-26T00:00:00Z', 1), bucket('2026-11-27T00:00:00Z', 2)];
+    const merged = mergeBuckets(shown, [bucket('2026-11-27T00:00:00.000Z', 5), bucket('2026-11-28T00:00:00Z', 9)]);
+    expect(merged.map((b) => b.messages_in)).toEqual([1, 5]);
+    expect(mergeBuckets(shown, [])).toBe(shown);
+  });
+});
