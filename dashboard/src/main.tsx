@@ -10,7 +10,7 @@ import { LoginPage } from './pages/Login';
 import { OverviewPage } from './pages/Overview';
 import { StatisticsPage } from './pages/Statistics';
 import { href, navigate, route } from './router';
-import { bots, checkSession, session } from './state';
+import { bots, checkSession, refreshBots, session } from './state';
 import './styles.css';
 
 function BotsPage() {
@@ -19,6 +19,12 @@ function BotsPage() {
     // One bot: straight to it.
     if (list.length === 1 && list[0]) navigate(href({ page: 'overview', bot: list[0].id }), true);
   }, [list]);
+  // None yet: look again every few seconds, so the first bot shows up by itself.
+  useEffect(() => {
+    if (list.length) return;
+    const timer = setInterval(() => void refreshBots().catch(() => {}), 5000);
+    return () => clearInterval(timer);
+  }, [list.length]);
   return (
     <Shell bot={null}>
       <h1>Bots</h1>

@@ -40,6 +40,11 @@ async function signedIn(info: SessionInfo): Promise<void> {
   setCsrf(info.csrf ?? null);
   session.value = info;
   live.start();
+  await refreshBots();
+}
+
+/** Reads the list of bots again (a bot appears with its first event). */
+export async function refreshBots(): Promise<void> {
   bots.value = await get<BotItem[]>('/api/v1/bots');
 }
 

@@ -3,7 +3,7 @@
 
 import type { ComponentChildren } from 'preact';
 import { href, navigate, route } from '../router';
-import { bots, logOut, notice, session } from '../state';
+import { bots, logOut, notice, refreshBots, session } from '../state';
 import { ConnectionBadge, Link } from './bits';
 
 export function Shell({ bot, children }: { bot: string | null; children: ComponentChildren }) {
@@ -22,6 +22,7 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
           <span class="sr-only">Bot</span>
           <select
             value={bot ?? ''}
+            onFocus={() => void refreshBots().catch(() => {})}
             onChange={(e) => {
               const next = (e.target as HTMLSelectElement).value;
               if (!next) return;

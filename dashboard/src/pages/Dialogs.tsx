@@ -11,6 +11,7 @@ import { href, navigate } from '../router';
 import { useTopic, useZone } from '../state';
 
 type ModeFilter = 'all' | 'auto' | 'manual';
+const MODES: ModeFilter[] = ['all', 'auto', 'manual'];
 
 function modeFromUrl(): ModeFilter {
   const m = new URLSearchParams(location.search).get('mode');
@@ -54,9 +55,30 @@ export function DialogsPage({ bot, user }: { bot: string; user: string | null })
     <div class="dialogs">
       <section class="list" aria-labelledby="dialogs-h">
         <h1 id="dialogs-h">Dialogs</h1>
-        <div class="filter" role="radiogroup" aria-label="Show dialogs">
-          {(['all', 'auto', 'manual'] as const).map((m) => (
-            <button type="button" role="radio" aria-checked={mode === m} class={mode === m ? 'on' : ''} onClick={() => choose(m)}>
+        <div
+          class="filter"
+          role="radiogroup"
+          aria-label="Show dialogs"
+          onKeyDown={(e) => {
+            // A radio group moves with the arrow keys (one tab stop for the group).
+            const step = e.key === 'ArrowRight' || e.key === 'ArrowDown' ? 1 : e.key === 'ArrowLeft' || e.key === 'ArrowUp' ? -1 : 0;
+            if (!step) return;
+            e.preventDefault();
+            const next = MODES[(MODES.indexOf(mode) + step + MODES.length) % MODES.length] ?? 'all';
+            choose(next);
+            (e.currentTarget.querySelector(`[data-filter="${next}"]`) as HTMLElement | null)?.focus();
+          }}
+        >
+          {MODES.map((m) => (
+            <button
+              type="button"
+              role="radio"
+              data-filter={m}
+              aria-checked={mode === m}
+              tabIndex={mode === m ? 0 : -1}
+              class={mode === m ? 'on' : ''}
+              onClick={() => choose(m)}
+            >
               {{ all: 'All', auto: 'Auto', manual: 'Manual' }[m]}
             </button>
           ))}
