@@ -16,12 +16,14 @@ interface Props {
   title: string;
   /** Bucket starts (ISO instants). */
   starts: string[];
+  /** The length of a bucket in seconds: each value is drawn flat across its bucket. */
+  bucket: number;
   series: Series[];
   tz: string;
   height?: number;
 }
 
-export function Chart({ title, starts, series, tz, height = 220 }: Props) {
+export function Chart({ title, starts, series, bucket, tz, height = 220 }: Props) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const shape = series.map((s) => s.label).join('|') + '|' + tz;
@@ -36,7 +38,7 @@ export function Chart({ title, starts, series, tz, height = 220 }: Props) {
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz),
       scales: { x: { time: true } },
       // A canvas knows no currentColor: the axes take the text colour of the page.
-      axes: [axis(getComputedStyle(el).color), axis(getComputedStyle(el).color)],
+      axes: [{ ...axis(getComputedStyle(el).color), space: 70 }, axis(getComputedStyle(el).color)],
       // The legend names the series; values show while the pointer is over the chart.
       legend: { live: false },
       series: [
@@ -46,11 +48,13 @@ export function Chart({ title, starts, series, tz, height = 220 }: Props) {
           stroke: s.color,
           width: 2,
           fill: s.color + '22',
-          points: { show: starts.length < 60 },
+          // A count belongs to its whole bucket: a step, not a slope between starts.
+          paths: uPlot.paths.stepped?.({ align: 1 }),
+          points: { show: false },
         })),
       ],
     };
-    const p = new uPlot(opts, data(starts, series), el);
+    const p = new uPlot(opts, data(starts, series, bucket), el);
     plot.current = p;
     const resize = new ResizeObserver(() => p.setSize({ width: Math.max(200, el.clientWidth), height }));
     resize.observe(el);
@@ -62,8 +66,8 @@ export function Chart({ title, starts, series, tz, height = 220 }: Props) {
   }, [shape, height]);
 
   useEffect(() => {
-    plot.current?.setData(data(starts, series));
-  }, [starts, series]);
+    plot.current?.setData(data(starts, series, bucket));
+  }, [starts, series, bucket]);
 
   const totals = series.map((s) => `${s.label}: ${s.values.reduce((a, b) => a + b, 0)}`).join(', ');
   return (
@@ -78,6 +82,9 @@ function axis(color: string): uPlot.Axis {
   return { stroke: color, grid: { stroke: 'rgba(127,127,127,0.18)' }, ticks: { stroke: 'rgba(127,127,127,0.18)' } };
 }
 
-function data(starts: string[], series: Series[]): uPlot.AlignedData {
-  return [starts.map((s) => new Date(s).getTime() / 1000), ...series.map((s) => s.values)];
+/** x: each bucket's start and, last, the end of the last bucket (so it has a width). */
+function data(starts: string[], series: Series[], bucket: number): uPlot.AlignedData {
+  const xs = starts.map((s) => new Date(s).getTime() / 1000);
+  const end = xs.length ? [xs[xs.length - 1]! + bucket] : [];
+  return [[...xs, ...end], ...series.map((s) => (s.values.length ? [...s.values, s.values[s.values.length - 1]!] : []))];
 }

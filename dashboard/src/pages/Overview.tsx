@@ -12,6 +12,8 @@ import { whole } from '../live/topic';
 import { href } from '../router';
 import { useTopic, useZone } from '../state';
 
+const DAY = 86_400;
+
 export const overviewReducer = whole<Overview | null>();
 
 export function useOverview(bot: string): Overview | null {
@@ -29,6 +31,7 @@ export function MessagesChart({ days, tz, height }: { days: BucketItem[]; tz: st
     <Chart
       title="Messages by day: incoming and outgoing"
       tz={tz}
+      bucket={DAY}
       height={height}
       starts={days.map((d) => d.start)}
       series={[
@@ -44,6 +47,7 @@ export function UsersChart({ days, tz, height }: { days: BucketItem[]; tz: strin
     <Chart
       title="Users by day: existing and new"
       tz={tz}
+      bucket={DAY}
       height={height}
       starts={days.map((d) => d.start)}
       series={[

@@ -188,6 +188,7 @@ export function StatisticsPage({ bot, param }: { bot: string; param: StatsParam 
                 <Chart
                   title={c.title}
                   tz={zone}
+                  bucket={{ hour: 3600, day: 86_400, week: 604_800 }[granularity]}
                   starts={buckets.map((b) => b.start)}
                   series={c.columns.map((col): Series => ({ label: col.label, color: col.color, values: buckets.map(col.value) }))}
                 />
