@@ -50,6 +50,21 @@ pub fn frame_text(topic: &str, seq: u64, kind: &str, data: &impl Serialize) -> B
     .into()
 }
 
+/// Where a topic's sequence starts: at random in [2^50, 2^51). A `since` that a client
+/// got from another node, from this node before a restart, or from an earlier instance
+/// of the topic (swept, then watched again) then lies outside this instance's history,
+/// and the client gets a snapshot — not deltas of another sequence that happen to carry
+/// the numbers after its own, which would skip what it missed without a sign. Below
+/// 2^53, so a browser reads it exactly.
+fn first_seq() -> u64 {
+    let random = getrandom::u64().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    (1 << 50) | (random & ((1 << 50) - 1))
+}
+
 struct TopicState {
     seq: u64,
     history: VecDeque<Arc<Frame>>,
@@ -159,7 +174,7 @@ impl Hub {
                 .or_insert_with(|| {
                     Arc::new(Topic {
                         state: Mutex::new(TopicState {
-                            seq: 0,
+                            seq: first_seq(),
                             history: VecDeque::new(),
                         }),
                         ring: broadcast::channel(self.config.ring.max(1)).0,
@@ -226,8 +241,8 @@ mod tests {
         let hub = Hub::new(HubConfig::default());
         assert_eq!(hub.publish("bot/a/dialogs", &1), None);
         let a = hub.attach("bot/a/dialogs", None);
-        assert_eq!((a.seq, a.missed.is_none()), (0, true));
-        assert_eq!(hub.publish("bot/a/dialogs", &1), Some(1));
+        assert!(a.missed.is_none());
+        assert_eq!(hub.publish("bot/a/dialogs", &1), Some(a.seq + 1));
     }
 
     #[test]
@@ -237,21 +252,29 @@ mod tests {
             ring: 16,
         });
         let topic = "bot/a/dialog/u1";
+        let base = hub.attach(topic, None).seq;
         let _keep = hub.attach(topic, None);
         for n in 0..6 {
             hub.publish(topic, &n);
         }
-        // History holds 3..=6: resuming from 2 misses nothing, from 1 would.
-        let resumed = hub.attach(topic, Some(2));
-        assert_eq!(resumed.seq, 6);
-        assert_eq!(seqs(&resumed.missed.expect("in the history")), [3, 4, 5, 6]);
+        // History holds base+3..=base+6: resuming from base+2 misses nothing, from
+        // base+1 would.
+        let resumed = hub.attach(topic, Some(base + 2));
+        assert_eq!(resumed.seq, base + 6);
+        assert_eq!(
+            seqs(&resumed.missed.expect("in the history")),
+            [3, 4, 5, 6].map(|n| base + n)
+        );
         assert!(
-            hub.attach(topic, Some(1)).missed.is_none(),
+            hub.attach(topic, Some(base + 1)).missed.is_none(),
             "gone: a snapshot"
         );
-        assert_eq!(hub.attach(topic, Some(6)).missed.map(|m| m.len()), Some(0));
+        assert_eq!(
+            hub.attach(topic, Some(base + 6)).missed.map(|m| m.len()),
+            Some(0)
+        );
         assert!(
-            hub.attach(topic, Some(9)).missed.is_none(),
+            hub.attach(topic, Some(base + 9)).missed.is_none(),
             "ahead: a snapshot"
         );
     }
@@ -263,18 +286,22 @@ mod tests {
             ring: 2,
         });
         let topic = "bot/a/stats";
-        let mut fast = hub.attach(topic, None).frames;
+        let attach = hub.attach(topic, None);
+        let (base, mut fast) = (attach.seq, attach.frames);
         let mut slow = hub.attach(topic, None).frames;
         hub.publish(topic, &serde_json::json!({"n": 1}));
         let a = fast.try_recv().expect("a frame");
         assert_eq!(
-            &a.text[..],
-            br#"{"topic":"bot/a/stats","seq":1,"kind":"delta","data":{"n":1}}"#
+            String::from_utf8_lossy(&a.text),
+            format!(
+                r#"{{"topic":"bot/a/stats","seq":{},"kind":"delta","data":{{"n":1}}}}"#,
+                base + 1
+            )
         );
         for n in 2..=5 {
             hub.publish(topic, &n);
             let f = fast.try_recv().expect("a frame");
-            assert_eq!(f.seq, n);
+            assert_eq!(f.seq, base + n);
         }
         assert!(
             matches!(
@@ -283,6 +310,46 @@ mod tests {
             ),
             "the slow one is told, not silently skipped ahead"
         );
+    }
+
+    /// A client resumes where another sequence of the same topic stood: on another
+    /// node, after a restart (a new hub), or after the topic was swept and watched
+    /// again. It must get a snapshot, never that sequence's deltas in place of the
+    /// ones it missed.
+    #[test]
+    fn a_since_from_another_sequence_of_the_topic_gets_a_snapshot() {
+        let topic = "bot/a/dialog/u1";
+        let before = Hub::new(HubConfig::default());
+        let _watching = before.attach(topic, None);
+        let mut since = 0;
+        for n in 0..3 {
+            since = before.publish(topic, &n).expect("watched");
+        }
+
+        // The same topic on a restarted node (or another node) has moved on since.
+        let after = Hub::new(HubConfig::default());
+        let _watching = after.attach(topic, None);
+        for n in 0..10 {
+            after.publish(topic, &n);
+        }
+        let resumed = after.attach(topic, Some(since));
+        assert!(
+            resumed.missed.is_none(),
+            "deltas of another sequence instead of a snapshot: {:?}",
+            resumed.missed.map(|m| seqs(&m))
+        );
+
+        // The same on one node: swept while nobody watched, then watched again.
+        let since = resumed.seq;
+        drop((_watching, resumed));
+        after.sweep(Duration::ZERO);
+        after.sweep(Duration::ZERO);
+        assert!(!after.is_watched(topic));
+        let _again = after.attach(topic, None);
+        for n in 0..20 {
+            after.publish(topic, &n);
+        }
+        assert!(after.attach(topic, Some(since)).missed.is_none());
     }
 
     #[test]

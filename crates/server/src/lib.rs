@@ -104,7 +104,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The Content-Security-Policy of every answer: the dashboard's own scripts, styles
-/// and connections only, images also from https (users' avatars, pictures they sent); no inline script, no plugins, never framed.
+/// and connections only, images also from https (users' avatars, pictures they sent);
+/// no inline script, no plugins, never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self' data: blob: https:; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";

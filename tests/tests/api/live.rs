@@ -392,11 +392,12 @@ async fn a_dashboard_on_one_node_sees_events_ingested_on_another() {
     a.stop().await;
 }
 
-/// Reads a dialog topic's frames until sequence `n`: deltas one by one, a snapshot
-/// wherever the client fell behind; or until the server closes it for being too slow
-/// (1013). Returns (snapshots seen, closed). Asserts that there is never a gap.
-async fn follow_to(ws: &mut Socket, n: u64) -> (u64, bool) {
-    let (mut last, mut snapshots) = (0, 0u64);
+/// Reads a dialog topic's frames from sequence `from` until sequence `n`: deltas one by
+/// one, a snapshot wherever the client fell behind; or until the server closes it for
+/// being too slow (1013). Returns (snapshots seen, closed). Asserts that there is never
+/// a gap.
+async fn follow_to(ws: &mut Socket, from: u64, n: u64) -> (u64, bool) {
+    let (mut last, mut snapshots) = (from, 0u64);
     while last < n {
         let frame = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next())
             .await
@@ -431,9 +432,12 @@ async fn a_stuck_client_never_holds_up_the_others(backend: Backend) {
     let topic = "bot/helpdesk/dialog/u1";
     let mut fast = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
     let mut stuck = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
+    let mut start = 0;
     for ws in [&mut fast, &mut stuck] {
         send(ws, json!({"op": "subscribe", "topic": topic})).await;
-        assert_eq!(next(ws).await["kind"], "snapshot");
+        let snapshot = next(ws).await;
+        assert_eq!(snapshot["kind"], "snapshot");
+        start = snapshot["seq"].as_u64().expect("seq");
     }
     // Far more than the topic's ring (1,024 frames) and the sockets' buffers hold.
     const N: u64 = 12_000;
@@ -451,9 +455,9 @@ async fn a_stuck_client_never_holds_up_the_others(backend: Backend) {
             assert_eq!(s.ingest(Value::Array(batch).to_string()).await.0, 202);
         }
     };
-    let ((), (_, fast_closed)) = tokio::join!(ingest, follow_to(&mut fast, N));
+    let ((), (_, fast_closed)) = tokio::join!(ingest, follow_to(&mut fast, start, start + N));
     assert!(!fast_closed, "the reading client is never closed");
-    let (snapshots, closed) = follow_to(&mut stuck, N).await;
+    let (snapshots, closed) = follow_to(&mut stuck, start, start + N).await;
     assert!(
         snapshots > 0 || closed,
         "the stuck client fell behind the ring, so it must have been resynced or closed"
