@@ -410,7 +410,8 @@ test('2. every page shows its real content, without errors', { timeout: 45_000 }
     const csv = (await readFile(await download.path(), 'utf8')).split('\r\n');
     assert.equal(csv[0], 'bucket_start,label,Incoming,Outgoing,Existing users,New users,Unique users');
     assert.equal(csv[1], [`${day}T00:00:00.000Z`, ...shown.rows[0]].join(','));
-    assert.equal(csv[2], '');
+    assert.equal(csv[2], ['', ...shown.foot].join(','), 'the total line, as the table shows it');
+    assert.equal(csv[3], '');
 
     t.assertClean();
   } finally {

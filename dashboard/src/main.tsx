@@ -72,7 +72,7 @@ function App() {
     case 'dialogs':
       return (
         <Shell bot={r.bot}>
-          <DialogsPage key={r.bot} bot={r.bot} user={r.user} />
+          <DialogsPage key={r.bot} bot={r.bot} user={r.user} mode={r.mode} />
         </Shell>
       );
     case 'statistics':

@@ -4,19 +4,21 @@
 import { signal } from '@preact/signals';
 
 export type StatsParam = 'dashboard' | 'messages' | 'users' | 'sessions';
+export type ModeFilter = 'all' | 'auto' | 'manual';
 
 export type Route =
   | { page: 'login' }
   | { page: 'bots' }
   | { page: 'overview'; bot: string }
   | { page: 'board'; bot: string }
-  | { page: 'dialogs'; bot: string; user: string | null }
+  | { page: 'dialogs'; bot: string; user: string | null; mode: ModeFilter }
   | { page: 'statistics'; bot: string; param: StatsParam }
   | { page: 'missing' };
 
 const PARAMS: StatsParam[] = ['dashboard', 'messages', 'users', 'sessions'];
 
-export function parse(path: string): Route {
+/** The page an address names (`search`: its `?…`, which holds the dialogs filter). */
+export function parse(path: string, search = ''): Route {
   const parts = path.split('/').filter(Boolean).map((p) => {
     try {
       return decodeURIComponent(p);
@@ -32,7 +34,10 @@ export function parse(path: string): Route {
   if (rest.length) return { page: 'missing' };
   if (what === undefined) return { page: 'overview', bot };
   if (what === 'board' && extra === undefined) return { page: 'board', bot };
-  if (what === 'dialogs') return { page: 'dialogs', bot, user: extra ?? null };
+  if (what === 'dialogs') {
+    const m = new URLSearchParams(search).get('mode');
+    return { page: 'dialogs', bot, user: extra ?? null, mode: m === 'auto' || m === 'manual' ? m : 'all' };
+  }
   if (what === 'statistics') {
     const param = (extra ?? 'dashboard') as StatsParam;
     return PARAMS.includes(param) ? { page: 'statistics', bot, param } : { page: 'missing' };
@@ -53,23 +58,25 @@ export function href(route: Route): string {
     case 'board':
       return b(route.bot) + '/board';
     case 'dialogs':
-      return b(route.bot) + '/dialogs' + (route.user === null ? '' : '/' + encodeURIComponent(route.user));
+      return (
+        b(route.bot) + '/dialogs' + (route.user === null ? '' : '/' + encodeURIComponent(route.user)) + (route.mode === 'all' ? '' : '?mode=' + route.mode)
+      );
     case 'statistics':
       return b(route.bot) + '/statistics' + (route.param === 'dashboard' ? '' : '/' + route.param);
   }
 }
 
-export const route = signal<Route>(parse(typeof location === 'undefined' ? '/' : location.pathname));
+export const route = signal<Route>(typeof location === 'undefined' ? { page: 'bots' } : parse(location.pathname, location.search));
 
 export function navigate(to: string, replace = false): void {
   if (to === location.pathname + location.search) return;
   if (replace) history.replaceState(null, '', to);
   else history.pushState(null, '', to);
-  route.value = parse(location.pathname);
+  route.value = parse(location.pathname, location.search);
 }
 
 if (typeof window !== 'undefined') {
   window.addEventListener('popstate', () => {
-    route.value = parse(location.pathname);
+    route.value = parse(location.pathname, location.search);
   });
 }

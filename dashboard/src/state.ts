@@ -84,13 +84,14 @@ export function useZone(bot: string): string {
   return zones.value[bot] ?? 'UTC';
 }
 
-/** A live topic's state in a component (null until its snapshot arrives). */
-export function useTopic<S>(name: string | null, reducer: Reducer<S>): S | null {
-  const [state, setState] = useState<S | null>(null);
+/** A live topic's state in a component (null until its snapshot arrives), and how
+ *  many snapshots it has had (a fresh one replaced what the page had built on). */
+export function useTopic<S>(name: string | null, reducer: Reducer<S>): [S | null, number] {
+  const [state, setState] = useState<[S | null, number]>([null, 0]);
   useEffect(() => {
-    setState(null);
+    setState([null, 0]);
     if (!name) return;
-    return live.subscribe(name, reducer, (s) => setState(() => s));
+    return live.subscribe(name, reducer, (s, snapshots) => setState([s, snapshots]));
   }, [name]);
   return state;
 }

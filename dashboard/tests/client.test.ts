@@ -171,6 +171,38 @@ describe('LiveClient', () => {
     expect(last().sent[1]).toEqual({ op: 'unsubscribe', topic: 't' });
   });
 
+  it('a reconnect timer from before a stop opens nothing after a new start', () => {
+    client.start();
+    last().open();
+    last().drop();
+    expect(timers).toHaveLength(1);
+    client.stop();
+    client.start();
+    expect(sockets).toHaveLength(2);
+    timers[0]!();
+    expect(sockets).toHaveLength(2);
+  });
+
+  it('asks again for a topic the server could not serve for a moment, not for a refused one', () => {
+    const c = new LiveClient({
+      connect: () => {
+        const s = new FakeSocket();
+        sockets.push(s);
+        return s;
+      },
+      setTimer: (f) => timers.push(f),
+    });
+    c.start();
+    last().open();
+    c.subscribe('bot/a/dialogs', list, () => {});
+    c.subscribe('bot/b/dialogs', list, () => {});
+    last().frame('bot/a/dialogs', 0, 'error', { error: 'storage_unavailable' });
+    last().frame('bot/b/dialogs', 0, 'error', { error: 'forbidden' });
+    expect(timers).toHaveLength(1);
+    timers[0]!();
+    expect(last().sent.slice(2)).toEqual([{ op: 'subscribe', topic: 'bot/a/dialogs' }]);
+  });
+
   it('tells the page when a topic is refused', () => {
     const refused: string[] = [];
     const c = new LiveClient({

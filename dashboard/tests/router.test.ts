@@ -8,12 +8,20 @@ describe('router', () => {
       { page: 'bots' },
       { page: 'overview', bot: 'shop' },
       { page: 'board', bot: 'shop' },
-      { page: 'dialogs', bot: 'shop', user: null },
-      { page: 'dialogs', bot: 'shop', user: 'tg/55 32?x' },
+      { page: 'dialogs', bot: 'shop', user: null, mode: 'all' },
+      { page: 'dialogs', bot: 'shop', user: 'tg/55 32?x', mode: 'manual' },
+      { page: 'dialogs', bot: 'shop', user: null, mode: 'auto' },
       { page: 'statistics', bot: 'shop', param: 'dashboard' },
       { page: 'statistics', bot: 'shop', param: 'sessions' },
     ];
-    for (const r of routes) expect(parse(href(r))).toEqual(r);
+    for (const r of routes) {
+      const [path, search] = href(r).split('?');
+      expect(parse(path!, search ? '?' + search : '')).toEqual(r);
+    }
+  });
+  it('reads the dialogs filter from the query, and ignores nonsense there', () => {
+    expect(parse('/bots/shop/dialogs', '?mode=manual')).toMatchObject({ mode: 'manual' });
+    expect(parse('/bots/shop/dialogs', '?mode=<b>')).toMatchObject({ mode: 'all' });
   });
   it('finds no page at unknown addresses', () => {
     expect(parse('/bots/shop/nope')).toEqual({ page: 'missing' });

@@ -49,6 +49,26 @@ describe('TopicState', () => {
     expect(t.state).toEqual([2]);
   });
 
+  it('follows a topic whose snapshot is empty (a bot without figures yet)', () => {
+    const t = new TopicState<number[] | null>({
+      snapshot: (data) => data as number[] | null,
+      delta: (_state, data) => [data as number],
+    });
+    expect(t.apply({ topic: 't', seq: 7, kind: 'snapshot', data: null })).toBe('applied');
+    expect(t.state).toBeNull();
+    expect(t.apply({ topic: 't', seq: 8, kind: 'delta', data: 1 })).toBe('applied');
+    expect(t.state).toEqual([1]);
+  });
+
+  it('counts its snapshots (pages start over what they built beside it)', () => {
+    const t = new TopicState(list);
+    t.apply(snap(1, []));
+    t.apply(delta(2, 1));
+    expect(t.snapshots).toBe(1);
+    t.apply(snap(9, []));
+    expect(t.snapshots).toBe(2);
+  });
+
   it('starts over from a fresh snapshot, whatever its seq', () => {
     const t = new TopicState(list);
     t.apply(snap(1, [1]));

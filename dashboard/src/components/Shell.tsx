@@ -42,7 +42,7 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
             <Link href={href({ page: 'overview', bot })} aria-current={current('overview')}>
               Overview
             </Link>
-            <Link href={href({ page: 'dialogs', bot, user: null })} aria-current={current('dialogs')}>
+            <Link href={href({ page: 'dialogs', bot, user: null, mode: 'all' })} aria-current={current('dialogs')}>
               Dialogs
             </Link>
             <Link href={href({ page: 'statistics', bot, param: 'dashboard' })} aria-current={current('statistics')}>

@@ -8,11 +8,12 @@ import { navigate } from '../router';
 import { live } from '../state';
 
 export function Avatar({ user, size = 36 }: { user: { id: string; name?: string | null; avatar?: string | null }; size?: number }) {
-  const [broken, setBroken] = useState(false);
+  // The address that failed to load (a new address is tried again).
+  const [broken, setBroken] = useState<string | null>(null);
   const src = safeUrl(user.avatar);
   const name = displayName(user);
-  if (src && !broken) {
-    return <img class="avatar" src={src} alt="" width={size} height={size} referrerpolicy="no-referrer" onError={() => setBroken(true)} />;
+  if (src && src !== broken) {
+    return <img class="avatar" src={src} alt="" width={size} height={size} referrerpolicy="no-referrer" onError={() => setBroken(src)} />;
   }
   return (
     <span class="avatar initials" style={{ width: size + 'px', height: size + 'px' }} aria-hidden="true">

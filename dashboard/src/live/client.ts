@@ -18,7 +18,8 @@ export interface Socket {
   onerror: ((ev: unknown) => void) | null;
 }
 
-type Listener<S> = (state: S) => void;
+/** Gets the topic's state after each change, and how many snapshots it has had. */
+type Listener<S> = (state: S, snapshots: number) => void;
 
 interface Subscription<S> {
   topic: TopicState<S>;
@@ -39,6 +40,7 @@ export interface LiveOptions {
 
 const OPEN = 1;
 const MAX_BACKOFF_MS = 10_000;
+const RETRY_TOPIC_MS = 2_000;
 
 export class LiveClient {
   readonly state = signal<ConnectionState>('connecting');
@@ -46,16 +48,21 @@ export class LiveClient {
   private readonly subs = new Map<string, Subscription<unknown>>();
   private attempts = 0;
   private stopped = false;
+  /** Grows at each start and stop: a reconnect timer of an earlier run does nothing. */
+  private run = 0;
 
   constructor(private readonly options: LiveOptions) {}
 
   start(): void {
     this.stopped = false;
+    this.run += 1;
+    this.attempts = 0;
     this.open();
   }
 
   stop(): void {
     this.stopped = true;
+    this.run += 1;
     this.socket?.close(1000, 'bye');
     this.socket = null;
     this.state.value = 'offline';
@@ -69,8 +76,8 @@ export class LiveClient {
       sub = { topic: new TopicState(reducer), listeners: new Set(), resyncing: false };
       this.subs.set(name, sub as Subscription<unknown>);
       this.send({ op: 'subscribe', topic: name });
-    } else if (sub.topic.state !== null) {
-      listener(sub.topic.state);
+    } else if (sub.topic.seq !== null) {
+      listener(sub.topic.state as S, sub.topic.snapshots);
     }
     sub.listeners.add(listener);
     return () => {
@@ -111,8 +118,9 @@ export class LiveClient {
       const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempts);
       this.attempts += 1;
       const jitter = 0.5 + (this.options.random ?? Math.random)() / 2;
+      const run = this.run;
       (this.options.setTimer ?? setTimeout)(() => {
-        if (!this.stopped) this.open();
+        if (!this.stopped && run === this.run) this.open();
       }, backoff * jitter);
     };
   }
@@ -128,13 +136,21 @@ export class LiveClient {
     if (frame.kind === 'error') {
       const error = (frame.data as { error?: string } | null)?.error ?? 'error';
       this.options.onTopicError?.(frame.topic, error);
+      // A refusal stands; anything else (storage unavailable for a moment) is asked
+      // again a little later, from where the topic stood.
+      if (sub && error !== 'forbidden' && error !== 'unknown_topic') {
+        const run = this.run;
+        (this.options.setTimer ?? setTimeout)(() => {
+          if (run === this.run && this.subs.get(frame.topic) === sub) this.resubscribe(frame.topic, sub);
+        }, RETRY_TOPIC_MS);
+      }
       return;
     }
     if (!sub) return;
     switch (sub.topic.apply(frame)) {
       case 'applied':
         sub.resyncing = false;
-        for (const l of sub.listeners) l(sub.topic.state);
+        for (const l of sub.listeners) l(sub.topic.state, sub.topic.snapshots);
         break;
       case 'gap':
         if (!sub.resyncing) this.resubscribe(frame.topic, sub);

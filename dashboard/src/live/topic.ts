@@ -27,7 +27,12 @@ export type Outcome =
 export class TopicState<S> {
   /** The seq of the last frame applied; null before the first snapshot. */
   seq: number | null = null;
+  /** Null before the first snapshot (and whatever the reducer made of a snapshot's
+   *  data, which may be null too: a bot without figures yet). */
   state: S | null = null;
+  /** Snapshots applied so far: a page that keeps data beside the topic's (older pages
+   *  it read) starts that over when a fresh snapshot replaced what it built on. */
+  snapshots = 0;
 
   constructor(private readonly reducer: Reducer<S>) {}
 
@@ -35,12 +40,13 @@ export class TopicState<S> {
     if (frame.kind === 'snapshot') {
       this.state = this.reducer.snapshot(frame.data);
       this.seq = frame.seq;
+      this.snapshots += 1;
       return 'applied';
     }
-    if (this.seq === null || this.state === null) return 'gap';
+    if (this.seq === null) return 'gap';
     if (frame.seq <= this.seq) return 'stale';
     if (frame.seq !== this.seq + 1) return 'gap';
-    this.state = this.reducer.delta(this.state, frame.data);
+    this.state = this.reducer.delta(this.state as S, frame.data);
     this.seq = frame.seq;
     return 'applied';
   }

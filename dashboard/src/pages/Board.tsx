@@ -5,13 +5,13 @@ import { Avatar, ConnectionBadge, Link, ProviderIcon } from '../components/bits'
 import { displayName, formatWhen } from '../format';
 import { href } from '../router';
 import { useZone } from '../state';
-import { MessagesChart, TopMessages, UsersChart, knownUsers, useOverview } from './Overview';
+import { MessagesChart, TopMessages, UsersChart, knownUsers, todayOf, useNow, useOverview } from './Overview';
 
 export function BoardPage({ bot }: { bot: string }) {
   const tz = useZone(bot);
   const overview = useOverview(bot);
   const days = overview?.days ?? [];
-  const today = days[days.length - 1];
+  const today = todayOf(days, tz, useNow(60_000));
   const figures: Array<[string, number]> = [
     ['Messages in today', today?.messages_in ?? 0],
     ['Messages out today', today?.messages_out ?? 0],
@@ -46,7 +46,7 @@ export function BoardPage({ bot }: { bot: string }) {
             <h2 id="latest-h">Latest users</h2>
             <ul class="latest">
               {(overview?.users ?? []).slice(0, 8).map((u) => (
-                <li data-user={u.id}>
+                <li key={u.id} data-user={u.id}>
                   <Avatar user={u} size={40} />
                   <span class="name">{displayName(u)}</span>
                   <ProviderIcon provider={u.provider} />

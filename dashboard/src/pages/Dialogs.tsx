@@ -7,49 +7,48 @@ import type { Attachment, DialogItem, DialogsAnswer, HistoryAnswer, Message } fr
 import { Avatar, ErrorLine, Headphones, Link, ProviderIcon } from '../components/bits';
 import { displayName, formatBytes, formatWhen, plural, safeUrl } from '../format';
 import { type DialogView, dialogReducer, dialogsReducer, upsertDialog, withOlder } from '../live/reducers';
-import { href, navigate } from '../router';
+import { type ModeFilter, href, navigate } from '../router';
 import { useTopic, useZone } from '../state';
 
-type ModeFilter = 'all' | 'auto' | 'manual';
 const MODES: ModeFilter[] = ['all', 'auto', 'manual'];
 
-function modeFromUrl(): ModeFilter {
-  const m = new URLSearchParams(location.search).get('mode');
-  return m === 'auto' || m === 'manual' ? m : 'all';
-}
-
-export function DialogsPage({ bot, user }: { bot: string; user: string | null }) {
+/** `mode`: the filter, which lives in the address (`?mode=`), so Back and Forward
+ *  bring it back too. */
+export function DialogsPage({ bot, user, mode }: { bot: string; user: string | null; mode: ModeFilter }) {
   const tz = useZone(bot);
-  const [mode, setMode] = useState<ModeFilter>(modeFromUrl);
-  const live = useTopic(`bot/${bot}/dialogs`, dialogsReducer);
+  const [live, snapshots] = useTopic(`bot/${bot}/dialogs`, dialogsReducer);
   // Older dialogs than the live list holds, read page by page.
   const [older, setOlder] = useState<{ items: DialogItem[]; next: string | null; loading: boolean }>({ items: [], next: null, loading: false });
   const [error, setError] = useState<unknown>(null);
 
+  // Only the answer to the latest request counts (a page asked for under another
+  // filter must not land in this one).
+  const latest = useRef(0);
   const load = (cursor: string | null) => {
+    const mine = ++latest.current;
     setOlder((o) => ({ ...o, loading: true }));
     get<DialogsAnswer>(`/api/v1/bots/${encodeURIComponent(bot)}/dialogs`, { mode: mode === 'all' ? null : mode, limit: 50, cursor })
       .then((a) => {
+        if (mine !== latest.current) return;
         setOlder((o) => ({ items: cursor ? [...o.items, ...a.items] : a.items, next: a.next ?? null, loading: false }));
         setError(null);
       })
       .catch((e) => {
+        if (mine !== latest.current) return;
         setOlder((o) => ({ ...o, loading: false }));
         setError(e);
       });
   };
-  useEffect(() => load(null), [bot, mode]);
+  // Read again from the top when the filter changes, and when a fresh snapshot of the
+  // list came (after a reconnect): what was read before may be older than it.
+  useEffect(() => load(null), [bot, mode, snapshots > 1 ? snapshots : 1]);
 
   // The live list wins over what was read (it is newer); the mode filter applies to both.
   let items = older.items;
   for (const d of live ?? []) items = upsertDialog(items, d);
   const shown = items.filter((d) => mode === 'all' || d.mode === mode);
 
-  const choose = (m: ModeFilter) => {
-    setMode(m);
-    const q = m === 'all' ? '' : `?mode=${m}`;
-    navigate(href({ page: 'dialogs', bot, user }) + q, true);
-  };
+  const choose = (m: ModeFilter) => navigate(href({ page: 'dialogs', bot, user, mode: m }), true);
 
   return (
     <div class="dialogs">
@@ -87,7 +86,7 @@ export function DialogsPage({ bot, user }: { bot: string; user: string | null })
         <ul>
           {shown.map((d) => (
             <li key={d.user.id} data-user={d.user.id} class={d.user.id === user ? 'open' : ''}>
-              <Link href={href({ page: 'dialogs', bot, user: d.user.id }) + location.search} aria-current={d.user.id === user ? 'true' : undefined}>
+              <Link href={href({ page: 'dialogs', bot, user: d.user.id, mode })} aria-current={d.user.id === user ? 'true' : undefined}>
                 <Avatar user={d.user} />
                 <span class="body">
                   <span class="line">
@@ -128,15 +127,19 @@ function previewText(d: DialogItem): string {
 }
 
 function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }) {
-  const live = useTopic(`bot/${bot}/dialog/${user}`, dialogReducer);
-  // Older messages read on scroll, kept beside the live view (which restarts on a
-  // resync with a fresh snapshot).
-  const [older, setOlder] = useState<{ messages: Message[]; next: string | null | undefined }>({ messages: [], next: undefined });
+  const [live, snapshots] = useTopic(`bot/${bot}/dialog/${user}`, dialogReducer);
+  // Older messages read on scroll, kept beside the live view, for the snapshot they
+  // were read after: a fresh snapshot (after a reconnect) starts them over, or the
+  // messages between the two would be missing without a sign.
+  const [read, setOlder] = useState<{ messages: Message[]; next: string | null | undefined; snapshot: number }>({ messages: [], next: undefined, snapshot: 0 });
+  const older = read.snapshot === snapshots ? read : { messages: [], next: undefined, snapshot: snapshots };
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const box = useRef<HTMLOListElement>(null);
   const atBottom = useRef(true);
   const keep = useRef<number | null>(null);
+  const snapshotNow = useRef(snapshots);
+  snapshotNow.current = snapshots;
 
   const view: DialogView | null = live && withOlder(live, older.messages, older.next === undefined ? live.next : older.next);
   const dialog = view?.dialog;
@@ -147,12 +150,22 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
     setLoading(true);
     const el = box.current;
     keep.current = el ? el.scrollHeight - el.scrollTop : null;
+    const snapshot = snapshots;
     get<HistoryAnswer>(`/api/v1/bots/${encodeURIComponent(bot)}/dialogs/${encodeURIComponent(user)}/messages`, { before: view.next, limit: 50 })
       .then((a) => {
-        setOlder((o) => ({ messages: [...o.messages, ...a.items], next: a.next ?? null }));
+        if (a.items.length === 0) keep.current = null;
+        // Read before a fresh snapshot came: it may not meet the new one's oldest message.
+        if (snapshot !== snapshotNow.current) return;
+        setOlder((o) => {
+          const base = o.snapshot === snapshot ? o : { messages: [], snapshot };
+          return { messages: [...base.messages, ...a.items], next: a.next ?? null, snapshot };
+        });
         setError(null);
       })
-      .catch(setError)
+      .catch((e) => {
+        keep.current = null;
+        setError(e);
+      })
       .finally(() => setLoading(false));
   };
 
@@ -198,7 +211,8 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
         onScroll={(e) => {
           const el = e.currentTarget;
           atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
-          if (el.scrollTop < 60) loadOlder();
+          // After a failed read, only the button tries again (not every scroll).
+          if (el.scrollTop < 60 && !error) loadOlder();
         }}
       >
         {view.next && (

@@ -7,7 +7,7 @@ import { get } from '../api/http';
 import type { BucketItem, Overview, TopItem, UserItem, UsersAnswer } from '../api/types';
 import { Chart } from '../components/Chart';
 import { Avatar, ErrorLine, Link, ProviderIcon } from '../components/bits';
-import { displayName, formatWhen } from '../format';
+import { displayName, formatWhen, localDate } from '../format';
 import { whole } from '../live/topic';
 import { href } from '../router';
 import { useTopic, useZone } from '../state';
@@ -16,8 +16,30 @@ const DAY = 86_400;
 
 export const overviewReducer = whole<Overview | null>();
 
+const EMPTY: Overview = { users: [], top: [], days: [] };
+
+/** The bot's overview; null until the first snapshot (a bot without any figures yet
+ *  has an empty one). */
 export function useOverview(bot: string): Overview | null {
-  return useTopic(`bot/${bot}/overview`, overviewReducer);
+  const [overview, snapshots] = useTopic(`bot/${bot}/overview`, overviewReducer);
+  return snapshots === 0 ? null : (overview ?? EMPTY);
+}
+
+/** Today's bucket in the bot's zone (zeros when nothing happened today yet: the last
+ *  bucket the server sent may be yesterday's). */
+export function todayOf(days: BucketItem[], tz: string, now: Date): BucketItem | null {
+  const today = localDate(now, tz);
+  return days.find((d) => localDate(new Date(d.start), tz) === today) ?? null;
+}
+
+/** The time, again every `ms`: a page showing "today" turns over at midnight. */
+export function useNow(ms: number): Date {
+  const [now, setNow] = useState(() => new Date());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(new Date()), ms);
+    return () => clearInterval(timer);
+  }, [ms]);
+  return now;
 }
 
 /** All users known at the end of the last day shown (existing + new, PRODUCT.md). */
@@ -137,18 +159,25 @@ export function UsersTable({ bot, tz, live, total }: { bot: string; tz: string; 
   const [error, setError] = useState<unknown>(null);
   const page = pages.length - 1;
   const liveView = sort === 'last' && order === 'desc' && page === 0;
+  const url = `/api/v1/bots/${encodeURIComponent(bot)}/users`;
 
-  const load = () =>
-    get<UsersAnswer>(`/api/v1/bots/${encodeURIComponent(bot)}/users`, { sort, order, limit: PAGE, cursor: pages[page] })
+  // Only the answer to the latest request is shown (an older one may arrive last).
+  const latest = useRef(0);
+  const load = () => {
+    const mine = ++latest.current;
+    get<UsersAnswer>(url, { sort, order, limit: PAGE, cursor: pages[page] })
       .then((a) => {
+        if (mine !== latest.current) return;
         setAnswer(a);
         setError(null);
       })
-      .catch(setError);
+      .catch((e) => mine === latest.current && setError(e));
+  };
+  // The timer below calls the load of the latest render (its sort, order and page).
+  const loadNow = useRef(load);
+  loadNow.current = load;
 
-  useEffect(() => {
-    void load();
-  }, [bot, sort, order, page]);
+  useEffect(load, [bot, sort, order, page]);
 
   // Other views than the live one are read again when the figures move (at most every
   // two seconds), so they stay current too.
@@ -157,10 +186,25 @@ export function UsersTable({ bot, tz, live, total }: { bot: string; tz: string; 
     if (liveView || timer.current) return;
     timer.current = setTimeout(() => {
       timer.current = null;
-      void load();
+      loadNow.current();
     }, 2000);
   }, [live]);
-  useEffect(() => () => timer.current && clearTimeout(timer.current), []);
+  useEffect(() => () => void (timer.current && clearTimeout(timer.current)), []);
+
+  // The page after the live one starts where the live one ends now, not where it
+  // ended when the page was first read.
+  const next = async () => {
+    if (!liveView) {
+      if (answer?.next) setPages([...pages, answer.next]);
+      return;
+    }
+    try {
+      const first = await get<UsersAnswer>(url, { sort, order, limit: PAGE });
+      if (first.next) setPages(['', first.next]);
+    } catch (e) {
+      setError(e);
+    }
+  };
 
   const rows = liveView ? live.slice(0, PAGE) : (answer?.items ?? []);
   const count = liveView ? Math.max(total, rows.length) : (answer?.total ?? 0);
@@ -212,7 +256,7 @@ export function UsersTable({ bot, tz, live, total }: { bot: string; tz: string; 
               </td>
               <td class="num">{u.sessions}</td>
               <td>
-                <Link class="chat" href={href({ page: 'dialogs', bot, user: u.id })} aria-label={`Chat with ${displayName(u)}`}>
+                <Link class="chat" href={href({ page: 'dialogs', bot, user: u.id, mode: 'all' })} aria-label={`Chat with ${displayName(u)}`}>
                   CHAT
                 </Link>
               </td>
@@ -228,7 +272,7 @@ export function UsersTable({ bot, tz, live, total }: { bot: string; tz: string; 
         <button type="button" disabled={page === 0} onClick={() => setPages(pages.slice(0, -1))}>
           Previous
         </button>
-        <button type="button" disabled={!answer?.next} onClick={() => answer?.next && setPages([...pages, answer.next])}>
+        <button type="button" disabled={!answer?.next} onClick={() => void next()}>
           Next
         </button>
       </div>

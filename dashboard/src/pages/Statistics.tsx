@@ -12,7 +12,7 @@ import { mergeBuckets } from '../live/reducers';
 import { whole } from '../live/topic';
 import { type StatsParam, href } from '../router';
 import { useTopic, useZone } from '../state';
-import { TopMessages } from './Overview';
+import { TopMessages, useNow } from './Overview';
 
 const statsReducer = whole<StatsFrame | null>();
 
@@ -71,33 +71,56 @@ export function StatisticsPage({ bot, param }: { bot: string; param: StatsParam 
   const [answer, setAnswer] = useState<StatsAnswer | null>(null);
   const [top, setTop] = useState<TopItem[] | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const { from, to } = range === 'custom' ? custom : rangeDates(range, tz);
-  const includesToday = from <= localDate(new Date(), tz) && localDate(new Date(), tz) <= to;
+  // Named ranges move with the clock (today turns over at midnight in the bot's zone).
+  const now = useNow(60_000);
+  const { from, to } = range === 'custom' ? custom : rangeDates(range, tz, now);
+  const includesToday = from <= localDate(now, tz) && localDate(now, tz) <= to;
   const page = PAGES[param];
   const base = `/api/v1/bots/${encodeURIComponent(bot)}`;
+  // The latest live frame that came while the buckets were being read: put in place
+  // once they arrive. (A frame is made after the batches that marked it; should the
+  // answer already hold later batches, those batches send a later frame, within
+  // 250 ms: what is shown is never left behind.)
+  const frameWhileReading = useRef<StatsFrame | null>(null);
 
   useEffect(() => {
+    let current = true;
     setAnswer(null);
+    frameWhileReading.current = null;
     get<StatsAnswer>(`${base}/stats`, { from, to, bucket: granularity })
       .then((a) => {
-        setAnswer(a);
+        if (!current) return;
+        const f = frameWhileReading.current;
+        setAnswer(f ? { ...a, buckets: mergeBuckets(a.buckets, f[granularity]) } : a);
         setError(null);
       })
-      .catch(setError);
+      .catch((e) => current && setError(e));
+    return () => {
+      current = false;
+    };
   }, [bot, from, to, granularity]);
 
-  const loadTop = () =>
+  const latestTop = useRef(0);
+  const loadTop = () => {
+    const mine = ++latestTop.current;
     get<TopItem[]>(`${base}/top-messages`, { from, to, limit: 20 })
-      .then(setTop)
-      .catch(setError);
+      .then((t) => mine === latestTop.current && setTop(t))
+      .catch((e) => mine === latestTop.current && setError(e));
+  };
+  const loadTopNow = useRef(loadTop);
+  loadTopNow.current = loadTop;
   useEffect(() => {
-    if (param === 'messages') void loadTop();
+    if (param === 'messages') loadTop();
   }, [bot, from, to, param]);
 
   // Live: the statistics topic's buckets replace those shown with the same start.
-  const frame = useTopic(includesToday ? `bot/${bot}/stats` : null, statsReducer);
+  const [frame] = useTopic(includesToday ? `bot/${bot}/stats` : null, statsReducer);
   useEffect(() => {
-    if (!frame || !answer) return;
+    if (!frame) return;
+    if (!answer) {
+      frameWhileReading.current = frame;
+      return;
+    }
     const merged = mergeBuckets(answer.buckets, frame[granularity]);
     if (merged !== answer.buckets) setAnswer({ ...answer, buckets: merged });
   }, [frame]);
@@ -107,28 +130,26 @@ export function StatisticsPage({ bot, param }: { bot: string; param: StatsParam 
     if (!frame || param !== 'messages' || topTimer.current) return;
     topTimer.current = setTimeout(() => {
       topTimer.current = null;
-      void loadTop();
+      loadTopNow.current();
     }, 2000);
   }, [frame]);
-  useEffect(() => () => topTimer.current && clearTimeout(topTimer.current), []);
+  useEffect(() => () => void (topTimer.current && clearTimeout(topTimer.current)), []);
 
   const buckets = answer?.buckets ?? [];
   const zone = answer?.tz ?? tz;
 
-  const download = () => {
-    const csv = toCsv(
-      ['bucket_start', 'label', ...page.table.map((c) => c.label)],
-      buckets.map((b) => [b.start, bucketLabel(b.start, granularity, zone), ...page.table.map((c) => c.value(b))]),
+  // What the table shows, its total line included.
+  const download = () =>
+    save(
+      toCsv(
+        ['bucket_start', 'label', ...page.table.map((c) => c.label)],
+        [
+          ...buckets.map((b) => [b.start, bucketLabel(b.start, granularity, zone), ...page.table.map((c) => c.value(b))]),
+          ['', 'Total', ...page.table.map((c) => total(c, buckets))],
+        ],
+      ),
+      csvName(bot, param, from, to),
     );
-    const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv;charset=utf-8' }));
-    const a = document.createElement('a');
-    a.href = url;
-    a.download = csvName(bot, param, from, to);
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
-  };
 
   return (
     <div class="statistics">
@@ -220,16 +241,41 @@ export function StatisticsPage({ bot, param }: { bot: string; param: StatsParam 
                   <tr>
                     <th scope="row">Total</th>
                     {page.table.map((c) => (
-                      <td class="num">{c === C.existing || c === C.active ? '' : buckets.reduce((s, b) => s + c.value(b), 0)}</td>
+                      <td class="num">{total(c, buckets)}</td>
                     ))}
                   </tr>
                 </tfoot>
               </table>
             </section>
-            {param === 'messages' && top && <TopMessages items={top} />}
+            {param === 'messages' && top && (
+              <>
+                <TopMessages items={top} />
+                <button type="button" disabled={!top.length} onClick={() => save(toCsv(['message', 'count'], top.map((t) => [t.text, t.count])), csvName(bot, 'top-messages', from, to))}>
+                  Export top messages as CSV
+                </button>
+              </>
+            )}
           </>
         )}
       </div>
     </div>
   );
+}
+
+/** A column's total over the buckets shown; none for figures that do not add up
+ *  (existing users are a level, unique users are distinct per bucket). */
+function total(c: Column, buckets: BucketItem[]): number | '' {
+  return c === C.existing || c === C.active ? '' : buckets.reduce((s, b) => s + c.value(b), 0);
+}
+
+/** Offers a CSV document as a download. */
+function save(csv: string, name: string): void {
+  const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv;charset=utf-8' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
