@@ -804,3 +804,33 @@ test('8. a server restart: the page says it is reconnecting, then resumes live w
     await t.close();
   }
 });
+
+// ---------------------------------------------------------------------------------------
+
+test("9. a bot's page opened before its first event comes alive with it", { timeout: 30_000 }, async () => {
+  const bot = `fresh-${RUN}`;
+  // The bot does not exist yet: its settings and users table answer 404 until then.
+  const t = await openPage(browser, server, {
+    allowFailedRequests: [
+      { path: `/api/v1/bots/${bot}/settings`, status: 404 },
+      { path: `/api/v1/bots/${bot}/users`, status: 404 },
+    ],
+  });
+  try {
+    const { page } = t;
+    await page.goto(`/bots/${bot}`);
+    await live(page);
+    await page.locator('section.users').getByText('No users yet.').waitFor({ timeout: 5000 });
+    assert.equal(await page.locator('section.users [role="alert"]').count(), 0, 'no error shown for a bot without events');
+    const first = { ...message({ id: 'u-first', name: 'Перший' }, 'in', 'hi there'), bot };
+    const { status } = await server.ingest([first]);
+    assert.equal(status, 202);
+    const row = page.locator('tr[data-user="u-first"]');
+    await row.waitFor({ timeout: 5000 });
+    assert.equal(await textOf(row.locator('.name')), 'Перший');
+    await eventually('the top messages follow', async () => assert.deepEqual(await topRows(page.locator('main')), [['hi there', 1]]));
+    t.assertClean();
+  } finally {
+    await t.close();
+  }
+});

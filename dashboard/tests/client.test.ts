@@ -40,16 +40,18 @@ describe('LiveClient', () => {
   let timers: Array<() => void>;
   let client: LiveClient;
   const last = () => sockets[sockets.length - 1]!;
+  /** Opens a fake socket the test drives (the latest is `last()`). */
+  const connect = () => {
+    const s = new FakeSocket();
+    sockets.push(s);
+    return s;
+  };
 
   beforeEach(() => {
     sockets = [];
     timers = [];
     client = new LiveClient({
-      connect: () => {
-        const s = new FakeSocket();
-        sockets.push(s);
-        return s;
-      },
+      connect,
       setTimer: (f) => timers.push(f),
       random: () => 0.5,
     });
@@ -115,11 +117,7 @@ describe('LiveClient', () => {
   it('waits longer after each failed attempt, up to a bound', () => {
     const delays: number[] = [];
     const c = new LiveClient({
-      connect: () => {
-        const s = new FakeSocket();
-        sockets.push(s);
-        return s;
-      },
+      connect,
       setTimer: (f, ms) => {
         delays.push(ms);
         timers.push(f);
@@ -138,11 +136,7 @@ describe('LiveClient', () => {
   it('stops and reports when the session ended (1008)', () => {
     let ended = 0;
     const c = new LiveClient({
-      connect: () => {
-        const s = new FakeSocket();
-        sockets.push(s);
-        return s;
-      },
+      connect,
       setTimer: (f) => timers.push(f),
       onSessionEnded: () => ended++,
     });
@@ -185,11 +179,7 @@ describe('LiveClient', () => {
 
   it('asks again for a topic the server could not serve for a moment, not for a refused one', () => {
     const c = new LiveClient({
-      connect: () => {
-        const s = new FakeSocket();
-        sockets.push(s);
-        return s;
-      },
+      connect,
       setTimer: (f) => timers.push(f),
     });
     c.start();
@@ -206,11 +196,7 @@ describe('LiveClient', () => {
   it('tells the page when a topic is refused', () => {
     const refused: string[] = [];
     const c = new LiveClient({
-      connect: () => {
-        const s = new FakeSocket();
-        sockets.push(s);
-        return s;
-      },
+      connect,
       onTopicError: (topic, error) => refused.push(`${topic}: ${error}`),
     });
     c.start();

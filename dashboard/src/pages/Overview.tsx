@@ -3,7 +3,7 @@
 // (Board.tsx) shows the same figures without the frame.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { get } from '../api/http';
+import { HttpError, get } from '../api/http';
 import type { BucketItem, Overview, TopItem, UserItem, UsersAnswer } from '../api/types';
 import { Chart } from '../components/Chart';
 import { Avatar, ErrorLine, Link, ProviderIcon } from '../components/bits';
@@ -171,7 +171,8 @@ export function UsersTable({ bot, tz, live, total }: { bot: string; tz: string; 
         setAnswer(a);
         setError(null);
       })
-      .catch((e) => mine === latest.current && setError(e));
+      // 404: the bot has no event yet; its first one arrives on the live page.
+      .catch((e) => mine === latest.current && setError(e instanceof HttpError && e.status === 404 ? null : e));
   };
   // The timer below calls the load of the latest render (its sort, order and page).
   const loadNow = useRef(load);
