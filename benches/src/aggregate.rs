@@ -104,6 +104,7 @@ impl Traffic {
                     text: Some(TEXTS[(self.next() % 8) as usize].to_owned()),
                     attachments: Vec::new(),
                     sender: None,
+                    mode: None,
                     ts: DateTime::from_timestamp_millis(ts).expect("time"),
                 }
             })

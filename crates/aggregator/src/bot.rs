@@ -174,7 +174,7 @@ pub struct StatsBucket {
 
 /// What a snapshot keeps of a bot: everything but the indexes, which are rebuilt.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Stored<U, S, P, C, A, T, D> {
+struct Stored<U, S, P, C, A, T, D, M> {
     settings: BotSettings,
     strings: S,
     users: U,
@@ -185,6 +185,7 @@ struct Stored<U, S, P, C, A, T, D> {
     active_week: A,
     texts: T,
     top: D,
+    modes: M,
 }
 
 type Owned = Stored<
@@ -195,7 +196,17 @@ type Owned = Stored<
     Map<i32, u64>,
     Vec<Box<str>>,
     BTreeMap<i32, Map<u32, u64>>,
+    Map<u32, ModeMark>,
 >;
+
+/// A dialog's mode as its latest `mode_changed` set it: the latest by event time (then
+/// by event id), so the mode does not depend on the order the changes arrive in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ModeMark {
+    ms: i64,
+    id: Box<str>,
+    mode: Mode,
+}
 
 /// Everything the product shows about one bot, exact after every [`apply`].
 ///
@@ -213,6 +224,8 @@ pub struct BotFigures {
     texts: Vec<Box<str>>,
     /// Inbound normalised texts counted per local day.
     top: BTreeMap<i32, Map<u32, u64>>,
+    /// Users whose dialog an operator ever switched (every other one is in Auto).
+    modes: Map<u32, ModeMark>,
 
     // Derived, not kept in snapshots.
     /// User index by id (hashed through the arena: no second copy of each id).
@@ -242,6 +255,7 @@ impl serde::Serialize for BotFigures {
             active_week: &self.active_week,
             texts: &self.texts,
             top: &self.top,
+            modes: &self.modes,
         }
         .serialize(s)
     }
@@ -260,6 +274,7 @@ impl<'de> serde::Deserialize<'de> for BotFigures {
         figures.active_week = s.active_week;
         figures.texts = s.texts;
         figures.top = s.top;
+        figures.modes = s.modes;
         figures
             .check()
             .map_err(|e| serde::de::Error::custom(format!("inconsistent figures: {e}")))?;
@@ -281,6 +296,7 @@ impl BotFigures {
             active_week: Map::default(),
             texts: Vec::new(),
             top: BTreeMap::new(),
+            modes: Map::default(),
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
             names: NameSearch::default(),
@@ -307,6 +323,7 @@ impl BotFigures {
         copy.active_week = self.active_week.clone();
         copy.texts = self.texts.clone();
         copy.top = self.top.clone();
+        copy.modes = self.modes.clone();
         copy
     }
 
@@ -322,6 +339,9 @@ impl BotFigures {
             .find(|u| u.provider_ms != NEVER && usize::from(u.provider) >= self.providers.len())
         {
             return Err(format!("a user's provider {} is not known", u.provider));
+        }
+        if let Some(i) = self.modes.keys().find(|&&i| i as usize >= self.users.len()) {
+            return Err(format!("a mode for user {i}, who is not known"));
         }
         let texts = self.texts.len();
         if self
@@ -394,6 +414,22 @@ impl BotFigures {
             {
                 let day = day_of_hour(hour);
                 *self.top.entry(day).or_default().entry(text).or_default() += 1;
+            }
+        }
+        if event.kind == EventKind::ModeChanged
+            && let Some(mode) = event.mode
+        {
+            let mark = ModeMark {
+                ms: ts,
+                id: event.id.as_str().into(),
+                mode,
+            };
+            let i = i as u32;
+            match self.modes.get(&i) {
+                Some(m) if (m.ms, &m.id) >= (mark.ms, &mark.id) => {}
+                _ => {
+                    self.modes.insert(i, mark);
+                }
             }
         }
     }
@@ -661,9 +697,9 @@ impl BotFigures {
         true
     }
 
-    /// Who answers user `i`. Until operator takeover lands, the bot does.
-    pub(crate) fn mode_of(&self, _i: u32) -> Mode {
-        Mode::Auto
+    /// Who answers user `i`: the bot, unless an operator switched the dialog to Manual.
+    pub(crate) fn mode_of(&self, i: u32) -> Mode {
+        self.modes.get(&i).map_or(Mode::Auto, |m| m.mode)
     }
 
     /// The figures of one user, if the bot knows them.
@@ -804,8 +840,58 @@ mod tests {
             text: Some("hi".to_owned()),
             attachments: Vec::new(),
             sender: None,
+            mode: None,
             ts: chrono::DateTime::from_timestamp_millis(1_780_000_000_000 + n * 1000)
                 .expect("time"),
+        }
+    }
+
+    fn mode_change(n: i64, id: &str, mode: Mode) -> Event {
+        Event {
+            id: id.to_owned(),
+            kind: EventKind::ModeChanged,
+            direction: None,
+            text: None,
+            mode: Some(mode),
+            ..message(n, "a")
+        }
+    }
+
+    /// The latest change by event time wins, then the greater id, in whatever order
+    /// the changes arrive; the users filter and snapshots keep it.
+    #[test]
+    fn a_dialogs_mode_is_its_latest_change_in_any_order() {
+        let changes = [
+            mode_change(10, "m-a", Mode::Manual),
+            mode_change(20, "m-b", Mode::Auto),
+            mode_change(30, "m-c", Mode::Manual),
+            mode_change(30, "m-0", Mode::Auto),
+        ];
+        let orders: [[usize; 4]; 4] = [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]];
+        for order in orders {
+            let mut figures = BotFigures::new(BotSettings::default());
+            figures.apply(&message(1, "a"));
+            assert_eq!(figures.user("u1").expect("u1").mode, Mode::Auto);
+            for &k in &order {
+                figures.apply(&changes[k]);
+            }
+            let u = figures.user("u1").expect("u1");
+            assert_eq!(u.mode, Mode::Manual, "order {order:?}");
+            assert_eq!(u.messages, 1, "a mode change is not a message");
+            let bytes = postcard::to_stdvec(&figures).expect("bytes");
+            let back: BotFigures = postcard::from_bytes(&bytes).expect("restored");
+            assert_eq!(back.user("u1").expect("u1").mode, Mode::Manual);
+            let manual = back.users(&crate::UsersQuery {
+                filter: crate::UserFilter {
+                    modes: vec![Mode::Manual],
+                    ..crate::UserFilter::default()
+                },
+                sort: crate::UserSort::Last,
+                descending: true,
+                limit: 10,
+                after: None,
+            });
+            assert_eq!(manual.total, 1);
         }
     }
 

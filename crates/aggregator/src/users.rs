@@ -23,12 +23,7 @@ pub enum UserSort {
 }
 
 /// Whether the bot or an operator answers a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Auto,
-    Manual,
-}
+pub use botwatch_event::Mode;
 
 /// Filters of the users table: OR inside a group, AND across groups; an empty group
 /// does not filter.

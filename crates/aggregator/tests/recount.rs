@@ -111,6 +111,7 @@ fn event(i: usize, s: &Spec, base_ms: i64) -> Event {
         text: (!s.kind_user).then(|| TEXTS[s.text].to_owned()),
         attachments: Vec::new(),
         sender: None,
+        mode: None,
         ts: DateTime::from_timestamp_millis(ts).expect("time"),
     }
 }

@@ -10,7 +10,9 @@
 mod model;
 mod validate;
 
-pub use model::{Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo};
+pub use model::{
+    Attachment, Button, Card, Direction, Event, EventKind, Media, Mode, Sender, UserInfo,
+};
 pub use validate::{
     BatchError, FieldError, Limits, Problem, is_slug, parse_batch, parse_event, parse_event_value,
     parse_event_with_id,

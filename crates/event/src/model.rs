@@ -19,6 +19,9 @@ pub struct Event {
     pub attachments: Vec<Attachment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<Sender>,
+    /// The dialog's new mode: on `mode_changed` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
     /// Event time, UTC, millisecond precision (RFC 3339); the time of receipt when absent.
     #[schema(value_type = String, format = DateTime)]
     #[serde(serialize_with = "ts_to_rfc3339", deserialize_with = "ts_from_rfc3339")]
@@ -45,11 +48,32 @@ pub enum EventKind {
     Message,
     /// A profile upsert: the fields of `user`, without a message.
     User,
+    /// An operator switched the dialog with `user` to `mode`. Written by botwatch itself
+    /// (`PUT …/dialogs/{user}/mode`), never accepted from an ingest request.
+    ModeChanged,
 }
 
 impl EventKind {
+    /// The kinds bots and adapters may send.
     pub const ALL: [(&'static str, EventKind); 2] =
         [("message", EventKind::Message), ("user", EventKind::User)];
+}
+
+/// Who answers a user: the bot (auto) or an operator (manual).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Auto,
+    Manual,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Manual => "manual",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

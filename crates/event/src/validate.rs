@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::model::{
-    Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo,
+    Attachment, Button, Card, Direction, Event, EventKind, Media, Mode, Sender, UserInfo,
 };
 
 mod fast;
@@ -23,6 +23,9 @@ pub struct Limits {
     pub max_batch_bytes: usize,
     /// How far in the future an event time may lie (clock skew allowance).
     pub max_future: Duration,
+    /// Whether events botwatch writes itself (`mode_changed`) are valid: when reading
+    /// its own log back, never for what bots and adapters send.
+    pub own_kinds: bool,
 }
 
 impl Default for Limits {
@@ -33,6 +36,7 @@ impl Default for Limits {
             max_batch_events: 1_000,
             max_batch_bytes: 4 * 1024 * 1024,
             max_future: Duration::minutes(5),
+            own_kinds: false,
         }
     }
 }
@@ -295,6 +299,7 @@ fn parse_event_value_with_id(
         }
         Some(Value::String(s)) => match EventKind::ALL.iter().find(|(name, _)| *name == s) {
             Some((_, kind)) => Some(*kind),
+            None if limits.own_kinds && s == "mode_changed" => Some(EventKind::ModeChanged),
             None => {
                 let allowed: Vec<&str> = EventKind::ALL.iter().map(|(n, _)| *n).collect();
                 c.fault(
@@ -353,6 +358,23 @@ fn parse_event_value_with_id(
     };
     let attachments = c.attachments(&mut obj);
     let sender = c.sender(&mut obj);
+    // Read on `mode_changed` only; any other kind ignores the field, as it ignores
+    // every field it does not know.
+    let raw_mode = obj
+        .remove("mode")
+        .filter(|_| kind == Some(EventKind::ModeChanged));
+    let mode = match raw_mode {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "auto" => Some(Mode::Auto),
+        Some(Value::String(s)) if s == "manual" => Some(Mode::Manual),
+        Some(other) => {
+            c.fault(
+                Some("mode"),
+                format!("expected \"auto\" or \"manual\", found {other}"),
+            );
+            None
+        }
+    };
     let ts = match obj.remove("ts") {
         None | Some(Value::Null) => Some(now),
         Some(Value::String(s)) => match event_time(&s, now, limits) {
@@ -400,9 +422,14 @@ fn parse_event_value_with_id(
                 }
             }
         }
-        None => {}
+        Some(EventKind::ModeChanged) if mode.is_none() && !c.has_fault("mode") => {
+            c.fault(
+                Some("mode"),
+                "is required for type \"mode_changed\"".to_owned(),
+            );
+        }
+        _ => {}
     }
-
     match (bot, provider, kind, user, ts) {
         (Some(bot), Some(provider), Some(kind), Some(user), Some(ts)) if c.errors.is_empty() => {
             Ok(Event {
@@ -415,6 +442,7 @@ fn parse_event_value_with_id(
                 text,
                 attachments,
                 sender,
+                mode,
                 ts: truncate_to_millis(ts),
             })
         }

@@ -651,6 +651,8 @@ fn read_limits() -> Limits {
     Limits {
         max_event_bytes: ingest.max_event_bytes + 1024,
         max_future: ingest.max_future + chrono::Duration::minutes(5),
+        // botwatch's own entries (`mode_changed`) are read back from the same stream.
+        own_kinds: true,
         ..ingest
     }
 }

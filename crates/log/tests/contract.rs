@@ -127,6 +127,7 @@ fn msg(bot: &str, user: &str, id: &str, ts: DateTime<Utc>, text: &str) -> Event 
         text: Some(text.to_owned()),
         attachments: Vec::new(),
         sender: None,
+        mode: None,
         ts,
     }
 }

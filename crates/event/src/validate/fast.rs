@@ -224,6 +224,8 @@ impl EventIn<'_> {
                 }
                 None
             }
+            // Never one of `EventKind::ALL`: the full path judges it.
+            (EventKind::ModeChanged, _) => return Err(Decline),
         };
 
         Ok(Event {
@@ -237,6 +239,7 @@ impl EventIn<'_> {
             text,
             attachments,
             sender,
+            mode: None,
             ts: truncate_to_millis(ts),
         })
     }

@@ -9,7 +9,7 @@ use super::{
     parse_event_value,
 };
 use crate::model::{
-    Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo,
+    Attachment, Button, Card, Direction, Event, EventKind, Media, Mode, Sender, UserInfo,
 };
 
 const KIB: usize = 1024;
@@ -252,6 +252,7 @@ fn api_example_event_parses_into_the_model() {
         // The example sends `"sender": {"kind": "bot"}` on an inbound message; an
         // inbound message is from the user, so there is no sender to store.
         sender: None,
+        mode: None,
         ts: utc(10, 15, 0) + Duration::milliseconds(123),
     };
     assert_eq!(e.user.name.as_deref(), Some("Олена К."));
@@ -1559,4 +1560,41 @@ fn stream_entries_without_an_id_get_the_one_given_on_both_paths() {
     let faults = super::parse_event_with_id(br#"{"bot":"Bad"}"#, now(), &limits, String::new)
         .expect_err("invalid");
     assert!(faults.iter().any(|f| f.field.as_deref() == Some("bot")));
+}
+
+/// `mode_changed` is botwatch's own: refused from bots and adapters, read back from
+/// botwatch's log (`own_kinds`) with its mode.
+#[test]
+fn mode_changes_are_botwatchs_own_events() {
+    let change = json!({
+        "id": "m-1", "bot": "helpdesk", "type": "mode_changed", "provider": "telegram",
+        "user": {"id": "5532"}, "mode": "manual",
+        "sender": {"kind": "operator", "id": "anna"}, "ts": "2026-11-26T10:15:00.123Z"
+    });
+    let faults = invalid(&change.to_string());
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].field.as_deref(), Some("type"));
+
+    let own = Limits {
+        own_kinds: true,
+        ..Limits::default()
+    };
+    let read = |v: &Value| parse_event(v.to_string().as_bytes(), 0, now(), &own);
+    let event = read(&change).expect("botwatch's own event");
+    assert_eq!(
+        (event.kind, event.mode),
+        (EventKind::ModeChanged, Some(Mode::Manual))
+    );
+    assert_eq!(event.to_json(), read(&change).expect("again").to_json());
+    let back: Event = serde_json::from_str(&event.to_json()).expect("canonical JSON reads back");
+    assert_eq!(back, event);
+
+    let faults = read(&without(change.clone(), "/mode")).expect_err("no mode");
+    assert_eq!(faults[0].field.as_deref(), Some("mode"));
+    let faults = read(&with(change, "/mode", json!("maybe"))).expect_err("bad mode");
+    assert_eq!(faults[0].field.as_deref(), Some("mode"));
+
+    // Any other kind ignores a `mode` field, like any field it does not know.
+    let message = one(&with(msg_in(), "/mode", json!(5)));
+    assert_eq!(message.mode, None);
 }
