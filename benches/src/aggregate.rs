@@ -221,7 +221,7 @@ fn main() {
         let total = figures.users(&q).total;
         report_p99(&format!("{label} [{total} match]"), || figures.users(&q));
     }
-    report_p99("dialogs, first page", || figures.dialogs(None, 50));
+    report_p99("dialogs, first page", || figures.dialogs(None, 50, None));
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

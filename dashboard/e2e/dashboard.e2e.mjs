@@ -834,3 +834,58 @@ test("9. a bot's page opened before its first event comes alive with it", { time
     await t.close();
   }
 });
+
+// ---------------------------------------------------------------------------------------
+
+test('10. an operator takes a dialog over and hands it back; the bot is told, every view follows', { timeout: 40_000 }, async () => {
+  const password = server.addUser('e2e-op', 'operator');
+  const t = await openPage(browser, server, { loggedIn: false });
+  // A viewer beside, on the same dialog: sees the switch live, has no toggle.
+  const v = await openPage(browser, server);
+  try {
+    const { page, context } = t;
+    const res = await context.request.post('/api/v1/session', { data: { username: 'e2e-op', password } });
+    assert.equal(res.status(), 200);
+    await page.goto(`/bots/${BOT}/dialogs/${TARAS.id}`);
+    await live(page);
+    await checkDialogView(page, TARAS);
+    await v.page.goto(`/bots/${BOT}/dialogs/${TARAS.id}`);
+    await live(v.page);
+    assert.equal(await v.page.locator('button.mode-toggle').count(), 0, 'a viewer cannot switch modes');
+
+    const header = page.locator('section.view header');
+    assert.equal(await header.locator('[data-mode]').getAttribute('data-mode'), 'auto');
+    await page.getByRole('button', { name: /Take over/ }).click();
+    await header.locator('[data-mode="manual"]').waitFor({ timeout: 5000 });
+    assert.equal(await page.getByRole('button', { name: /Hand back to the bot/ }).getAttribute('aria-pressed'), 'true');
+    // The bot learns it from its next ingest answer.
+    const next = message(TARAS, 'in', 'Is a person there?');
+    const { status, body } = await server.ingest([next]);
+    assert.equal(status, 202);
+    assert.equal(body.dialogs[TARAS.id].mode, 'manual');
+    ingested.push(next);
+    // The viewer's page follows live; the dialogs list shows the headphones; the
+    // Manual filter lists the dialog.
+    await v.page.locator('section.view header [data-mode="manual"]').waitFor({ timeout: 5000 });
+    const row = page.locator(`section.list li[data-user="${TARAS.id}"]`);
+    await row.getByRole('img', { name: /Manual mode/ }).waitFor({ timeout: 5000 });
+    await page.getByRole('radiogroup', { name: 'Show dialogs' }).getByRole('radio', { name: 'Manual', exact: true }).click();
+    await eventually('the Manual filter lists the dialog', async () =>
+      assert.deepEqual(await page.locator('section.list li[data-user]').evaluateAll((ls) => ls.map((l) => l.getAttribute('data-user'))), [TARAS.id]),
+    );
+
+    // Back to Auto: the bot may answer again.
+    await page.getByRole('button', { name: /Hand back to the bot/ }).click();
+    await header.locator('[data-mode="auto"]').waitFor({ timeout: 5000 });
+    await v.page.locator('section.view header [data-mode="auto"]').waitFor({ timeout: 5000 });
+    const again = message(TARAS, 'in', 'Thanks, bot');
+    const answer = await server.ingest([again]);
+    assert.equal(answer.body.dialogs[TARAS.id].mode, 'auto');
+    ingested.push(again);
+    t.assertClean();
+    v.assertClean();
+  } finally {
+    await t.close();
+    await v.close();
+  }
+});

@@ -102,6 +102,18 @@ export async function startServer({ username = 'e2e', role = 'viewer' } = {}) {
   };
 
   const server = {
+    /** Adds a dashboard user (with `botwatch users add`, beside the running server);
+     *  returns their password. */
+    addUser(name, role) {
+      const password = randomBytes(12).toString('base64url');
+      const r = spawnSync(bin, ['users', 'add', name, '--role', role, '--data', data], {
+        env: cleanEnv({ BOTWATCH_PASSWORD: password, BOTWATCH_LOG: 'warn' }),
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      if (r.status !== 0) throw new Error(`botwatch users add ${name} failed: ${r.stdout}\n${r.stderr}`);
+      return password;
+    },
     base,
     token,
     username,

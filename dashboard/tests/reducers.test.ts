@@ -82,3 +82,13 @@ describe('statistics buckets', () => {
     expect(mergeBuckets(shown, [])).toBe(shown);
   });
 });
+
+describe('a mode switch on the dialog topic', () => {
+  it('changes the dialog, not its messages', () => {
+    const t = new TopicState(dialogReducer);
+    t.apply({ topic: 'x', seq: 1, kind: 'snapshot', data: { dialog: dialog('a', '2026-11-27T10:00:00Z'), messages: [message('m1', '2026-11-27T10:00:00Z')], next: null } });
+    t.apply({ topic: 'x', seq: 2, kind: 'delta', data: { dialog: { ...dialog('a', '2026-11-27T10:00:00Z'), mode: 'manual' } } });
+    expect(t.state!.dialog!.mode).toBe('manual');
+    expect(t.state!.messages.map((m) => m.id)).toEqual(['m1']);
+  });
+});

@@ -813,3 +813,6 @@ mod openapi;
 
 #[path = "api/dashboard.rs"]
 mod dashboard;
+
+#[path = "api/modes.rs"]
+mod modes;

@@ -702,6 +702,11 @@ impl BotFigures {
         self.modes.get(&i).map_or(Mode::Auto, |m| m.mode)
     }
 
+    /// Who answers user `id` (Auto for a user the bot does not know).
+    pub fn mode(&self, id: &str) -> Mode {
+        self.find_user(id).map_or(Mode::Auto, |i| self.mode_of(i))
+    }
+
     /// The figures of one user, if the bot knows them.
     pub fn user(&self, id: &str) -> Option<UserFigures> {
         self.find_user(id).map(|i| self.figures_of(i))

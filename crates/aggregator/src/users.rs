@@ -259,16 +259,20 @@ impl BotFigures {
         }
     }
 
-    /// Users with messages, the latest message first (ties by id, descending); `after`
-    /// continues a page.
+    /// Users with messages, the latest message first (ties by id, descending), in
+    /// `mode` only when one is given; `after` continues a page.
     pub fn dialogs(
         &self,
         after: Option<&DialogCursor>,
         limit: usize,
+        mode: Option<Mode>,
     ) -> (Vec<UserFigures>, Option<DialogCursor>) {
         let page = self.scan(
             &UsersQuery {
-                filter: UserFilter::default(),
+                filter: UserFilter {
+                    modes: mode.into_iter().collect(),
+                    ..UserFilter::default()
+                },
                 sort: UserSort::Last,
                 descending: true,
                 limit,

@@ -303,7 +303,7 @@ fn check(
     let mut listed = Vec::new();
     let mut cursor = None;
     loop {
-        let (page, next) = figures.dialogs(cursor.as_ref(), 2);
+        let (page, next) = figures.dialogs(cursor.as_ref(), 2, None);
         listed.extend(page.into_iter().map(|f| (f.last_ms.expect("last"), f.id)));
         match next {
             Some(n) => cursor = Some(n),

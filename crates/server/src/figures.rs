@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
-use botwatch_aggregator::{BucketSize, StatsBucket, UserFigures};
+use botwatch_aggregator::{BucketSize, Mode, StatsBucket, UserFigures};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
@@ -277,8 +277,7 @@ impl From<UserFigures> for DialogAnswer {
                 provider: f.provider,
                 first_seen: f.first_seen_ms.map(rfc3339),
             },
-            // Operator takeover comes with its own issue; until then every dialog is auto.
-            mode: "auto",
+            mode: f.mode.as_str(),
             last: f.last_ms.map(rfc3339),
             messages: f.messages,
             sessions: f.sessions,
@@ -359,10 +358,10 @@ pub async fn dialogs(
     use botwatch_log::EventLog;
 
     let limit = ApiError::limit(query.limit.as_deref(), 50, 200)?;
-    // Operator takeover comes with its own issue: until then every dialog is auto.
-    let manual_only = match query.mode.as_deref() {
-        None | Some("") | Some("auto") => false,
-        Some("manual") => true,
+    let mode = match query.mode.as_deref() {
+        None | Some("") => None,
+        Some("auto") => Some(Mode::Auto),
+        Some("manual") => Some(Mode::Manual),
         Some(_) => return Err(ApiError::bad_parameter("mode", "expected auto or manual")),
     };
     let cursor =
@@ -376,16 +375,10 @@ pub async fn dialogs(
     let b = bot.clone();
     let (page, next) = state
         .aggregator
-        .query(move |a| a.bot(&b).map(|f| f.dialogs(cursor.as_ref(), limit)))
+        .query(move |a| a.bot(&b).map(|f| f.dialogs(cursor.as_ref(), limit, mode)))
         .await
         .map_err(|_| stopped())?
         .ok_or_else(|| no_bot(&missing))?;
-    if manual_only {
-        return Ok(Json(DialogsAnswer {
-            items: Vec::new(),
-            next: None,
-        }));
-    }
     let mut items = Vec::with_capacity(page.len());
     for f in page {
         let latest = state.log.history(&bot, &f.id, None, 1).await?;

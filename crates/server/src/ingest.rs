@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use botwatch_event::{BatchError, parse_batch};
+use botwatch_event::{BatchError, Mode, parse_batch};
 use botwatch_log::EventLog;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -136,11 +136,30 @@ pub async fn ingest(
     }
 
     let accepted = events.len();
-    let dialogs = events
+    let users: Vec<(String, String)> = events
         .iter()
-        .map(|e| (e.user.id.clone(), DialogMode { mode: "auto" }))
+        .map(|e| (e.bot.clone(), e.user.id.clone()))
         .collect();
     let receipt = state.log.append(events).await?;
+    // Who answers each user right now: a bot must not answer one in Manual mode.
+    let dialogs = state
+        .aggregator
+        .query(move |a| {
+            users
+                .into_iter()
+                .map(|(bot, user)| {
+                    let mode = a.bot(&bot).map_or(Mode::Auto, |f| f.mode(&user));
+                    (
+                        user,
+                        DialogMode {
+                            mode: mode.as_str(),
+                        },
+                    )
+                })
+                .collect()
+        })
+        .await
+        .map_err(|_| crate::figures::stopped())?;
     let span = Span::current();
     span.record("events", accepted);
     span.record("stored", receipt.stored);

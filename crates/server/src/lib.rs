@@ -15,6 +15,7 @@ mod ingest;
 mod integrity;
 pub mod live;
 mod metrics;
+mod modes;
 pub mod openapi;
 mod retention;
 pub mod routes;

@@ -228,6 +228,24 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
             .or_default()
             .push(e);
     }
+    // A mode switch: the dialog's figures, with its new mode, to its topic and to the
+    // list (a `DialogDelta` on both; no message).
+    for e in events.iter().filter(|e| e.kind == EventKind::ModeChanged) {
+        let Some(figures) = aggregator.bot(&e.bot).and_then(|f| f.user(&e.user.id)) else {
+            continue;
+        };
+        let delta = DialogDelta {
+            dialog: DialogItem::new(figures, None),
+        };
+        for topic in [
+            format!("bot/{}/dialog/{}", e.bot, e.user.id),
+            format!("bot/{}/dialogs", e.bot),
+        ] {
+            if hub.is_watched(&topic) {
+                hub.publish(&topic, &delta);
+            }
+        }
+    }
     for (bot, dialogs) in bots {
         let Some(f) = aggregator.bot(bot) else {
             continue;
@@ -623,7 +641,8 @@ pub struct DialogSnapshot {
     next: Option<String>,
 }
 
-/// `bot/{bot}/dialog/{user}` delta: one message and the dialog's figures after it.
+/// `bot/{bot}/dialog/{user}` delta: one message and the dialog's figures after it (a
+/// mode switch sends a [`DialogDelta`] instead: the figures, no message).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MessageDelta {
     message: Message,
@@ -637,7 +656,7 @@ pub struct DialogsSnapshot {
 }
 
 /// `bot/{bot}/dialogs` delta: a dialog that changed, with its latest message when the
-/// batch held it.
+/// batch held it (also on `bot/{bot}/dialog/{user}` when its mode was switched).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DialogDelta {
     dialog: DialogItem,
@@ -707,7 +726,7 @@ fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
         ),
         Topic::Dialogs { bot } => SnapshotFigures::Dialogs(
             a.bot(bot)
-                .map(|f| f.dialogs(None, SNAPSHOT_ROWS).0)
+                .map(|f| f.dialogs(None, SNAPSHOT_ROWS, None).0)
                 .unwrap_or_default(),
         ),
     }

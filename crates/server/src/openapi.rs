@@ -11,7 +11,7 @@ use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
 use utoipa::{Modify, OpenApi};
 
 use crate::auth::Access;
-use crate::{figures, health, history, ingest, live, session, settings, users};
+use crate::{figures, health, history, ingest, live, modes, session, settings, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +34,7 @@ use crate::{figures, health, history, ingest, live, session, settings, users};
         figures::top_messages,
         figures::dialogs,
         figures::dialog,
+        modes::put,
         history::messages,
         users::users,
         users::user,

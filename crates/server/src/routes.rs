@@ -7,7 +7,9 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::auth::Access;
-use crate::{AppState, figures, health, history, ingest, live, openapi, session, settings, users};
+use crate::{
+    AppState, figures, health, history, ingest, live, modes, openapi, session, settings, users,
+};
 
 /// One route: method, path (axum's syntax) and the access it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,12 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/v1/bots/{bot}/dialogs/{user}",
             Read,
             figures::dialog,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/bots/{bot}/dialogs/{user}/mode",
+            Operate,
+            modes::put,
         ),
         route(
             M::GET,

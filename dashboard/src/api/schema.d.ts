@@ -102,6 +102,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bots/{bot}/dialogs/{user}/mode": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Switches the dialog with `user` to `mode`; the answer is the mode now in force.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        put: operations["modes_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/bots/{bot}/settings": {
         parameters: {
             query?: never;
@@ -409,7 +429,7 @@ export interface components {
         };
         /**
          * @description `bot/{bot}/dialogs` delta: a dialog that changed, with its latest message when the
-         *     batch held it.
+         *     batch held it (also on `bot/{bot}/dialog/{user}` when its mode was switched).
          */
         DialogDelta: {
             dialog: components["schemas"]["DialogItem"];
@@ -463,6 +483,7 @@ export interface components {
             direction?: null | components["schemas"]["Direction"];
             /** @description Idempotency key, unique per bot: the same `(bot, id)` is counted once. */
             id: string;
+            mode?: null | components["schemas"]["Mode"];
             provider: string;
             sender?: null | components["schemas"]["Sender"];
             text?: string | null;
@@ -475,7 +496,7 @@ export interface components {
             user: components["schemas"]["UserInfo"];
         };
         /** @enum {string} */
-        EventKind: "message" | "user";
+        EventKind: "message" | "user" | "mode_changed";
         FacetsItem: {
             provider: {
                 [key: string]: number;
@@ -544,7 +565,10 @@ export interface components {
             text?: string | null;
             ts: string;
         };
-        /** @description `bot/{bot}/dialog/{user}` delta: one message and the dialog's figures after it. */
+        /**
+         * @description `bot/{bot}/dialog/{user}` delta: one message and the dialog's figures after it (a
+         *     mode switch sends a [`DialogDelta`] instead: the figures, no message).
+         */
         MessageDelta: {
             dialog: components["schemas"]["DialogItem"];
             message: components["schemas"]["Message"];
@@ -553,6 +577,15 @@ export interface components {
             active: boolean;
             /** @description The project token, sealed. */
             token?: string | null;
+        };
+        /**
+         * @description Who answers a user: the bot (auto) or an operator (manual).
+         * @enum {string}
+         */
+        Mode: "auto" | "manual";
+        ModeRequest: {
+            /** @description `auto` (the bot answers) or `manual` (an operator does; the bot must not). */
+            mode: string;
         };
         /**
          * @description The overview of a bot as a dashboard's main page shows it: the first page of the
@@ -881,6 +914,66 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    modes_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The bot user's id */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ModeRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DialogMode"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -45,15 +45,17 @@ export function ProviderIcon({ provider }: { provider?: string | null }) {
   );
 }
 
-/** Headphones: this dialog is in Manual mode (an operator answers). */
-export function Headphones({ label = 'Manual mode: an operator answers' }: { label?: string }) {
+/** Headphones: this dialog is in Manual mode (an operator answers); struck out
+ *  (`off`): Auto. */
+export function Headphones({ label = 'Manual mode: an operator answers', off = false }: { label?: string; off?: boolean }) {
   return (
-    <svg class="headphones" viewBox="0 0 24 24" width="18" height="18" role="img" aria-label={label}>
+    <svg class={off ? 'headphones off' : 'headphones'} viewBox="0 0 24 24" width="18" height="18" role="img" aria-label={label}>
       <title>{label}</title>
       <path
         fill="currentColor"
         d="M12 3a9 9 0 0 0-9 9v6a3 3 0 0 0 3 3h2v-8H5v-1a7 7 0 0 1 14 0v1h-3v8h2a3 3 0 0 0 3-3v-6a9 9 0 0 0-9-9z"
       />
+      {off && <path d="M3 3 21 21" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" />}
     </svg>
   );
 }

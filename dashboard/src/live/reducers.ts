@@ -55,9 +55,10 @@ export const dialogReducer: Reducer<DialogView> = {
     const s = data as DialogSnapshot;
     return { dialog: s.dialog ?? null, messages: addMessages([], s.messages), next: s.next ?? null };
   },
+  // A message with the dialog's figures after it, or (a mode switch) the figures alone.
   delta: (view, data) => {
-    const d = data as MessageDelta;
-    return { ...view, dialog: d.dialog, messages: addMessages(view.messages, [d.message]) };
+    const d = data as MessageDelta | DialogDelta;
+    return { ...view, dialog: d.dialog, messages: 'message' in d ? addMessages(view.messages, [d.message]) : view.messages };
   },
 };
 

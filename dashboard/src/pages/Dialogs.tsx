@@ -2,13 +2,13 @@
 // and the dialog view (live from `bot/{bot}/dialog/{user}`), older history on scroll.
 
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { get } from '../api/http';
+import { get, request } from '../api/http';
 import type { Attachment, DialogItem, DialogsAnswer, HistoryAnswer, Message } from '../api/types';
 import { Avatar, ErrorLine, Headphones, Link, ProviderIcon } from '../components/bits';
 import { displayName, formatBytes, formatWhen, plural, safeUrl } from '../format';
 import { type DialogView, dialogReducer, dialogsReducer, upsertDialog, withOlder } from '../live/reducers';
 import { type ModeFilter, href, navigate } from '../router';
-import { useTopic, useZone } from '../state';
+import { session, useTopic, useZone } from '../state';
 
 const MODES: ModeFilter[] = ['all', 'auto', 'manual'];
 
@@ -194,14 +194,9 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
           </p>
         </div>
         <span class={`mode mode-${dialog?.mode ?? 'auto'}`} data-mode={dialog?.mode ?? 'auto'}>
-          {dialog?.mode === 'manual' ? (
-            <>
-              <Headphones /> Manual: an operator answers
-            </>
-          ) : (
-            'Auto: the bot answers'
-          )}
+          {dialog?.mode === 'manual' ? 'Manual: an operator answers' : 'Auto: the bot answers'}
         </span>
+        {dialog && <ModeToggle bot={bot} user={user} mode={dialog.mode} />}
       </header>
       <ol
         class="messages"
@@ -228,6 +223,37 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
       </ol>
       <ErrorLine error={error} />
     </div>
+  );
+}
+
+/** The headphones toggle (struck out = Auto), for operators and admins: the switch is
+ *  shown when the dialog topic brings it back, so every dashboard agrees. */
+function ModeToggle({ bot, user, mode }: { bot: string; user: string; mode: string }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const role = session.value?.role;
+  const manual = mode === 'manual';
+  if (role !== 'operator' && role !== 'admin') {
+    return manual ? <Headphones /> : <Headphones off label="Auto mode: the bot answers" />;
+  }
+  const toggle = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      await request('PUT', `/api/v1/bots/${encodeURIComponent(bot)}/dialogs/${encodeURIComponent(user)}/mode`, { mode: manual ? 'auto' : 'manual' });
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <>
+      <button type="button" class="mode-toggle" aria-pressed={manual} disabled={busy} onClick={() => void toggle()} title={manual ? 'Hand the dialog back to the bot' : 'Take the dialog over: the bot stops answering'}>
+        <Headphones off={!manual} label={manual ? 'Manual mode' : 'Auto mode'} /> {manual ? 'Hand back to the bot' : 'Take over'}
+      </button>
+      <ErrorLine error={error} />
+    </>
   );
 }
 

@@ -144,6 +144,11 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
         (M::GET, "/api/v1/bots/{bot}/settings", BOT_READ),
         (
             M::PUT,
+            "/api/v1/bots/{bot}/dialogs/{user}/mode",
+            [401, 403, 200, 200, 403],
+        ),
+        (
+            M::PUT,
             "/api/v1/bots/{bot}/settings",
             [401, 403, 403, 200, 403],
         ),
@@ -157,6 +162,7 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
 fn body_for(method: &Method, path: &str) -> Option<Value> {
     match (method.as_str(), path) {
         ("POST", "/api/v1/events") => Some(event("helpdesk", &uuid::Uuid::new_v4().to_string())),
+        ("PUT", "/api/v1/bots/{bot}/dialogs/{user}/mode") => Some(json!({"mode": "manual"})),
         ("PUT", _) => Some(json!({"timezone": "Europe/Kyiv"})),
         ("POST", "/api/v1/session") => Some(json!({"username": "matrix", "password": PASSWORD})),
         _ => None,

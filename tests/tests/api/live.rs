@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(
+pub(super) async fn connect(
     s: &TestServer,
     token: Option<&str>,
     origin: Option<&str>,
@@ -37,14 +37,14 @@ async fn connect(
         .map(|(ws, _)| ws)
 }
 
-async fn send(ws: &mut Socket, frame: Value) {
+pub(super) async fn send(ws: &mut Socket, frame: Value) {
     ws.send(Message::text(frame.to_string()))
         .await
         .expect("send");
 }
 
 /// The next JSON frame (pings are answered by the library).
-async fn next(ws: &mut Socket) -> Value {
+pub(super) async fn next(ws: &mut Socket) -> Value {
     loop {
         let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
             .await

@@ -1,0 +1,123 @@
+//! Who answers a user: `PUT /api/v1/bots/{bot}/dialogs/{user}/mode` switches a dialog
+//! between Auto (the bot) and Manual (an operator). A switch is a `mode_changed` event
+//! in the log, like everything else: it replays, reaches every node, and the ingest
+//! answer tells bots at once (`dialogs` → `mode`).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use botwatch_event::{Event, EventKind, Mode, Sender, UserInfo};
+use botwatch_log::EventLog;
+use chrono::Utc;
+use serde::Deserialize;
+use tracing::{info, instrument};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::figures::stopped;
+use crate::ingest::DialogMode;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModeRequest {
+    /// `auto` (the bot answers) or `manual` (an operator does; the bot must not).
+    #[schema(value_type = String)]
+    mode: Mode,
+}
+
+/// How long a switch waits for this node's figures to show it, so that what is read
+/// next (the ingest answer, the dialog) already says the new mode.
+const APPLIED_WITHIN: Duration = Duration::from_secs(3);
+
+/// Switches the dialog with `user` to `mode`; the answer is the mode now in force.
+#[instrument(name = "mode.put", skip(state, principal, body))]
+#[utoipa::path(put, operation_id = "modes_put", path = "/api/v1/bots/{bot}/dialogs/{user}/mode", tag = "dialogs", params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id")), request_body(content = crate::modes::ModeRequest), responses((status = 200, body = crate::ingest::DialogMode), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn put(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((bot, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<DialogMode>, ApiError> {
+    let ModeRequest { mode } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_mode",
+            format!(r#"expected {{"mode":"auto"|"manual"}}: {e}"#),
+        )
+    })?;
+    let (b, u) = (bot.clone(), user.clone());
+    let known = state
+        .aggregator
+        .query(move |a| a.bot(&b).and_then(|f| f.user(&u)))
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("bot {bot:?} has no dialog with {user:?}"),
+            )
+        })?;
+    // Audited either way (a switch to the mode in force changes nothing, and says so).
+    let changed = known.mode != mode;
+    crate::session::audit(
+        &state,
+        &principal,
+        "dialog.mode",
+        Some(&bot),
+        serde_json::json!({ "user": user, "mode": mode, "changed": changed }),
+    )
+    .await?;
+    if !changed {
+        return Ok(Json(DialogMode {
+            mode: mode.as_str(),
+        }));
+    }
+    let operator = principal.actor();
+    let event = Event {
+        id: format!("mode-{}", uuid::Uuid::now_v7()),
+        bot: bot.clone(),
+        kind: EventKind::ModeChanged,
+        direction: None,
+        provider: known.provider.unwrap_or_else(|| "botwatch".to_owned()),
+        user: UserInfo {
+            id: user.clone(),
+            ..UserInfo::default()
+        },
+        text: None,
+        attachments: Vec::new(),
+        sender: Some(Sender::Operator {
+            id: operator.clone(),
+        }),
+        mode: Some(mode),
+        ts: Utc::now(),
+    };
+    state.log.append(vec![event]).await?;
+    info!(
+        bot,
+        user,
+        mode = mode.as_str(),
+        operator,
+        "dialog mode switched"
+    );
+    // Read-your-writes on this node: wait until the follower has applied the switch.
+    let deadline = tokio::time::Instant::now() + APPLIED_WITHIN;
+    loop {
+        let (b, u) = (bot.clone(), user.clone());
+        let now = state
+            .aggregator
+            .query(move |a| a.bot(&b).and_then(|f| f.user(&u)).map(|f| f.mode))
+            .await
+            .map_err(|_| stopped())?;
+        if now == Some(mode) || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(DialogMode {
+                mode: now.unwrap_or(mode).as_str(),
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
