@@ -874,14 +874,30 @@ test('10. an operator takes a dialog over and hands it back; the bot is told, ev
       assert.deepEqual(await page.locator('section.list li[data-user]').evaluateAll((ls) => ls.map((l) => l.getAttribute('data-user'))), [TARAS.id]),
     );
 
-    // Back to Auto: the bot may answer again.
-    await page.getByRole('button', { name: /Hand back to the bot/ }).click();
-    await header.locator('[data-mode="auto"]').waitFor({ timeout: 5000 });
+    // Leaving the dialog in Manual mode: a reminder, which can hand it back.
+    await page.getByRole('radiogroup', { name: 'Show dialogs' }).getByRole('radio', { name: 'All', exact: true }).click();
+    await page.locator(`section.list li[data-user="${JOHN.id}"] a`).click();
+    const reminder = page.locator('.reminder');
+    await reminder.waitFor({ timeout: 5000 });
+    assert.match(await textOf(reminder), new RegExp(`${TARAS.name} is still in Manual mode`));
+    assert.equal(await v.page.locator('.reminder').count(), 0, 'no reminder for a viewer');
+    await reminder.getByRole('button', { name: 'Hand back to the bot' }).click();
+    await reminder.waitFor({ state: 'detached', timeout: 5000 });
     await v.page.locator('section.view header [data-mode="auto"]').waitFor({ timeout: 5000 });
     const again = message(TARAS, 'in', 'Thanks, bot');
     const answer = await server.ingest([again]);
-    assert.equal(answer.body.dialogs[TARAS.id].mode, 'auto');
+    assert.equal(answer.body.dialogs[TARAS.id].mode, 'auto', 'back to Auto: the bot may answer again');
     ingested.push(again);
+
+    // The toggle hands back too, and a dialog left in Auto leaves no reminder.
+    await page.locator(`section.list li[data-user="${TARAS.id}"] a`).click();
+    await page.getByRole('button', { name: /Take over/ }).click();
+    await header.locator('[data-mode="manual"]').waitFor({ timeout: 5000 });
+    await page.getByRole('button', { name: /Hand back to the bot/ }).click();
+    await header.locator('[data-mode="auto"]').waitFor({ timeout: 5000 });
+    await page.locator(`section.list li[data-user="${JOHN.id}"] a`).click();
+    await page.waitForURL((u) => u.pathname.endsWith(`/dialogs/${JOHN.id}`));
+    assert.equal(await page.locator('.reminder').count(), 0);
     t.assertClean();
     v.assertClean();
   } finally {

@@ -14,6 +14,17 @@ export const bots = signal<BotItem[]>([]);
 /** A message for the whole page (a topic refused, the server unreachable). */
 export const notice = signal<string | null>(null);
 
+/** A dialog an operator left while it was in Manual mode: the bot stays silent for that
+ *  user until someone hands it back, so the page reminds them. */
+export const leftInManual = signal<{ bot: string; user: string; name: string } | null>(null);
+
+/** Switches a dialog's mode (operators and admins). */
+export async function switchMode(bot: string, user: string, mode: 'auto' | 'manual'): Promise<void> {
+  await request('PUT', `/api/v1/bots/${encodeURIComponent(bot)}/dialogs/${encodeURIComponent(user)}/mode`, { mode });
+  const left = leftInManual.value;
+  if (left && left.bot === bot && left.user === user) leftInManual.value = null;
+}
+
 export const live = new LiveClient({
   connect: () => {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -27,6 +38,7 @@ export const live = new LiveClient({
 
 function signedOut(): void {
   live.stop();
+  leftInManual.value = null;
   setCsrf(null);
   session.value = null;
   if (route.value.page !== 'login') {

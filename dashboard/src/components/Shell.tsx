@@ -3,8 +3,9 @@
 
 import type { ComponentChildren } from 'preact';
 import { href, navigate, route } from '../router';
-import { bots, logOut, notice, refreshBots, session } from '../state';
-import { ConnectionBadge, Link } from './bits';
+import { useState } from 'preact/hooks';
+import { bots, leftInManual, logOut, notice, refreshBots, session, switchMode } from '../state';
+import { ConnectionBadge, ErrorLine, Link } from './bits';
 
 export function Shell({ bot, children }: { bot: string | null; children: ComponentChildren }) {
   const r = route.value;
@@ -60,6 +61,7 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
           Log out
         </button>
       </header>
+      <ManualReminder />
       {notice.value && (
         <div class="notice" role="alert">
           {notice.value}{' '}
@@ -71,6 +73,32 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
       <main id="main" tabIndex={-1}>
         {children}
       </main>
+    </div>
+  );
+}
+
+/** The reminder of a dialog left in Manual mode, with the way to hand it back. */
+function ManualReminder() {
+  const left = leftInManual.value;
+  const [error, setError] = useState<unknown>(null);
+  if (!left) return null;
+  return (
+    <div class="notice reminder" role="alert">
+      <strong>{left.name}</strong> is still in Manual mode: the bot will not answer them until the dialog is handed back.{' '}
+      <Link href={href({ page: 'dialogs', bot: left.bot, user: left.user, mode: 'all' })}>Open the dialog</Link>{' '}
+      <button
+        type="button"
+        onClick={() => {
+          setError(null);
+          switchMode(left.bot, left.user, 'auto').catch(setError);
+        }}
+      >
+        Hand back to the bot
+      </button>{' '}
+      <button type="button" class="link" onClick={() => (leftInManual.value = null)}>
+        Dismiss
+      </button>
+      <ErrorLine error={error} />
     </div>
   );
 }

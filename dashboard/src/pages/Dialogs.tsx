@@ -2,13 +2,13 @@
 // and the dialog view (live from `bot/{bot}/dialog/{user}`), older history on scroll.
 
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { get, request } from '../api/http';
+import { get } from '../api/http';
 import type { Attachment, DialogItem, DialogsAnswer, HistoryAnswer, Message } from '../api/types';
 import { Avatar, ErrorLine, Headphones, Link, ProviderIcon } from '../components/bits';
 import { displayName, formatBytes, formatWhen, plural, safeUrl } from '../format';
 import { type DialogView, dialogReducer, dialogsReducer, upsertDialog, withOlder } from '../live/reducers';
 import { type ModeFilter, href, navigate } from '../router';
-import { session, useTopic, useZone } from '../state';
+import { leftInManual, session, switchMode, useTopic, useZone } from '../state';
 
 const MODES: ModeFilter[] = ['all', 'auto', 'manual'];
 
@@ -145,6 +145,21 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
   const dialog = view?.dialog;
   const name = dialog ? displayName(dialog.user) : user;
 
+  // Leaving a dialog in Manual mode (another dialog, another page): a reminder, for
+  // those who may hand it back. Opening it again clears the reminder.
+  const leaving = useRef({ manual: false, name });
+  leaving.current = { manual: dialog?.mode === 'manual', name };
+  useEffect(() => {
+    const left = leftInManual.value;
+    if (left && left.bot === bot && left.user === user) leftInManual.value = null;
+    return () => {
+      const role = session.value?.role;
+      if (leaving.current.manual && (role === 'operator' || role === 'admin')) {
+        leftInManual.value = { bot, user, name: leaving.current.name };
+      }
+    };
+  }, [bot, user]);
+
   const loadOlder = () => {
     if (!view?.next || loading) return;
     setLoading(true);
@@ -240,7 +255,7 @@ function ModeToggle({ bot, user, mode }: { bot: string; user: string; mode: stri
     setBusy(true);
     setError(null);
     try {
-      await request('PUT', `/api/v1/bots/${encodeURIComponent(bot)}/dialogs/${encodeURIComponent(user)}/mode`, { mode: manual ? 'auto' : 'manual' });
+      await switchMode(bot, user, manual ? 'auto' : 'manual');
     } catch (e) {
       setError(e);
     } finally {
