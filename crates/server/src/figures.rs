@@ -27,6 +27,27 @@ pub(crate) fn stopped() -> ApiError {
     )
 }
 
+/// The figures of `user` of `bot`, or 404.
+pub(crate) async fn known_user(
+    state: &AppState,
+    bot: &str,
+    user: &str,
+) -> Result<UserFigures, ApiError> {
+    let (b, u) = (bot.to_owned(), user.to_owned());
+    state
+        .aggregator
+        .query(move |a| a.bot(&b).and_then(|f| f.user(&u)))
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("bot {bot:?} has no user {user:?}"),
+            )
+        })
+}
+
 pub(crate) fn no_bot(bot: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -251,20 +272,9 @@ pub async fn dialog(
     State(state): State<AppState>,
     Path((bot, user)): Path<(String, String)>,
 ) -> Result<Json<DialogAnswer>, ApiError> {
-    let (b, u) = (bot.clone(), user.clone());
-    let figures: Option<UserFigures> = state
-        .aggregator
-        .query(move |a| a.bot(&b).and_then(|f| f.user(&u)))
-        .await
-        .map_err(|_| stopped())?;
-    let f = figures.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("bot {bot:?} has no user {user:?}"),
-        )
-    })?;
-    Ok(Json(DialogAnswer::from(f)))
+    Ok(Json(DialogAnswer::from(
+        known_user(&state, &bot, &user).await?,
+    )))
 }
 
 impl From<UserFigures> for DialogAnswer {

@@ -49,19 +49,7 @@ pub async fn put(
             format!(r#"expected {{"mode":"auto"|"manual"}}: {e}"#),
         )
     })?;
-    let (b, u) = (bot.clone(), user.clone());
-    let known = state
-        .aggregator
-        .query(move |a| a.bot(&b).and_then(|f| f.user(&u)))
-        .await
-        .map_err(|_| stopped())?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("bot {bot:?} has no dialog with {user:?}"),
-            )
-        })?;
+    let known = crate::figures::known_user(&state, &bot, &user).await?;
     // Audited either way (a switch to the mode in force changes nothing, and says so).
     let changed = known.mode != mode;
     crate::session::audit(

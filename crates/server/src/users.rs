@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use botwatch_aggregator::{
     CursorKey, Mode, UserCursor, UserFigures, UserFilter, UserSort, UsersQuery,
 };
@@ -268,19 +267,7 @@ pub async fn user(
     State(state): State<AppState>,
     Path((bot, user)): Path<(String, String)>,
 ) -> Result<Json<ProfileAnswer>, ApiError> {
-    let (b, u) = (bot.clone(), user.clone());
-    let figures = state
-        .aggregator
-        .query(move |a| a.bot(&b).and_then(|f| f.user(&u)))
-        .await
-        .map_err(|_| stopped())?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("bot {bot:?} has no user {user:?}"),
-            )
-        })?;
+    let figures = crate::figures::known_user(&state, &bot, &user).await?;
     let lang = figures.lang.clone();
     let auto_mode = figures.mode == Mode::Auto;
     Ok(Json(ProfileAnswer {

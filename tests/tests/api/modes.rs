@@ -160,36 +160,8 @@ async fn a_switch_on_one_node_is_told_by_the_other() {
     a.stop().await;
 }
 
-mod embedded {
-    use botwatch_tests::Backend::Embedded;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_switch_to_manual_is_told_to_the_bot_and_shown_everywhere() {
-        super::a_switch_to_manual_is_told_to_the_bot_and_shown_everywhere(Embedded).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_mode_survives_a_restart() {
-        super::a_mode_survives_a_restart(Embedded).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_switch_moves_live_dashboards() {
-        super::a_switch_moves_live_dashboards(Embedded).await
-    }
-}
-
-mod redis {
-    use botwatch_tests::Backend::Redis;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_switch_to_manual_is_told_to_the_bot_and_shown_everywhere() {
-        super::a_switch_to_manual_is_told_to_the_bot_and_shown_everywhere(Redis).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_mode_survives_a_restart() {
-        super::a_mode_survives_a_restart(Redis).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_switch_moves_live_dashboards() {
-        super::a_switch_moves_live_dashboards(Redis).await
-    }
-}
+both_backends!(
+    a_switch_to_manual_is_told_to_the_bot_and_shown_everywhere,
+    a_mode_survives_a_restart,
+    a_switch_moves_live_dashboards,
+);
