@@ -591,6 +591,7 @@ async fn settings_shape_the_figures(backend: Backend) {
     assert_eq!(
         doc,
         json!({"name": null, "timezone": "UTC", "session_timeout_secs": 1800,
+               "webhook_url": null, "webhook_secret": null,
                "integrations": {
                    "google_analytics": {"measurement_id": null, "api_secret": null, "active": false},
                    "mixpanel": {"token": null, "active": false}}})
@@ -657,7 +658,9 @@ async fn settings_shape_the_figures(backend: Backend) {
     for (body, field) in [
         (json!({"timezone": "Mars/Olympus"}), "timezone"),
         (json!({"session_timeout_secs": 0}), "session_timeout_secs"),
-        (json!({"webhook_url": "https://example.org"}), "webhook_url"),
+        (json!({"webhook_url": "javascript:alert(1)"}), "webhook_url"),
+        (json!({"webhook_url": "https://example.org"}), "webhook_secret"),
+        (json!({"channels": {}}), "channels"),
     ] {
         let (status, e) = s.put("/api/v1/bots/helpdesk/settings", body).await;
         assert_eq!(status, 400, "{e}");
@@ -816,3 +819,6 @@ mod dashboard;
 
 #[path = "api/modes.rs"]
 mod modes;
+
+#[path = "api/webhook.rs"]
+mod webhook;

@@ -1,5 +1,5 @@
 //! Nothing secret in clear: canary values (a user's password, an API token, the admin
-//! token, an analytics API secret) go in through the real command line and the real server, are used for real
+//! token, an analytics API secret, a webhook secret) go in through the real command line and the real server, are used for real
 //! (logins, failed logins, ingest, reads), and afterwards none of them is found in the
 //! data directory, in Redis, or in anything the processes printed at debug level.
 //! The users and tokens are made with `botwatch users|tokens` while the server runs.
@@ -180,6 +180,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
     let password = format!("canary-password-{}", uuid::Uuid::new_v4().simple());
     let api_secret = format!("canary-ga-secret-{}", uuid::Uuid::new_v4().simple());
+    let webhook_secret = format!("canary-webhook-{}", uuid::Uuid::new_v4().simple());
     let admin_token = format!("canary-admin-{}", uuid::Uuid::new_v4().simple());
     let mut logs = String::new();
 
@@ -246,7 +247,8 @@ async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
         .put(&settings)
         .bearer_auth(&admin_token)
         .json(&json!({"integrations": {"google_analytics": {
-            "measurement_id": "G-CANARY1", "api_secret": api_secret, "active": true}}}))
+            "measurement_id": "G-CANARY1", "api_secret": api_secret, "active": true}},
+            "webhook_url": "http://127.0.0.1:9/hook", "webhook_secret": webhook_secret}))
         .send()
         .await
         .expect("put settings");
@@ -263,6 +265,7 @@ async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
     assert!(!shown.contains(&api_secret), "{shown}");
     let tail = &api_secret[api_secret.len() - 4..];
     assert!(shown.contains(&format!("********{tail}")), "{shown}");
+    assert!(!shown.contains(&webhook_secret), "{shown}");
 
     let pid = server.id().expect("pid");
     let term = std::process::Command::new("kill")
@@ -287,6 +290,7 @@ async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
         ("token", &token),
         ("admin token", &admin_token),
         ("analytics secret", &api_secret),
+        ("webhook secret", &webhook_secret),
     ] {
         assert!(!contains(&stored, canary), "the {what} is stored in clear");
         assert!(!logs.contains(canary.as_str()), "the {what} is in the logs");

@@ -25,6 +25,7 @@ pub mod snapshot;
 mod start;
 mod users;
 mod vault;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub vault: Arc<vault::Vault>,
     /// Proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Arc<Vec<client::Network>>,
+    /// Outbound calls (bots' webhooks); one pool of connections for all.
+    pub http: reqwest::Client,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -129,6 +132,8 @@ pub enum ServerError {
     Accounts(#[from] botwatch_accounts::AccountsError),
     #[error("the aggregator stopped unexpectedly (see the log)")]
     AggregatorStopped,
+    #[error("cannot make the HTTP client for webhooks: {0}")]
+    HttpClient(String),
 }
 
 /// Where the accounts of a storage are kept: beside the embedded log in its directory,
@@ -214,6 +219,10 @@ impl Server {
                     .filter_map(|n| client::Network::parse(n))
                     .collect(),
             ),
+            http: reqwest::Client::builder()
+                .user_agent(concat!("botwatch/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| ServerError::HttpClient(e.to_string()))?,
         };
         Ok(Server {
             config,

@@ -84,6 +84,7 @@ pub async fn put(
         mode: Some(mode),
         ts: Utc::now(),
     };
+    let ts = event.ts_millis();
     state.log.append(vec![event]).await?;
     info!(
         bot,
@@ -91,6 +92,16 @@ pub async fn put(
         mode = mode.as_str(),
         operator,
         "dialog mode switched"
+    );
+    // The bot learns of it at once from its next ingest answer, and from its webhook.
+    crate::webhook::notify(
+        &state,
+        &bot,
+        "mode_changed",
+        serde_json::json!({
+            "type": "mode_changed", "bot": bot, "user": user, "mode": mode,
+            "operator": operator, "ts": crate::figures::rfc3339(ts),
+        }),
     );
     // Read-your-writes on this node: wait until the follower has applied the switch.
     let deadline = tokio::time::Instant::now() + APPLIED_WITHIN;

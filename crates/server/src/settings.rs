@@ -29,6 +29,12 @@ pub struct SettingsDoc {
     pub name: Option<String>,
     pub timezone: String,
     pub session_timeout_secs: u64,
+    /// Where botwatch POSTs what the bot must learn of (`mode_changed`), signed.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The key of the webhook's HMAC-SHA256 signature, sealed (see `vault`).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
     #[serde(default)]
     pub integrations: Integrations,
 }
@@ -56,6 +62,7 @@ pub struct Mixpanel {
 }
 
 const GA_SECRET: &str = "integrations.google_analytics.api_secret";
+pub(crate) const WEBHOOK_SECRET: &str = "webhook_secret";
 const MIXPANEL_TOKEN: &str = "integrations.mixpanel.token";
 
 impl Default for SettingsDoc {
@@ -64,6 +71,8 @@ impl Default for SettingsDoc {
             name: None,
             timezone: "UTC".to_owned(),
             session_timeout_secs: DEFAULT_TIMEOUT_SECS,
+            webhook_url: None,
+            webhook_secret: None,
             integrations: Integrations::default(),
         }
     }
@@ -90,6 +99,10 @@ impl SettingsDoc {
     /// The document as the API shows it: secrets masked.
     pub fn view(&self, vault: &Vault, bot: &str) -> SettingsDoc {
         let mut view = self.clone();
+        view.webhook_secret = view
+            .webhook_secret
+            .as_deref()
+            .map(|s| vault.masked(bot, WEBHOOK_SECRET, s));
         let ga = &mut view.integrations.google_analytics;
         ga.api_secret = ga
             .api_secret
@@ -105,7 +118,7 @@ impl SettingsDoc {
 }
 
 /// Fields of API.md's settings that later issues implement.
-const NOT_YET: [&str; 2] = ["webhook_url", "channels"];
+const NOT_YET: [&str; 1] = ["channels"];
 
 /// Where a merge seals the secrets it is given.
 struct Sealing<'a> {
@@ -243,6 +256,13 @@ fn is_measurement_id(id: &str) -> bool {
     })
 }
 
+/// An absolute http(s) address with a host.
+fn is_webhook_url(s: &str) -> bool {
+    s.len() <= 2048
+        && reqwest::Url::parse(s)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
 /// Merges the fields of a PUT body into `doc`, naming the first field at fault.
 fn merge(
     doc: &mut SettingsDoc,
@@ -251,6 +271,19 @@ fn merge(
 ) -> Result<(), ApiError> {
     for (field, value) in body {
         match (field.as_str(), value) {
+            ("webhook_url", Value::Null) => doc.webhook_url = None,
+            ("webhook_url", Value::String(s)) if is_webhook_url(&s) => doc.webhook_url = Some(s),
+            ("webhook_url", _) => {
+                return Err(ApiError::bad_parameter(
+                    "webhook_url",
+                    "an http:// or https:// address of at most 2,048 characters, or null",
+                ));
+            }
+            ("webhook_secret", value) => {
+                if let Some(secret) = sealing.secret(WEBHOOK_SECRET, value)? {
+                    doc.webhook_secret = secret;
+                }
+            }
             ("integrations", value) => merge_integrations(
                 &mut doc.integrations,
                 object("integrations", value)?,
@@ -363,6 +396,12 @@ pub async fn put(
             bot: &bot,
         };
         merge(&mut doc, fields.clone(), &sealing)?;
+        if doc.webhook_url.is_some() && doc.webhook_secret.is_none() {
+            return Err(ApiError::bad_parameter(
+                "webhook_secret",
+                "is required with webhook_url: every call to the webhook is signed with it",
+            ));
+        }
         let json = serde_json::to_string(&doc).unwrap_or_default();
         if state
             .log
@@ -460,8 +499,13 @@ mod tests {
         assert!(merged(serde_json::json!({"timezone": "Mars/Olympus"})).is_err());
         assert!(merged(serde_json::json!({"session_timeout_secs": 5})).is_err());
         assert!(merged(serde_json::json!({"session_timeout_secs": 1.5})).is_err());
-        let e = merged(serde_json::json!({"webhook_url": "https://x"})).expect_err("not yet");
+        let e = merged(serde_json::json!({"channels": {}})).expect_err("not yet");
         assert!(e.message.contains("not supported yet"), "{}", e.message);
+        let e = merged(serde_json::json!({"webhook_url": "ftp://x"})).expect_err("not http");
+        assert!(e.message.contains("webhook_url"), "{}", e.message);
+        let e = merged(serde_json::json!({"webhook_url": "javascript:alert(1)"}))
+            .expect_err("not http");
+        assert!(e.message.contains("webhook_url"), "{}", e.message);
         assert!(merged(serde_json::json!({"colour": "red"})).is_err());
     }
 }

@@ -636,6 +636,10 @@ export interface components {
             /** Format: int64 */
             session_timeout_secs: number;
             timezone: string;
+            /** @description The key of the webhook's HMAC-SHA256 signature, sealed (see `vault`). */
+            webhook_secret?: string | null;
+            /** @description Where botwatch POSTs what the bot must learn of (`mode_changed`), signed. */
+            webhook_url?: string | null;
         };
         StatsAnswer: {
             buckets: components["schemas"]["BucketItem"][];

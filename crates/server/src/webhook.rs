@@ -1,0 +1,148 @@
+//! Calls to a bot's `webhook_url`: what the bot must learn of (`mode_changed` now;
+//! operator messages with their issue), POSTed as JSON and signed so the bot can tell
+//! botwatch's calls from anyone's:
+//!
+//! `X-Botwatch-Timestamp: <unix seconds>` and
+//! `X-Botwatch-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" under the
+//! bot's webhook_secret>` (a bot refuses a timestamp far from its clock, so a recorded
+//! call cannot be played again later).
+//!
+//! A call that fails (no answer, 5xx, 408, 429) is tried again after 1, 2, 4, … 32 s;
+//! other answers end it. Only the node that made the change calls, once; the attempts
+//! live in memory, so a call still being retried when that node stops is lost (it is
+//! logged).
+
+use std::time::Duration;
+
+use botwatch_log::SettingsStore;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use sha2::Sha256;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::AppState;
+use crate::settings::{SettingsDoc, WEBHOOK_SECRET};
+
+/// Attempts of one call: the first and five more, 1 s to 32 s apart.
+const ATTEMPTS: u32 = 6;
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The signature header's value for `body` sent at `timestamp`.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    // HMAC takes a key of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", crate::users::hex(&mac.finalize().into_bytes()))
+}
+
+/// Calls the bot's webhook with `body` in the background, when the bot has one.
+pub fn notify(state: &AppState, bot: &str, kind: &'static str, body: serde_json::Value) {
+    let (state, bot) = (state.clone(), bot.to_owned());
+    let span = info_span!("webhook", bot, kind);
+    tokio::spawn(
+        async move {
+            let doc = match state.log.settings(&bot).await {
+                Ok(Some(json)) => SettingsDoc::parse(&json).unwrap_or_default(),
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the bot's settings; the webhook is not called");
+                    return;
+                }
+            };
+            let (Some(url), Some(sealed)) = (doc.webhook_url, doc.webhook_secret) else {
+                return;
+            };
+            let Some(secret) = state.vault.open(&bot, WEBHOOK_SECRET, &sealed) else {
+                warn!("the webhook secret cannot be opened (another secret key?); not called");
+                return;
+            };
+            call(&state.http, &url, &secret, &body).await;
+        }
+        .instrument(span),
+    );
+}
+
+async fn call(http: &reqwest::Client, url: &str, secret: &str, body: &serde_json::Value) {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut wait = FIRST_RETRY;
+    for attempt in 1..=ATTEMPTS {
+        let timestamp = chrono::Utc::now().timestamp();
+        let sent = http
+            .post(url)
+            .timeout(CALL_TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("x-botwatch-timestamp", timestamp.to_string())
+            .header("x-botwatch-signature", signature(secret, timestamp, &bytes))
+            .body(bytes.clone())
+            .send()
+            .await;
+        let again = match &sent {
+            Ok(r) if r.status().is_success() => {
+                info!(attempt, status = r.status().as_u16(), "webhook called");
+                return;
+            }
+            Ok(r) => {
+                let s = r.status();
+                s.is_server_error()
+                    || s == StatusCode::TOO_MANY_REQUESTS
+                    || s == StatusCode::REQUEST_TIMEOUT
+            }
+            Err(_) => true,
+        };
+        let outcome = match &sent {
+            Ok(r) => r.status().to_string(),
+            Err(e) => e.to_string(),
+        };
+        if !again {
+            warn!(
+                attempt,
+                outcome, "the webhook refused the call; not tried again"
+            );
+            return;
+        }
+        if attempt == ATTEMPTS {
+            warn!(
+                attempt,
+                outcome, "the webhook did not take the call; given up"
+            );
+            return;
+        }
+        warn!(attempt, outcome, retry_in = ?wait, "the webhook did not take the call");
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            signature("Jefe", 0, b"what do ya want for nothing?").len(),
+            "sha256=".len() + 64
+        );
+        let known = {
+            let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").expect("key");
+            mac.update(b"what do ya want for nothing?");
+            crate::users::hex(&mac.finalize().into_bytes())
+        };
+        assert_eq!(
+            known,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // The timestamp and a dot come first.
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"k").expect("key");
+        mac.update(b"1700000000.{\"a\":1}");
+        assert_eq!(
+            signature("k", 1_700_000_000, br#"{"a":1}"#),
+            format!("sha256={}", crate::users::hex(&mac.finalize().into_bytes()))
+        );
+    }
+}
