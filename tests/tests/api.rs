@@ -659,7 +659,10 @@ async fn settings_shape_the_figures(backend: Backend) {
         (json!({"timezone": "Mars/Olympus"}), "timezone"),
         (json!({"session_timeout_secs": 0}), "session_timeout_secs"),
         (json!({"webhook_url": "javascript:alert(1)"}), "webhook_url"),
-        (json!({"webhook_url": "https://example.org"}), "webhook_secret"),
+        (
+            json!({"webhook_url": "https://example.org"}),
+            "webhook_secret",
+        ),
         (json!({"channels": {}}), "channels"),
     ] {
         let (status, e) = s.put("/api/v1/bots/helpdesk/settings", body).await;

@@ -123,18 +123,11 @@ mod tests {
 
     #[test]
     fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
-        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        // The HMAC itself, against RFC 4231's test case 2.
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").expect("key");
+        mac.update(b"what do ya want for nothing?");
         assert_eq!(
-            signature("Jefe", 0, b"what do ya want for nothing?").len(),
-            "sha256=".len() + 64
-        );
-        let known = {
-            let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").expect("key");
-            mac.update(b"what do ya want for nothing?");
-            crate::users::hex(&mac.finalize().into_bytes())
-        };
-        assert_eq!(
-            known,
+            crate::users::hex(&mac.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         // The timestamp and a dot come first.
