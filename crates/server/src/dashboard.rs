@@ -26,7 +26,7 @@ pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     }
     let wanted = path.trim_start_matches('/');
     let (name, file) = match Built::get(wanted) {
-        Some(file) if !wanted.is_empty() => (wanted, file),
+        Some(file) => (wanted, file),
         // A page of the single-page app (or a missing asset, which must not be
         // answered with the page: a script tag would get HTML).
         _ if wanted.starts_with("assets/") => return error::not_found().await.into_response(),

@@ -247,7 +247,7 @@ pub async fn top_messages(
     ))
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DialogAnswer {
     user: DialogUser,
     mode: &'static str,
@@ -256,7 +256,7 @@ pub struct DialogAnswer {
     sessions: u64,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DialogUser {
     id: String,
     name: Option<String>,
@@ -309,7 +309,7 @@ pub struct DialogsAnswer {
     next: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DialogItem {
     #[serde(flatten)]
     dialog: DialogAnswer,
@@ -317,7 +317,7 @@ pub struct DialogItem {
     preview: Option<Preview>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     text: Option<String>,
     direction: Option<botwatch_event::Direction>,

@@ -280,7 +280,7 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
                         &dialog_topic,
                         &MessageDelta {
                             message: Message::from((*e).clone()),
-                            dialog: item.clone(),
+                            dialog: &item,
                         },
                     );
                 }
@@ -644,9 +644,10 @@ pub struct DialogSnapshot {
 /// `bot/{bot}/dialog/{user}` delta: one message and the dialog's figures after it (a
 /// mode switch sends a [`DialogDelta`] instead: the figures, no message).
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct MessageDelta {
+pub struct MessageDelta<'a> {
     message: Message,
-    dialog: DialogItem,
+    // The same figures for every message of a batch: borrowed, not copied.
+    dialog: &'a DialogItem,
 }
 
 /// `bot/{bot}/dialogs` snapshot: the latest dialogs, latest first.

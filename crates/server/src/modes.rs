@@ -50,8 +50,14 @@ pub async fn put(
         )
     })?;
     let known = crate::figures::known_user(&state, &bot, &user).await?;
-    // Audited either way (a switch to the mode in force changes nothing, and says so).
     let changed = known.mode != mode;
+    let now = if changed {
+        switch(&state, &principal, &bot, &user, known.provider, mode).await?
+    } else {
+        mode
+    };
+    // Audited either way (a switch to the mode in force changes nothing, and says so),
+    // once it has happened.
     crate::session::audit(
         &state,
         &principal,
@@ -60,20 +66,29 @@ pub async fn put(
         serde_json::json!({ "user": user, "mode": mode, "changed": changed }),
     )
     .await?;
-    if !changed {
-        return Ok(Json(DialogMode {
-            mode: mode.as_str(),
-        }));
-    }
+    Ok(Json(DialogMode { mode: now.as_str() }))
+}
+
+/// Appends the `mode_changed`, tells the bot's webhook, and waits until this node's
+/// figures show the switch (read-your-writes: the next ingest answer says it); returns
+/// the mode then in force.
+async fn switch(
+    state: &AppState,
+    principal: &Principal,
+    bot: &str,
+    user: &str,
+    provider: Option<String>,
+    mode: Mode,
+) -> Result<Mode, ApiError> {
     let operator = principal.actor();
     let event = Event {
         id: format!("mode-{}", uuid::Uuid::now_v7()),
-        bot: bot.clone(),
+        bot: bot.to_owned(),
         kind: EventKind::ModeChanged,
         direction: None,
-        provider: known.provider.unwrap_or_else(|| "botwatch".to_owned()),
+        provider: provider.unwrap_or_else(|| "botwatch".to_owned()),
         user: UserInfo {
-            id: user.clone(),
+            id: user.to_owned(),
             ..UserInfo::default()
         },
         text: None,
@@ -93,29 +108,25 @@ pub async fn put(
         operator,
         "dialog mode switched"
     );
-    // The bot learns of it at once from its next ingest answer, and from its webhook.
     crate::webhook::notify(
-        &state,
-        &bot,
+        state,
+        bot,
         "mode_changed",
         serde_json::json!({
             "type": "mode_changed", "bot": bot, "user": user, "mode": mode,
             "operator": operator, "ts": crate::figures::rfc3339(ts),
         }),
     );
-    // Read-your-writes on this node: wait until the follower has applied the switch.
     let deadline = tokio::time::Instant::now() + APPLIED_WITHIN;
     loop {
-        let (b, u) = (bot.clone(), user.clone());
+        let (b, u) = (bot.to_owned(), user.to_owned());
         let now = state
             .aggregator
-            .query(move |a| a.bot(&b).and_then(|f| f.user(&u)).map(|f| f.mode))
+            .query(move |a| a.bot(&b).map(|f| f.mode(&u)))
             .await
             .map_err(|_| stopped())?;
         if now == Some(mode) || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(DialogMode {
-                mode: now.unwrap_or(mode).as_str(),
-            }));
+            return Ok(now.unwrap_or(mode));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

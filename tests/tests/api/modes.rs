@@ -23,6 +23,19 @@ async fn mode_told_to_the_bot(s: &TestServer, user: &str) -> Value {
     answer["dialogs"][user]["mode"].clone()
 }
 
+/// Ann writes to the bot; an admin then switches her dialog to Manual.
+pub(super) async fn ann_switched_to_manual(s: &TestServer) {
+    assert_eq!(s.ingest(message("a1", "ann").to_string()).await.0, 202);
+    until(s, "/api/v1/bots/helpdesk/dialogs/ann", |_| true).await;
+    let (status, answer) = s
+        .put(
+            "/api/v1/bots/helpdesk/dialogs/ann/mode",
+            json!({"mode": "manual"}),
+        )
+        .await;
+    assert_eq!((status, &answer), (200, &json!({"mode": "manual"})));
+}
+
 fn ids(list: &Value) -> Vec<&str> {
     list["items"]
         .as_array()
@@ -87,15 +100,7 @@ async fn a_switch_to_manual_is_told_to_the_bot_and_shown_everywhere(backend: Bac
 /// A mode is an event in the log: a restarted server (snapshot or replay) keeps it.
 async fn a_mode_survives_a_restart(backend: Backend) {
     let s = TestServer::start(backend).await;
-    assert_eq!(s.ingest(message("a1", "ann").to_string()).await.0, 202);
-    until(&s, "/api/v1/bots/helpdesk/dialogs/ann", |_| true).await;
-    let (status, _) = s
-        .put(
-            "/api/v1/bots/helpdesk/dialogs/ann/mode",
-            json!({"mode": "manual"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    ann_switched_to_manual(&s).await;
     let kept = s.stop_keeping().await;
     let s = TestServer::start_with(backend, Some(kept), |_| {}).await;
     until(&s, "/api/v1/bots/helpdesk/dialogs/ann", |d| {
@@ -142,15 +147,7 @@ async fn a_switch_moves_live_dashboards(backend: Backend) {
 async fn a_switch_on_one_node_is_told_by_the_other() {
     let a = TestServer::start(Backend::Redis).await;
     let b = a.second_node().await;
-    assert_eq!(a.ingest(message("a1", "ann").to_string()).await.0, 202);
-    until(&a, "/api/v1/bots/helpdesk/dialogs/ann", |_| true).await;
-    let (status, _) = a
-        .put(
-            "/api/v1/bots/helpdesk/dialogs/ann/mode",
-            json!({"mode": "manual"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    ann_switched_to_manual(&a).await;
     until(&b, "/api/v1/bots/helpdesk/dialogs/ann", |d| {
         d["mode"] == "manual"
     })

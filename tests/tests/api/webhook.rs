@@ -9,8 +9,6 @@ use axum::routing::post;
 use botwatch_tests::{Backend, TestServer};
 use serde_json::{Value, json};
 
-use super::until;
-
 /// One call the stand-in bot received: its headers and body.
 type Calls = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
@@ -75,17 +73,7 @@ async fn a_mode_switch_reaches_the_bots_webhook_signed_and_retried() {
         "{masked}"
     );
 
-    let message = json!({"id": "a1", "bot": "helpdesk", "type": "message", "direction": "in",
-                         "provider": "telegram", "user": {"id": "ann"}, "text": "a person please"});
-    assert_eq!(s.ingest(message.to_string()).await.0, 202);
-    until(&s, "/api/v1/bots/helpdesk/dialogs/ann", |_| true).await;
-    let (status, _) = s
-        .put(
-            "/api/v1/bots/helpdesk/dialogs/ann/mode",
-            json!({"mode": "manual"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    super::modes::ann_switched_to_manual(&s).await;
 
     // The first call fails (503); the second, a second later, is taken.
     let started = std::time::Instant::now();
