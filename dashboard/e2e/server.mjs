@@ -55,18 +55,27 @@ export async function startServer({ username = 'e2e', role = 'viewer' } = {}) {
   const bin = botwatchBin();
   const data = mkdtempSync(join(tmpdir(), 'botwatch-e2e-'));
   const token = randomBytes(24).toString('hex');
-  const password = randomBytes(12).toString('base64url');
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
 
-  const add = spawnSync(bin, ['users', 'add', username, '--role', role, '--data', data], {
-    env: cleanEnv({ BOTWATCH_PASSWORD: password, BOTWATCH_LOG: 'warn' }),
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  if (add.status !== 0) {
+  /** Adds a dashboard user with `botwatch users add` (also beside the running server);
+   *  returns their password. */
+  const addUser = (name, userRole) => {
+    const secret = randomBytes(12).toString('base64url');
+    const r = spawnSync(bin, ['users', 'add', name, '--role', userRole, '--data', data], {
+      env: cleanEnv({ BOTWATCH_PASSWORD: secret, BOTWATCH_LOG: 'warn' }),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    if (r.status !== 0) throw new Error(`botwatch users add ${name} failed (status ${r.status}, ${r.error ?? ''}):\n${r.stdout}\n${r.stderr}`);
+    return secret;
+  };
+  let password;
+  try {
+    password = addUser(username, role);
+  } catch (e) {
     rmSync(data, { recursive: true, force: true });
-    throw new Error(`botwatch users add failed (status ${add.status}, ${add.error ?? ''}):\n${add.stdout}\n${add.stderr}`);
+    throw e;
   }
 
   let stderr = '';
@@ -102,18 +111,7 @@ export async function startServer({ username = 'e2e', role = 'viewer' } = {}) {
   };
 
   const server = {
-    /** Adds a dashboard user (with `botwatch users add`, beside the running server);
-     *  returns their password. */
-    addUser(name, role) {
-      const password = randomBytes(12).toString('base64url');
-      const r = spawnSync(bin, ['users', 'add', name, '--role', role, '--data', data], {
-        env: cleanEnv({ BOTWATCH_PASSWORD: password, BOTWATCH_LOG: 'warn' }),
-        encoding: 'utf8',
-        timeout: 30_000,
-      });
-      if (r.status !== 0) throw new Error(`botwatch users add ${name} failed: ${r.stdout}\n${r.stderr}`);
-      return password;
-    },
+    addUser,
     base,
     token,
     username,

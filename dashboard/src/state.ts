@@ -1,7 +1,7 @@
 // What the whole tab shares: the session, the bots, the live connection.
 
 import { signal } from '@preact/signals';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { get, request, setCsrf, whenUnauthorized } from './api/http';
 import type { BotItem, SessionInfo, SettingsDoc } from './api/types';
 import { LiveClient, type Socket } from './live/client';
@@ -94,6 +94,17 @@ export function useZone(bot: string): string {
       .catch(() => {});
   }, [bot]);
   return zones.value[bot] ?? 'UTC';
+}
+
+/** For components that read again while earlier reads may still be on their way:
+ *  each call starts a request and returns whether that request is still the latest
+ *  (an older answer that arrives last must not replace a newer one). */
+export function useLatestRequest(): () => () => boolean {
+  const latest = useRef(0);
+  return () => {
+    const mine = ++latest.current;
+    return () => mine === latest.current;
+  };
 }
 
 /** A live topic's state in a component (null until its snapshot arrives), and how

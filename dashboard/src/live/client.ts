@@ -119,7 +119,7 @@ export class LiveClient {
       this.attempts += 1;
       const jitter = 0.5 + (this.options.random ?? Math.random)() / 2;
       const run = this.run;
-      (this.options.setTimer ?? setTimeout)(() => {
+      this.later(() => {
         if (!this.stopped && run === this.run) this.open();
       }, backoff * jitter);
     };
@@ -140,7 +140,7 @@ export class LiveClient {
       // again a little later, from where the topic stood.
       if (sub && error !== 'forbidden' && error !== 'unknown_topic') {
         const run = this.run;
-        (this.options.setTimer ?? setTimeout)(() => {
+        this.later(() => {
           if (run === this.run && this.subs.get(frame.topic) === sub) this.resubscribe(frame.topic, sub);
         }, RETRY_TOPIC_MS);
       }
@@ -158,6 +158,11 @@ export class LiveClient {
       case 'stale':
         break;
     }
+  }
+
+  /** Runs `f` after `ms` (the test's timer when it gives one). */
+  private later(f: () => void, ms: number): void {
+    (this.options.setTimer ?? setTimeout)(f, ms);
   }
 
   /** Subscribes again from where the topic stands (`since`), or afresh. */

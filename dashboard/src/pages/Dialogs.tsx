@@ -8,7 +8,7 @@ import { Avatar, ErrorLine, Headphones, Link, ProviderIcon } from '../components
 import { displayName, formatBytes, formatWhen, plural, safeUrl } from '../format';
 import { type DialogView, dialogReducer, dialogsReducer, upsertDialog, withOlder } from '../live/reducers';
 import { type ModeFilter, href, navigate } from '../router';
-import { leftInManual, session, switchMode, useTopic, useZone } from '../state';
+import { leftInManual, session, switchMode, useLatestRequest, useTopic, useZone } from '../state';
 
 const MODES: ModeFilter[] = ['all', 'auto', 'manual'];
 
@@ -23,18 +23,18 @@ export function DialogsPage({ bot, user, mode }: { bot: string; user: string | n
 
   // Only the answer to the latest request counts (a page asked for under another
   // filter must not land in this one).
-  const latest = useRef(0);
+  const request = useLatestRequest();
   const load = (cursor: string | null) => {
-    const mine = ++latest.current;
+    const current = request();
     setOlder((o) => ({ ...o, loading: true }));
     get<DialogsAnswer>(`/api/v1/bots/${encodeURIComponent(bot)}/dialogs`, { mode: mode === 'all' ? null : mode, limit: 50, cursor })
       .then((a) => {
-        if (mine !== latest.current) return;
+        if (!current()) return;
         setOlder((o) => ({ items: cursor ? [...o.items, ...a.items] : a.items, next: a.next ?? null, loading: false }));
         setError(null);
       })
       .catch((e) => {
-        if (mine !== latest.current) return;
+        if (!current()) return;
         setOlder((o) => ({ ...o, loading: false }));
         setError(e);
       });

@@ -10,7 +10,7 @@ import { Avatar, ErrorLine, Link, ProviderIcon } from '../components/bits';
 import { displayName, formatWhen, localDate } from '../format';
 import { whole } from '../live/topic';
 import { href } from '../router';
-import { useTopic, useZone } from '../state';
+import { useLatestRequest, useTopic, useZone } from '../state';
 
 const DAY = 86_400;
 
@@ -162,17 +162,17 @@ export function UsersTable({ bot, tz, live, total }: { bot: string; tz: string; 
   const url = `/api/v1/bots/${encodeURIComponent(bot)}/users`;
 
   // Only the answer to the latest request is shown (an older one may arrive last).
-  const latest = useRef(0);
+  const request = useLatestRequest();
   const load = () => {
-    const mine = ++latest.current;
+    const current = request();
     get<UsersAnswer>(url, { sort, order, limit: PAGE, cursor: pages[page] })
       .then((a) => {
-        if (mine !== latest.current) return;
+        if (!current()) return;
         setAnswer(a);
         setError(null);
       })
       // 404: the bot has no event yet; its first one arrives on the live page.
-      .catch((e) => mine === latest.current && setError(e instanceof HttpError && e.status === 404 ? null : e));
+      .catch((e) => current() && setError(e instanceof HttpError && e.status === 404 ? null : e));
   };
   // The timer below calls the load of the latest render (its sort, order and page).
   const loadNow = useRef(load);

@@ -11,7 +11,7 @@ import { type Granularity, type RangeName, bucketLabel, csvName, localDate, rang
 import { mergeBuckets } from '../live/reducers';
 import { whole } from '../live/topic';
 import { type StatsParam, href } from '../router';
-import { useTopic, useZone } from '../state';
+import { useLatestRequest, useTopic, useZone } from '../state';
 import { TopMessages, useNow } from './Overview';
 
 const statsReducer = whole<StatsFrame | null>();
@@ -100,12 +100,12 @@ export function StatisticsPage({ bot, param }: { bot: string; param: StatsParam 
     };
   }, [bot, from, to, granularity]);
 
-  const latestTop = useRef(0);
+  const topRequest = useLatestRequest();
   const loadTop = () => {
-    const mine = ++latestTop.current;
+    const current = topRequest();
     get<TopItem[]>(`${base}/top-messages`, { from, to, limit: 20 })
-      .then((t) => mine === latestTop.current && setTop(t))
-      .catch((e) => mine === latestTop.current && setError(e));
+      .then((t) => current() && setTop(t))
+      .catch((e) => current() && setError(e));
   };
   const loadTopNow = useRef(loadTop);
   loadTopNow.current = loadTop;
