@@ -105,6 +105,7 @@ impl Traffic {
                     attachments: Vec::new(),
                     sender: None,
                     mode: None,
+                    delivery: None,
                     ts: DateTime::from_timestamp_millis(ts).expect("time"),
                 }
             })

@@ -135,12 +135,17 @@ impl TestServer {
 
     /// Another node of the same deployment: a server on this one's Redis keys.
     pub async fn second_node(&self) -> TestServer {
+        self.second_node_with(|_| {}).await
+    }
+
+    /// [`second_node`](Self::second_node) with `configure` applied to its configuration.
+    pub async fn second_node_with(&self, configure: impl FnOnce(&mut Config)) -> TestServer {
         let kept = Kept {
             backend: Backend::Redis,
             dir: None,
             redis_prefix: Some(self.redis_prefix().to_owned()),
         };
-        TestServer::start_full(Backend::Redis, Some(kept), &self.redis_url, |_| {}).await
+        TestServer::start_full(Backend::Redis, Some(kept), &self.redis_url, configure).await
     }
 
     /// Waits until the figures count `n` messages of `bot` (in + out, summed over its

@@ -825,3 +825,9 @@ mod modes;
 
 #[path = "api/webhook.rs"]
 mod webhook;
+
+#[path = "api/telegram_stand_in.rs"]
+mod telegram_stand_in;
+
+#[path = "api/operator.rs"]
+mod operator;

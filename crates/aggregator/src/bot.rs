@@ -3,13 +3,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
-use botwatch_event::{Direction, Event, EventKind, UserInfo};
+use botwatch_event::{DeliveryState, Direction, Event, EventKind, UserInfo};
 use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 use hashbrown::HashTable;
 
 use crate::arena::{Arena, ShortStr, StrRef};
 use crate::names::NameSearch;
+use crate::outbox::{Outbox, PendingMessage};
 use crate::sessions::{self, Group};
 use crate::text::normalize_top_text;
 use crate::time::{
@@ -174,7 +175,7 @@ pub struct StatsBucket {
 
 /// What a snapshot keeps of a bot: everything but the indexes, which are rebuilt.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Stored<U, S, P, C, A, T, D, M> {
+struct Stored<U, S, P, C, A, T, D, M, O> {
     settings: BotSettings,
     strings: S,
     users: U,
@@ -186,6 +187,7 @@ struct Stored<U, S, P, C, A, T, D, M> {
     texts: T,
     top: D,
     modes: M,
+    outbox: O,
 }
 
 type Owned = Stored<
@@ -197,6 +199,7 @@ type Owned = Stored<
     Vec<Box<str>>,
     BTreeMap<i32, Map<u32, u64>>,
     Map<u32, ModeMark>,
+    Outbox,
 >;
 
 /// A dialog's mode as its latest `mode_changed` set it: the latest by event time (then
@@ -226,6 +229,8 @@ pub struct BotFigures {
     top: BTreeMap<i32, Map<u32, u64>>,
     /// Users whose dialog an operator ever switched (every other one is in Auto).
     modes: Map<u32, ModeMark>,
+    /// Operator messages botwatch delivers, and where each is on its way.
+    outbox: Outbox,
 
     // Derived, not kept in snapshots.
     /// User index by id (hashed through the arena: no second copy of each id).
@@ -256,6 +261,7 @@ impl serde::Serialize for BotFigures {
             texts: &self.texts,
             top: &self.top,
             modes: &self.modes,
+            outbox: &self.outbox,
         }
         .serialize(s)
     }
@@ -275,6 +281,7 @@ impl<'de> serde::Deserialize<'de> for BotFigures {
         figures.texts = s.texts;
         figures.top = s.top;
         figures.modes = s.modes;
+        figures.outbox = s.outbox;
         figures
             .check()
             .map_err(|e| serde::de::Error::custom(format!("inconsistent figures: {e}")))?;
@@ -297,6 +304,7 @@ impl BotFigures {
             texts: Vec::new(),
             top: BTreeMap::new(),
             modes: Map::default(),
+            outbox: Outbox::default(),
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
             names: NameSearch::default(),
@@ -324,6 +332,7 @@ impl BotFigures {
         copy.texts = self.texts.clone();
         copy.top = self.top.clone();
         copy.modes = self.modes.clone();
+        copy.outbox = self.outbox.clone();
         copy
     }
 
@@ -342,6 +351,13 @@ impl BotFigures {
         }
         if let Some(i) = self.modes.keys().find(|&&i| i as usize >= self.users.len()) {
             return Err(format!("a mode for user {i}, who is not known"));
+        }
+        if let Some(i) = self
+            .outbox
+            .max_user()
+            .filter(|&i| i as usize >= self.users.len())
+        {
+            return Err(format!("a delivery to user {i}, who is not known"));
         }
         let texts = self.texts.len();
         if self
@@ -416,6 +432,7 @@ impl BotFigures {
                 *self.top.entry(day).or_default().entry(text).or_default() += 1;
             }
         }
+        self.outbox.apply(i as u32, event);
         if event.kind == EventKind::ModeChanged
             && let Some(mode) = event.mode
         {
@@ -707,6 +724,17 @@ impl BotFigures {
         self.find_user(id).map_or(Mode::Auto, |i| self.mode_of(i))
     }
 
+    /// Where operator message `id` is on its way to the user, and why it failed; `None`
+    /// for a message botwatch does not deliver (the bot's own, an adapter's).
+    pub fn delivery(&self, id: &str) -> Option<(DeliveryState, Option<&str>)> {
+        self.outbox.state(id)
+    }
+
+    /// Operator messages still to deliver, oldest first.
+    pub fn pending_messages(&self) -> Vec<PendingMessage> {
+        self.outbox.pending()
+    }
+
     /// The figures of one user, if the bot knows them.
     pub fn user(&self, id: &str) -> Option<UserFigures> {
         self.find_user(id).map(|i| self.figures_of(i))
@@ -846,6 +874,7 @@ mod tests {
             attachments: Vec::new(),
             sender: None,
             mode: None,
+            delivery: None,
             ts: chrono::DateTime::from_timestamp_millis(1_780_000_000_000 + n * 1000)
                 .expect("time"),
         }
@@ -858,6 +887,7 @@ mod tests {
             direction: None,
             text: None,
             mode: Some(mode),
+            delivery: None,
             ..message(n, "a")
         }
     }

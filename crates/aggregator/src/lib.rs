@@ -16,6 +16,7 @@
 mod arena;
 mod bot;
 mod names;
+mod outbox;
 mod sessions;
 mod task;
 mod text;
@@ -25,6 +26,7 @@ mod users;
 
 pub use bot::{BotFigures, BotSettings, DialogCursor, StatsBucket, UserFigures};
 pub use names::fold_name;
+pub use outbox::PendingMessage;
 pub use sessions::Group;
 pub use task::{Aggregator, AggregatorHandle, OnApplied, SNAPSHOT_SCHEMA, SnapshotError, Stopped};
 pub use text::normalize_top_text;

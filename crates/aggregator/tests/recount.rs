@@ -112,6 +112,7 @@ fn event(i: usize, s: &Spec, base_ms: i64) -> Event {
         attachments: Vec::new(),
         sender: None,
         mode: None,
+        delivery: None,
         ts: DateTime::from_timestamp_millis(ts).expect("time"),
     }
 }

@@ -94,6 +94,20 @@ struct StorageArgs {
     )]
     trusted_proxies: Vec<String>,
 
+    /// The address users and bots reach this server at, e.g. https://botwatch.example
+    /// (files operators send are linked under it); the request's Host when unset.
+    #[arg(long, env = "BOTWATCH_PUBLIC_URL", global = true)]
+    public_url: Option<String>,
+
+    /// Telegram's Bot API base address (a stand-in server in tests).
+    #[arg(
+        long,
+        env = "BOTWATCH_TELEGRAM_API",
+        default_value = botwatch_server::TELEGRAM_API,
+        global = true
+    )]
+    telegram_api: String,
+
     /// Prefix of every Redis key (several deployments on one Redis; tests).
     #[arg(
         long,
@@ -272,15 +286,24 @@ async fn start(config: Config) -> Result<(Server, TcpListener)> {
     Ok((server, listener))
 }
 
-async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
+/// The server's configuration from the shared arguments.
+fn server_config(storage: StorageArgs, listen: SocketAddr, default_dir: &str) -> Config {
     let (snapshot_every, retain_events) = (storage.snapshot_every, storage.retain_events);
     let origins = storage.allowed_origins.clone();
     let proxies = storage.trusted_proxies.clone();
-    let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-data"));
+    let (public_url, telegram_api) = (storage.public_url.clone(), storage.telegram_api.clone());
+    let mut config = Config::new(listen, storage_config(storage, default_dir));
     config.snapshot_every = snapshot_every;
     config.retain_events = retain_events;
     config.allowed_origins = origins;
     config.trusted_proxies = proxies;
+    config.public_url = public_url;
+    config.telegram_api = telegram_api;
+    config
+}
+
+async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
+    let mut config = server_config(storage, args.listen, "./botwatch-data");
     config.admin_token = admin_token_from_env();
     config.secret_key = secret_key_from_env();
     if config.admin_token.is_none() {
@@ -294,14 +317,7 @@ async fn serve(storage: StorageArgs, args: ServeArgs) -> Result<()> {
 }
 
 async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
-    let (snapshot_every, retain_events) = (storage.snapshot_every, storage.retain_events);
-    let origins = storage.allowed_origins.clone();
-    let proxies = storage.trusted_proxies.clone();
-    let mut config = Config::new(args.listen, storage_config(storage, "./botwatch-demo-data"));
-    config.snapshot_every = snapshot_every;
-    config.retain_events = retain_events;
-    config.allowed_origins = origins;
-    config.trusted_proxies = proxies;
+    let mut config = server_config(storage, args.listen, "./botwatch-demo-data");
     let token = admin_token_from_env().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     config.admin_token = Some(token.clone());
     config.secret_key = secret_key_from_env();

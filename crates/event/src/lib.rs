@@ -11,7 +11,8 @@ mod model;
 mod validate;
 
 pub use model::{
-    Attachment, Button, Card, Direction, Event, EventKind, Media, Mode, Sender, UserInfo,
+    Attachment, Button, Card, Delivery, DeliveryState, Direction, Event, EventKind, Media, Mode,
+    Sender, UserInfo,
 };
 pub use validate::{
     BatchError, FieldError, Limits, Problem, is_slug, parse_batch, parse_event, parse_event_value,

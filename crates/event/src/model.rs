@@ -22,6 +22,10 @@ pub struct Event {
     /// The dialog's new mode: on `mode_changed` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
+    /// An operator message's delivery: `pending` on the message botwatch writes when
+    /// an operator sends it, the outcome (and the message it is of) on `delivery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
     /// Event time, UTC, millisecond precision (RFC 3339); the time of receipt when absent.
     #[schema(value_type = String, format = DateTime)]
     #[serde(serialize_with = "ts_to_rfc3339", deserialize_with = "ts_from_rfc3339")]
@@ -51,6 +55,9 @@ pub enum EventKind {
     /// An operator switched the dialog with `user` to `mode`. Written by botwatch itself
     /// (`PUT …/dialogs/{user}/mode`), never accepted from an ingest request.
     ModeChanged,
+    /// The outcome of delivering an operator message (`delivery.message`) to the user.
+    /// Written by botwatch itself.
+    Delivery,
 }
 
 impl EventKind {
@@ -72,6 +79,36 @@ impl Mode {
         match self {
             Mode::Auto => "auto",
             Mode::Manual => "manual",
+        }
+    }
+}
+
+/// Where an operator message is on its way to the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// On `delivery` events: the id of the operator message this is the outcome of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub state: DeliveryState,
+    /// Why it failed, in words an operator can act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Sent,
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Failed => "failed",
         }
     }
 }

@@ -9,7 +9,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::model::{
-    Attachment, Button, Card, Direction, Event, EventKind, Media, Mode, Sender, UserInfo,
+    Attachment, Button, Card, Delivery, DeliveryState, Direction, Event, EventKind, Media, Mode,
+    Sender, UserInfo,
 };
 
 mod fast;
@@ -58,6 +59,8 @@ const DIRECTION_CHARS: RangeInclusive<usize> = 1..=8;
 const KIND_CHARS: RangeInclusive<usize> = 1..=16;
 const URL_CHARS: RangeInclusive<usize> = 1..=MAX_URL_BYTES;
 const FILE_NAME_CHARS: RangeInclusive<usize> = 1..=256;
+/// `delivery.reason`: a provider's error, said in words.
+const REASON_CHARS: RangeInclusive<usize> = 1..=1024;
 const MIME_CHARS: RangeInclusive<usize> = 3..=127;
 const CARD_TITLE_CHARS: RangeInclusive<usize> = 1..=256;
 const SUBTITLE_CHARS: RangeInclusive<usize> = 0..=1024;
@@ -300,6 +303,7 @@ fn parse_event_value_with_id(
         Some(Value::String(s)) => match EventKind::ALL.iter().find(|(name, _)| *name == s) {
             Some((_, kind)) => Some(*kind),
             None if limits.own_kinds && s == "mode_changed" => Some(EventKind::ModeChanged),
+            None if limits.own_kinds && s == "delivery" => Some(EventKind::Delivery),
             None => {
                 let allowed: Vec<&str> = EventKind::ALL.iter().map(|(n, _)| *n).collect();
                 c.fault(
@@ -375,6 +379,11 @@ fn parse_event_value_with_id(
             None
         }
     };
+    // Only botwatch writes deliveries: what bots and adapters send is read without it.
+    let delivery = match obj.remove("delivery").filter(|_| limits.own_kinds) {
+        None | Some(Value::Null) => None,
+        Some(value) => c.delivery(value),
+    };
     let ts = match obj.remove("ts") {
         None | Some(Value::Null) => Some(now),
         Some(Value::String(s)) => match event_time(&s, now, limits) {
@@ -428,7 +437,29 @@ fn parse_event_value_with_id(
                 "is required for type \"mode_changed\"".to_owned(),
             );
         }
+        Some(EventKind::Delivery) => match &delivery {
+            Some(d) if d.message.is_none() || d.state == DeliveryState::Pending => c.fault(
+                Some("delivery"),
+                "a delivery names its message and is \"sent\" or \"failed\"".to_owned(),
+            ),
+            None if !c.has_fault("delivery") => c.fault(
+                Some("delivery"),
+                "is required for type \"delivery\"".to_owned(),
+            ),
+            _ => {}
+        },
         _ => {}
+    }
+    if let Some(d) = &delivery
+        && kind == Some(EventKind::Message)
+        && (d.state != DeliveryState::Pending
+            || d.message.is_some()
+            || !matches!(sender, Some(Sender::Operator { .. })))
+    {
+        c.fault(
+            Some("delivery"),
+            "on a message, only an operator's and only \"pending\"".to_owned(),
+        );
     }
     match (bot, provider, kind, user, ts) {
         (Some(bot), Some(provider), Some(kind), Some(user), Some(ts)) if c.errors.is_empty() => {
@@ -443,6 +474,7 @@ fn parse_event_value_with_id(
                 attachments,
                 sender,
                 mode,
+                delivery,
                 ts: truncate_to_millis(ts),
             })
         }
@@ -662,6 +694,33 @@ impl Checker {
             avatar,
             gender,
             lang,
+        })
+    }
+
+    fn delivery(&mut self, value: Value) -> Option<Delivery> {
+        let mut d = self.object(Some(value), "delivery", false)?;
+        let message = self.string(&mut d, "message", "delivery.message", ID_CHARS);
+        let state = match self
+            .required_string(&mut d, "state", "delivery.state", KIND_CHARS)
+            .as_deref()
+        {
+            Some("pending") => DeliveryState::Pending,
+            Some("sent") => DeliveryState::Sent,
+            Some("failed") => DeliveryState::Failed,
+            Some(other) => {
+                self.fault(
+                    Some("delivery.state"),
+                    format!("expected \"pending\", \"sent\" or \"failed\", found {other:?}"),
+                );
+                return None;
+            }
+            None => return None,
+        };
+        let reason = self.string(&mut d, "reason", "delivery.reason", REASON_CHARS);
+        Some(Delivery {
+            message,
+            state,
+            reason,
         })
     }
 

@@ -38,6 +38,10 @@ const HISTORY: TableDefinition<(u64, i64, u64, u64), ()> = TableDefinition::new(
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 const INTEGRITY: TableDefinition<&str, &str> = TableDefinition::new("integrity");
+const CLAIMS: TableDefinition<&str, &str> = TableDefinition::new("claims");
+/// A file's type and name (`StoredFile::meta`), and its bytes.
+const FILE_META: TableDefinition<&str, &str> = TableDefinition::new("file_meta");
+const FILE_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("file_data");
 
 const DB_FILE: &str = "events.redb";
 /// Upper bound of events written in one group-commit transaction.
@@ -117,6 +121,9 @@ impl EmbeddedLog {
             txn.open_table(DIALOGS)?;
             txn.open_table(SETTINGS)?;
             txn.open_table(INTEGRITY)?;
+            txn.open_table(CLAIMS)?;
+            txn.open_table(FILE_META)?;
+            txn.open_table(FILE_DATA)?;
             let meta = txn.open_table(META)?;
             let head = match events.last()? {
                 Some((k, _)) => {
@@ -745,5 +752,68 @@ impl EventLog for EmbeddedLog {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
             info!("embedded event log closed");
         }
+    }
+}
+
+impl crate::ClaimStore for EmbeddedLog {
+    async fn claim(&self, key: &str, owner: &str) -> Result<crate::Claim, LogError> {
+        let (key, owner) = (key.to_owned(), owner.to_owned());
+        // Its own write transaction: redb serialises writers, so look and write are one.
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            let claim = {
+                let mut table = txn.open_table(CLAIMS)?;
+                let held = table.get(key.as_str())?.map(|v| v.value().to_owned());
+                match held {
+                    Some(holder) => crate::Claim::Held(holder),
+                    None => {
+                        table.insert(key.as_str(), owner.as_str())?;
+                        crate::Claim::Won
+                    }
+                }
+            };
+            txn.commit()?;
+            Ok(claim)
+        })
+        .await
+    }
+}
+
+impl crate::FileStore for EmbeddedLog {
+    async fn put_file(&self, id: &str, file: &crate::StoredFile) -> Result<(), LogError> {
+        let (id, meta, bytes) = (id.to_owned(), file.meta(), file.bytes.clone());
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                txn.open_table(FILE_DATA)?
+                    .insert(id.as_str(), bytes.as_slice())?;
+                txn.open_table(FILE_META)?
+                    .insert(id.as_str(), meta.as_str())?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn file(&self, id: &str) -> Result<Option<crate::StoredFile>, LogError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let Some(meta) = txn
+                .open_table(FILE_META)?
+                .get(id.as_str())?
+                .map(|v| v.value().to_owned())
+            else {
+                return Ok(None);
+            };
+            let bytes = txn
+                .open_table(FILE_DATA)?
+                .get(id.as_str())?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            Ok(crate::StoredFile::from_meta(&meta, bytes))
+        })
+        .await
     }
 }

@@ -210,6 +210,57 @@ pub trait IntegrityStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<(Position, u64)>, LogError>> + Send;
 }
 
+/// First-come claims, durable and shared by every node: what makes an operator
+/// message go out once, whichever node (or restart) would send it.
+pub trait ClaimStore: Send + Sync + 'static {
+    /// Claims `key` for `owner` unless it is claimed: [`Claim::Won`], or who holds it.
+    fn claim(&self, key: &str, owner: &str)
+    -> impl Future<Output = Result<Claim, LogError>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    Won,
+    /// Claimed before, by this owner.
+    Held(String),
+}
+
+/// Files operators send, kept in the storage so every node serves them.
+pub trait FileStore: Send + Sync + 'static {
+    /// Stores a file under a new, unguessable `id` (the caller makes it).
+    fn put_file(
+        &self,
+        id: &str,
+        file: &StoredFile,
+    ) -> impl Future<Output = Result<(), LogError>> + Send;
+
+    fn file(&self, id: &str) -> impl Future<Output = Result<Option<StoredFile>, LogError>> + Send;
+}
+
+/// A kept file: its name as given, its type as sniffed, its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub name: String,
+    pub mime: String,
+    pub bytes: Vec<u8>,
+}
+
+impl StoredFile {
+    /// Name and type in one string (names and types never hold a newline).
+    fn meta(&self) -> String {
+        format!("{}\n{}", self.mime, self.name)
+    }
+
+    fn from_meta(meta: &str, bytes: Vec<u8>) -> Option<StoredFile> {
+        let (mime, name) = meta.split_once('\n')?;
+        Some(StoredFile {
+            name: name.to_owned(),
+            mime: mime.to_owned(),
+            bytes,
+        })
+    }
+}
+
 /// The backend chosen by configuration.
 #[derive(Clone)]
 pub enum AnyLog {
@@ -263,6 +314,22 @@ impl SettingsStore for AnyLog {
 
     async fn settings_version(&self) -> Result<u64, LogError> {
         delegate!(self, log => log.settings_version())
+    }
+}
+
+impl ClaimStore for AnyLog {
+    async fn claim(&self, key: &str, owner: &str) -> Result<Claim, LogError> {
+        delegate!(self, log => log.claim(key, owner))
+    }
+}
+
+impl FileStore for AnyLog {
+    async fn put_file(&self, id: &str, file: &StoredFile) -> Result<(), LogError> {
+        delegate!(self, log => log.put_file(id, file))
+    }
+
+    async fn file(&self, id: &str) -> Result<Option<StoredFile>, LogError> {
+        delegate!(self, log => log.file(id))
     }
 }
 

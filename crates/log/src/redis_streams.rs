@@ -1421,6 +1421,54 @@ impl EventLog for RedisLog {
     }
 }
 
+/// How long a claim outlives its delivery (an outcome lands within minutes).
+const CLAIM_SECS: u64 = 30 * 24 * 3600;
+
+impl crate::ClaimStore for RedisLog {
+    async fn claim(&self, key: &str, owner: &str) -> Result<crate::Claim, LogError> {
+        let key = self.key(&format!("claim:{key}"));
+        let (won, held): (Option<String>, Option<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(owner)
+            .arg("NX")
+            .arg("EX")
+            .arg(CLAIM_SECS)
+            .cmd("GET")
+            .arg(&key)
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(match (won, held) {
+            (Some(_), _) => crate::Claim::Won,
+            (None, holder) => crate::Claim::Held(holder.unwrap_or_default()),
+        })
+    }
+}
+
+impl crate::FileStore for RedisLog {
+    async fn put_file(&self, id: &str, file: &crate::StoredFile) -> Result<(), LogError> {
+        let () = redis::cmd("HSET")
+            .arg(self.key(&format!("file:{id}")))
+            .arg("meta")
+            .arg(file.meta())
+            .arg("bytes")
+            .arg(file.bytes.as_slice())
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn file(&self, id: &str) -> Result<Option<crate::StoredFile>, LogError> {
+        let (meta, bytes): (Option<String>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(self.key(&format!("file:{id}")))
+            .arg("meta")
+            .arg("bytes")
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(meta.and_then(|m| crate::StoredFile::from_meta(&m, bytes.unwrap_or_default())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,7 @@ fn msg(bot: &str, user: &str, id: &str, ts: DateTime<Utc>, text: &str) -> Event 
         attachments: Vec::new(),
         sender: None,
         mode: None,
+        delivery: None,
         ts,
     }
 }

@@ -32,7 +32,15 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// Proxies (addresses or networks) whose forwarded headers name the client.
     pub trusted_proxies: Vec<String>,
+    /// `BOTWATCH_PUBLIC_URL`: the address users and bots reach this server at (the
+    /// files operators send are linked under it); the request's `Host` when unset.
+    pub public_url: Option<String>,
+    /// `BOTWATCH_TELEGRAM_API`: the Bot API's base address.
+    pub telegram_api: String,
 }
+
+/// Telegram's Bot API.
+pub const TELEGRAM_API: &str = "https://api.telegram.org";
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,6 +57,8 @@ impl std::fmt::Debug for Config {
             .field("logins", &self.logins)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("public_url", &self.public_url)
+            .field("telegram_api", &self.telegram_api)
             .finish()
     }
 }
@@ -68,6 +78,8 @@ impl Config {
             logins: crate::auth::LoginThrottle::default(),
             secret_key: None,
             trusted_proxies: Vec::new(),
+            public_url: None,
+            telegram_api: TELEGRAM_API.to_owned(),
         }
     }
 

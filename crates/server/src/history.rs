@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use botwatch_event::{Attachment, Direction, Sender};
+use botwatch_event::{Attachment, Delivery, Direction, Sender};
 use botwatch_log::{EventLog, HistoryCursor};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
@@ -38,6 +38,9 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     pub provider: String,
     pub ts: String,
+    /// Operator messages botwatch delivers: `pending`, `sent`, or `failed` and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
 }
 
 impl From<botwatch_event::Event> for Message {
@@ -51,6 +54,7 @@ impl From<botwatch_event::Event> for Message {
             attachments: e.attachments,
             provider: e.provider,
             ts,
+            delivery: e.delivery,
         }
     }
 }
@@ -71,10 +75,43 @@ pub async fn messages(
             })?),
         };
     let page = state.log.history(&bot, &user, before, limit).await?;
+    // Where each operator message is on its way, from the figures (one query a page).
+    let operators: Vec<String> = page
+        .entries
+        .iter()
+        .filter(|e| e.event.delivery.is_some())
+        .map(|e| e.event.id.clone())
+        .collect();
+    let states = if operators.is_empty() {
+        Vec::new()
+    } else {
+        let b = bot.clone();
+        state
+            .aggregator
+            .query(move |a| {
+                let f = a.bot(&b);
+                operators
+                    .into_iter()
+                    .map(|id| {
+                        let known = f.and_then(|f| f.delivery(&id));
+                        let known = known.map(|(s, r)| (s, r.map(str::to_owned)));
+                        (id, known)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|_| crate::figures::stopped())?
+    };
     let items = page
         .entries
         .into_iter()
-        .map(|entry| Message::from(entry.event))
+        .map(|entry| {
+            let known = states
+                .iter()
+                .find(|(id, _)| *id == entry.event.id)
+                .and_then(|(_, k)| k.as_ref());
+            Message::from(entry.event).with_delivery(known.map(|(s, r)| (*s, r.as_deref())))
+        })
         .collect();
     Ok(Json(HistoryAnswer {
         items,

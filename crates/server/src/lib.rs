@@ -3,6 +3,7 @@
 //! The binary only parses arguments; tests start the same server on port 0.
 
 pub mod auth;
+pub mod channels;
 mod client;
 mod config;
 mod dashboard;
@@ -17,6 +18,7 @@ pub mod live;
 mod metrics;
 mod modes;
 pub mod openapi;
+pub mod outbox;
 mod retention;
 pub mod routes;
 mod session;
@@ -41,7 +43,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, TELEGRAM_API};
 pub use error::ApiError;
 pub use integrity::{Cleared, Integrity, clear_data_loss, recorded_data_loss};
 pub use metrics::Metrics;
@@ -73,8 +75,14 @@ pub struct AppState {
     pub vault: Arc<vault::Vault>,
     /// Proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Arc<Vec<client::Network>>,
-    /// Outbound calls (bots' webhooks); one pool of connections for all.
+    /// Outbound calls (bots' webhooks, Telegram); one pool of connections for all.
     pub http: reqwest::Client,
+    /// This process's id among the deployment's nodes (made at start).
+    pub node: Arc<str>,
+    /// `BOTWATCH_PUBLIC_URL`: where users and bots reach this server (file addresses).
+    pub public_url: Option<String>,
+    /// `BOTWATCH_TELEGRAM_API`: the Bot API's base address.
+    pub telegram_api: String,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -223,6 +231,9 @@ impl Server {
                 .user_agent(concat!("botwatch/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| ServerError::HttpClient(e.to_string()))?,
+            node: node.as_str().into(),
+            public_url: config.public_url.clone(),
+            telegram_api: config.telegram_api.clone(),
         };
         Ok(Server {
             config,
@@ -309,6 +320,8 @@ impl Server {
                 }
             });
         }
+        // Operator messages nobody is delivering (a node stopped; a restart).
+        tokio::spawn(outbox::sweep(state.clone(), state.live_stop.clone()));
         let app = router(state.clone());
         let http_stop = shutdown.clone();
         // TCP_NODELAY: a live frame goes out when it is written, not after Nagle's wait.

@@ -246,6 +246,20 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
             }
         }
     }
+    // An operator message's outcome: to its dialog's topic.
+    for e in events.iter().filter(|e| e.kind == EventKind::Delivery) {
+        let topic = format!("bot/{}/dialog/{}", e.bot, e.user.id);
+        if let Some(delivery) = &e.delivery
+            && hub.is_watched(&topic)
+        {
+            hub.publish(
+                &topic,
+                &DeliveryDelta {
+                    delivery: delivery.clone(),
+                },
+            );
+        }
+    }
     for (bot, dialogs) in bots {
         let Some(f) = aggregator.bot(bot) else {
             continue;
@@ -648,6 +662,13 @@ pub struct MessageDelta<'a> {
     message: Message,
     // The same figures for every message of a batch: borrowed, not copied.
     dialog: &'a DialogItem,
+}
+
+/// `bot/{bot}/dialog/{user}` delta: an operator message (`delivery.message`) was sent,
+/// or failed and why.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryDelta {
+    delivery: botwatch_event::Delivery,
 }
 
 /// `bot/{bot}/dialogs` snapshot: the latest dialogs, latest first.

@@ -97,6 +97,7 @@ async fn switch(
             id: operator.clone(),
         }),
         mode: Some(mode),
+        delivery: None,
         ts: Utc::now(),
     };
     let ts = event.ts_millis();

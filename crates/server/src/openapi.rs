@@ -11,7 +11,7 @@ use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
 use utoipa::{Modify, OpenApi};
 
 use crate::auth::Access;
-use crate::{figures, health, history, ingest, live, modes, session, settings, users};
+use crate::{figures, health, history, ingest, live, modes, outbox, session, settings, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,8 @@ use crate::{figures, health, history, ingest, live, modes, session, settings, us
         figures::dialog,
         modes::put,
         history::messages,
+        outbox::send,
+        outbox::file,
         users::users,
         users::user,
         settings::get,
@@ -49,6 +51,7 @@ use crate::{figures, health, history, ingest, live, modes, session, settings, us
         live::DialogDelta,
         live::DialogSnapshot,
         live::MessageDelta,
+        live::DeliveryDelta,
     )),
     modifiers(&SecurityFromRoutes)
 )]

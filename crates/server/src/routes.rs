@@ -8,7 +8,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::auth::Access;
 use crate::{
-    AppState, figures, health, history, ingest, live, modes, openapi, session, settings, users,
+    AppState, figures, health, history, ingest, live, modes, openapi, outbox, session, settings,
+    users,
 };
 
 /// One route: method, path (axum's syntax) and the access it needs.
@@ -89,6 +90,18 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             Read,
             history::messages,
         ),
+        {
+            let (r, handler) = route(
+                M::POST,
+                "/api/v1/bots/{bot}/dialogs/{user}/messages",
+                Operate,
+                outbox::send,
+            );
+            // A file with its multipart framing.
+            let limit = axum::extract::DefaultBodyLimit::max(outbox::MAX_FILE_BYTES + 64 * 1024);
+            (r, handler.layer(limit))
+        },
+        route(M::GET, "/api/v1/files/{id}", Public, outbox::file),
         route(M::GET, "/api/v1/bots/{bot}/settings", Read, settings::get),
         route(
             M::PUT,

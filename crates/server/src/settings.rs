@@ -36,7 +36,32 @@ pub struct SettingsDoc {
     #[serde(default)]
     pub webhook_secret: Option<String>,
     #[serde(default)]
+    pub channels: Channels,
+    #[serde(default)]
     pub integrations: Integrations,
+}
+
+/// The providers botwatch talks to itself for this bot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Channels {
+    #[serde(default)]
+    pub telegram: TelegramChannel,
+}
+
+/// Telegram, built in (API.md → Telegram, built in).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TelegramChannel {
+    /// The bot's Bot API token, sealed: operator messages go out with it, and the Bot
+    /// API proxy admits only requests made with it.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// What Telegram sends as `X-Telegram-Bot-Api-Secret-Token` (set it as
+    /// `secret_token` in `setWebhook`), sealed.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// The bot's own webhook: updates of users in Auto are passed on to it unchanged.
+    #[serde(default)]
+    pub forward_url: Option<String>,
 }
 
 /// Where a bot's events are forwarded (the forwarding itself comes with its issue).
@@ -64,6 +89,8 @@ pub struct Mixpanel {
 const GA_SECRET: &str = "integrations.google_analytics.api_secret";
 pub(crate) const WEBHOOK_SECRET: &str = "webhook_secret";
 const MIXPANEL_TOKEN: &str = "integrations.mixpanel.token";
+pub(crate) const TELEGRAM_TOKEN: &str = "channels.telegram.token";
+pub(crate) const TELEGRAM_SECRET: &str = "channels.telegram.webhook_secret";
 
 impl Default for SettingsDoc {
     fn default() -> Self {
@@ -73,6 +100,7 @@ impl Default for SettingsDoc {
             session_timeout_secs: DEFAULT_TIMEOUT_SECS,
             webhook_url: None,
             webhook_secret: None,
+            channels: Channels::default(),
             integrations: Integrations::default(),
         }
     }
@@ -103,6 +131,15 @@ impl SettingsDoc {
             .webhook_secret
             .as_deref()
             .map(|s| vault.masked(bot, WEBHOOK_SECRET, s));
+        let tg = &mut view.channels.telegram;
+        tg.token = tg
+            .token
+            .as_deref()
+            .map(|s| vault.masked(bot, TELEGRAM_TOKEN, s));
+        tg.webhook_secret = tg
+            .webhook_secret
+            .as_deref()
+            .map(|s| vault.masked(bot, TELEGRAM_SECRET, s));
         let ga = &mut view.integrations.google_analytics;
         ga.api_secret = ga
             .api_secret
@@ -116,9 +153,6 @@ impl SettingsDoc {
         view
     }
 }
-
-/// Fields of API.md's settings that later issues implement.
-const NOT_YET: [&str; 1] = ["channels"];
 
 /// Where a merge seals the secrets it is given.
 struct Sealing<'a> {
@@ -178,6 +212,46 @@ fn merge_integrations(
                     &at,
                     "unknown service (google_analytics, mixpanel)",
                 ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Merges `channels` of a PUT body: the fields given replace the stored ones.
+fn merge_channels(
+    doc: &mut Channels,
+    body: Map<String, Value>,
+    sealing: &Sealing,
+) -> Result<(), ApiError> {
+    for (provider, value) in body {
+        let at = format!("channels.{provider}");
+        if provider != "telegram" {
+            return Err(ApiError::bad_parameter(&at, "unknown channel (telegram)"));
+        }
+        let tg = &mut doc.telegram;
+        for (field, value) in object(&at, value)? {
+            let at = format!("channels.telegram.{field}");
+            match (field.as_str(), value) {
+                ("token", value) => {
+                    if let Some(new) = sealing.secret(TELEGRAM_TOKEN, value)? {
+                        tg.token = new;
+                    }
+                }
+                ("webhook_secret", value) => {
+                    if let Some(new) = sealing.secret(TELEGRAM_SECRET, value)? {
+                        tg.webhook_secret = new;
+                    }
+                }
+                ("forward_url", Value::Null) => tg.forward_url = None,
+                ("forward_url", Value::String(s)) if is_webhook_url(&s) => tg.forward_url = Some(s),
+                ("forward_url", _) => {
+                    return Err(ApiError::bad_parameter(
+                        &at,
+                        "an http:// or https:// address of at most 2,048 characters, or null",
+                    ));
+                }
+                _ => return Err(ApiError::bad_parameter(&at, "unknown setting")),
             }
         }
     }
@@ -284,6 +358,9 @@ fn merge(
                     doc.webhook_secret = secret;
                 }
             }
+            ("channels", value) => {
+                merge_channels(&mut doc.channels, object("channels", value)?, sealing)?
+            }
             ("integrations", value) => merge_integrations(
                 &mut doc.integrations,
                 object("integrations", value)?,
@@ -319,9 +396,6 @@ fn merge(
                         "a whole number of seconds from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS}"
                     ),
                 ));
-            }
-            (f, _) if NOT_YET.contains(&f) => {
-                return Err(ApiError::bad_parameter(f, "not supported yet"));
             }
             (f, _) => return Err(ApiError::bad_parameter(f, "unknown setting")),
         }
@@ -491,6 +565,33 @@ mod tests {
     }
 
     #[test]
+    fn the_telegram_token_and_secret_are_sealed_and_masked() {
+        let vault = Vault::with_key(&[3; 32]);
+        let token = "123456:AAE-telegram-token_example";
+        let doc = merged(serde_json::json!({"channels": {"telegram": {
+            "token": token, "webhook_secret": "s3cret-path", "forward_url": "https://bot.example/hook"
+        }}}))
+        .expect("valid");
+        let tg = &doc.channels.telegram;
+        let sealed = tg.token.as_deref().expect("stored");
+        assert!(!sealed.contains(token), "stored sealed");
+        assert_eq!(
+            vault.open("shop", TELEGRAM_TOKEN, sealed).as_deref(),
+            Some(token)
+        );
+        let view = doc.view(&vault, "shop");
+        let shown = serde_json::to_string(&view).expect("json");
+        assert!(
+            !shown.contains(token) && !shown.contains("s3cret-path"),
+            "{shown}"
+        );
+        assert_eq!(
+            view.channels.telegram.forward_url.as_deref(),
+            Some("https://bot.example/hook")
+        );
+    }
+
+    #[test]
     fn settings_are_checked_field_by_field() {
         let doc =
             merged(serde_json::json!({"timezone": "Europe/Kyiv", "session_timeout_secs": 600}))
@@ -499,8 +600,11 @@ mod tests {
         assert!(merged(serde_json::json!({"timezone": "Mars/Olympus"})).is_err());
         assert!(merged(serde_json::json!({"session_timeout_secs": 5})).is_err());
         assert!(merged(serde_json::json!({"session_timeout_secs": 1.5})).is_err());
-        let e = merged(serde_json::json!({"channels": {}})).expect_err("not yet");
-        assert!(e.message.contains("not supported yet"), "{}", e.message);
+        let e = merged(serde_json::json!({"channels": {"viber": {}}})).expect_err("unknown");
+        assert!(e.message.contains("channels.viber"), "{}", e.message);
+        let e = merged(serde_json::json!({"channels": {"telegram": {"forward_url": "x"}}}))
+            .expect_err("not an address");
+        assert!(e.message.contains("forward_url"), "{}", e.message);
         let e = merged(serde_json::json!({"webhook_url": "ftp://x"})).expect_err("not http");
         assert!(e.message.contains("webhook_url"), "{}", e.message);
         let e = merged(serde_json::json!({"webhook_url": "javascript:alert(1)"}))

@@ -14,7 +14,6 @@
 
 use std::time::Duration;
 
-use botwatch_log::SettingsStore;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use sha2::Sha256;
@@ -45,28 +44,61 @@ pub fn notify(state: &AppState, bot: &str, kind: &'static str, body: serde_json:
     let span = info_span!("webhook", bot, kind);
     tokio::spawn(
         async move {
-            let doc = match state.log.settings(&bot).await {
-                Ok(Some(json)) => SettingsDoc::parse(&json).unwrap_or_default(),
-                Ok(None) => return,
+            let doc = match crate::channels::settings_of(&state, &bot).await {
+                Ok(doc) => doc,
                 Err(e) => {
-                    warn!(error = %e, "cannot read the bot's settings; the webhook is not called");
+                    warn!(error = %e, "the webhook is not called");
                     return;
                 }
             };
-            let (Some(url), Some(sealed)) = (doc.webhook_url, doc.webhook_secret) else {
-                return;
-            };
-            let Some(secret) = state.vault.open(&bot, WEBHOOK_SECRET, &sealed) else {
-                warn!("the webhook secret cannot be opened (another secret key?); not called");
-                return;
-            };
-            call(&state.http, &url, &secret, &body).await;
+            if let Some(hook) = Webhook::of(&state, &bot, &doc) {
+                let _ = hook.call(&state.http, &body).await;
+            }
         }
         .instrument(span),
     );
 }
 
-async fn call(http: &reqwest::Client, url: &str, secret: &str, body: &serde_json::Value) {
+/// A bot's webhook, ready to call: where, and the key its calls are signed with.
+pub struct Webhook {
+    url: String,
+    secret: String,
+}
+
+impl Webhook {
+    /// The webhook of `bot` by its settings `doc`, when it has one (and its secret opens).
+    pub fn of(state: &AppState, bot: &str, doc: &SettingsDoc) -> Option<Webhook> {
+        let (url, sealed) = (doc.webhook_url.as_ref()?, doc.webhook_secret.as_deref()?);
+        let Some(secret) = state.vault.open(bot, WEBHOOK_SECRET, sealed) else {
+            warn!(
+                bot,
+                "the webhook secret cannot be opened (another secret key?); not called"
+            );
+            return None;
+        };
+        Some(Webhook {
+            url: url.clone(),
+            secret,
+        })
+    }
+
+    pub async fn call(
+        &self,
+        http: &reqwest::Client,
+        body: &serde_json::Value,
+    ) -> Result<(), String> {
+        call(http, &self.url, &self.secret, body).await
+    }
+}
+
+/// Calls `url` with `body`, signed, trying again as the module says; `Err` says why the
+/// call did not go through in the end.
+async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    body: &serde_json::Value,
+) -> Result<(), String> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut wait = FIRST_RETRY;
     for attempt in 1..=ATTEMPTS {
@@ -83,7 +115,7 @@ async fn call(http: &reqwest::Client, url: &str, secret: &str, body: &serde_json
         let again = match &sent {
             Ok(r) if r.status().is_success() => {
                 info!(attempt, status = r.status().as_u16(), "webhook called");
-                return;
+                return Ok(());
             }
             Ok(r) => {
                 let s = r.status();
@@ -102,19 +134,22 @@ async fn call(http: &reqwest::Client, url: &str, secret: &str, body: &serde_json
                 attempt,
                 outcome, "the webhook refused the call; not tried again"
             );
-            return;
+            return Err(format!("the bot's webhook answered {outcome}"));
         }
         if attempt == ATTEMPTS {
             warn!(
                 attempt,
                 outcome, "the webhook did not take the call; given up"
             );
-            return;
+            return Err(format!(
+                "the bot's webhook did not take it in {ATTEMPTS} attempts (last: {outcome})"
+            ));
         }
         warn!(attempt, outcome, retry_in = ?wait, "the webhook did not take the call");
         tokio::time::sleep(wait).await;
         wait *= 2;
     }
+    Err("the bot's webhook was not called".to_owned())
 }
 
 #[cfg(test)]

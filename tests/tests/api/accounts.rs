@@ -147,6 +147,14 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
             "/api/v1/bots/{bot}/dialogs/{user}/mode",
             [401, 403, 200, 200, 403],
         ),
+        // After the switch to Manual above, so an operator's message is taken.
+        (
+            M::POST,
+            "/api/v1/bots/{bot}/dialogs/{user}/messages",
+            [401, 403, 202, 202, 403],
+        ),
+        // Public: the file's id is the capability (no file has this one).
+        (M::GET, "/api/v1/files/{id}", [404, 404, 404, 404, 404]),
         (
             M::PUT,
             "/api/v1/bots/{bot}/settings",
@@ -163,6 +171,9 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
     match (method.as_str(), path) {
         ("POST", "/api/v1/events") => Some(event("helpdesk", &uuid::Uuid::new_v4().to_string())),
         ("PUT", "/api/v1/bots/{bot}/dialogs/{user}/mode") => Some(json!({"mode": "manual"})),
+        ("POST", "/api/v1/bots/{bot}/dialogs/{user}/messages") => {
+            Some(json!({"text": "An operator here"}))
+        }
         ("PUT", _) => Some(json!({"timezone": "Europe/Kyiv"})),
         ("POST", "/api/v1/session") => Some(json!({"username": "matrix", "password": PASSWORD})),
         _ => None,

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 type Calls = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
 /// A bot's webhook on 127.0.0.1 that answers 503 to the first call and 200 after.
-async fn stand_in_bot() -> (String, Calls) {
+pub(super) async fn stand_in_bot() -> (String, Calls) {
     let calls: Calls = Arc::default();
     let seen = calls.clone();
     let app = axum::Router::new().route(

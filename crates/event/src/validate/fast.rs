@@ -224,8 +224,8 @@ impl EventIn<'_> {
                 }
                 None
             }
-            // Never one of `EventKind::ALL`: the full path judges it.
-            (EventKind::ModeChanged, _) => return Err(Decline),
+            // Never one of `EventKind::ALL`: the full path judges them.
+            (EventKind::ModeChanged | EventKind::Delivery, _) => return Err(Decline),
         };
 
         Ok(Event {
@@ -240,6 +240,7 @@ impl EventIn<'_> {
             attachments,
             sender,
             mode: None,
+            delivery: None,
             ts: truncate_to_millis(ts),
         })
     }
@@ -375,6 +376,8 @@ impl<'de> Object<'de> for EventIn<'de> {
             "attachments" => read_once(&mut self.attachments, map),
             "sender" => read_once(&mut self.sender, map),
             "ts" => read_once(&mut self.ts, map),
+            // Read only in botwatch's own log, by the slow path.
+            "delivery" => Err(de::Error::custom("a key left to the slow path")),
             _ => skip_unknown(key, map),
         }
     }

@@ -9,7 +9,8 @@ use super::{
     parse_event_value,
 };
 use crate::model::{
-    Attachment, Button, Card, Direction, Event, EventKind, Media, Mode, Sender, UserInfo,
+    Attachment, Button, Card, DeliveryState, Direction, Event, EventKind, Media, Mode, Sender,
+    UserInfo,
 };
 
 const KIB: usize = 1024;
@@ -253,6 +254,7 @@ fn api_example_event_parses_into_the_model() {
         // inbound message is from the user, so there is no sender to store.
         sender: None,
         mode: None,
+        delivery: None,
         ts: utc(10, 15, 0) + Duration::milliseconds(123),
     };
     assert_eq!(e.user.name.as_deref(), Some("Олена К."));
@@ -1597,4 +1599,76 @@ fn mode_changes_are_botwatchs_own_events() {
     // Any other kind ignores a `mode` field, like any field it does not know.
     let message = one(&with(msg_in(), "/mode", json!(5)));
     assert_eq!(message.mode, None);
+}
+
+/// An operator message botwatch writes is `pending`, and its outcome is a `delivery`
+/// event: both read back from botwatch's log only; bots' `delivery` fields are ignored.
+#[test]
+fn deliveries_are_botwatchs_own() {
+    let own = Limits {
+        own_kinds: true,
+        ..Limits::default()
+    };
+    let read = |v: &Value| parse_event(v.to_string().as_bytes(), 0, now(), &own);
+    let operator_message = json!({
+        "id": "op-1", "bot": "helpdesk", "type": "message", "direction": "out",
+        "provider": "telegram", "user": {"id": "5532"}, "text": "Hello, Anna here",
+        "sender": {"kind": "operator", "id": "anna"}, "delivery": {"state": "pending"},
+        "ts": "2026-11-26T10:15:00.123Z"
+    });
+    let event = read(&operator_message).expect("an operator message botwatch wrote");
+    assert_eq!(
+        event.delivery.as_ref().map(|d| d.state),
+        Some(DeliveryState::Pending)
+    );
+    let back: Event = serde_json::from_str(&event.to_json()).expect("canonical JSON reads back");
+    assert_eq!(back, event);
+    // From a bot, the same field is not botwatch's to trust: it is dropped.
+    assert_eq!(one(&operator_message).delivery, None);
+    // Only an operator's message can be pending.
+    let by_bot = with(operator_message.clone(), "/sender", json!({"kind": "bot"}));
+    let faults = read(&by_bot).expect_err("a bot's message is not delivered by botwatch");
+    assert_eq!(faults[0].field.as_deref(), Some("delivery"));
+
+    let outcome = json!({
+        "id": "d-1", "bot": "helpdesk", "type": "delivery", "provider": "telegram",
+        "user": {"id": "5532"},
+        "delivery": {"message": "op-1", "state": "failed", "reason": "Forbidden: bot was blocked by the user"},
+        "ts": "2026-11-26T10:15:01.000Z"
+    });
+    let faults = invalid(&outcome.to_string());
+    assert_eq!(
+        faults[0].field.as_deref(),
+        Some("type"),
+        "refused from bots"
+    );
+    let event = read(&outcome).expect("botwatch's own");
+    let delivery = event.delivery.clone().expect("delivery");
+    assert_eq!(delivery.message.as_deref(), Some("op-1"));
+    assert_eq!(delivery.state, DeliveryState::Failed);
+    assert!(
+        delivery
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("blocked"))
+    );
+    assert_eq!(
+        serde_json::from_str::<Event>(&event.to_json()).expect("reads back"),
+        event
+    );
+    for bad in [
+        without(outcome.clone(), "/delivery"),
+        without(outcome.clone(), "/delivery/message"),
+        with(outcome.clone(), "/delivery/state", json!("pending")),
+        with(outcome.clone(), "/delivery/state", json!("lost")),
+    ] {
+        let faults = read(&bad).expect_err("a delivery without its parts");
+        assert!(
+            faults[0]
+                .field
+                .as_deref()
+                .is_some_and(|f| f.starts_with("delivery")),
+            "{faults:?}"
+        );
+    }
 }
