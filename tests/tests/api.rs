@@ -592,6 +592,7 @@ async fn settings_shape_the_figures(backend: Backend) {
         doc,
         json!({"name": null, "timezone": "UTC", "session_timeout_secs": 1800,
                "webhook_url": null, "webhook_secret": null,
+               "channels": {"telegram": {"token": null, "webhook_secret": null, "forward_url": null}},
                "integrations": {
                    "google_analytics": {"measurement_id": null, "api_secret": null, "active": false},
                    "mixpanel": {"token": null, "active": false}}})
@@ -663,7 +664,7 @@ async fn settings_shape_the_figures(backend: Backend) {
             json!({"webhook_url": "https://example.org"}),
             "webhook_secret",
         ),
-        (json!({"channels": {}}), "channels"),
+        (json!({"channels": {"viber": {}}}), "channels.viber"),
     ] {
         let (status, e) = s.put("/api/v1/bots/helpdesk/settings", body).await;
         assert_eq!(status, 400, "{e}");
@@ -831,3 +832,6 @@ mod telegram_stand_in;
 
 #[path = "api/operator.rs"]
 mod operator;
+
+#[path = "api/telegram.rs"]
+mod telegram;

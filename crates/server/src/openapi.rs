@@ -38,6 +38,8 @@ use crate::{figures, health, history, ingest, live, modes, outbox, session, sett
         history::messages,
         outbox::send,
         outbox::file,
+        crate::channels::telegram::webhook::webhook,
+        crate::channels::telegram::webhook::file,
         users::users,
         users::user,
         settings::get,

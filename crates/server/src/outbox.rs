@@ -209,7 +209,7 @@ fn too_large() -> ApiError {
 }
 
 /// The file's type, from its bytes (never from its name or what the browser said).
-fn sniff(bytes: &[u8]) -> String {
+pub(crate) fn sniff(bytes: &[u8]) -> String {
     match infer::get(bytes) {
         Some(kind) => kind.mime_type().to_owned(),
         None if std::str::from_utf8(bytes).is_ok() => "text/plain".to_owned(),
@@ -294,7 +294,7 @@ async fn wait_until_applied(state: &AppState, bot: &str, id: &str) -> Result<(),
 
 /// Where this server is reached, as the request says (`Host`; `X-Forwarded-Proto`
 /// from a trusted proxy): stored file addresses start with it.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(base) = &state.public_url {
         return base.trim_end_matches('/').to_owned();
     }

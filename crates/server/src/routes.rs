@@ -8,8 +8,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::auth::Access;
 use crate::{
-    AppState, figures, health, history, ingest, live, modes, openapi, outbox, session, settings,
-    users,
+    AppState, channels, figures, health, history, ingest, live, modes, openapi, outbox, session,
+    settings, users,
 };
 
 /// One route: method, path (axum's syntax) and the access it needs.
@@ -102,6 +102,19 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             (r, handler.layer(limit))
         },
         route(M::GET, "/api/v1/files/{id}", Public, outbox::file),
+        // Telegram authenticates with the webhook's secret header (checked inside).
+        route(
+            M::POST,
+            "/channels/telegram/{bot}/webhook",
+            Public,
+            channels::telegram::webhook::webhook,
+        ),
+        route(
+            M::GET,
+            "/channels/telegram/{bot}/files/{file_id}",
+            Read,
+            channels::telegram::webhook::file,
+        ),
         route(M::GET, "/api/v1/bots/{bot}/settings", Read, settings::get),
         route(
             M::PUT,

@@ -155,6 +155,18 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
         ),
         // Public: the file's id is the capability (no file has this one).
         (M::GET, "/api/v1/files/{id}", [404, 404, 404, 404, 404]),
+        // Telegram's webhook: only its secret header admits a call (none is set here).
+        (
+            M::POST,
+            "/channels/telegram/{bot}/webhook",
+            [401, 401, 401, 401, 401],
+        ),
+        // Read access; no Telegram token is set here, so no file can be fetched.
+        (
+            M::GET,
+            "/channels/telegram/{bot}/files/{file_id}",
+            [401, 404, 404, 404, 403],
+        ),
         (
             M::PUT,
             "/api/v1/bots/{bot}/settings",

@@ -71,7 +71,7 @@ async fn delivered(s: &TestServer, user: &str, id: &str) -> Value {
 /// The secret key every node of a test deployment seals settings' secrets with.
 const SECRET_KEY: &str = "0001020304050607080900010203040506070809000102030405060708090001";
 
-fn configured(c: &mut botwatch_server::Config, telegram_api: &str) {
+pub(super) fn configured(c: &mut botwatch_server::Config, telegram_api: &str) {
     c.telegram_api = telegram_api.to_owned();
     c.secret_key = Some(SECRET_KEY.to_owned());
 }

@@ -1,7 +1,10 @@
-//! Telegram, built in (API.md → Telegram, built in): operator messages out through the
-//! Bot API ([`send`]).
+//! Telegram, built in (API.md → Telegram, built in): Telegram's webhook in
+//! ([`webhook`]: recorded, passed on in Auto, held back in Manual), updates read as
+//! events ([`update`]), operator messages out through the Bot API ([`send`]).
 
 mod send;
+pub mod update;
+pub mod webhook;
 
 pub use send::{GIVE_UP_AFTER, TelegramSender};
 
