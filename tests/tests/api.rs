@@ -835,3 +835,6 @@ mod operator;
 
 #[path = "api/telegram.rs"]
 mod telegram;
+
+#[path = "api/telegram_framework.rs"]
+mod telegram_framework;

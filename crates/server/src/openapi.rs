@@ -40,6 +40,7 @@ use crate::{figures, health, history, ingest, live, modes, outbox, session, sett
         outbox::file,
         crate::channels::telegram::webhook::webhook,
         crate::channels::telegram::webhook::file,
+        crate::channels::telegram::proxy::proxy,
         users::users,
         users::user,
         settings::get,

@@ -109,6 +109,24 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             Public,
             channels::telegram::webhook::webhook,
         ),
+        // The Bot API proxy: only the bot's own token admits a call (checked inside).
+        {
+            let (r, handler) = route(
+                M::POST,
+                "/channels/telegram/{bot}/api/{bot_token}/{method_name}",
+                Public,
+                channels::telegram::proxy::proxy,
+            );
+            let limit =
+                axum::extract::DefaultBodyLimit::max(channels::telegram::proxy::MAX_BODY_BYTES);
+            (r, handler.layer(limit))
+        },
+        route(
+            M::GET,
+            "/channels/telegram/{bot}/api/{bot_token}/{method_name}",
+            Public,
+            channels::telegram::proxy::proxy,
+        ),
         route(
             M::GET,
             "/channels/telegram/{bot}/files/{file_id}",

@@ -161,6 +161,17 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
             "/channels/telegram/{bot}/webhook",
             [401, 401, 401, 401, 401],
         ),
+        // The Bot API proxy: only the bot's token admits a call (none is set here).
+        (
+            M::POST,
+            "/channels/telegram/{bot}/api/{bot_token}/{method_name}",
+            [401, 401, 401, 401, 401],
+        ),
+        (
+            M::GET,
+            "/channels/telegram/{bot}/api/{bot_token}/{method_name}",
+            [401, 401, 401, 401, 401],
+        ),
         // Read access; no Telegram token is set here, so no file can be fetched.
         (
             M::GET,

@@ -30,8 +30,9 @@ pub type Scripted = (String, u16, Value);
 pub struct StandIn {
     calls: Arc<Mutex<Vec<Call>>>,
     script: Arc<Mutex<VecDeque<Scripted>>>,
-    /// What `getUpdates` returns (then empties).
-    pub updates: Arc<Mutex<Vec<Value>>>,
+    /// Every update offered; `getUpdates` returns those at or after its `offset`.
+    updates: Arc<Mutex<Vec<Value>>>,
+    sent: Arc<Mutex<i64>>,
 }
 
 impl StandIn {
@@ -55,6 +56,11 @@ impl StandIn {
             .lock()
             .expect("script")
             .push_back((method.to_owned(), status, body));
+    }
+
+    /// Offers an update to the bot (through `getUpdates`).
+    pub fn offer(&self, update: Value) {
+        self.updates.lock().expect("updates").push(update);
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -108,6 +114,10 @@ async fn answer(
             .expect("body");
         if let Ok(Value::Object(map)) = serde_json::from_slice(&bytes) {
             fields = map;
+        } else {
+            for (k, v) in form_urlencoded::parse(&bytes) {
+                fields.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
         }
     }
     stand_in.calls.lock().expect("calls").push(Call {
@@ -132,14 +142,47 @@ async fn answer(
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (status, axum::Json(body)).into_response();
     }
+    let call = stand_in.calls.lock().expect("calls").last().cloned();
+    let fields = call.map(|c| c.fields).unwrap_or_default();
+    let number = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
     let result = match method.as_str() {
-        "getUpdates" => Value::Array(std::mem::take(
-            &mut *stand_in.updates.lock().expect("updates"),
-        )),
-        "getMe" => {
-            json!({"id": 123456, "is_bot": true, "first_name": "Stand-in", "username": "stand_in_bot"})
+        "getUpdates" => {
+            let offset = number(&fields["offset"]).unwrap_or(0);
+            let pending: Vec<Value> = stand_in
+                .updates
+                .lock()
+                .expect("updates")
+                .iter()
+                .filter(|u| u["update_id"].as_i64().is_some_and(|id| id >= offset))
+                .cloned()
+                .collect();
+            if pending.is_empty() {
+                // A short long poll.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Value::Array(pending)
         }
-        _ => json!({"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}}),
+        "getMe" => json!({"id": 123456, "is_bot": true, "first_name": "Stand-in",
+                          "username": "stand_in_bot", "can_join_groups": true,
+                          "can_read_all_group_messages": false, "supports_inline_queries": false}),
+        m if m.starts_with("send") => {
+            let message_id = {
+                let mut sent = stand_in.sent.lock().expect("sent");
+                *sent += 1;
+                *sent
+            };
+            let chat = number(&fields["chat_id"]).unwrap_or(0);
+            let mut message = json!({"message_id": message_id, "date": chrono::Utc::now().timestamp(),
+                                     "chat": {"id": chat, "type": "private"}});
+            if let Some(text) = fields.get("text") {
+                message["text"] = text.clone();
+            }
+            message
+        }
+        _ => json!(true),
     };
     axum::Json(json!({"ok": true, "result": result})).into_response()
 }

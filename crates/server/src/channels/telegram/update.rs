@@ -150,8 +150,9 @@ impl Update {
     }
 }
 
-/// Removes null members (the event's optional fields are left out, not null).
-fn strip_nulls(value: Value) -> Value {
+/// Removes null members, at any depth (the event's optional fields are left out, not
+/// null).
+pub(super) fn strip_nulls(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.into_iter()
@@ -159,6 +160,7 @@ fn strip_nulls(value: Value) -> Value {
                 .map(|(k, v)| (k, strip_nulls(v)))
                 .collect(),
         ),
+        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
         other => other,
     }
 }
