@@ -17,6 +17,8 @@
 //! - `snapshot_positions`: hash, node id → `{position} {Redis ms}`: the oldest entry
 //!   each node still needs, refreshed every second or so (its heartbeat).
 //! - `trimmed`: entries before this id may have been trimmed by retention.
+//! - `claim:{key}`: first-come claims (an operator message's delivery), kept 30 days;
+//!   `file:{id}`: a file an operator sent (`meta`, `bytes`).
 //!
 //! Writes by botwatch go through one Lua script per batch (dedup claim, `XADD`,
 //! history index), so a retried event is never stored twice; its entries carry their
