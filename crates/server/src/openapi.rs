@@ -41,6 +41,7 @@ use crate::{figures, health, history, ingest, live, modes, outbox, session, sett
         crate::channels::telegram::webhook::webhook,
         crate::channels::telegram::webhook::file,
         crate::channels::telegram::proxy::proxy,
+        crate::channels::telegram::proxy::proxy_get,
         users::users,
         users::user,
         settings::get,

@@ -125,7 +125,7 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             M::GET,
             "/channels/telegram/{bot}/api/{bot_token}/{method_name}",
             Public,
-            channels::telegram::proxy::proxy,
+            channels::telegram::proxy::proxy_get,
         ),
         route(
             M::GET,

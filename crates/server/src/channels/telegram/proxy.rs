@@ -132,6 +132,20 @@ pub async fn proxy(
     response
 }
 
+/// [`proxy`] for calls made with GET (some frameworks fetch that way).
+#[utoipa::path(get, operation_id = "telegram_proxy_get", path = "/channels/telegram/{bot}/api/{bot_token}/{method_name}", tag = "telegram",
+    params(("bot" = String, Path, description = "The bot (a slug)"), ("bot_token" = String, Path, description = "`bot` followed by the bot's Bot API token"), ("method_name" = String, Path, description = "A Bot API method")),
+    responses((status = 200, description = "Telegram's answer, passed back (getUpdates without Manual users' updates)"), (status = 401, description = "Not the bot's token")))]
+pub async fn proxy_get(
+    state: State<AppState>,
+    path: Path<(String, String, String)>,
+    query: RawQuery,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    proxy(state, path, query, headers, request).await
+}
+
 /// The bot's call as it came, to pass on.
 struct Upstream {
     url: String,
