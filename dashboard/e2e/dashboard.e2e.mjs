@@ -10,10 +10,11 @@
 // ingested (`ingested`): every figure a page must show is computed from that tally.
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
-import { eventually, launchBrowser, openPage, textOf } from './browser.mjs';
+import { UNREACHABLE, eventually, launchBrowser, openPage, textOf } from './browser.mjs';
 import { startServer } from './server.mjs';
 
 const BOT = 'shop';
@@ -430,7 +431,7 @@ async function checkDialogView(page, user) {
     );
     assert.deepEqual(
       shown,
-      msgs.map((m) => ({ id: m.id, from: m.direction === 'out' ? 'Bot' : names.get(user.id), text: m.text ?? null })),
+      msgs.map((m) => ({ id: m.id, from: m.direction === 'in' ? names.get(user.id) : m.sender?.kind === 'operator' ? `Operator ${OPERATOR}` : 'Bot', text: m.text ?? null })),
     );
   });
   assert.equal(await textOf(view.locator('h2')), names.get(user.id));
@@ -837,15 +838,25 @@ test("9. a bot's page opened before its first event comes alive with it", { time
 
 // ---------------------------------------------------------------------------------------
 
+/** The dashboard user with the operator role (made by the first test that needs one). */
+const OPERATOR = 'e2e-op';
+let operatorPassword;
+
+/** A page signed in as the operator. */
+async function openAsOperator(options = {}) {
+  operatorPassword ??= server.addUser(OPERATOR, 'operator');
+  const t = await openPage(browser, server, { ...options, loggedIn: false });
+  const res = await t.context.request.post('/api/v1/session', { data: { username: OPERATOR, password: operatorPassword } });
+  assert.equal(res.status(), 200, `operator login: ${res.status()} ${await res.text()}`);
+  return t;
+}
+
 test('10. an operator takes a dialog over and hands it back; the bot is told, every view follows', { timeout: 40_000 }, async () => {
-  const password = server.addUser('e2e-op', 'operator');
-  const t = await openPage(browser, server, { loggedIn: false });
+  const t = await openAsOperator();
   // A viewer beside, on the same dialog: sees the switch live, has no toggle.
   const v = await openPage(browser, server);
   try {
-    const { page, context } = t;
-    const res = await context.request.post('/api/v1/session', { data: { username: 'e2e-op', password } });
-    assert.equal(res.status(), 200);
+    const { page } = t;
     await page.goto(`/bots/${BOT}/dialogs/${TARAS.id}`);
     await live(page);
     await checkDialogView(page, TARAS);
@@ -903,5 +914,271 @@ test('10. an operator takes a dialog over and hands it back; the bot is told, ev
   } finally {
     await t.close();
     await v.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Operator messages: written in the dialog view, delivered by botwatch through the
+// user's channel, their outcome shown on the message.
+
+/** An operator message in the tally (the figures count it as an outbound message). */
+function operatorSent(user, id, text) {
+  ingested.push({ id, bot: BOT, type: 'message', direction: 'out', provider: PROVIDER[user.id], user, text, sender: { kind: 'operator', id: `user:${OPERATOR}` } });
+}
+
+/** The operator messages the dialog view shows, oldest first. */
+const operatorItems = (page) => page.locator('section.view li.message.operator');
+
+test('11. an operator writes in Manual mode; without a channel the message shows as not delivered, and why', { timeout: 40_000 }, async () => {
+  // Viber: botwatch does not deliver there itself, and the bot has no webhook_url.
+  const VERA = { id: 'u-vera', name: 'Віра Б.' };
+  PROVIDER[VERA.id] = 'viber';
+  await ingestOk(message(VERA, 'in', 'Can a person help me?'));
+  const t = await openAsOperator();
+  const v = await openPage(browser, server);
+  try {
+    const { page } = t;
+    const view = page.locator('section.view');
+    await page.goto(`/bots/${BOT}/dialogs/${VERA.id}`);
+    await live(page);
+    await view.locator('li.message').first().waitFor();
+    await v.page.goto(`/bots/${BOT}/dialogs/${VERA.id}`);
+    await live(v.page);
+    await v.page.locator('section.view li.message').first().waitFor();
+
+    // Auto: the bot answers, so no composer; a hint says how to write.
+    await view.locator('.compose-hint').waitFor();
+    assert.match(await textOf(view.locator('.compose-hint')), /The bot answers in Auto mode\. To write to Віра Б\. yourself, take the dialog over first/);
+    assert.equal(await view.locator('.composer').count(), 0);
+
+    await page.getByRole('button', { name: /Take over/ }).click();
+    await view.locator('header [data-mode="manual"]').waitFor({ timeout: 5000 });
+    const box = view.getByRole('textbox', { name: `Message to ${VERA.name}` });
+    await box.waitFor({ timeout: 5000 });
+    assert.equal(await view.locator('.compose-hint').count(), 0);
+    for (const name of ['Send a file', 'Compose a card', 'Send']) {
+      assert.equal(await view.getByRole('button', { name, exact: true }).count(), 1, `the ${name} button`);
+    }
+    assert.equal(await view.getByRole('button', { name: 'Send', exact: true }).isDisabled(), true, 'nothing to send yet');
+
+    // Enter sends; the text is cleared once the server took it.
+    const text = `Hello, a person here (${RUN})`;
+    await box.fill(text);
+    await box.press('Enter');
+    await operatorItems(page).first().waitFor({ timeout: 5000 });
+    const first = operatorItems(page).first();
+    const id = await first.getAttribute('data-id');
+    operatorSent(VERA, id, text);
+    await eventually('the text is cleared', async () => assert.equal(await box.inputValue(), ''));
+    assert.equal(await textOf(first.locator('p.text')), text);
+    assert.equal(await textOf(first.locator('.from')), `Operator ${OPERATOR}`);
+
+    // Nobody to hand it to: failed, and the reason is on the message as text.
+    const failed = view.locator(`li.message[data-id="${id}"][data-delivery="failed"]`);
+    await failed.waitFor({ timeout: 10_000 });
+    const why = await textOf(failed.locator('.delivery-failed'));
+    assert.match(why, /^Not delivered: .*no webhook_url/);
+    const history = await server.api(`/api/v1/bots/${BOT}/dialogs/${VERA.id}/messages`);
+    const stored = history.items.find((m) => m.id === id);
+    assert.equal(stored?.delivery?.state, 'failed', 'the history says the same');
+    assert.equal(why, `Not delivered: ${stored.delivery.reason}`);
+
+    // Shift+Enter is a new line, not a message; the Send button sends.
+    await box.pressSequentially('line one');
+    await box.press('Shift+Enter');
+    await box.pressSequentially('line two');
+    assert.equal(await box.inputValue(), 'line one\nline two');
+    assert.equal(await operatorItems(page).count(), 1, 'Shift+Enter sent nothing');
+    await view.getByRole('button', { name: 'Send', exact: true }).click();
+    await eventually('the second message', async () => assert.equal(await operatorItems(page).count(), 2));
+    const second = operatorItems(page).nth(1);
+    const id2 = await second.getAttribute('data-id');
+    operatorSent(VERA, id2, 'line one\nline two');
+    assert.equal(await second.locator('p.text').textContent(), 'line one\nline two');
+    await view.locator(`li.message[data-id="${id2}"][data-delivery="failed"]`).waitFor({ timeout: 10_000 });
+    assert.equal(await view.locator('.composer [role="alert"]').count(), 0, 'no error at the composer: the server took both');
+
+    // The viewer follows live: the messages and their outcome; no composer, no hint.
+    const seen = v.page.locator(`section.view li.message[data-id="${id}"][data-delivery="failed"]`);
+    await seen.waitFor({ timeout: 5000 });
+    assert.match(await textOf(seen.locator('.delivery-failed')), /no webhook_url/);
+    await v.page.locator(`section.view li.message[data-id="${id2}"]`).waitFor({ timeout: 5000 });
+    assert.equal(await v.page.locator('section.view .composer, section.view .compose-hint').count(), 0, 'a viewer has no composer');
+    assert.equal(await v.page.getByRole('textbox', { name: /Message to/ }).count(), 0);
+
+    // Handed back: the composer goes, the hint comes back; what was typed is still
+    // there when the dialog is taken over again.
+    await box.fill('a draft');
+    await page.getByRole('button', { name: /Hand back to the bot/ }).click();
+    await view.locator('.compose-hint').waitFor({ timeout: 5000 });
+    assert.equal(await view.locator('.composer').count(), 0);
+    await page.getByRole('button', { name: /Take over/ }).click();
+    await box.waitFor({ timeout: 5000 });
+    assert.equal(await box.inputValue(), 'a draft');
+    await page.getByRole('button', { name: /Hand back to the bot/ }).click();
+    await view.locator('.compose-hint').waitFor({ timeout: 5000 });
+    t.assertClean();
+    v.assertClean();
+  } finally {
+    await t.close();
+    await v.close();
+  }
+});
+
+/** A bot's webhook for the tests, on 127.0.0.1: answers 200 and keeps every call. */
+async function startHook() {
+  const calls = [];
+  const http = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      let json = null;
+      try {
+        json = JSON.parse(body);
+      } catch {}
+      calls.push({ path: req.url, headers: req.headers, body, json });
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise((ok) => http.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${http.address().port}/hook`,
+    calls,
+    /** The operator_message call of message `id` (retried until it came). */
+    operatorMessage: (id) =>
+      eventually(`the webhook got operator message ${id}`, () => {
+        const call = calls.find((c) => c.json?.type === 'operator_message' && c.json.id === id);
+        assert.ok(call, `calls so far: ${calls.map((c) => c.json?.type).join(', ')}`);
+        return call;
+      }),
+    close: () => {
+      http.closeAllConnections();
+      return new Promise((ok) => http.close(ok));
+    },
+  };
+}
+
+async function putSettings(body) {
+  const res = await fetch(`${server.base}/api/v1/bots/${BOT}/settings`, {
+    method: 'PUT',
+    headers: { Authorization: `Bearer ${server.token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 200, `PUT settings: ${res.status} ${await res.text()}`);
+}
+
+test('12. with a webhook, a card and a file from the composer reach the bot, signed, and show as sent', { timeout: 60_000 }, async () => {
+  const WALT = { id: 'u-walt', name: 'Walt W.' };
+  PROVIDER[WALT.id] = 'viber';
+  const SECRET = 'a-secret-of-enough-length';
+  const hook = await startHook();
+  await putSettings({ webhook_url: hook.url, webhook_secret: SECRET });
+  await ingestOk(message(WALT, 'in', 'Where is order 12?'));
+  // The card with an ftp: image is refused (400): the browser logs that answer.
+  const t = await openAsOperator({ allowFailedRequests: [{ path: `/api/v1/bots/${BOT}/dialogs/${WALT.id}/messages`, status: 400 }] });
+  try {
+    const { page } = t;
+    const view = page.locator('section.view');
+    await page.goto(`/bots/${BOT}/dialogs/${WALT.id}`);
+    await live(page);
+    await view.locator('li.message').first().waitFor();
+    await page.getByRole('button', { name: /Take over/ }).click();
+    await view.locator('header [data-mode="manual"]').waitFor({ timeout: 5000 });
+
+    // The card builder: a title, a subtitle, an image, buttons added and removed.
+    await view.getByRole('button', { name: 'Compose a card' }).click();
+    const builder = view.getByRole('form', { name: 'Card' });
+    await builder.waitFor();
+    assert.equal(await view.getByRole('button', { name: 'Compose a card' }).getAttribute('aria-expanded'), 'true');
+    assert.equal(await page.evaluate(() => document.activeElement?.closest('label')?.textContent), 'Title', 'the builder opens on its title');
+    await builder.getByLabel('Title', { exact: true }).fill('Order #12');
+    await builder.getByLabel('Subtitle').fill('Shipped today');
+    // An address the server refuses first: its message shows, the card stays.
+    await builder.getByLabel('Image address').fill('ftp://example.invalid/order.png');
+    const add = builder.getByRole('button', { name: 'Add a button' });
+    await add.click();
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Button 1 title', 'a new row is ready to type in');
+    await builder.getByLabel('Button 1 title').fill('Track');
+    await builder.getByLabel('Button 1 payload').fill('track:12');
+    await add.click();
+    await builder.getByLabel('Button 2 title').fill('Open');
+    await builder.getByLabel('Button 2 does').selectOption('url');
+    await builder.getByLabel('Button 2 address').fill('https://shop.example/orders/12');
+    await add.click();
+    await builder.getByLabel('Button 3 title').fill('Never sent');
+    await builder.getByRole('button', { name: 'Remove button 3' }).click();
+    assert.equal(await builder.locator('.button-rows li').count(), 2);
+
+    await builder.getByRole('button', { name: 'Send card' }).click();
+    const alert = view.locator('.composer [role="alert"]');
+    await alert.waitFor({ timeout: 5000 });
+    assert.match(await textOf(alert), /image: must be an http\(s\) URL/);
+    assert.equal(await builder.getByLabel('Title', { exact: true }).inputValue(), 'Order #12', 'the card stays, to be fixed');
+    assert.equal(await operatorItems(page).count(), 0, 'nothing was recorded');
+
+    const image = `${UNREACHABLE}cards/order-12.png`;
+    await builder.getByLabel('Image address').fill(image);
+    await builder.getByRole('button', { name: 'Send card' }).click();
+    await builder.waitFor({ state: 'detached', timeout: 5000 });
+    assert.equal(await alert.count(), 0, 'the error is gone');
+    await operatorItems(page).first().waitFor({ timeout: 5000 });
+    const cardItem = operatorItems(page).first();
+    const cardId = await cardItem.getAttribute('data-id');
+    operatorSent(WALT, cardId, null);
+
+    // The bot's webhook took it: sent, and shown as the card it is.
+    await view.locator(`li.message[data-id="${cardId}"][data-delivery="sent"]`).waitFor({ timeout: 10_000 });
+    assert.equal(await cardItem.getByRole('img', { name: 'Sent' }).count(), 1, 'the check mark');
+    assert.equal(await cardItem.locator('.delivery-failed').count(), 0);
+    const card = cardItem.locator('.card-att');
+    assert.equal(await textOf(card.locator('strong')), 'Order #12');
+    assert.equal(await textOf(card.locator('.muted')), 'Shipped today');
+    assert.equal(await card.locator('img').getAttribute('src'), image);
+    assert.deepEqual(await card.locator('ul.buttons li').allTextContents(), ['Track', 'Open']);
+    assert.equal(await card.getByRole('link', { name: 'Open' }).getAttribute('href'), 'https://shop.example/orders/12');
+
+    // What the bot got: the card as built, signed with the bot's secret.
+    const call = await hook.operatorMessage(cardId);
+    assert.equal(call.json.user, WALT.id);
+    assert.equal(call.json.operator, `user:${OPERATOR}`);
+    const [sent] = call.json.attachments;
+    assert.deepEqual(
+      { type: sent.type, title: sent.title, subtitle: sent.subtitle, image: sent.image, buttons: sent.buttons.map((b) => [b.title, b.payload ?? null, b.url ?? null]) },
+      { type: 'card', title: 'Order #12', subtitle: 'Shipped today', image, buttons: [['Track', 'track:12', null], ['Open', null, 'https://shop.example/orders/12']] },
+    );
+    const stamp = call.headers['x-botwatch-timestamp'];
+    assert.equal(call.headers['x-botwatch-signature'], `sha256=${createHmac('sha256', SECRET).update(`${stamp}.${call.body}`).digest('hex')}`);
+
+    // A file through "+", with what is typed as its caption.
+    const NOTES = `Invoice 12: 3 items (${RUN})\n`;
+    const box = view.getByRole('textbox', { name: `Message to ${WALT.name}` });
+    await box.fill('The invoice');
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), view.getByRole('button', { name: 'Send a file' }).click()]);
+    await chooser.setFiles({ name: 'invoice-12.txt', mimeType: 'text/plain', buffer: Buffer.from(NOTES) });
+    await eventually('the file message', async () => assert.equal(await operatorItems(page).count(), 2));
+    const fileItem = operatorItems(page).nth(1);
+    const fileId = await fileItem.getAttribute('data-id');
+    operatorSent(WALT, fileId, 'The invoice');
+    await eventually('the caption is cleared', async () => assert.equal(await box.inputValue(), ''));
+    await view.locator(`li.message[data-id="${fileId}"][data-delivery="sent"]`).waitFor({ timeout: 10_000 });
+    assert.equal(await textOf(fileItem.locator('p.text')), 'The invoice');
+    const link = fileItem.locator('.file-att a');
+    assert.equal(await textOf(link), 'invoice-12.txt');
+    assert.match(await textOf(fileItem.locator('.file-att')), new RegExp(`invoice-12\\.txt \\(text/plain, ${Buffer.byteLength(NOTES)} B\\)`));
+    const href = await link.getAttribute('href');
+    assert.match(href ?? '', new RegExp(`^${server.base}/api/v1/files/[0-9a-f]{32}$`));
+    assert.equal(await (await fetch(href)).text(), NOTES, 'the file botwatch keeps is the one sent');
+    const fileCall = await hook.operatorMessage(fileId);
+    assert.equal(fileCall.json.text, 'The invoice');
+    assert.deepEqual(
+      fileCall.json.attachments.map((a) => [a.type, a.url, a.name]),
+      [['file', href, 'invoice-12.txt']],
+    );
+    t.assertClean();
+  } finally {
+    await t.close();
+    await putSettings({ webhook_url: null, webhook_secret: null }).catch(() => {});
+    await hook.close();
   }
 });

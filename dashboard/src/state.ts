@@ -2,8 +2,8 @@
 
 import { signal } from '@preact/signals';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { get, request, setCsrf, whenUnauthorized } from './api/http';
-import type { BotItem, SessionInfo, SettingsDoc } from './api/types';
+import { HttpError, get, request, setCsrf, whenUnauthorized } from './api/http';
+import type { BotItem, Card, Message, SessionInfo, SettingsDoc } from './api/types';
 import { LiveClient, type Socket } from './live/client';
 import type { Reducer } from './live/topic';
 import { navigate, route } from './router';
@@ -23,6 +23,25 @@ export async function switchMode(bot: string, user: string, mode: 'auto' | 'manu
   await request('PUT', `/api/v1/bots/${encodeURIComponent(bot)}/dialogs/${encodeURIComponent(user)}/mode`, { mode });
   const left = leftInManual.value;
   if (left && left.bot === bot && left.user === user) leftInManual.value = null;
+}
+
+/** The largest file an operator may send (the server refuses more with 413: checked
+ *  here first, so 20 MiB are not uploaded only to be refused). */
+export const MAX_FILE_BYTES = 20 * 1024 * 1024;
+
+/** What an operator sends: a text, a card, or a file (with the text as its caption). */
+export type Outgoing = { text: string } | { card: Card } | { file: File; caption?: string };
+
+/** Sends an operator message (operators and admins; the dialog must be in Manual
+ *  mode). The dialog topic brings it back, pending, then sent or failed. */
+export async function sendMessage(bot: string, user: string, what: Outgoing): Promise<Message> {
+  const path = `/api/v1/bots/${encodeURIComponent(bot)}/dialogs/${encodeURIComponent(user)}/messages`;
+  if (!('file' in what)) return request<Message>('POST', path, what);
+  if (what.file.size > MAX_FILE_BYTES) throw new HttpError(413, 'too_large', `${what.file.name} is too large: a file may have at most 20 MiB`);
+  const form = new FormData();
+  if (what.caption) form.append('text', what.caption);
+  form.append('file', what.file, what.file.name);
+  return request<Message>('POST', path, form);
 }
 
 export const live = new LiveClient({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BucketItem, DialogItem, Message } from '../src/api/types';
-import { addMessages, dialogReducer, dialogsReducer, mergeBuckets, withOlder } from '../src/live/reducers';
+import { addMessages, dialogReducer, dialogsReducer, mergeBuckets, withDelivery, withOlder } from '../src/live/reducers';
 import { TopicState } from '../src/live/topic';
 
 const dialog = (id: string, last: string, text?: string): DialogItem => ({
@@ -90,5 +90,57 @@ describe('a mode switch on the dialog topic', () => {
     t.apply({ topic: 'x', seq: 2, kind: 'delta', data: { dialog: { ...dialog('a', '2026-11-27T10:00:00Z'), mode: 'manual' } } });
     expect(t.state!.dialog!.mode).toBe('manual');
     expect(t.state!.messages.map((m) => m.id)).toEqual(['m1']);
+  });
+});
+
+describe('an operator message’s delivery on the dialog topic', () => {
+  const sent = (id: string, ts: string, text = id): Message => ({
+    ...message(id, ts, text),
+    direction: 'out',
+    sender: { kind: 'operator', id: 'op' },
+    delivery: { state: 'pending' },
+  });
+  const start = () => {
+    const t = new TopicState(dialogReducer);
+    t.apply({ topic: 'x', seq: 1, kind: 'snapshot', data: { dialog: { ...dialog('a', '2026-11-27T10:00:00Z'), mode: 'manual' }, messages: [message('m1', '2026-11-27T10:00:00Z')], next: null } });
+    return t;
+  };
+  const deliveryOf = (t: TopicState<{ messages: Message[] }>, id: string) => t.state!.messages.find((m) => m.id === id)?.delivery;
+
+  it('marks the message pending, then sent, as the frames arrive', () => {
+    const t = start();
+    t.apply({ topic: 'x', seq: 2, kind: 'delta', data: { dialog: dialog('a', '2026-11-27T10:01:00Z'), message: sent('op1', '2026-11-27T10:01:00Z') } });
+    expect(deliveryOf(t, 'op1')).toEqual({ state: 'pending' });
+    t.apply({ topic: 'x', seq: 3, kind: 'delta', data: { delivery: { message: 'op1', state: 'sent' } } });
+    expect(deliveryOf(t, 'op1')).toEqual({ state: 'sent' });
+    // The other messages and the dialog are left as they were.
+    expect(t.state!.messages.map((m) => m.id)).toEqual(['m1', 'op1']);
+    expect(deliveryOf(t, 'm1')).toBeUndefined();
+    expect(t.state!.dialog!.last).toBe('2026-11-27T10:01:00Z');
+  });
+
+  it('keeps the reason of a failure', () => {
+    const t = start();
+    t.apply({ topic: 'x', seq: 2, kind: 'delta', data: { dialog: dialog('a', '2026-11-27T10:01:00Z'), message: sent('op1', '2026-11-27T10:01:00Z') } });
+    t.apply({ topic: 'x', seq: 3, kind: 'delta', data: { delivery: { message: 'op1', state: 'failed', reason: 'the bot has no webhook_url' } } });
+    expect(deliveryOf(t, 'op1')).toEqual({ state: 'failed', reason: 'the bot has no webhook_url' });
+  });
+
+  it('changes nothing for a message the view does not hold', () => {
+    const t = start();
+    const before = t.state;
+    t.apply({ topic: 'x', seq: 2, kind: 'delta', data: { delivery: { message: 'elsewhere', state: 'sent' } } });
+    expect(t.state).toBe(before);
+    expect(withDelivery(before!, { state: 'sent' })).toBe(before);
+  });
+
+  it('does not take a sent message back to pending when its message delta comes again', () => {
+    const t = start();
+    const op = sent('op1', '2026-11-27T10:01:00Z');
+    t.apply({ topic: 'x', seq: 2, kind: 'delta', data: { dialog: dialog('a', '2026-11-27T10:01:00Z'), message: op } });
+    t.apply({ topic: 'x', seq: 3, kind: 'delta', data: { delivery: { message: 'op1', state: 'sent' } } });
+    t.apply({ topic: 'x', seq: 4, kind: 'delta', data: { dialog: dialog('a', '2026-11-27T10:01:00Z'), message: op } });
+    expect(t.state!.messages.map((m) => m.id)).toEqual(['m1', 'op1']);
+    expect(deliveryOf(t, 'op1')).toEqual({ state: 'sent' });
   });
 });

@@ -1,5 +1,6 @@
-// Every HTTP call of the dashboard: JSON in and out, the session cookie (sent by the
-// browser), the CSRF header on changes, and one error type the pages show.
+// Every HTTP call of the dashboard: JSON in and out (a file goes out as a form), the
+// session cookie (sent by the browser), the CSRF header on changes, and one error type
+// the pages show.
 
 let csrf: string | null = null;
 let onUnauthorized: () => void = () => {};
@@ -37,9 +38,12 @@ export function withParams(path: string, params: Params = {}): string {
   return s ? `${path}?${s}` : path;
 }
 
+/** `body`: sent as JSON, or as multipart/form-data when it is a FormData (a file; the
+ *  browser writes that Content-Type itself, with the parts' boundary). */
 export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const form = body instanceof FormData;
   const headers: Record<string, string> = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (body !== undefined && !form) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrf) headers['X-Botwatch-CSRF'] = csrf;
   let response: Response;
   try {
@@ -47,7 +51,7 @@ export async function request<T>(method: string, path: string, body?: unknown): 
       method,
       headers,
       credentials: 'same-origin',
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : form ? body : JSON.stringify(body),
     });
   } catch {
     throw new HttpError(0, 'unreachable', 'botwatch does not answer: check the connection');

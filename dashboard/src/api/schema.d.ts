@@ -95,7 +95,12 @@ export interface paths {
         /** @description Who may call it: any dashboard user, or a read or admin token of the bot. */
         get: operations["history_messages"];
         put?: never;
-        post?: never;
+        /**
+         * Records an operator message to `user` and delivers it; answers the message as the
+         *     history shows it (`delivery` pending, then `sent` or `failed` on the live topic).
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        post: operations["operator_message"];
         delete?: never;
         options?: never;
         head?: never;
@@ -248,6 +253,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/files/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /api/v1/files/{id}`: a file an operator sent. The id (128 random bits) is the
+         *     capability: users' clients and bots fetch it without botwatch credentials. Always
+         *     an attachment, sandboxed, with the type sniffed when it was stored.
+         */
+        get: operations["file_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/live": {
         parameters: {
             query?: never;
@@ -299,6 +325,56 @@ export interface paths {
         post: operations["session_login"];
         /** @description Who may call it: any valid credentials. */
         delete: operations["session_logout"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/channels/telegram/{bot}/api/{bot_token}/{method_name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** [`proxy`] for calls made with GET (some frameworks fetch that way). */
+        get: operations["telegram_proxy_get"];
+        put?: never;
+        post: operations["telegram_proxy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/channels/telegram/{bot}/files/{file_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Who may call it: any dashboard user, or a read or admin token of the bot. */
+        get: operations["telegram_file"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/channels/telegram/{bot}/webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["telegram_webhook"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -418,6 +494,27 @@ export interface components {
             subtitle?: string | null;
             title: string;
         };
+        /** @description The providers botwatch talks to itself for this bot. */
+        Channels: {
+            telegram?: components["schemas"]["TelegramChannel"];
+        };
+        /** @description Where an operator message is on its way to the user. */
+        Delivery: {
+            /** @description On `delivery` events: the id of the operator message this is the outcome of. */
+            message?: string | null;
+            /** @description Why it failed, in words an operator can act on. */
+            reason?: string | null;
+            state: components["schemas"]["DeliveryState"];
+        };
+        /**
+         * @description `bot/{bot}/dialog/{user}` delta: an operator message (`delivery.message`) was sent,
+         *     or failed and why.
+         */
+        DeliveryDelta: {
+            delivery: components["schemas"]["Delivery"];
+        };
+        /** @enum {string} */
+        DeliveryState: "pending" | "sent" | "failed";
         DialogAnswer: {
             last?: string | null;
             /** Format: int64 */
@@ -480,6 +577,7 @@ export interface components {
         Event: {
             attachments?: components["schemas"]["Attachment"][];
             bot: string;
+            delivery?: null | components["schemas"]["Delivery"];
             direction?: null | components["schemas"]["Direction"];
             /** @description Idempotency key, unique per bot: the same `(bot, id)` is counted once. */
             id: string;
@@ -496,7 +594,7 @@ export interface components {
             user: components["schemas"]["UserInfo"];
         };
         /** @enum {string} */
-        EventKind: "message" | "user" | "mode_changed";
+        EventKind: "message" | "user" | "mode_changed" | "delivery";
         FacetsItem: {
             provider: {
                 [key: string]: number;
@@ -558,6 +656,7 @@ export interface components {
         };
         Message: {
             attachments: components["schemas"]["Attachment"][];
+            delivery?: null | components["schemas"]["Delivery"];
             direction?: null | components["schemas"]["Direction"];
             id: string;
             provider: string;
@@ -586,6 +685,11 @@ export interface components {
         ModeRequest: {
             /** @description `auto` (the bot answers) or `manual` (an operator does; the bot must not). */
             mode: string;
+        };
+        /** @description What an operator sends, as JSON (a file comes as multipart/form-data). */
+        OperatorMessage: {
+            card?: null | components["schemas"]["Card"];
+            text?: string | null;
         };
         /**
          * @description The overview of a bot as a dashboard's main page shows it: the first page of the
@@ -631,6 +735,7 @@ export interface components {
          *     ([`SettingsDoc::view`]).
          */
         SettingsDoc: {
+            channels?: components["schemas"]["Channels"];
             integrations?: components["schemas"]["Integrations"];
             name?: string | null;
             /** Format: int64 */
@@ -651,6 +756,21 @@ export interface components {
             hour: components["schemas"]["BucketItem"][];
             tz: string;
             week: components["schemas"]["BucketItem"][];
+        };
+        /** @description Telegram, built in (API.md → Telegram, built in). */
+        TelegramChannel: {
+            /** @description The bot's own webhook: updates of users in Auto are passed on to it unchanged. */
+            forward_url?: string | null;
+            /**
+             * @description The bot's Bot API token, sealed: operator messages go out with it, and the Bot
+             *     API proxy admits only requests made with it.
+             */
+            token?: string | null;
+            /**
+             * @description What Telegram sends as `X-Telegram-Bot-Api-Secret-Token` (set it as
+             *     `secret_token` in `setWebhook`), sealed.
+             */
+            webhook_secret?: string | null;
         };
         TopItem: {
             /** Format: int64 */
@@ -918,6 +1038,83 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    operator_message: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The bot user's id */
+                user: string;
+            };
+            cookie?: never;
+        };
+        /** @description JSON `{"text"}` or `{"card"}`, or multipart/form-data with a `file` part (and an optional `text` caption) */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OperatorMessage"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1392,6 +1589,37 @@ export interface operations {
             };
         };
     };
+    file_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The file's id, from its address in the message */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file's bytes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": unknown;
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     live_upgrade: {
         parameters: {
             query?: never;
@@ -1560,6 +1788,185 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    telegram_proxy_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description `bot` followed by the bot's Bot API token */
+                bot_token: string;
+                /** @description A Bot API method */
+                method_name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Telegram's answer, passed back (getUpdates without Manual users' updates) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not the bot's token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    telegram_proxy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description `bot` followed by the bot's Bot API token */
+                bot_token: string;
+                /** @description A Bot API method */
+                method_name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Telegram's answer, passed back (getUpdates without Manual users' updates) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not the bot's token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    telegram_file: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description Telegram's file_id */
+                file_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file's bytes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": unknown;
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    telegram_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        /** @description A Telegram Update, as Telegram sends it */
+        requestBody: {
+            content: {
+                "application/json": string;
+            };
+        };
+        responses: {
+            /** @description Recorded (and passed on in Auto; what the bot answered is passed back) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -2,6 +2,8 @@
 
 import type {
   BucketItem,
+  Delivery,
+  DeliveryDelta,
   DialogDelta,
   DialogItem,
   DialogSnapshot,
@@ -55,12 +57,28 @@ export const dialogReducer: Reducer<DialogView> = {
     const s = data as DialogSnapshot;
     return { dialog: s.dialog ?? null, messages: addMessages([], s.messages), next: s.next ?? null };
   },
-  // A message with the dialog's figures after it, or (a mode switch) the figures alone.
+  // A message with the dialog's figures after it, (a mode switch) the figures alone, or
+  // (an operator message sent or not) a delivery outcome.
   delta: (view, data) => {
-    const d = data as MessageDelta | DialogDelta;
+    const d = data as MessageDelta | DialogDelta | DeliveryDelta;
+    if ('delivery' in d) return withDelivery(view, d.delivery);
     return { ...view, dialog: d.dialog, messages: 'message' in d ? addMessages(view.messages, [d.message]) : view.messages };
   },
 };
+
+/** A delivery outcome put on the message it is of (`delivery.message`). The server
+ *  sends the message before its outcome, so an id the view does not hold is a message
+ *  it does not show: nothing changes. A message sent again later (a repeated delta)
+ *  is not added over this one (`addMessages` keeps the first), so its outcome stays. */
+export function withDelivery(view: DialogView, delivery: Delivery): DialogView {
+  const id = delivery.message;
+  const at = id ? view.messages.findIndex((m) => m.id === id) : -1;
+  if (at < 0) return view;
+  const messages = [...view.messages];
+  const { state, reason } = delivery;
+  messages[at] = { ...view.messages[at]!, delivery: reason ? { state, reason } : { state } };
+  return { ...view, messages };
+}
 
 /** A page of older history added to a dialog view. */
 export function withOlder(view: DialogView, older: Message[], next: string | null): DialogView {

@@ -3,8 +3,9 @@
 
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { get } from '../api/http';
-import type { Attachment, DialogItem, DialogsAnswer, HistoryAnswer, Message } from '../api/types';
+import type { Attachment, Delivery, DialogItem, DialogsAnswer, HistoryAnswer, Message } from '../api/types';
 import { Avatar, ErrorLine, Headphones, Link, ProviderIcon } from '../components/bits';
+import { Composer } from '../components/Composer';
 import { displayName, formatBytes, formatWhen, plural, safeUrl } from '../format';
 import { type DialogView, dialogReducer, dialogsReducer, upsertDialog, withOlder } from '../live/reducers';
 import { type ModeFilter, href, navigate } from '../router';
@@ -237,8 +238,24 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
         ))}
       </ol>
       <ErrorLine error={error} />
+      {/* What an operator sends shows at the bottom, even when they had scrolled up. */}
+      {dialog && <Reply bot={bot} user={user} name={name} mode={dialog.mode} onSent={() => (atBottom.current = true)} />}
     </div>
   );
+}
+
+/** Writing to the user, for operators and admins (viewers see nothing of it): in Manual
+ *  mode only, since in Auto the bot answers (and the server refuses an operator's
+ *  message). */
+function Reply({ bot, user, name, mode, onSent }: { bot: string; user: string; name: string; mode: string; onSent: () => void }) {
+  // Kept here, not in the composer, so it outlives a switch to Auto and back.
+  const [draft, setDraft] = useState('');
+  const role = session.value?.role;
+  if (role !== 'operator' && role !== 'admin') return null;
+  if (mode !== 'manual') {
+    return <p class="compose-hint muted">The bot answers in Auto mode. To write to {name} yourself, take the dialog over first (Take over, above).</p>;
+  }
+  return <Composer bot={bot} user={user} name={name} text={draft} setText={setDraft} onSent={onSent} />;
 }
 
 /** The headphones toggle (struck out = Auto), for operators and admins: the switch is
@@ -274,23 +291,59 @@ function ModeToggle({ bot, user, mode }: { bot: string; user: string; mode: stri
 
 function who(m: Message, name: string): string {
   if (m.direction !== 'out') return name;
-  if (m.sender?.kind === 'operator') return `Operator ${m.sender.id}`;
+  // A dashboard user's messages say `user:{name}`: the name is who they are.
+  if (m.sender?.kind === 'operator') return m.sender.id ? `Operator ${m.sender.id.replace(/^user:/, '')}` : 'Operator';
   return 'Bot';
 }
 
 function MessageItem({ m, name, tz }: { m: Message; name: string; tz: string }) {
   const side = m.direction === 'out' ? (m.sender?.kind === 'operator' ? 'operator' : 'bot') : 'user';
+  const delivery = m.delivery ?? null;
   return (
-    <li class={`message ${side}`} data-id={m.id}>
+    <li class={`message ${side}`} data-id={m.id} data-delivery={delivery?.state}>
       <div class="meta">
         <span class="from">{who(m, name)}</span>
         <time dateTime={m.ts}>{formatWhen(m.ts, tz)}</time>
+        {delivery && delivery.state !== 'failed' && <DeliveryMark state={delivery.state} />}
       </div>
       {m.text && <p class="text">{m.text}</p>}
       {m.attachments.map((a) => (
         <AttachmentView a={a} />
       ))}
+      {delivery?.state === 'failed' && <Undelivered delivery={delivery} />}
     </li>
+  );
+}
+
+/** An operator message on its way (a clock) or handed to the user's channel (a check). */
+function DeliveryMark({ state }: { state: 'pending' | 'sent' }) {
+  const label = state === 'pending' ? 'Sending' : 'Sent';
+  return (
+    <svg class={`delivery ${state}`} viewBox="0 0 16 16" width="14" height="14" role="img" aria-label={label}>
+      <title>{label}</title>
+      {state === 'pending' ? (
+        <g fill="none" stroke="currentColor" stroke-width="1.6" stroke-linecap="round">
+          <circle cx="8" cy="8" r="6.2" />
+          <path d="M8 4.5V8l2.4 1.6" />
+        </g>
+      ) : (
+        <path d="M2.5 8.5l3.5 3.5 7.5-8" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
+      )}
+    </svg>
+  );
+}
+
+/** A message that did not reach the user, and why, as text (the operator acts on it:
+ *  sets a webhook, sends again). */
+function Undelivered({ delivery }: { delivery: Delivery }) {
+  return (
+    <p class="delivery-failed">
+      <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true">
+        <path d="M8 1.5l7 13H1z" fill="currentColor" />
+        <path d="M8 6v4M8 12v.5" stroke="#fff" stroke-width="1.6" stroke-linecap="round" />
+      </svg>{' '}
+      Not delivered{delivery.reason ? `: ${delivery.reason}` : ''}
+    </p>
   );
 }
 
