@@ -48,10 +48,11 @@ function cleanEnv(extra) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts `botwatch serve` and waits for /healthz. Returns what the tests need:
+ * Starts `botwatch serve` (or `command`: `demo`, with its traffic, FAQ bot and web
+ * chat) and waits for /healthz. Returns what the tests need:
  * `base` (http://127.0.0.1:PORT), `username`, `password`, `ingest(events)`, `stop()`.
  */
-export async function startServer({ username = 'e2e', role = 'viewer' } = {}) {
+export async function startServer({ username = 'e2e', role = 'viewer', command = 'serve' } = {}) {
   const bin = botwatchBin();
   const data = mkdtempSync(join(tmpdir(), 'botwatch-e2e-'));
   const token = randomBytes(24).toString('hex');
@@ -86,7 +87,7 @@ export async function startServer({ username = 'e2e', role = 'viewer' } = {}) {
   let exit;
   /** Starts the process (again, for a restart: same data, same port). */
   const launch = () => {
-    child = spawn(bin, ['serve', '--data', data, '--listen', `127.0.0.1:${port}`], {
+    child = spawn(bin, [command, '--data', data, '--listen', `127.0.0.1:${port}`], {
       env: cleanEnv({ BOTWATCH_ADMIN_TOKEN: token, BOTWATCH_LOG: 'warn' }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });

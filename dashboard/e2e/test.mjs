@@ -2,3 +2,4 @@
 // like test.mjs / *.test.mjs / test-*.mjs, so dashboard.e2e.mjs is loaded from here
 // (without this file the command finds no test and still exits 0).
 import './dashboard.e2e.mjs';
+import './webchat.e2e.mjs';

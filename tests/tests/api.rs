@@ -592,7 +592,8 @@ async fn settings_shape_the_figures(backend: Backend) {
         doc,
         json!({"name": null, "timezone": "UTC", "session_timeout_secs": 1800,
                "webhook_url": null, "webhook_secret": null,
-               "channels": {"telegram": {"token": null, "webhook_secret": null, "forward_url": null}},
+               "channels": {"telegram": {"token": null, "webhook_secret": null, "forward_url": null},
+                            "webchat": {"enabled": false}},
                "integrations": {
                    "google_analytics": {"measurement_id": null, "api_secret": null, "active": false},
                    "mixpanel": {"token": null, "active": false}}})

@@ -337,6 +337,16 @@ async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
         ..botwatch_demo::SimulatorConfig::default()
     };
     let simulation = tokio::spawn(botwatch_demo::run(simulator, shutdown.clone()));
+    let faq = botwatch_demo::faq::FaqConfig {
+        base_url: format!("http://{addr}"),
+        token: token.clone(),
+    };
+    // The FAQ bot calls the API, which answers once `serve` runs (below): start it
+    // beside, and say where the web chat is when it is ready.
+    let chat = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { botwatch_demo::faq::start(faq, shutdown).await })
+    };
 
     println!("botwatch demo is running at http://{addr}");
     println!("  dashboard:   open http://{addr}/ in a browser and log in as below");
@@ -361,7 +371,19 @@ async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
         "  read it:     curl -s -H 'Authorization: Bearer {token}' \\\n                 \
          http://{addr}/api/v1/bots/mybot/dialogs/me/messages"
     );
+    println!(
+        "  web chat:    http://{addr}/chat/{} (a demo FAQ bot answers; take the dialog over \
+         on the Dialogs page to answer yourself)",
+        botwatch_demo::faq::FAQ_BOT
+    );
     println!("Press Ctrl-C to stop.");
+    tokio::spawn(async move {
+        match chat.await {
+            Ok(Ok(url)) => info!(url, "the demo FAQ bot answers the web chat"),
+            Ok(Err(e)) => warn!(error = %e, "the demo FAQ bot is not running"),
+            Err(e) => warn!(error = %e, "the demo FAQ bot failed to start"),
+        }
+    });
     server.serve(listener, shutdown.clone()).await?;
     match tokio::time::timeout(Duration::from_secs(5), simulation).await {
         Ok(Ok(Ok(stats))) => info!(

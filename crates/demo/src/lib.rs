@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod faq;
 mod names;
 mod script;
 mod traffic;

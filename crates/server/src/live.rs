@@ -318,15 +318,9 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
     }
 }
 
-/// `GET /api/v1/live`: authenticated at the upgrade by the guard (a bearer token or the
-/// session cookie); a browser's upgrade from a foreign Origin is refused.
-#[utoipa::path(get, operation_id = "live_upgrade", path = "/api/v1/live", tag = "live", responses((status = 101, description = "WebSocket: see the live protocol in the README"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
-pub async fn upgrade(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Result<Response, ApiError> {
+/// Refuses a browser's WebSocket upgrade from another origin than the server's own
+/// (or one of `--allowed-origin`); programs send no Origin.
+pub(crate) fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let origin = origin.to_str().unwrap_or("");
@@ -340,6 +334,19 @@ pub async fn upgrade(
             ));
         }
     }
+    Ok(())
+}
+
+/// `GET /api/v1/live`: authenticated at the upgrade by the guard (a bearer token or the
+/// session cookie); a browser's upgrade from a foreign Origin is refused.
+#[utoipa::path(get, operation_id = "live_upgrade", path = "/api/v1/live", tag = "live", responses((status = 101, description = "WebSocket: see the live protocol in the README"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    check_origin(&state, &headers)?;
     let Ok(slot) = state.live_slots.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -133,6 +133,15 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             Read,
             channels::telegram::webhook::file,
         ),
+        // The web chat: public, for bots that enable it (checked inside).
+        route(
+            M::GET,
+            "/chat/assets/{file}",
+            Public,
+            channels::webchat::asset,
+        ),
+        route(M::GET, "/chat/{bot}", Public, channels::webchat::page),
+        route(M::GET, "/chat/{bot}/live", Public, channels::webchat::live),
         route(M::GET, "/api/v1/bots/{bot}/settings", Read, settings::get),
         route(
             M::PUT,

@@ -46,6 +46,16 @@ pub struct SettingsDoc {
 pub struct Channels {
     #[serde(default)]
     pub telegram: TelegramChannel,
+    #[serde(default)]
+    pub webchat: WebChatSettings,
+}
+
+/// The web chat botwatch serves for the bot at `/chat/{bot}` (off unless enabled: the
+/// page lets anyone write to the bot).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WebChatSettings {
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// Telegram, built in (API.md → Telegram, built in).
@@ -226,8 +236,21 @@ fn merge_channels(
 ) -> Result<(), ApiError> {
     for (provider, value) in body {
         let at = format!("channels.{provider}");
+        if provider == "webchat" {
+            for (field, value) in object(&at, value)? {
+                let at = format!("channels.webchat.{field}");
+                match field.as_str() {
+                    "enabled" => doc.webchat.enabled = flag(&at, value)?,
+                    _ => return Err(ApiError::bad_parameter(&at, "unknown setting")),
+                }
+            }
+            continue;
+        }
         if provider != "telegram" {
-            return Err(ApiError::bad_parameter(&at, "unknown channel (telegram)"));
+            return Err(ApiError::bad_parameter(
+                &at,
+                "unknown channel (telegram, webchat)",
+            ));
         }
         let tg = &mut doc.telegram;
         for (field, value) in object(&at, value)? {

@@ -380,6 +380,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/chat/assets/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["webchat_asset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/chat/{bot}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["webchat_page"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/chat/{bot}/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["webchat_live"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -497,6 +545,7 @@ export interface components {
         /** @description The providers botwatch talks to itself for this bot. */
         Channels: {
             telegram?: components["schemas"]["TelegramChannel"];
+            webchat?: components["schemas"]["WebChatSettings"];
         };
         /** @description Where an operator message is on its way to the user. */
         Delivery: {
@@ -808,6 +857,13 @@ export interface components {
             next?: string | null;
             /** Format: int64 */
             total: number;
+        };
+        /**
+         * @description The web chat botwatch serves for the bot at `/chat/{bot}` (off unless enabled: the
+         *     page lets anyone write to the bot).
+         */
+        WebChatSettings: {
+            enabled?: boolean;
         };
     };
     responses: never;
@@ -1967,6 +2023,116 @@ export interface operations {
                 };
             };
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webchat_asset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description chat.js or chat.css */
+                file: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page's script or style */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webchat_page: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The chat page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webchat_live: {
+        parameters: {
+            query: {
+                /** @description `wc-` and 32 hex digits, made by the page. */
+                user: string;
+                /** @description The name the user goes by (at most 64 characters). */
+                name?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The chat's WebSocket */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

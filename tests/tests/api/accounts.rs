@@ -172,6 +172,11 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
             "/channels/telegram/{bot}/api/{bot_token}/{method_name}",
             [401, 401, 401, 401, 401],
         ),
+        // The web chat is public, for bots that enable it (this one does not).
+        (M::GET, "/chat/assets/{file}", [404, 404, 404, 404, 404]),
+        (M::GET, "/chat/{bot}", [404, 404, 404, 404, 404]),
+        // A plain GET without the chat user's id is no chat's upgrade.
+        (M::GET, "/chat/{bot}/live", [400, 400, 400, 400, 400]),
         // Read access; no Telegram token is set here, so no file can be fetched.
         (
             M::GET,
