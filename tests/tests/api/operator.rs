@@ -316,14 +316,7 @@ async fn a_message_left_pending_is_sent_once_by_two_nodes() {
     assert_eq!(status, 200);
     in_manual(&a, "5532", "telegram").await;
     // What a node that stopped right after recording leaves: the message, unclaimed.
-    let pending: botwatch_event::Event = serde_json::from_value(json!({
-        "id": "op-left-behind", "bot": "helpdesk", "type": "message", "direction": "out",
-        "provider": "telegram", "user": {"id": "5532"}, "text": "Sorry for the wait",
-        "sender": {"kind": "operator", "id": "user:anna"}, "delivery": {"state": "pending"},
-        // Recorded a while ago (the sweepers leave fresh ones to their node).
-        "ts": (chrono::Utc::now() - chrono::Duration::seconds(30)).to_rfc3339(),
-    }))
-    .expect("event");
+    let pending = left_behind("op-left-behind");
     botwatch_log::EventLog::append(&*a.state.log, vec![pending])
         .await
         .expect("append");
@@ -338,6 +331,44 @@ async fn a_message_left_pending_is_sent_once_by_two_nodes() {
     assert_eq!(sent[0].fields["text"], "Sorry for the wait");
     b.stop().await;
     a.stop().await;
+}
+
+/// A message recorded just before its node stopped (never claimed) is sent once the
+/// node is back: the sweeper finds it in the replayed figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_left_pending_at_a_stop_is_sent_after_the_restart() {
+    let (api, telegram) = StandIn::start().await;
+    let s = TestServer::start_with(Backend::Embedded, None, |c| configured(c, &api)).await;
+    let (status, _) = s
+        .put(
+            "/api/v1/bots/helpdesk/settings",
+            json!({"channels": {"telegram": {"token": TOKEN}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    in_manual(&s, "5532", "telegram").await;
+    botwatch_log::EventLog::append(&*s.state.log, vec![left_behind("op-before-stop")])
+        .await
+        .expect("append");
+    let kept = s.stop_keeping().await;
+    let s = TestServer::start_with(Backend::Embedded, Some(kept), |c| configured(c, &api)).await;
+    let shown = delivered(&s, "5532", "op-before-stop").await;
+    assert_eq!(shown["delivery"]["state"], "sent", "{shown}");
+    tokio::time::sleep(botwatch_server::outbox::SWEEP_EVERY).await;
+    assert_eq!(telegram.calls_of("sendMessage").len(), 1);
+    s.stop().await;
+}
+
+/// An operator message as a node leaves it when it stops right after recording it.
+fn left_behind(id: &str) -> botwatch_event::Event {
+    serde_json::from_value(json!({
+        "id": id, "bot": "helpdesk", "type": "message", "direction": "out",
+        "provider": "telegram", "user": {"id": "5532"}, "text": "Sorry for the wait",
+        "sender": {"kind": "operator", "id": "user:anna"}, "delivery": {"state": "pending"},
+        // Recorded a while ago (the sweepers leave fresh ones to their node).
+        "ts": (chrono::Utc::now() - chrono::Duration::seconds(30)).to_rfc3339(),
+    }))
+    .expect("event")
 }
 
 both_backends!(
