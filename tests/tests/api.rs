@@ -594,6 +594,7 @@ async fn settings_shape_the_figures(backend: Backend) {
                "webhook_url": null, "webhook_secret": null,
                "channels": {"telegram": {"token": null, "webhook_secret": null, "forward_url": null},
                             "webchat": {"enabled": false}},
+               "handoff_phrases": null,
                "integrations": {
                    "google_analytics": {"measurement_id": null, "api_secret": null, "active": false},
                    "mixpanel": {"token": null, "active": false}}})
@@ -839,3 +840,6 @@ mod telegram;
 
 #[path = "api/telegram_framework.rs"]
 mod telegram_framework;
+
+#[path = "api/handoff.rs"]
+mod handoff;

@@ -155,6 +155,9 @@ pub struct UserFigures {
     pub tags: Vec<String>,
     pub subscriber: bool,
     pub mode: Mode,
+    /// The user asked for a human (or the bot handed off) and no operator has taken
+    /// the dialog since: when (ms) and why.
+    pub handoff: Option<(i64, Option<String>)>,
 }
 
 /// One bucket of the statistics.
@@ -175,7 +178,7 @@ pub struct StatsBucket {
 
 /// What a snapshot keeps of a bot: everything but the indexes, which are rebuilt.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Stored<U, S, P, C, A, T, D, M, O> {
+struct Stored<U, S, P, C, A, T, D, M, O, H> {
     settings: BotSettings,
     strings: S,
     users: U,
@@ -188,6 +191,7 @@ struct Stored<U, S, P, C, A, T, D, M, O> {
     top: D,
     modes: M,
     outbox: O,
+    handoffs: H,
 }
 
 type Owned = Stored<
@@ -200,6 +204,7 @@ type Owned = Stored<
     BTreeMap<i32, Map<u32, u64>>,
     Map<u32, ModeMark>,
     Outbox,
+    Map<u32, HandoffMark>,
 >;
 
 /// A dialog's mode as its latest `mode_changed` set it: the latest by event time (then
@@ -209,6 +214,14 @@ pub(crate) struct ModeMark {
     ms: i64,
     id: Box<str>,
     mode: Mode,
+}
+
+/// A dialog's latest `handoff`: the latest by event time, then by event id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct HandoffMark {
+    ms: i64,
+    id: Box<str>,
+    reason: Option<Box<str>>,
 }
 
 /// Everything the product shows about one bot, exact after every [`apply`].
@@ -231,6 +244,8 @@ pub struct BotFigures {
     modes: Map<u32, ModeMark>,
     /// Operator messages botwatch delivers, and where each is on its way.
     outbox: Outbox,
+    /// Users who asked for a human (or were handed off), latest request each.
+    handoffs: Map<u32, HandoffMark>,
 
     // Derived, not kept in snapshots.
     /// User index by id (hashed through the arena: no second copy of each id).
@@ -262,6 +277,7 @@ impl serde::Serialize for BotFigures {
             top: &self.top,
             modes: &self.modes,
             outbox: &self.outbox,
+            handoffs: &self.handoffs,
         }
         .serialize(s)
     }
@@ -282,6 +298,7 @@ impl<'de> serde::Deserialize<'de> for BotFigures {
         figures.top = s.top;
         figures.modes = s.modes;
         figures.outbox = s.outbox;
+        figures.handoffs = s.handoffs;
         figures
             .check()
             .map_err(|e| serde::de::Error::custom(format!("inconsistent figures: {e}")))?;
@@ -305,6 +322,7 @@ impl BotFigures {
             top: BTreeMap::new(),
             modes: Map::default(),
             outbox: Outbox::default(),
+            handoffs: Map::default(),
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
             names: NameSearch::default(),
@@ -333,6 +351,7 @@ impl BotFigures {
         copy.top = self.top.clone();
         copy.modes = self.modes.clone();
         copy.outbox = self.outbox.clone();
+        copy.handoffs = self.handoffs.clone();
         copy
     }
 
@@ -351,6 +370,13 @@ impl BotFigures {
         }
         if let Some(i) = self.modes.keys().find(|&&i| i as usize >= self.users.len()) {
             return Err(format!("a mode for user {i}, who is not known"));
+        }
+        if let Some(i) = self
+            .handoffs
+            .keys()
+            .find(|&&i| i as usize >= self.users.len())
+        {
+            return Err(format!("a hand-off of user {i}, who is not known"));
         }
         if let Some(i) = self
             .outbox
@@ -433,6 +459,19 @@ impl BotFigures {
             }
         }
         self.outbox.apply(i as u32, event);
+        if event.kind == EventKind::Handoff {
+            let mark = HandoffMark {
+                ms: ts,
+                id: event.id.as_str().into(),
+                reason: event.text.as_deref().map(Into::into),
+            };
+            match self.handoffs.get(&(i as u32)) {
+                Some(m) if (m.ms, &m.id) >= (mark.ms, &mark.id) => {}
+                _ => {
+                    self.handoffs.insert(i as u32, mark);
+                }
+            }
+        }
         if event.kind == EventKind::ModeChanged
             && let Some(mode) = event.mode
         {
@@ -705,7 +744,35 @@ impl BotFigures {
             tags: Vec::new(),
             subscriber: self.is_subscriber(i),
             mode: self.mode_of(i),
+            handoff: self
+                .handoff_of(i)
+                .map(|m| (m.ms, m.reason.as_deref().map(str::to_owned))),
         }
+    }
+
+    /// User `i`'s hand-off request while it stands: asked after the dialog's latest
+    /// mode switch (taking the dialog over, or handing it back, answers it), and the
+    /// dialog still in Auto.
+    fn handoff_of(&self, i: u32) -> Option<&HandoffMark> {
+        let mark = self.handoffs.get(&i)?;
+        let switched = self.modes.get(&i);
+        let standing = switched.is_none_or(|m| mark.ms > m.ms) && self.mode_of(i) == Mode::Auto;
+        standing.then_some(mark)
+    }
+
+    /// The dialogs waiting for a human, the latest request first.
+    pub fn handoffs(&self) -> Vec<UserFigures> {
+        let mut waiting: Vec<(i64, u32)> = self
+            .handoffs
+            .iter()
+            .filter(|&(&i, _)| self.handoff_of(i).is_some())
+            .map(|(&i, m)| (m.ms, i))
+            .collect();
+        waiting.sort_unstable_by(|a, b| b.cmp(a));
+        waiting
+            .into_iter()
+            .map(|(_, i)| self.figures_of(i))
+            .collect()
     }
 
     /// Whether user `i` receives broadcasts to subscribers. Until audience editing
@@ -894,6 +961,40 @@ mod tests {
 
     /// The latest change by event time wins, then the greater id, in whatever order
     /// the changes arrive; the users filter and snapshots keep it.
+    #[test]
+    fn a_handoff_stands_until_an_operator_switches_the_dialog() {
+        let handoff = |n: i64, id: &str| Event {
+            id: id.to_owned(),
+            kind: EventKind::Handoff,
+            direction: None,
+            text: Some("I want a human".to_owned()),
+            ..message(n, "a")
+        };
+        let mut figures = BotFigures::new(BotSettings::default());
+        figures.apply(&message(1, "a"));
+        assert_eq!(figures.user("u1").expect("u1").handoff, None);
+        figures.apply(&handoff(10, "h-1"));
+        assert_eq!(
+            figures.user("u1").expect("u1").handoff,
+            Some((1_780_000_010_000, Some("I want a human".to_owned())))
+        );
+        assert_eq!(figures.handoffs().len(), 1);
+        let bytes = postcard::to_stdvec(&figures).expect("bytes");
+        let back: BotFigures = postcard::from_bytes(&bytes).expect("restored");
+        assert_eq!(back.handoffs().len(), 1, "kept in snapshots");
+        // Taken over: answered. Handed back: still answered (the request was before).
+        figures.apply(&mode_change(20, "m-1", Mode::Manual));
+        assert!(figures.handoffs().is_empty());
+        figures.apply(&mode_change(30, "m-2", Mode::Auto));
+        assert_eq!(figures.user("u1").expect("u1").handoff, None);
+        // A new request after that stands again; one older than the switch does not.
+        figures.apply(&handoff(25, "h-0"));
+        assert!(figures.handoffs().is_empty());
+        figures.apply(&handoff(40, "h-2"));
+        assert_eq!(figures.handoffs().len(), 1);
+        assert_eq!(figures.user("u1").expect("u1").messages, 1, "not a message");
+    }
+
     #[test]
     fn a_dialogs_mode_is_its_latest_change_in_any_order() {
         let changes = [

@@ -58,6 +58,10 @@ pub enum EventKind {
     /// The outcome of delivering an operator message (`delivery.message`) to the user.
     /// Written by botwatch itself.
     Delivery,
+    /// The user asks for a human (a hand-off phrase in Auto), or the bot handed the
+    /// dialog off through the API: the dialog is flagged for operators until one takes
+    /// it over. `text` says why. Written by botwatch itself.
+    Handoff,
 }
 
 impl EventKind {

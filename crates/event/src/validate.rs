@@ -304,6 +304,7 @@ fn parse_event_value_with_id(
             Some((_, kind)) => Some(*kind),
             None if limits.own_kinds && s == "mode_changed" => Some(EventKind::ModeChanged),
             None if limits.own_kinds && s == "delivery" => Some(EventKind::Delivery),
+            None if limits.own_kinds && s == "handoff" => Some(EventKind::Handoff),
             None => {
                 let allowed: Vec<&str> = EventKind::ALL.iter().map(|(n, _)| *n).collect();
                 c.fault(

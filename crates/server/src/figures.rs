@@ -254,6 +254,15 @@ pub struct DialogAnswer {
     last: Option<String>,
     messages: u64,
     sessions: u64,
+    /// The user asked for a human (or the bot handed off) and no operator has taken
+    /// the dialog since; null otherwise.
+    handoff: Option<HandoffView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HandoffView {
+    at: String,
+    reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -291,6 +300,10 @@ impl From<UserFigures> for DialogAnswer {
             last: f.last_ms.map(rfc3339),
             messages: f.messages,
             sessions: f.sessions,
+            handoff: f.handoff.map(|(ms, reason)| HandoffView {
+                at: rfc3339(ms),
+                reason,
+            }),
         }
     }
 }

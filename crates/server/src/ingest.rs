@@ -140,7 +140,9 @@ pub async fn ingest(
         .iter()
         .map(|e| (e.bot.clone(), e.user.id.clone()))
         .collect();
+    let asking = crate::handoff::askers(&state, &events).await;
     let receipt = state.log.append(events).await?;
+    crate::handoff::flag_soon(&state, asking);
     // Who answers each user right now: a bot must not answer one in Manual mode.
     let dialogs = state
         .aggregator

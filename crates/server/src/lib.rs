@@ -10,6 +10,7 @@ mod dashboard;
 mod error;
 mod figures;
 mod follower;
+mod handoff;
 mod health;
 mod history;
 mod ingest;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// `BOTWATCH_TELEGRAM_API`: the Bot API's base address.
     pub telegram_api: String,
+    /// Each bot's hand-off phrases, as recently read.
+    pub handoff_phrases: Arc<handoff::Phrases>,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -234,6 +237,7 @@ impl Server {
             node: node.as_str().into(),
             public_url: config.public_url.clone(),
             telegram_api: config.telegram_api.clone(),
+            handoff_phrases: Arc::default(),
         };
         Ok(Server {
             config,

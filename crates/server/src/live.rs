@@ -69,6 +69,7 @@ enum Topic {
     Stats { bot: String },
     Dialogs { bot: String },
     Dialog { bot: String, user: String },
+    Alerts { bot: String },
 }
 
 impl Topic {
@@ -80,6 +81,7 @@ impl Topic {
             "dialogs" => Ok(Topic::Dialogs { bot }),
             "overview" => Ok(Topic::Overview { bot }),
             "stats" => Ok(Topic::Stats { bot }),
+            "alerts" => Ok(Topic::Alerts { bot }),
             _ => match what.strip_prefix("dialog/") {
                 Some(user) if !user.is_empty() => Ok(Topic::Dialog {
                     bot,
@@ -95,6 +97,7 @@ impl Topic {
             Topic::Overview { bot }
             | Topic::Stats { bot }
             | Topic::Dialogs { bot }
+            | Topic::Alerts { bot }
             | Topic::Dialog { bot, .. } => bot,
         }
     }
@@ -228,9 +231,12 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
             .or_default()
             .push(e);
     }
-    // A mode switch: the dialog's figures, with its new mode, to its topic and to the
-    // list (a `DialogDelta` on both; no message).
-    for e in events.iter().filter(|e| e.kind == EventKind::ModeChanged) {
+    // A mode switch or a hand-off: the dialog's figures, with its new mode or flag, to
+    // its topic, to the list and to the alerts (a `DialogDelta` on each; no message).
+    for e in events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ModeChanged | EventKind::Handoff))
+    {
         let Some(figures) = aggregator.bot(&e.bot).and_then(|f| f.user(&e.user.id)) else {
             continue;
         };
@@ -240,6 +246,7 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
         for topic in [
             format!("bot/{}/dialog/{}", e.bot, e.user.id),
             format!("bot/{}/dialogs", e.bot),
+            format!("bot/{}/alerts", e.bot),
         ] {
             if hub.is_watched(&topic) {
                 hub.publish(&topic, &delta);
@@ -678,6 +685,14 @@ pub struct DeliveryDelta {
     delivery: botwatch_event::Delivery,
 }
 
+/// `bot/{bot}/alerts` snapshot: the dialogs waiting for a human (`handoff` set), the
+/// latest request first. Its deltas are [`DialogDelta`]s: a dialog flagged, or (its
+/// `handoff` null) answered.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AlertsSnapshot {
+    items: Vec<DialogItem>,
+}
+
 /// `bot/{bot}/dialogs` snapshot: the latest dialogs, latest first.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DialogsSnapshot {
@@ -714,6 +729,10 @@ async fn complete_snapshot(
             .unwrap_or_default())
         }
         (_, SnapshotFigures::Whole(data)) => Ok(data),
+        (Topic::Alerts { .. }, SnapshotFigures::Dialogs(rows)) => {
+            let items = rows.into_iter().map(|f| DialogItem::new(f, None)).collect();
+            Ok(serde_json::to_value(AlertsSnapshot { items }).unwrap_or_default())
+        }
         (Topic::Dialogs { bot }, SnapshotFigures::Dialogs(rows)) => {
             let mut items = Vec::with_capacity(rows.len());
             for f in rows {
@@ -756,6 +775,15 @@ fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
         Topic::Dialogs { bot } => SnapshotFigures::Dialogs(
             a.bot(bot)
                 .map(|f| f.dialogs(None, SNAPSHOT_ROWS, None).0)
+                .unwrap_or_default(),
+        ),
+        Topic::Alerts { bot } => SnapshotFigures::Dialogs(
+            a.bot(bot)
+                .map(|f| {
+                    let mut waiting = f.handoffs();
+                    waiting.truncate(SNAPSHOT_ROWS);
+                    waiting
+                })
                 .unwrap_or_default(),
         ),
     }

@@ -37,6 +37,7 @@ use crate::{figures, health, history, ingest, live, modes, outbox, session, sett
         modes::put,
         history::messages,
         outbox::send,
+        crate::handoff::post,
         outbox::file,
         crate::channels::telegram::webhook::webhook,
         crate::channels::telegram::webhook::file,
@@ -59,6 +60,7 @@ use crate::{figures, health, history, ingest, live, modes, outbox, session, sett
         live::DialogSnapshot,
         live::MessageDelta,
         live::DeliveryDelta,
+        live::AlertsSnapshot,
     )),
     modifiers(&SecurityFromRoutes)
 )]

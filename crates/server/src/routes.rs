@@ -8,8 +8,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::auth::Access;
 use crate::{
-    AppState, channels, figures, health, history, ingest, live, modes, openapi, outbox, session,
-    settings, users,
+    AppState, channels, figures, handoff, health, history, ingest, live, modes, openapi, outbox,
+    session, settings, users,
 };
 
 /// One route: method, path (axum's syntax) and the access it needs.
@@ -89,6 +89,13 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/v1/bots/{bot}/dialogs/{user}/messages",
             Read,
             history::messages,
+        ),
+        // A bot hands a dialog off to a human (bots' ingest tokens may).
+        route(
+            M::POST,
+            "/api/v1/bots/{bot}/dialogs/{user}/handoff",
+            Ingest,
+            handoff::post,
         ),
         {
             let (r, handler) = route(

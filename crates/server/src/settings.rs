@@ -37,6 +37,10 @@ pub struct SettingsDoc {
     pub webhook_secret: Option<String>,
     #[serde(default)]
     pub channels: Channels,
+    /// What users write when they want a person (whole words, any case); `null`: the
+    /// defaults (`handoff::DEFAULT_PHRASES`).
+    #[serde(default)]
+    pub handoff_phrases: Option<Vec<String>>,
     #[serde(default)]
     pub integrations: Integrations,
 }
@@ -111,6 +115,7 @@ impl Default for SettingsDoc {
             webhook_url: None,
             webhook_secret: None,
             channels: Channels::default(),
+            handoff_phrases: None,
             integrations: Integrations::default(),
         }
     }
@@ -381,6 +386,27 @@ fn merge(
                     doc.webhook_secret = secret;
                 }
             }
+            ("handoff_phrases", Value::Null) => doc.handoff_phrases = None,
+            ("handoff_phrases", Value::Array(items))
+                if items.len() <= 50
+                    && items.iter().all(|p| {
+                        p.as_str()
+                            .is_some_and(|p| (1..=64).contains(&p.trim().chars().count()))
+                    }) =>
+            {
+                doc.handoff_phrases = Some(
+                    items
+                        .iter()
+                        .filter_map(|p| p.as_str().map(|p| p.trim().to_owned()))
+                        .collect(),
+                )
+            }
+            ("handoff_phrases", _) => {
+                return Err(ApiError::bad_parameter(
+                    "handoff_phrases",
+                    "at most 50 phrases of 1 to 64 characters, or null for the defaults",
+                ));
+            }
             ("channels", value) => {
                 merge_channels(&mut doc.channels, object("channels", value)?, sealing)?
             }
@@ -506,6 +532,7 @@ pub async fn put(
             .await?
         {
             info!(bot, timezone = %doc.timezone, timeout = doc.session_timeout_secs, "settings changed");
+            state.handoff_phrases.forget(&bot);
             // The names of the fields, never their values (some are secrets).
             let changed: Vec<&String> = fields.keys().collect();
             crate::session::audit(

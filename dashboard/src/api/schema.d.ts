@@ -85,6 +85,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bots/{bot}/dialogs/{user}/handoff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A bot hands the dialog with `user` off to a human: it is flagged for operators.
+         * @description Who may call it: an ingest or admin token of the events' bot, or an admin.
+         */
+        post: operations["handoff_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/bots/{bot}/dialogs/{user}/messages": {
         parameters: {
             query?: never;
@@ -485,6 +505,14 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description `bot/{bot}/alerts` snapshot: the dialogs waiting for a human (`handoff` set), the
+         *     latest request first. Its deltas are [`DialogDelta`]s: a dialog flagged, or (its
+         *     `handoff` null) answered.
+         */
+        AlertsSnapshot: {
+            items: components["schemas"]["DialogItem"][];
+        };
         Attachment: (components["schemas"]["Media"] & {
             /** @enum {string} */
             type: "file";
@@ -565,6 +593,7 @@ export interface components {
         /** @enum {string} */
         DeliveryState: "pending" | "sent" | "failed";
         DialogAnswer: {
+            handoff?: null | components["schemas"]["HandoffView"];
             last?: string | null;
             /** Format: int64 */
             messages: number;
@@ -643,7 +672,7 @@ export interface components {
             user: components["schemas"]["UserInfo"];
         };
         /** @enum {string} */
-        EventKind: "message" | "user" | "mode_changed" | "delivery";
+        EventKind: "message" | "user" | "mode_changed" | "delivery" | "handoff";
         FacetsItem: {
             provider: {
                 [key: string]: number;
@@ -671,6 +700,18 @@ export interface components {
             /** @description Sealed (see `vault`). */
             api_secret?: string | null;
             measurement_id?: string | null;
+        };
+        HandoffAnswer: {
+            /** @description Whether the dialog is now flagged (false: it is in Manual already). */
+            flagged: boolean;
+        };
+        HandoffRequest: {
+            /** @description Why the bot hands off, shown to operators (at most 256 characters). */
+            reason?: string | null;
+        };
+        HandoffView: {
+            at: string;
+            reason?: string | null;
         };
         HistoryAnswer: {
             items: components["schemas"]["Message"][];
@@ -785,6 +826,11 @@ export interface components {
          */
         SettingsDoc: {
             channels?: components["schemas"]["Channels"];
+            /**
+             * @description What users write when they want a person (whole words, any case); `null`: the
+             *     defaults (`handoff::DEFAULT_PHRASES`).
+             */
+            handoff_phrases?: string[] | null;
             integrations?: components["schemas"]["Integrations"];
             name?: string | null;
             /** Format: int64 */
@@ -1016,6 +1062,66 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DialogAnswer"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    handoff_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The bot user's id */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HandoffRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HandoffAnswer"];
                 };
             };
             400: {

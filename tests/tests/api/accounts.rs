@@ -153,6 +153,12 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
             "/api/v1/bots/{bot}/dialogs/{user}/messages",
             [401, 403, 202, 202, 403],
         ),
+        // A bot's hand-off: the ingest right (admins have it; operators do not).
+        (
+            M::POST,
+            "/api/v1/bots/{bot}/dialogs/{user}/handoff",
+            [401, 403, 403, 202, 403],
+        ),
         // Public: the file's id is the capability (no file has this one).
         (M::GET, "/api/v1/files/{id}", [404, 404, 404, 404, 404]),
         // Telegram's webhook: only its secret header admits a call (none is set here).

@@ -225,7 +225,9 @@ impl EventIn<'_> {
                 None
             }
             // Never one of `EventKind::ALL`: the full path judges them.
-            (EventKind::ModeChanged | EventKind::Delivery, _) => return Err(Decline),
+            (EventKind::ModeChanged | EventKind::Delivery | EventKind::Handoff, _) => {
+                return Err(Decline);
+            }
         };
 
         Ok(Event {

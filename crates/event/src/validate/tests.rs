@@ -1672,3 +1672,23 @@ fn deliveries_are_botwatchs_own() {
         );
     }
 }
+
+/// `handoff` is botwatch's own: refused from bots, read back from botwatch's log.
+#[test]
+fn handoffs_are_botwatchs_own() {
+    let handoff = json!({
+        "id": "handoff-1", "bot": "helpdesk", "type": "handoff", "provider": "telegram",
+        "user": {"id": "5532"}, "text": "I want a human", "ts": "2026-11-26T10:15:00.123Z"
+    });
+    let faults = invalid(&handoff.to_string());
+    assert_eq!(faults[0].field.as_deref(), Some("type"));
+    let own = Limits {
+        own_kinds: true,
+        ..Limits::default()
+    };
+    let event = parse_event(handoff.to_string().as_bytes(), 0, now(), &own).expect("own");
+    assert_eq!(event.kind, EventKind::Handoff);
+    assert_eq!(event.text.as_deref(), Some("I want a human"));
+    let back: Event = serde_json::from_str(&event.to_json()).expect("reads back");
+    assert_eq!(back, event);
+}

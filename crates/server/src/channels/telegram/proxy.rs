@@ -253,7 +253,9 @@ async fn updates(
             }
         }
         if !events.is_empty() {
+            let asking = crate::handoff::askers(state, &events).await;
             state.log.append(events).await.map_err(|e| e.to_string())?;
+            crate::handoff::flag_soon(state, asking);
         }
         let manual = manual_users(state, bot, &users).await?;
         let mut i = 0;

@@ -73,7 +73,10 @@ pub async fn webhook(
         crate::outbox::public_base(&state, &headers)
     );
     if let Some(event) = update.to_event(&bot, &files, &state.limits) {
-        state.log.append(vec![event]).await?;
+        let events = vec![event];
+        let asking = crate::handoff::askers(&state, &events).await;
+        state.log.append(events).await?;
+        crate::handoff::flag_soon(&state, asking);
     }
     let user = update.user_id();
     if let Some(user) = &user

@@ -273,11 +273,13 @@ impl Chat {
         let event =
             botwatch_event::parse_event_value(raw, 0, chrono::Utc::now(), &self.state.limits)
                 .map_err(|f| format!("{f:?}"))?;
+        let asking = crate::handoff::askers(&self.state, std::slice::from_ref(&event)).await;
         self.state
             .log
             .append(vec![event.clone()])
             .await
             .map_err(|e| format!("not recorded: {e}"))?;
+        crate::handoff::flag_soon(&self.state, asking);
         let (b, u) = (self.bot.clone(), self.user.clone());
         let mode = self
             .state
