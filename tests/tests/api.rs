@@ -288,6 +288,18 @@ async fn until(s: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Val
     }
 }
 
+/// Waits until `done` holds (10 s at most, then fails naming `what`).
+async fn until_true(what: &str, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: not within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn figures_follow_the_log(backend: Backend) {
     let s = TestServer::start(backend).await;
     let out = |id: &str, ts: &str| {
@@ -843,3 +855,6 @@ mod telegram_framework;
 
 #[path = "api/handoff.rs"]
 mod handoff;
+
+#[path = "api/webchat.rs"]
+mod webchat;
