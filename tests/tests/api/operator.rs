@@ -212,6 +212,35 @@ async fn text_card_and_file_reach_a_telegram_user(backend: Backend) {
     assert_eq!(response.headers()["content-type"], "application/pdf");
     assert_eq!(response.bytes().await.expect("bytes").to_vec(), pdf);
 
+    // A picture goes out as a photo.
+    let png = [
+        &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a][..],
+        &[0u8; 64][..],
+    ]
+    .concat();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(png.clone()).file_name("photo.png"),
+    );
+    let response = s
+        .client
+        .post(s.url("/api/v1/bots/helpdesk/dialogs/5532/messages"))
+        .bearer_auth(botwatch_tests::ADMIN_TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status().as_u16(), 202);
+    let sent: Value = response.json().await.expect("json");
+    assert_eq!(sent["attachments"][0]["type"], "image");
+    delivered(&s, "5532", sent["id"].as_str().expect("id")).await;
+    let call = telegram.calls_of("sendPhoto").pop().expect("the photo");
+    let (field, _, mime, bytes) = &call.files[0];
+    assert_eq!(
+        (field.as_str(), mime.as_str(), bytes),
+        ("photo", "image/png", &png)
+    );
+
     // Telegram's refusal is the reason shown on the message; nothing is tried again.
     telegram.script(
         "sendMessage",

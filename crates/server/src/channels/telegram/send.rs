@@ -86,7 +86,12 @@ impl TelegramSender {
                 .attachments
                 .iter()
                 .any(|a| matches!(a, Attachment::Image(_)));
-            let (method, field) = if is_image && stored.mime.starts_with("image/") {
+            // sendPhoto takes the photo formats only; any other file is a document.
+            let photo = matches!(
+                stored.mime.as_str(),
+                "image/jpeg" | "image/png" | "image/webp"
+            );
+            let (method, field) = if is_image && photo {
                 ("sendPhoto", "photo")
             } else {
                 ("sendDocument", "document")
