@@ -177,7 +177,10 @@ pub fn flag_soon(state: &AppState, asking: Vec<Event>) {
             }
             let n = flags.len();
             match state.log.append(flags).await {
-                Ok(_) => info!(n, "dialogs flagged: a user asks for a human"),
+                Ok(_) => {
+                    state.metrics.handoffs.inc_by(n as u64);
+                    info!(n, "dialogs flagged: a user asks for a human");
+                }
                 Err(e) => warn!(error = %e, "a hand-off was not recorded"),
             }
         }
@@ -251,6 +254,7 @@ pub async fn post(
         let why = reason.as_deref().unwrap_or("the bot handed off");
         let event = handoff_event(&bot, &user, &provider, id, Some(why));
         state.log.append(vec![event]).await?;
+        state.metrics.handoffs.inc();
         info!(bot, user, "the bot handed the dialog off");
     }
     // Audited either way, once it happened.

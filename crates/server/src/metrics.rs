@@ -46,6 +46,10 @@ pub struct Metrics {
     pub live_resyncs: Counter,
     /// Connections closed (1013) because their socket took no frame for too long.
     pub live_closed_slow: Counter,
+    /// Operator messages this node delivered, by outcome (`sent`, `failed`).
+    pub operator_deliveries: Family<Labels, Counter>,
+    /// Dialogs this node flagged because a user asked for a human, or a bot handed off.
+    pub handoffs: Counter,
 }
 
 impl Metrics {
@@ -61,6 +65,8 @@ impl Metrics {
             live_connections: Gauge::default(),
             live_resyncs: Counter::default(),
             live_closed_slow: Counter::default(),
+            operator_deliveries: Family::default(),
+            handoffs: Counter::default(),
             reader_events: Counter::default(),
             dead_letters: Counter::default(),
             storage_ready: Gauge::default(),
@@ -111,6 +117,16 @@ impl Metrics {
             "live_closed_slow",
             "Live connections closed (1013) because they took no frame for too long",
             m.live_closed_slow.clone(),
+        );
+        registry.register(
+            "operator_deliveries",
+            "Operator messages this node delivered, by outcome (sent, failed)",
+            m.operator_deliveries.clone(),
+        );
+        registry.register(
+            "handoffs",
+            "Dialogs flagged for a human (a user asked, or a bot handed off)",
+            m.handoffs.clone(),
         );
         registry.register(
             "recounts_running",

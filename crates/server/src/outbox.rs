@@ -417,6 +417,11 @@ async fn record(state: &AppState, message: &Event, outcome: Result<(), Undeliver
         None => info!("delivered"),
         Some(reason) => warn!(reason, "not delivered"),
     }
+    state
+        .metrics
+        .operator_deliveries
+        .get_or_create(&vec![("outcome", delivery_state.as_str())])
+        .inc();
     let event = Event {
         id: format!("delivery-{}", message.id),
         bot: message.bot.clone(),

@@ -80,6 +80,14 @@ async fn a_user_asking_for_a_human_flags_the_dialog_until_taken_over(backend: Ba
         "payment question"
     );
 
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("botwatch_handoffs_total 2"), "{metrics}");
+
     // A new dashboard sees both waiting, the latest first.
     let mut other = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
     send(

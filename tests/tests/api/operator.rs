@@ -272,6 +272,18 @@ async fn text_card_and_file_reach_a_telegram_user(backend: Backend) {
     assert_eq!(status, 400);
     let (status, _) = post_message(&s, "nobody", json!({"text": "hi"})).await;
     assert_eq!(status, 404);
+    // What to watch: deliveries by outcome.
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"botwatch_operator_deliveries_total{outcome="sent"} 5"#)
+            && metrics.contains(r#"botwatch_operator_deliveries_total{outcome="failed"} 1"#),
+        "{metrics}"
+    );
     s.stop().await;
 }
 
