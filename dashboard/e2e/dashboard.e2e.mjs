@@ -1182,3 +1182,134 @@ test('12. with a webhook, a card and a file from the composer reach the bot, sig
     await hook.close();
   }
 });
+
+// ---------------------------------------------------------------------------------------
+// The hand-off alert: a dialog waiting for a human, shown on every page of the bot until
+// an operator takes it over.
+
+/** The banner of the dialogs waiting for a human (absent while nobody waits). */
+const waiting = (page) => page.locator('section.handoff');
+/** A user's entry in it: the latest request, or one under "+N more". */
+const waitingEntry = (page, user) => waiting(page).locator(`[data-handoff-user="${user.id}"]`);
+
+/** A bot hands the dialog with `user` off to a human, as a bot does (its token). */
+async function botHandsOff(user, reason) {
+  const res = await fetch(`${server.base}/api/v1/bots/${BOT}/dialogs/${user.id}/handoff`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${server.token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ reason }),
+  });
+  assert.equal(res.status, 202, `POST …/handoff: ${res.status}`);
+  return res.json();
+}
+
+test('14. a user asks for a human: every page of the bot shows it live until an operator takes the dialog over; a bot hands off with its reason', { timeout: 60_000 }, async () => {
+  const HANNA = { id: 'u-hanna', name: 'Ганна Л.' };
+  const PAVLO = { id: 'u-pavlo', name: 'Павло Д.' };
+  const t = await openAsOperator();
+  // A viewer beside, on another page of the bot: sees every request and its end.
+  const v = await openPage(browser, server);
+  try {
+    const { page } = t;
+    await page.goto(`/bots/${BOT}`);
+    await live(page);
+    await page.locator('section.users tbody tr').first().waitFor();
+    await v.page.goto(`/bots/${BOT}/statistics`);
+    await live(v.page);
+    assert.equal(await waiting(page).count(), 0, 'nobody waits for a human yet');
+    assert.equal(await waiting(v.page).count(), 0);
+
+    // Hanna asks for a human: the banner comes, live, on both pages.
+    await ingestOk(message(HANNA, 'in', 'Can I talk to a human?'));
+    for (const p of [page, v.page]) {
+      const entry = waitingEntry(p, HANNA);
+      await entry.waitFor({ timeout: 5000 });
+      assert.equal(await textOf(entry), `${HANNA.name} asks for a human — “Can I talk to a human?” · Open`);
+      assert.equal(await entry.getAttribute('role'), 'alert', 'screen readers announce it');
+      assert.equal(await waiting(p).locator('details').count(), 0, 'nobody else waits');
+    }
+    assert.equal(path(page), `/bots/${BOT}`, 'the operator stayed on the main page');
+
+    // Open: her dialog, flagged in the list and in its header.
+    await waitingEntry(page, HANNA).getByRole('link', { name: `Open the dialog with ${HANNA.name}` }).click();
+    await page.waitForURL((u) => u.pathname === `/bots/${BOT}/dialogs/${HANNA.id}`);
+    const row = page.locator(`section.list li[data-user="${HANNA.id}"]`);
+    const header = page.locator('section.view header');
+    await row.locator('[role="img"][aria-label="Asks for a human"]').waitFor({ timeout: 5000 });
+    assert.notEqual(await row.getAttribute('data-handoff'), null, 'the list marks the dialog');
+    await header.locator('.handoff-flag').waitFor({ timeout: 5000 });
+    assert.equal(await textOf(header.locator('.handoff-flag')), 'Asks for a human: Can I talk to a human?');
+    assert.equal(await header.locator('[data-mode]').getAttribute('data-mode'), 'auto');
+    assert.equal(await waiting(page).count(), 1, 'the banner stays until the dialog is taken over');
+
+    // Take over answers the request: the banner goes from both pages, the flags too.
+    await page.getByRole('button', { name: /Take over/ }).click();
+    await header.locator('[data-mode="manual"]').waitFor({ timeout: 5000 });
+    await waiting(page).waitFor({ state: 'detached', timeout: 5000 });
+    await waiting(v.page).waitFor({ state: 'detached', timeout: 5000 });
+    await eventually('the list no longer marks the dialog', async () => assert.equal(await row.getAttribute('data-handoff'), null));
+    assert.equal(await row.locator('.hand-raised').count(), 0);
+    assert.equal(await header.locator('.handoff-flag').count(), 0);
+    assert.equal((await server.api(`/api/v1/bots/${BOT}/dialogs/${HANNA.id}`)).handoff, null, 'the API agrees');
+
+    // Handed back to the bot: nothing waits (a switch answers, it does not ask).
+    await page.getByRole('button', { name: /Hand back to the bot/ }).click();
+    await header.locator('[data-mode="auto"]').waitFor({ timeout: 5000 });
+    assert.equal(await waiting(page).count(), 0);
+
+    // The bot hands her off, with its reason: both pages, the list and the header show it.
+    assert.deepEqual(await botHandsOff(HANNA, 'payment question'), { flagged: true });
+    for (const p of [page, v.page]) {
+      const entry = waitingEntry(p, HANNA);
+      await entry.waitFor({ timeout: 5000 });
+      assert.equal(await textOf(entry), `${HANNA.name} asks for a human — “payment question” · Open`);
+    }
+    await eventually('the header shows the reason', async () => assert.equal(await textOf(header.locator('.handoff-flag')), 'Asks for a human: payment question'));
+    await eventually('the list marks the dialog again', async () => assert.notEqual(await row.getAttribute('data-handoff'), null));
+
+    // Pavlo asks too (in Ukrainian): his request is the latest; Hanna's is one more,
+    // which opens from the banner as well.
+    await ingestOk(message(PAVLO, 'in', 'Покличте оператора, будь ласка'));
+    for (const p of [page, v.page]) {
+      const latest = waiting(p).locator('p.latest');
+      await eventually('the latest request is Pavlo’s', async () => assert.equal(await latest.getAttribute('data-handoff-user'), PAVLO.id));
+      assert.equal(await textOf(latest), `${PAVLO.name} asks for a human — “Покличте оператора, будь ласка” · Open`);
+      assert.equal(await textOf(waiting(p).locator('summary')), '+1 more');
+    }
+    const vp = v.page;
+    assert.equal(await waitingEntry(vp, HANNA).isVisible(), false, 'the others are folded');
+    await waiting(vp).locator('summary').click();
+    assert.equal(await textOf(waitingEntry(vp, HANNA)), `${HANNA.name} asks for a human — “payment question” · Open`);
+    await waitingEntry(vp, HANNA).getByRole('link', { name: `Open the dialog with ${HANNA.name}` }).click();
+    await vp.waitForURL((u) => u.pathname === `/bots/${BOT}/dialogs/${HANNA.id}`);
+    await vp.locator('section.view header .handoff-flag').waitFor({ timeout: 5000 });
+    assert.equal(await vp.locator('button.mode-toggle').count(), 0, 'a viewer cannot take it over');
+
+    // Hanna taken over: Pavlo is left alone, on both pages. Then Pavlo, from the banner.
+    await page.getByRole('button', { name: /Take over/ }).click();
+    await header.locator('[data-mode="manual"]').waitFor({ timeout: 5000 });
+    for (const p of [page, vp]) {
+      await waitingEntry(p, HANNA).waitFor({ state: 'detached', timeout: 5000 });
+      assert.equal(await waiting(p).locator('p.latest').getAttribute('data-handoff-user'), PAVLO.id);
+      assert.equal(await waiting(p).locator('details').count(), 0, 'no one more');
+    }
+    await vp.locator('section.view header .handoff-flag').waitFor({ state: 'detached', timeout: 5000 });
+    await page.getByRole('button', { name: /Hand back to the bot/ }).click();
+    await header.locator('[data-mode="auto"]').waitFor({ timeout: 5000 });
+    await waitingEntry(page, PAVLO).getByRole('link', { name: `Open the dialog with ${PAVLO.name}` }).click();
+    await page.waitForURL((u) => u.pathname === `/bots/${BOT}/dialogs/${PAVLO.id}`);
+    await header.locator('.handoff-flag').waitFor({ timeout: 5000 });
+    await page.getByRole('button', { name: /Take over/ }).click();
+    await header.locator('[data-mode="manual"]').waitFor({ timeout: 5000 });
+    await waiting(page).waitFor({ state: 'detached', timeout: 5000 });
+    await waiting(vp).waitFor({ state: 'detached', timeout: 5000 });
+    await page.getByRole('button', { name: /Hand back to the bot/ }).click();
+    await header.locator('[data-mode="auto"]').waitFor({ timeout: 5000 });
+    assert.deepEqual((await server.api(`/api/v1/bots/${BOT}/dialogs`)).items.filter((d) => d.handoff).map((d) => d.user.id), [], 'nobody waits any more');
+    t.assertClean();
+    v.assertClean();
+  } finally {
+    await t.close();
+    await v.close();
+  }
+});

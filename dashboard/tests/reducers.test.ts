@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BucketItem, DialogItem, Message } from '../src/api/types';
-import { addMessages, dialogReducer, dialogsReducer, mergeBuckets, withDelivery, withOlder } from '../src/live/reducers';
+import { addMessages, alertsReducer, dialogReducer, dialogsReducer, mergeBuckets, withAlert, withDelivery, withOlder } from '../src/live/reducers';
 import { TopicState } from '../src/live/topic';
 
 const dialog = (id: string, last: string, text?: string): DialogItem => ({
@@ -142,5 +142,55 @@ describe('an operator message’s delivery on the dialog topic', () => {
     t.apply({ topic: 'x', seq: 4, kind: 'delta', data: { dialog: dialog('a', '2026-11-27T10:01:00Z'), message: op } });
     expect(t.state!.messages.map((m) => m.id)).toEqual(['m1', 'op1']);
     expect(deliveryOf(t, 'op1')).toEqual({ state: 'sent' });
+  });
+});
+
+describe('the alerts topic: dialogs waiting for a human', () => {
+  const asking = (id: string, at: string, reason: string | null = 'operator please'): DialogItem => ({ ...dialog(id, at), handoff: { at, reason } });
+  const answered = (id: string, mode = 'manual'): DialogItem => ({ ...dialog(id, '2026-11-27T10:00:00Z'), mode, handoff: null });
+  const start = () => {
+    const t = new TopicState(alertsReducer);
+    t.apply({ topic: 'a', seq: 1, kind: 'snapshot', data: { items: [asking('b', '2026-11-27T10:05:00Z'), asking('a', '2026-11-27T10:01:00Z')] } });
+    return t;
+  };
+  const ids = (t: TopicState<DialogItem[]>) => t.state!.map((d) => d.user.id);
+
+  it('starts from the snapshot, latest request first', () => {
+    expect(ids(start())).toEqual(['b', 'a']);
+    const none = new TopicState(alertsReducer);
+    none.apply({ topic: 'a', seq: 1, kind: 'snapshot', data: { items: [] } });
+    expect(none.state).toEqual([]);
+  });
+
+  it('puts a new request first', () => {
+    const t = start();
+    t.apply({ topic: 'a', seq: 2, kind: 'delta', data: { dialog: asking('c', '2026-11-27T10:09:00Z', null) } });
+    expect(ids(t)).toEqual(['c', 'b', 'a']);
+    expect(t.state![0]!.handoff).toEqual({ at: '2026-11-27T10:09:00Z', reason: null });
+  });
+
+  it('replaces the older entry of a user who asks again', () => {
+    const t = start();
+    t.apply({ topic: 'a', seq: 2, kind: 'delta', data: { dialog: asking('a', '2026-11-27T10:10:00Z', 'payment question') } });
+    expect(ids(t)).toEqual(['a', 'b']);
+    expect(t.state![0]!.handoff?.reason).toBe('payment question');
+  });
+
+  it('removes a dialog once it is answered (its mode switched)', () => {
+    const t = start();
+    t.apply({ topic: 'a', seq: 2, kind: 'delta', data: { dialog: answered('b') } });
+    expect(ids(t)).toEqual(['a']);
+    t.apply({ topic: 'a', seq: 3, kind: 'delta', data: { dialog: answered('a', 'auto') } });
+    expect(t.state).toEqual([]);
+  });
+
+  it('changes nothing for a dialog switched while it was not waiting', () => {
+    const have = start().state!;
+    expect(withAlert(have, answered('z'))).toBe(have);
+  });
+
+  it('keeps the order when a delta repeats a request the list holds', () => {
+    const have = start().state!;
+    expect(withAlert(have, asking('a', '2026-11-27T10:01:00Z')).map((d) => d.user.id)).toEqual(['b', 'a']);
   });
 });

@@ -4,8 +4,11 @@
 import type { ComponentChildren } from 'preact';
 import { href, navigate, route } from '../router';
 import { useState } from 'preact/hooks';
-import { bots, leftInManual, logOut, notice, refreshBots, session, switchMode } from '../state';
-import { ConnectionBadge, ErrorLine, Link } from './bits';
+import type { DialogItem } from '../api/types';
+import { displayName } from '../format';
+import { alertsReducer } from '../live/reducers';
+import { bots, leftInManual, logOut, notice, refreshBots, session, switchMode, useTopic } from '../state';
+import { ConnectionBadge, ErrorLine, HandRaised, Link } from './bits';
 
 export function Shell({ bot, children }: { bot: string | null; children: ComponentChildren }) {
   const r = route.value;
@@ -62,6 +65,7 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
         </button>
       </header>
       <ManualReminder />
+      {bot !== null && <WaitingForHuman bot={bot} />}
       {notice.value && (
         <div class="notice" role="alert">
           {notice.value}{' '}
@@ -100,5 +104,57 @@ function ManualReminder() {
       </button>
       <ErrorLine error={error} />
     </div>
+  );
+}
+
+/** The dialogs of the bot waiting for a human (a user asked for one, or the bot handed
+ *  the dialog off), live on every page of the bot and for every role: the latest
+ *  request, the others on demand. An entry stays until an operator switches its
+ *  dialog (taking it over answers it), so every dashboard shows the same list. */
+function WaitingForHuman({ bot }: { bot: string }) {
+  const [waiting] = useTopic(`bot/${bot}/alerts`, alertsReducer);
+  const [latest, ...more] = waiting ?? [];
+  if (!latest) return null;
+  return (
+    <section class="notice handoff" aria-label="Waiting for a human">
+      {/* Announced when it appears and when a newer request takes its place. */}
+      <p class="latest" role="alert" data-handoff-user={latest.user.id}>
+        <HandRaised label={null} /> <HumanRequest bot={bot} dialog={latest} />
+      </p>
+      {more.length > 0 && (
+        <details>
+          <summary>+{more.length} more</summary>
+          <ul>
+            {more.map((d) => (
+              <li key={d.user.id} data-handoff-user={d.user.id}>
+                <HumanRequest bot={bot} dialog={d} />
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
+    </section>
+  );
+}
+
+/** "Олена asks for a human — “Покличте оператора” · Open": the reason is what the user
+ *  wrote (or what the bot gave), shown as text. */
+function HumanRequest({ bot, dialog }: { bot: string; dialog: DialogItem }) {
+  const name = displayName(dialog.user);
+  const reason = dialog.handoff?.reason;
+  return (
+    <>
+      <strong class="name">{name}</strong> asks for a human
+      {reason ? (
+        <>
+          {' — '}
+          <span class="reason">“{reason}”</span>
+        </>
+      ) : null}
+      {' · '}
+      <Link href={href({ page: 'dialogs', bot, user: dialog.user.id, mode: 'all' })} aria-label={`Open the dialog with ${name}`}>
+        Open
+      </Link>
+    </>
   );
 }

@@ -60,6 +60,30 @@ export function Headphones({ label = 'Manual mode: an operator answers', off = f
   );
 }
 
+/** A raised hand: this dialog's user asked for a human (or the bot handed it off) and
+ *  no operator has taken it over yet. `label` null: beside a text that says so. */
+export function HandRaised({ label = 'Asks for a human' }: { label?: string | null }) {
+  return (
+    <svg
+      class="hand-raised"
+      viewBox="0 0 24 24"
+      width="18"
+      height="18"
+      role={label !== null ? 'img' : undefined}
+      aria-label={label ?? undefined}
+      aria-hidden={label === null ? 'true' : undefined}
+    >
+      {label !== null && <title>{label}</title>}
+      <g fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round">
+        <path d="M8 13V5.5a1.5 1.5 0 0 1 3 0V11" />
+        <path d="M11 11V3.5a1.5 1.5 0 0 1 3 0V11" />
+        <path d="M14 11V5a1.5 1.5 0 0 1 3 0v6" />
+        <path d="M17 11V8a1.5 1.5 0 0 1 3 0v6.5a7.5 7.5 0 0 1-7.5 7.5h-1a6 6 0 0 1-4.7-2.3L3.6 16a1.6 1.6 0 0 1 2.5-2L8 16" />
+      </g>
+    </svg>
+  );
+}
+
 const STATES = {
   connecting: 'Connecting…',
   live: 'Live',

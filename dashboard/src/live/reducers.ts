@@ -1,6 +1,7 @@
 // How each topic's frames build what a page shows (pure: unit-tested in tests/).
 
 import type {
+  AlertsSnapshot,
   BucketItem,
   Delivery,
   DeliveryDelta,
@@ -31,6 +32,28 @@ export function upsertDialog(items: DialogItem[], dialog: DialogItem): DialogIte
   const old = items.find((d) => d.user.id === dialog.user.id);
   const merged = dialog.preview || !old ? dialog : { ...dialog, preview: old.preview };
   return [merged, ...items.filter((d) => d.user.id !== dialog.user.id)].sort(byLast);
+}
+
+/** When a dialog asked for a human, in ms (0 when it does not: last in the list). */
+function askedAt(d: DialogItem): number {
+  const at = d.handoff ? Date.parse(d.handoff.at) : NaN;
+  return Number.isNaN(at) ? 0 : at;
+}
+
+/** The dialogs waiting for a human (`bot/{bot}/alerts`), the latest request first. A
+ *  delta is a dialog that changed: flagged (it goes first, in place of its older
+ *  entry) or answered, its mode switched (`handoff` null: it leaves the list). */
+export const alertsReducer: Reducer<DialogItem[]> = {
+  snapshot: (data) => (data as AlertsSnapshot).items.filter((d) => d.handoff),
+  delta: (items, data) => withAlert(items, (data as DialogDelta).dialog),
+};
+
+export function withAlert(items: DialogItem[], dialog: DialogItem): DialogItem[] {
+  const others = items.filter((d) => d.user.id !== dialog.user.id);
+  if (!dialog.handoff) return others.length === items.length ? items : others;
+  // First; the sort (stable) only moves it when its request is older than another's,
+  // as when a delta repeats a flag the list already holds.
+  return [dialog, ...others].sort((a, b) => askedAt(b) - askedAt(a));
 }
 
 /** One dialog as its view shows it: oldest message first. */

@@ -3,8 +3,8 @@
 
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { get } from '../api/http';
-import type { Attachment, Delivery, DialogItem, DialogsAnswer, HistoryAnswer, Message } from '../api/types';
-import { Avatar, ErrorLine, Headphones, Link, ProviderIcon } from '../components/bits';
+import type { Attachment, Delivery, DialogItem, DialogsAnswer, HandoffView, HistoryAnswer, Message } from '../api/types';
+import { Avatar, ErrorLine, HandRaised, Headphones, Link, ProviderIcon } from '../components/bits';
 import { Composer } from '../components/Composer';
 import { displayName, formatBytes, formatWhen, plural, safeUrl } from '../format';
 import { type DialogView, dialogReducer, dialogsReducer, upsertDialog, withOlder } from '../live/reducers';
@@ -86,13 +86,14 @@ export function DialogsPage({ bot, user, mode }: { bot: string; user: string | n
         <ErrorLine error={error} />
         <ul>
           {shown.map((d) => (
-            <li key={d.user.id} data-user={d.user.id} class={d.user.id === user ? 'open' : ''}>
+            <li key={d.user.id} data-user={d.user.id} data-handoff={d.handoff?.at} class={d.user.id === user ? 'open' : ''}>
               <Link href={href({ page: 'dialogs', bot, user: d.user.id, mode })} aria-current={d.user.id === user ? 'true' : undefined}>
                 <Avatar user={d.user} />
                 <span class="body">
                   <span class="line">
                     <span class="name">{displayName(d.user)}</span>
                     <ProviderIcon provider={d.user.provider} />
+                    {d.handoff && <HandRaised />}
                     {d.mode === 'manual' && <Headphones />}
                     <time class="muted" dateTime={d.last ?? undefined}>
                       {formatWhen(d.last, tz)}
@@ -209,6 +210,7 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
             <ProviderIcon provider={dialog?.user.provider} /> {dialog ? `${plural(dialog.messages, 'message')} · ${plural(dialog.sessions, 'session')}` : 'No messages yet'}
           </p>
         </div>
+        {dialog?.handoff && <HandoffFlag handoff={dialog.handoff} />}
         <span class={`mode mode-${dialog?.mode ?? 'auto'}`} data-mode={dialog?.mode ?? 'auto'}>
           {dialog?.mode === 'manual' ? 'Manual: an operator answers' : 'Auto: the bot answers'}
         </span>
@@ -241,6 +243,16 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
       {/* What an operator sends shows at the bottom, even when they had scrolled up. */}
       {dialog && <Reply bot={bot} user={user} name={name} mode={dialog.mode} onSent={() => (atBottom.current = true)} />}
     </div>
+  );
+}
+
+/** The dialog waits for a human, and why (what the user wrote, or the bot's reason):
+ *  until an operator takes it over. */
+function HandoffFlag({ handoff }: { handoff: HandoffView }) {
+  return (
+    <p class="handoff-flag" data-handoff={handoff.at}>
+      <HandRaised label={null} /> Asks for a human{handoff.reason ? `: ${handoff.reason}` : ''}
+    </p>
   );
 }
 
