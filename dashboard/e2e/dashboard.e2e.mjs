@@ -1091,14 +1091,19 @@ test('12. with a webhook, a card and a file from the composer reach the bot, sig
     const builder = view.getByRole('form', { name: 'Card' });
     await builder.waitFor();
     assert.equal(await view.getByRole('button', { name: 'Compose a card' }).getAttribute('aria-expanded'), 'true');
-    assert.equal(await page.evaluate(() => document.activeElement?.closest('label')?.textContent), 'Title', 'the builder opens on its title');
+    // The focus moves once the builder has rendered: asked until it has.
+    await eventually('the builder opens on its title', async () =>
+      assert.equal(await page.evaluate(() => document.activeElement?.closest('label')?.textContent), 'Title'),
+    );
     await builder.getByLabel('Title', { exact: true }).fill('Order #12');
     await builder.getByLabel('Subtitle').fill('Shipped today');
     // An address the server refuses first: its message shows, the card stays.
     await builder.getByLabel('Image address').fill('ftp://example.invalid/order.png');
     const add = builder.getByRole('button', { name: 'Add a button' });
     await add.click();
-    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Button 1 title', 'a new row is ready to type in');
+    await eventually('a new row is ready to type in', async () =>
+      assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Button 1 title'),
+    );
     await builder.getByLabel('Button 1 title').fill('Track');
     await builder.getByLabel('Button 1 payload').fill('track:12');
     await add.click();
@@ -1262,9 +1267,9 @@ test('14. a user asks for a human: every page of the bot shows it live until an 
     for (const p of [page, v.page]) {
       const entry = waitingEntry(p, HANNA);
       await entry.waitFor({ timeout: 5000 });
-      assert.equal(await textOf(entry), `${HANNA.name} asks for a human — “payment question” · Open`);
+      assert.equal(await textOf(entry), `The bot hands ${HANNA.name} to a human — payment question · Open`);
     }
-    await eventually('the header shows the reason', async () => assert.equal(await textOf(header.locator('.handoff-flag')), 'Asks for a human: payment question'));
+    await eventually('the header shows the reason', async () => assert.equal(await textOf(header.locator('.handoff-flag')), 'The bot hands off to a human: payment question'));
     await eventually('the list marks the dialog again', async () => assert.notEqual(await row.getAttribute('data-handoff'), null));
 
     // Pavlo asks too (in Ukrainian): his request is the latest; Hanna's is one more,
@@ -1279,7 +1284,7 @@ test('14. a user asks for a human: every page of the bot shows it live until an 
     const vp = v.page;
     assert.equal(await waitingEntry(vp, HANNA).isVisible(), false, 'the others are folded');
     await waiting(vp).locator('summary').click();
-    assert.equal(await textOf(waitingEntry(vp, HANNA)), `${HANNA.name} asks for a human — “payment question” · Open`);
+    assert.equal(await textOf(waitingEntry(vp, HANNA)), `The bot hands ${HANNA.name} to a human — payment question · Open`);
     await waitingEntry(vp, HANNA).getByRole('link', { name: `Open the dialog with ${HANNA.name}` }).click();
     await vp.waitForURL((u) => u.pathname === `/bots/${BOT}/dialogs/${HANNA.id}`);
     await vp.locator('section.view header .handoff-flag').waitFor({ timeout: 5000 });

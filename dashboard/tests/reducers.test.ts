@@ -146,7 +146,7 @@ describe('an operator message’s delivery on the dialog topic', () => {
 });
 
 describe('the alerts topic: dialogs waiting for a human', () => {
-  const asking = (id: string, at: string, reason: string | null = 'operator please'): DialogItem => ({ ...dialog(id, at), handoff: { at, reason } });
+  const asking = (id: string, at: string, reason: string | null = 'operator please'): DialogItem => ({ ...dialog(id, at), handoff: { at, reason, by: 'user' } });
   const answered = (id: string, mode = 'manual'): DialogItem => ({ ...dialog(id, '2026-11-27T10:00:00Z'), mode, handoff: null });
   const start = () => {
     const t = new TopicState(alertsReducer);
@@ -166,7 +166,7 @@ describe('the alerts topic: dialogs waiting for a human', () => {
     const t = start();
     t.apply({ topic: 'a', seq: 2, kind: 'delta', data: { dialog: asking('c', '2026-11-27T10:09:00Z', null) } });
     expect(ids(t)).toEqual(['c', 'b', 'a']);
-    expect(t.state![0]!.handoff).toEqual({ at: '2026-11-27T10:09:00Z', reason: null });
+    expect(t.state![0]!.handoff).toEqual({ at: '2026-11-27T10:09:00Z', reason: null, by: 'user' });
   });
 
   it('replaces the older entry of a user who asks again', () => {

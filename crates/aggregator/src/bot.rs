@@ -157,7 +157,17 @@ pub struct UserFigures {
     pub mode: Mode,
     /// The user asked for a human (or the bot handed off) and no operator has taken
     /// the dialog since: when (ms) and why.
-    pub handoff: Option<(i64, Option<String>)>,
+    pub handoff: Option<Handoff>,
+}
+
+/// A standing request for a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    /// Event time (ms) of the request.
+    pub ms: i64,
+    pub reason: Option<String>,
+    /// The bot handed off (through the API); else the user asked.
+    pub by_bot: bool,
 }
 
 /// One bucket of the statistics.
@@ -222,6 +232,7 @@ pub(crate) struct HandoffMark {
     ms: i64,
     id: Box<str>,
     reason: Option<Box<str>>,
+    by_bot: bool,
 }
 
 /// Everything the product shows about one bot, exact after every [`apply`].
@@ -464,6 +475,7 @@ impl BotFigures {
                 ms: ts,
                 id: event.id.as_str().into(),
                 reason: event.text.as_deref().map(Into::into),
+                by_bot: event.sender == Some(botwatch_event::Sender::Bot),
             };
             match self.handoffs.get(&(i as u32)) {
                 Some(m) if (m.ms, &m.id) >= (mark.ms, &mark.id) => {}
@@ -744,9 +756,11 @@ impl BotFigures {
             tags: Vec::new(),
             subscriber: self.is_subscriber(i),
             mode: self.mode_of(i),
-            handoff: self
-                .handoff_of(i)
-                .map(|m| (m.ms, m.reason.as_deref().map(str::to_owned))),
+            handoff: self.handoff_of(i).map(|m| Handoff {
+                ms: m.ms,
+                reason: m.reason.as_deref().map(str::to_owned),
+                by_bot: m.by_bot,
+            }),
         }
     }
 
@@ -976,7 +990,11 @@ mod tests {
         figures.apply(&handoff(10, "h-1"));
         assert_eq!(
             figures.user("u1").expect("u1").handoff,
-            Some((1_780_000_010_000, Some("I want a human".to_owned())))
+            Some(Handoff {
+                ms: 1_780_000_010_000,
+                reason: Some("I want a human".to_owned()),
+                by_bot: false
+            })
         );
         assert_eq!(figures.handoffs().len(), 1);
         let bytes = postcard::to_stdvec(&figures).expect("bytes");

@@ -24,7 +24,7 @@ mod time;
 mod timeline;
 mod users;
 
-pub use bot::{BotFigures, BotSettings, DialogCursor, StatsBucket, UserFigures};
+pub use bot::{BotFigures, BotSettings, DialogCursor, Handoff, StatsBucket, UserFigures};
 pub use names::fold_name;
 pub use outbox::PendingMessage;
 pub use sessions::Group;

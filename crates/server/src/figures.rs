@@ -262,7 +262,10 @@ pub struct DialogAnswer {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HandoffView {
     at: String,
+    /// The user's message that asked, or the reason the bot gave.
     reason: Option<String>,
+    /// `user` (a hand-off phrase) or `bot` (the bot handed off through the API).
+    by: &'static str,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -300,9 +303,10 @@ impl From<UserFigures> for DialogAnswer {
             last: f.last_ms.map(rfc3339),
             messages: f.messages,
             sessions: f.sessions,
-            handoff: f.handoff.map(|(ms, reason)| HandoffView {
-                at: rfc3339(ms),
-                reason,
+            handoff: f.handoff.map(|h| HandoffView {
+                at: rfc3339(h.ms),
+                reason: h.reason,
+                by: if h.by_bot { "bot" } else { "user" },
             }),
         }
     }

@@ -18,7 +18,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use botwatch_event::{Direction, Event, EventKind, Mode, UserInfo};
+use botwatch_event::{Direction, Event, EventKind, Mode, Sender, UserInfo};
 use botwatch_log::EventLog;
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info, info_span, instrument, warn};
@@ -169,6 +169,7 @@ pub fn flag_soon(state: &AppState, asking: Vec<Event>) {
                         &e.provider,
                         format!("handoff-{}", e.id),
                         e.text.as_deref(),
+                        None,
                     )
                 })
                 .collect();
@@ -188,7 +189,15 @@ pub fn flag_soon(state: &AppState, asking: Vec<Event>) {
     );
 }
 
-fn handoff_event(bot: &str, user: &str, provider: &str, id: String, reason: Option<&str>) -> Event {
+/// A `handoff` event; `sender` is the bot when it handed off, none when the user asked.
+fn handoff_event(
+    bot: &str,
+    user: &str,
+    provider: &str,
+    id: String,
+    reason: Option<&str>,
+    sender: Option<Sender>,
+) -> Event {
     Event {
         id,
         bot: bot.to_owned(),
@@ -201,7 +210,7 @@ fn handoff_event(bot: &str, user: &str, provider: &str, id: String, reason: Opti
         },
         text: reason.map(|r| r.chars().take(REASON_CHARS).collect()),
         attachments: Vec::new(),
-        sender: None,
+        sender,
         mode: None,
         delivery: None,
         ts: chrono::Utc::now(),
@@ -252,7 +261,7 @@ pub async fn post(
         let provider = known.provider.unwrap_or_else(|| "botwatch".to_owned());
         let id = format!("handoff-{}", uuid::Uuid::now_v7());
         let why = reason.as_deref().unwrap_or("the bot handed off");
-        let event = handoff_event(&bot, &user, &provider, id, Some(why));
+        let event = handoff_event(&bot, &user, &provider, id, Some(why), Some(Sender::Bot));
         state.log.append(vec![event]).await?;
         state.metrics.handoffs.inc();
         info!(bot, user, "the bot handed the dialog off");

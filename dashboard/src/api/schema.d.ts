@@ -711,6 +711,9 @@ export interface components {
         };
         HandoffView: {
             at: string;
+            /** @description `user` (a hand-off phrase) or `bot` (the bot handed off through the API). */
+            by: string;
+            /** @description The user's message that asked, or the reason the bot gave. */
             reason?: string | null;
         };
         HistoryAnswer: {

@@ -137,15 +137,30 @@ function WaitingForHuman({ bot }: { bot: string }) {
   );
 }
 
-/** "Олена asks for a human — “Покличте оператора” · Open": the reason is what the user
- *  wrote (or what the bot gave), shown as text. */
+/** "Олена asks for a human — “Покличте оператора” · Open" (what the user wrote), or
+ *  "The bot hands Олена to a human — payment question · Open" (the bot's reason), as
+ *  text. */
 function HumanRequest({ bot, dialog }: { bot: string; dialog: DialogItem }) {
   const name = displayName(dialog.user);
   const reason = dialog.handoff?.reason;
+  const byBot = dialog.handoff?.by === 'bot';
   return (
     <>
-      <strong class="name">{name}</strong> asks for a human
-      {reason ? (
+      {byBot ? (
+        <>
+          The bot hands <strong class="name">{name}</strong> to a human
+        </>
+      ) : (
+        <>
+          <strong class="name">{name}</strong> asks for a human
+        </>
+      )}
+      {reason && byBot ? (
+        <>
+          {' — '}
+          <span class="reason">{reason}</span>
+        </>
+      ) : reason ? (
         <>
           {' — '}
           <span class="reason">“{reason}”</span>

@@ -251,7 +251,8 @@ function DialogPane({ bot, user, tz }: { bot: string; user: string; tz: string }
 function HandoffFlag({ handoff }: { handoff: HandoffView }) {
   return (
     <p class="handoff-flag" data-handoff={handoff.at}>
-      <HandRaised label={null} /> Asks for a human{handoff.reason ? `: ${handoff.reason}` : ''}
+      <HandRaised label={null} /> {handoff.by === 'bot' ? 'The bot hands off to a human' : 'Asks for a human'}
+      {handoff.reason ? `: ${handoff.reason}` : ''}
     </p>
   );
 }

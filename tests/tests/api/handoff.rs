@@ -56,6 +56,7 @@ async fn a_user_asking_for_a_human_flags_the_dialog_until_taken_over(backend: Ba
         delta["data"]["dialog"]["handoff"]["reason"],
         "Покличте ОПЕРАТОРА, будь ласка"
     );
+    assert_eq!(delta["data"]["dialog"]["handoff"]["by"], "user");
     let shown = dialog_of(&s, "ann").await;
     assert!(shown["handoff"]["at"].is_string(), "{shown}");
     let (_, list) = s.get("/api/v1/bots/helpdesk/dialogs").await;
@@ -79,6 +80,7 @@ async fn a_user_asking_for_a_human_flags_the_dialog_until_taken_over(backend: Ba
         delta["data"]["dialog"]["handoff"]["reason"],
         "payment question"
     );
+    assert_eq!(delta["data"]["dialog"]["handoff"]["by"], "bot");
 
     let metrics = reqwest::get(s.url("/metrics"))
         .await
