@@ -288,6 +288,27 @@ async fn until(s: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Val
     }
 }
 
+/// [`until`] with a longer patience (for what retries with back-off).
+async fn until_long(
+    s: &TestServer,
+    path: &str,
+    done: impl Fn(&Value) -> bool,
+    within: std::time::Duration,
+) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = s.get(path).await;
+        if status == 200 && done(&body) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{path} never got there: {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until `done` holds (10 s at most, then fails naming `what`).
 async fn until_true(what: &str, done: impl Fn() -> bool) {
     let started = std::time::Instant::now();

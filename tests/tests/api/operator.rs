@@ -374,6 +374,47 @@ async fn a_message_left_pending_is_sent_once_by_two_nodes() {
     a.stop().await;
 }
 
+/// Telegram out of reach: tried again, then failed with a reason that never holds the
+/// bot's token (Bot API addresses do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_telegram_fails_without_telling_the_token() {
+    // Nothing listens on port 9 here (discard); connections are refused at once.
+    let s = TestServer::start_with(Backend::Embedded, None, |c| {
+        configured(c, "http://127.0.0.1:9")
+    })
+    .await;
+    let (status, _) = s
+        .put(
+            "/api/v1/bots/helpdesk/settings",
+            json!({"channels": {"telegram": {"token": TOKEN}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    in_manual(&s, "5532", "telegram").await;
+    let (status, sent) = post_message(&s, "5532", json!({"text": "Hello?"})).await;
+    assert_eq!(status, 202, "{sent}");
+    // Four attempts, 1 + 2 + 4 s apart.
+    let history = super::until_long(
+        &s,
+        "/api/v1/bots/helpdesk/dialogs/5532/messages",
+        |h| h["items"][0]["delivery"]["state"] == "failed",
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    let reason = history["items"][0]["delivery"]["reason"]
+        .as_str()
+        .expect("reason");
+    assert!(
+        reason.starts_with("Telegram could not be reached"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains(TOKEN) && !reason.contains("123456"),
+        "{reason}"
+    );
+    s.stop().await;
+}
+
 /// A message recorded just before its node stopped (never claimed) is sent once the
 /// node is back: the sweeper finds it in the replayed figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,10 +101,7 @@ pub async fn proxy(
     let (status, content_type, answer) = match call.send(&state.http).await {
         Ok(a) => a,
         Err(e) => {
-            return refusal(
-                StatusCode::BAD_GATEWAY,
-                &format!("Telegram could not be reached: {e}"),
-            );
+            return refusal(StatusCode::BAD_GATEWAY, &super::unreachable(e));
         }
     };
     let files = format!(
@@ -284,7 +281,7 @@ async fn updates(
         match again.send(&state.http).await {
             Ok((status, _, bytes)) if status.is_success() => answer = bytes,
             Ok((status, _, _)) => return Err(format!("Telegram answered {status}")),
-            Err(e) => return Err(format!("Telegram could not be reached: {e}")),
+            Err(e) => return Err(super::unreachable(e)),
         }
     }
     // Still nothing for the bot: an empty answer, and it polls again.

@@ -196,7 +196,7 @@ impl TelegramSender {
                 Err(e) => {
                     server_errors += 1;
                     if server_errors >= SERVER_ERROR_ATTEMPTS {
-                        return Err(Undelivered(format!("Telegram could not be reached: {e}")));
+                        return Err(Undelivered(super::unreachable(e)));
                     }
                     wait *= 2;
                     wait / 2

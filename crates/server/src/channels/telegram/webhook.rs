@@ -180,10 +180,10 @@ pub async fn file(
         .json(&serde_json::json!({ "file_id": file_id }))
         .send()
         .await
-        .map_err(|e| gateway(format!("Telegram could not be reached: {e}")))?
+        .map_err(|e| gateway(super::unreachable(e)))?
         .json()
         .await
-        .map_err(|e| gateway(format!("Telegram's answer: {e}")))?;
+        .map_err(|e| gateway(format!("Telegram's answer: {}", e.without_url())))?;
     let path = info["result"]["file_path"]
         .as_str()
         .ok_or_else(|| not_found("Telegram does not have this file"))?;
@@ -192,11 +192,14 @@ pub async fn file(
         .get(format!("{api}/file/bot{token}/{path}"))
         .send()
         .await
-        .map_err(|e| gateway(e.to_string()))?;
+        .map_err(|e| gateway(super::unreachable(e)))?;
     if !file.status().is_success() {
         return Err(gateway(format!("Telegram answered {}", file.status())));
     }
-    let bytes = file.bytes().await.map_err(|e| gateway(e.to_string()))?;
+    let bytes = file
+        .bytes()
+        .await
+        .map_err(|e| gateway(super::unreachable(e)))?;
     if bytes.len() > MAX_FILE_BYTES {
         return Err(gateway(
             "the file is larger than Telegram lets bots fetch".to_owned(),
