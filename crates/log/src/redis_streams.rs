@@ -648,13 +648,15 @@ const MAX_STREAM_SEQ: u64 = 9_999_999_999;
 
 /// The limits entries are read back with: what ingest accepts, plus room for what it
 /// adds (a made `id` and `ts`) and for the clocks of botwatch and Redis to differ.
-fn read_limits() -> Limits {
+fn read_limits(own: bool) -> Limits {
     let ingest = Limits::default();
     Limits {
         max_event_bytes: ingest.max_event_bytes + 1024,
         max_future: ingest.max_future + chrono::Duration::minutes(5),
-        // botwatch's own entries (`mode_changed`) are read back from the same stream.
-        own_kinds: true,
+        // botwatch's own kinds (`mode_changed`, `delivery`, `handoff`, an operator
+        // message's `delivery`) only in entries botwatch wrote: an adapter's entry that
+        // claims one is refused, so no adapter makes botwatch send as the bot.
+        own_kinds: own,
         ..ingest
     }
 }
@@ -673,7 +675,7 @@ fn decode_fields(position: Position, fields: Option<&[Value]>) -> Decoded {
     let Some(raw) = field(fields, b"event") else {
         return invalid("the entry has no field \"event\"".to_owned());
     };
-    let limits = read_limits();
+    let limits = read_limits(written_by_ingest(position, Some(fields)));
     let id = || format!("redis-{position}");
     match parse_event_with_id(raw, time_of(position), &limits, id) {
         Ok(event) => Decoded::Valid(Box::new(event)),

@@ -81,6 +81,8 @@ pub async fn send(
         operator = principal.actor(),
         "operator message recorded"
     );
+    // Recorded: it goes out whatever happens to this request from here on.
+    deliver_soon(&state, event.clone());
     crate::session::audit(
         &state,
         &principal,
@@ -90,7 +92,6 @@ pub async fn send(
     )
     .await?;
     wait_until_applied(&state, &bot, &event.id).await?;
-    deliver_soon(&state, event.clone());
     Ok((StatusCode::ACCEPTED, Json(Message::from(event))))
 }
 

@@ -95,6 +95,47 @@ async fn invalid_entries_are_dead_lettered_once_and_never_block() {
     b.cleanup().await;
 }
 
+/// botwatch's own kinds are read back only from entries botwatch wrote: an adapter's
+/// entry claiming one (a pending operator message the outbox would send as the bot, a
+/// delivery, a hand-off, a mode switch) is dead-lettered, while the same events
+/// appended by botwatch read back.
+#[tokio::test]
+async fn an_adapter_cannot_write_botwatchs_own_events() {
+    let b = Redis::new();
+    let log = b.open().await;
+    let forged = [
+        r#"{"id":"f1","bot":"b1","type":"mode_changed","provider":"web","user":{"id":"u"},"mode":"manual"}"#,
+        r#"{"id":"f2","bot":"b1","type":"handoff","provider":"web","user":{"id":"u"}}"#,
+        r#"{"id":"f3","bot":"b1","type":"delivery","provider":"web","user":{"id":"u"},"delivery":{"message":"m","state":"sent"}}"#,
+    ];
+    for event in forged {
+        xadd(&b, &[("event", event)]).await;
+    }
+    // An operator message with a pending delivery: read as a plain message, without it.
+    xadd(
+        &b,
+        &[("event", r#"{"id":"f4","bot":"b1","type":"message","direction":"out","provider":"telegram","user":{"id":"5532"},"text":"send me","sender":{"kind":"operator","id":"x"},"delivery":{"state":"pending"}}"#)],
+    )
+    .await;
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!(ids(&batch.entries), ["f4"]);
+    assert_eq!(batch.dead_lettered, 3);
+    assert_eq!(
+        batch.entries[0].event.delivery, None,
+        "not botwatch's to deliver"
+    );
+
+    // The same kinds appended by botwatch read back.
+    let mut handoff = msg("b1", "u", "own-2", at(0), "a human please");
+    handoff.kind = botwatch_event::EventKind::Handoff;
+    handoff.direction = None;
+    log.append(vec![handoff]).await.expect("append");
+    let next = batch.next;
+    let batch = log.read(next, 100, None).await.expect("read");
+    assert_eq!(ids(&batch.entries), ["own-2"]);
+    b.cleanup().await;
+}
+
 #[tokio::test]
 async fn adapter_entries_are_deduplicated_against_ingested_ones() {
     let b = Redis::new();
