@@ -42,6 +42,8 @@ fn botwatch(storage: &Storage) -> Command {
         .env_remove("BOTWATCH_PASSWORD")
         .env_remove("BOTWATCH_SECRET_KEY")
         .env("BOTWATCH_LOG", "debug")
+        // Nothing listens there: the Bot API proxy's call fails at once.
+        .env("BOTWATCH_TELEGRAM_API", "http://127.0.0.1:9")
         .kill_on_drop(true);
     storage.args(&mut cmd);
     cmd
@@ -182,6 +184,8 @@ async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
     let api_secret = format!("canary-ga-secret-{}", uuid::Uuid::new_v4().simple());
     let webhook_secret = format!("canary-webhook-{}", uuid::Uuid::new_v4().simple());
     let admin_token = format!("canary-admin-{}", uuid::Uuid::new_v4().simple());
+    let telegram_token = format!("123456:canary-telegram-{}", uuid::Uuid::new_v4().simple());
+    let telegram_secret = format!("canary-tg-secret-{}", uuid::Uuid::new_v4().simple());
     let mut logs = String::new();
 
     let (mut server, base, stderr) = serve(&storage, &admin_token).await;
@@ -267,6 +271,32 @@ async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
     assert!(shown.contains(&format!("********{tail}")), "{shown}");
     assert!(!shown.contains(&webhook_secret), "{shown}");
 
+    // Telegram's token and webhook secret: sealed, masked, and out of every log line
+    // even when a framework calls the Bot API proxy with the token in the path.
+    let put = http
+        .put(&settings)
+        .bearer_auth(&admin_token)
+        .json(&json!({"channels": {"telegram": {"token": telegram_token,
+            "webhook_secret": telegram_secret}}}))
+        .send()
+        .await
+        .expect("put settings");
+    assert_eq!(put.status(), 200);
+    let proxied = http
+        .post(format!(
+            "{base}/channels/telegram/shop/api/bot{telegram_token}/getMe"
+        ))
+        .send()
+        .await
+        .expect("proxy");
+    assert_eq!(
+        proxied.status(),
+        502,
+        "Telegram (a closed port) is out of reach"
+    );
+    let said = proxied.text().await.expect("body");
+    assert!(!said.contains(&telegram_token), "{said}");
+
     let pid = server.id().expect("pid");
     let term = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -291,6 +321,8 @@ async fn no_canary_is_kept_or_logged_in_clear(storage: Storage) {
         ("admin token", &admin_token),
         ("analytics secret", &api_secret),
         ("webhook secret", &webhook_secret),
+        ("Telegram token", &telegram_token),
+        ("Telegram webhook secret", &telegram_secret),
     ] {
         assert!(!contains(&stored, canary), "the {what} is stored in clear");
         assert!(!logs.contains(canary.as_str()), "the {what} is in the logs");

@@ -114,7 +114,16 @@ pub fn router(state: AppState) -> Router {
         .layer(secure(header::X_FRAME_OPTIONS, "DENY"))
         .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
         .layer(CatchPanicLayer::custom(error::panic_response))
-        .layer(TraceLayer::new_for_http())
+        // Request spans name the path without a Bot API token (the proxy's paths hold one).
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %channels::telegram::redact_path(request.uri().path()),
+                )
+            },
+        ))
         .with_state(state)
 }
 

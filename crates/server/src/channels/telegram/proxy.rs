@@ -51,7 +51,8 @@ fn refusal(status: StatusCode, description: &str) -> Response {
         .into_response()
 }
 
-#[instrument(name = "telegram.proxy", skip(state, headers, query, request), fields(method = %method_name))]
+// The token is in the path: never a field of the span (it would be in every log line).
+#[instrument(name = "telegram.proxy", skip(state, bot_token, headers, query, request), fields(method = %method_name))]
 #[utoipa::path(post, operation_id = "telegram_proxy", path = "/channels/telegram/{bot}/api/{bot_token}/{method_name}", tag = "telegram",
     params(("bot" = String, Path, description = "The bot (a slug)"), ("bot_token" = String, Path, description = "`bot` followed by the bot's Bot API token"), ("method_name" = String, Path, description = "A Bot API method")),
     responses((status = 200, description = "Telegram's answer, passed back (getUpdates without Manual users' updates)"), (status = 401, description = "Not the bot's token")))]
@@ -68,6 +69,13 @@ pub async fn proxy(
             "Unauthorized: expected bot<TOKEN>",
         );
     };
+    // Bot API methods are names: nothing else is passed on (no path to walk).
+    if method_name.is_empty()
+        || method_name.len() > 64
+        || !method_name.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return refusal(StatusCode::NOT_FOUND, "Not Found: not a Bot API method");
+    }
     let expected = match settings_of(&state, &bot).await {
         Ok(doc) => doc
             .channels
@@ -114,10 +122,10 @@ pub async fn proxy(
             Err(e) => return refusal(StatusCode::SERVICE_UNAVAILABLE, &e),
         }
     } else {
-        if status.is_success()
-            && method_name.len() > 4
-            && method_name[..4].eq_ignore_ascii_case("send")
-        {
+        let sends = method_name
+            .get(..4)
+            .is_some_and(|m| m.eq_ignore_ascii_case("send"));
+        if status.is_success() && sends {
             record_sent(&state, &bot, &files, &method_name, &call, &answer).await;
         }
         answer
@@ -227,7 +235,19 @@ async fn updates(
     call: &Upstream,
     mut answer: Bytes,
 ) -> Result<Bytes, String> {
-    for _ in 0..REFETCHES {
+    // One long poll's worth of time for all of it: the bot's own `timeout` (Telegram
+    // allows 50 s), after which it gets an empty answer and polls again itself.
+    let params = call.params(state).await;
+    let timeout = params
+        .get("timeout")
+        .and_then(|t| {
+            t.as_u64()
+                .or_else(|| t.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(0)
+        .min(50);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    for round in 0..REFETCHES {
         let Ok(mut parsed) = serde_json::from_slice::<Value>(&answer) else {
             return Ok(answer);
         };
@@ -268,9 +288,16 @@ async fn updates(
         if !items.is_empty() || removed == 0 {
             return Ok(Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default()));
         }
-        // Everything was removed: ask again past them, with the bot's other parameters.
-        let mut params = call.params(state).await;
+        // Everything was removed: ask again past them, with the bot's other parameters
+        // and what is left of its time (the last round is not asked: its answer could
+        // not be used).
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if round + 1 == REFETCHES {
+            break;
+        }
+        let mut params = params.clone();
         params.insert("offset".to_owned(), json!(last_id + 1));
+        params.insert("timeout".to_owned(), json!(left.as_secs()));
         let again = Upstream {
             url: call.url.clone(),
             http_method: Method::POST,
