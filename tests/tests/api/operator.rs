@@ -257,6 +257,28 @@ async fn text_card_and_file_reach_a_telegram_user(backend: Backend) {
     );
     assert_eq!(telegram.calls_of("sendMessage").len(), before + 1);
 
+    // A 5xx: Telegram may have sent it, so it is not sent again; the reason says so.
+    telegram.script(
+        "sendMessage",
+        502,
+        json!({"ok": false, "error_code": 502, "description": "Bad Gateway"}),
+    );
+    let before = telegram.calls_of("sendMessage").len();
+    let (_, sent) = post_message(&s, "5532", json!({"text": "One more thing"})).await;
+    let shown = delivered(&s, "5532", sent["id"].as_str().expect("id")).await;
+    assert_eq!(shown["delivery"]["state"], "failed");
+    assert!(
+        shown["delivery"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("may or may not have reached the user")),
+        "{shown}"
+    );
+    assert_eq!(
+        telegram.calls_of("sendMessage").len(),
+        before + 1,
+        "called once"
+    );
+
     // Bad input is named.
     let (status, answer) = post_message(&s, "5532", json!({"text": " "})).await;
     assert_eq!(
@@ -281,7 +303,7 @@ async fn text_card_and_file_reach_a_telegram_user(backend: Backend) {
         .expect("text");
     assert!(
         metrics.contains(r#"botwatch_operator_deliveries_total{outcome="sent"} 5"#)
-            && metrics.contains(r#"botwatch_operator_deliveries_total{outcome="failed"} 1"#),
+            && metrics.contains(r#"botwatch_operator_deliveries_total{outcome="failed"} 2"#),
         "{metrics}"
     );
     s.stop().await;

@@ -3,9 +3,11 @@
 //! an image: caption and keyboard) and `sendDocument` (any other file).
 //!
 //! Telegram's answers are obeyed: `429` waits `parameters.retry_after` seconds (as
-//! long as the whole delivery stays within [`GIVE_UP_AFTER`]); a 5xx or no answer is
-//! tried again after 1, 2, 4 s; any other refusal ends it with Telegram's own words
-//! (`Forbidden: bot was blocked by the user`).
+//! long as the whole delivery stays within [`GIVE_UP_AFTER`]); a call that could not
+//! connect is tried again after 1, 2, 4 s; any other refusal ends it with Telegram's
+//! own words (`Forbidden: bot was blocked by the user`). A 5xx or a call that went out
+//! without an answer is not tried again — Telegram may have sent the message, and a
+//! second call could send it twice — and fails saying so.
 
 use std::time::Duration;
 
@@ -20,7 +22,8 @@ use crate::channels::{Channel, Outgoing, Undelivered};
 /// A delivery that has not succeeded in this time fails.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-const SERVER_ERROR_ATTEMPTS: u32 = 4;
+/// Tries of a call that could not connect (nothing was sent): 1, 2, 4 s apart.
+const CONNECT_ATTEMPTS: u32 = 4;
 /// Bot API limits: message text and captions, in characters; callback data in bytes.
 const TEXT_CHARS: usize = 4096;
 const CAPTION_CHARS: usize = 1024;
@@ -136,7 +139,7 @@ impl TelegramSender {
         let method = match call {
             Call::Json(m, _) | Call::Upload(m, ..) => *m,
         };
-        let mut server_errors = 0;
+        let mut connect_errors = 0;
         let mut wait = Duration::from_secs(1);
         loop {
             let request = match call {
@@ -175,15 +178,12 @@ impl TelegramSender {
                             warn!(method, retry_after = after, "Telegram asks to slow down");
                             Duration::from_secs(after.max(1))
                         }
+                        // Telegram may have sent it before failing: trying again could
+                        // send it twice, so it is not tried again.
                         _ if status.is_server_error() => {
-                            server_errors += 1;
-                            if server_errors >= SERVER_ERROR_ATTEMPTS {
-                                return Err(Undelivered(format!(
-                                    "Telegram failed {server_errors} times ({status})"
-                                )));
-                            }
-                            wait *= 2;
-                            wait / 2
+                            return Err(Undelivered(format!(
+                                "Telegram failed ({status}); it may or may not have reached the user"
+                            )));
                         }
                         a => {
                             let said = a
@@ -193,13 +193,22 @@ impl TelegramSender {
                         }
                     }
                 }
-                Err(e) => {
-                    server_errors += 1;
-                    if server_errors >= SERVER_ERROR_ATTEMPTS {
+                // Not connected: nothing was sent, so it is tried again.
+                Err(e) if e.is_connect() => {
+                    connect_errors += 1;
+                    if connect_errors >= CONNECT_ATTEMPTS {
                         return Err(Undelivered(super::unreachable(e)));
                     }
                     wait *= 2;
                     wait / 2
+                }
+                // Sent, but no answer (a timeout, a broken connection): it may have
+                // reached the user, so it is not sent again.
+                Err(e) => {
+                    return Err(Undelivered(format!(
+                        "{}; it may or may not have reached the user",
+                        super::unreachable(e)
+                    )));
                 }
             };
             if tokio::time::Instant::now() + retry_in > deadline {

@@ -20,7 +20,16 @@ pub struct Update {
     #[serde(default)]
     edited_message: Option<TgMessage>,
     #[serde(default)]
+    business_message: Option<TgMessage>,
+    #[serde(default)]
+    edited_business_message: Option<TgMessage>,
+    #[serde(default)]
     callback_query: Option<CallbackQuery>,
+    /// Every other kind of update (inline queries, poll answers, reactions, payments,
+    /// join requests, …): not recorded, but whose user it is still decides whether
+    /// the bot may see it.
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +38,26 @@ struct TgMessage {
     from: Option<TgUser>,
     #[serde(default)]
     text: Option<String>,
+    /// The kinds of content told in words when there is no text (what the operator
+    /// sees of a voice note, a sticker, …).
+    #[serde(default)]
+    voice: Option<Value>,
+    #[serde(default)]
+    audio: Option<Value>,
+    #[serde(default)]
+    video: Option<Value>,
+    #[serde(default)]
+    video_note: Option<Value>,
+    #[serde(default)]
+    sticker: Option<Value>,
+    #[serde(default)]
+    animation: Option<Value>,
+    #[serde(default)]
+    location: Option<Value>,
+    #[serde(default)]
+    contact: Option<Value>,
+    #[serde(default)]
+    poll: Option<Value>,
     #[serde(default)]
     caption: Option<String>,
     #[serde(default)]
@@ -80,21 +109,35 @@ struct CallbackQuery {
 }
 
 impl Update {
-    /// The user the update is from (whose mode decides whether the bot sees it).
+    /// The message it carries, of any of the kinds that carry one.
+    fn message(&self) -> Option<&TgMessage> {
+        self.message
+            .as_ref()
+            .or(self.edited_message.as_ref())
+            .or(self.business_message.as_ref())
+            .or(self.edited_business_message.as_ref())
+    }
+
+    /// The user the update is from (whose mode decides whether the bot sees it), for
+    /// every kind of update that names one (`from` or `user` of its object).
     pub fn user_id(&self) -> Option<String> {
-        let from = match (&self.message, &self.edited_message, &self.callback_query) {
-            (Some(m), _, _) | (None, Some(m), _) => m.from.as_ref(),
-            (None, None, Some(q)) => Some(&q.from),
-            _ => None,
-        };
-        from.map(|u| u.id.to_string())
+        if let Some(from) = self.message().and_then(|m| m.from.as_ref()) {
+            return Some(from.id.to_string());
+        }
+        if let Some(q) = &self.callback_query {
+            return Some(q.from.id.to_string());
+        }
+        self.other.values().find_map(|v| {
+            let user = v.get("from").or_else(|| v.get("user"))?;
+            user.get("id")?.as_i64().map(|id| id.to_string())
+        })
     }
 
     /// The inbound event of `bot` this update is, if it is one botwatch records; file
     /// addresses start with `files` (botwatch fetches them from Telegram on request).
     pub fn to_event(&self, bot: &str, files: &str, limits: &Limits) -> Option<Event> {
-        let (from, text, attachments, date) = match (&self.message, &self.edited_message) {
-            (Some(m), _) | (None, Some(m)) => {
+        let (from, text, attachments, date) = match self.message() {
+            Some(m) => {
                 let mut attachments = Vec::new();
                 // The largest size Telegram offers of a photo.
                 if let Some(p) = m.photo.iter().max_by_key(|p| p.width) {
@@ -108,15 +151,24 @@ impl Update {
                 if let Some(d) = &m.document {
                     attachments.push(Attachment::File(Media {
                         url: format!("{files}/{}", d.file_id),
-                        name: d.file_name.clone(),
+                        // A name the event takes (1 to 256 characters).
+                        name: d
+                            .file_name
+                            .as_deref()
+                            .map(|n| n.chars().take(256).collect::<String>())
+                            .filter(|n| !n.is_empty()),
                         mime: d.mime_type.clone(),
                         size: d.file_size,
                     }));
                 }
-                let text = m.text.clone().or_else(|| m.caption.clone());
+                let text = m
+                    .text
+                    .clone()
+                    .or_else(|| m.caption.clone())
+                    .or_else(|| m.told().map(str::to_owned));
                 (m.from.as_ref()?, text, attachments, m.date)
             }
-            (None, None) => {
+            None => {
                 let q = self.callback_query.as_ref()?;
                 (&q.from, q.data.clone(), Vec::new(), None)
             }
@@ -146,7 +198,36 @@ impl Update {
             "ts": ts,
         });
         let raw = strip_nulls(raw);
-        botwatch_event::parse_event_value(raw, 0, chrono::Utc::now(), limits).ok()
+        match botwatch_event::parse_event_value(raw, 0, chrono::Utc::now(), limits) {
+            Ok(event) => Some(event),
+            Err(faults) => {
+                tracing::warn!(
+                    update = self.update_id,
+                    ?faults,
+                    "a Telegram update does not make an event; not recorded"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl TgMessage {
+    /// A message without text, said in words.
+    fn told(&self) -> Option<&'static str> {
+        [
+            (&self.voice, "[voice message]"),
+            (&self.audio, "[audio]"),
+            (&self.video, "[video]"),
+            (&self.video_note, "[video message]"),
+            (&self.sticker, "[sticker]"),
+            (&self.animation, "[GIF]"),
+            (&self.location, "[location]"),
+            (&self.contact, "[contact]"),
+            (&self.poll, "[poll]"),
+        ]
+        .into_iter()
+        .find_map(|(part, said)| part.is_some().then_some(said))
     }
 }
 
@@ -228,5 +309,42 @@ mod tests {
         let member = update(json!({"update_id": 11, "my_chat_member": {}}));
         assert_eq!(member.user_id(), None);
         assert!(member.to_event("shop", "http://h/f", &limits).is_none());
+
+        // Other kinds still name their user (so a Manual user's are held back).
+        let poll =
+            update(json!({"update_id": 12, "poll_answer": {"poll_id": "p", "user": {"id": 77}}}));
+        assert_eq!(poll.user_id().as_deref(), Some("77"));
+        let inline = update(
+            json!({"update_id": 13, "inline_query": {"id": "q", "from": {"id": 78}, "query": "x"}}),
+        );
+        assert_eq!(inline.user_id().as_deref(), Some("78"));
+        assert!(
+            inline.to_event("shop", "http://h/f", &limits).is_none(),
+            "not a message"
+        );
+        let business = update(
+            json!({"update_id": 14, "business_message": {"from": {"id": 79}, "text": "hi"}}),
+        );
+        assert_eq!(
+            business
+                .to_event("shop", "http://h/f", &limits)
+                .map(|e| e.user.id)
+                .as_deref(),
+            Some("79")
+        );
+        // A voice note is told in words; a long file name is clipped, not refused.
+        let voice = update(
+            json!({"update_id": 15, "message": {"from": {"id": 1}, "voice": {"file_id": "v"}}}),
+        );
+        assert_eq!(
+            voice
+                .to_event("shop", "http://h/f", &limits)
+                .and_then(|e| e.text)
+                .as_deref(),
+            Some("[voice message]")
+        );
+        let long = update(json!({"update_id": 16, "message": {"from": {"id": 1},
+            "document": {"file_id": "d", "file_name": "x".repeat(300)}}}));
+        assert!(long.to_event("shop", "http://h/f", &limits).is_some());
     }
 }
