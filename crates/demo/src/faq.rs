@@ -151,6 +151,21 @@ impl Bot {
             Ok(r) => warn!(status = %r.status(), "the FAQ bot's answer was refused"),
             Err(e) => warn!(error = %e, "the FAQ bot's answer was not sent"),
         }
+        // It promised a person: it hands the dialog off, so operators see it at once.
+        if text == TO_A_HUMAN {
+            let handoff = self
+                .http
+                .post(format!(
+                    "{base}/api/v1/bots/{FAQ_BOT}/dialogs/{user}/handoff"
+                ))
+                .bearer_auth(&self.config.token)
+                .json(&json!({"reason": "the user asked for a person"}))
+                .send()
+                .await;
+            if let Err(e) = handoff {
+                warn!(error = %e, "the FAQ bot could not hand the dialog off");
+            }
+        }
     }
 }
 
@@ -186,6 +201,10 @@ fn signed(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
     mac.verify_slice(&bytes).is_ok()
 }
 
+/// The FAQ's answer when someone wants a person: said, and the dialog handed off.
+const TO_A_HUMAN: &str =
+    "I've asked a colleague to join: someone from the team will answer here shortly.";
+
 /// The FAQ: the first topic whose words the question holds, else what it can do.
 fn answer(question: &str) -> &'static str {
     const FAQ: [(&[&str], &str); 5] = [
@@ -206,20 +225,21 @@ fn answer(question: &str) -> &'static str {
             "You can return anything within 30 days: write \"return\" and your order number.",
         ),
         (
-            &["human", "operator", "person", "agent"],
-            "I've asked a colleague to join: someone from the team will answer here shortly.",
+            &["human", "operator", "person", "agent", "оператор", "людина"],
+            TO_A_HUMAN,
         ),
     ];
     let q = question.to_lowercase();
     let said: Vec<&str> = q.split(|c: char| !c.is_alphanumeric()).collect();
     // Short keywords are whole words ("hi" is not "this"); longer ones start a word
-    // ("deliver" in "delivery").
+    // and may gain one letter ("deliver" in "delivery", "людин" in "людину"), not
+    // become another word ("person" in "personal").
     let heard = |w: &str| {
         said.iter().any(|s| {
             if w.chars().count() <= 3 {
                 *s == w
             } else {
-                s.starts_with(w)
+                s.starts_with(w) && s.chars().count() <= w.chars().count() + 1
             }
         })
     };
@@ -245,6 +265,8 @@ mod tests {
             answer("something else").contains("operator"),
             "not a greeting"
         );
+        assert_eq!(answer("A real person, please"), TO_A_HUMAN);
+        assert_ne!(answer("my personal data"), TO_A_HUMAN);
     }
 
     #[test]

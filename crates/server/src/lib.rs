@@ -66,6 +66,8 @@ pub struct AppState {
     pub hub: Arc<botwatch_live::Hub>,
     /// Live connections this node may still take.
     pub live_slots: Arc<tokio::sync::Semaphore>,
+    /// Web chat connections this node may still take.
+    pub chat_slots: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server stops: live connections close (1001).
     pub live_stop: CancellationToken,
     /// Bots whose overview and statistics topics wait for the next flush.
@@ -90,6 +92,9 @@ pub struct AppState {
 
 /// How many live (WebSocket) connections one node holds at most.
 pub const LIVE_CONNECTIONS: usize = 20_000;
+
+/// How many web chat connections one node holds at most (apart from the dashboards').
+pub const CHAT_CONNECTIONS: usize = 2_000;
 
 /// How many ingest bodies may be in memory at once: 64 × 4 MiB at most.
 pub const INGEST_SLOTS: usize = 64;
@@ -228,6 +233,7 @@ impl Server {
             integrity: Arc::new(Integrity::default()),
             hub,
             live_slots: Arc::new(tokio::sync::Semaphore::new(LIVE_CONNECTIONS)),
+            chat_slots: Arc::new(tokio::sync::Semaphore::new(CHAT_CONNECTIONS)),
             live_stop: CancellationToken::new(),
             live_dirty: dirty,
             allowed_origins: Arc::new(config.allowed_origins.clone()),

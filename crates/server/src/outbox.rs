@@ -38,6 +38,8 @@ use crate::history::Message;
 pub const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
 /// How often every node looks for operator messages nobody is delivering.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Messages one sweep sends at once.
+const SWEEP_AT_ONCE: usize = 16;
 /// A message this old and still pending is the sweeper's to send.
 pub const SWEEP_AFTER: Duration = Duration::from_secs(10);
 /// A claimed message without an outcome this long after its claim was interrupted.
@@ -483,15 +485,23 @@ pub async fn sweep(state: AppState, stop: tokio_util::sync::CancellationToken) {
         else {
             return;
         };
+        // Several at once (one slow delivery must not hold up the rest), a few at a
+        // time; the claim keeps a message that a later sweep finds again from going
+        // out twice.
+        let mut sending = tokio::task::JoinSet::new();
         for m in pending {
             match serde_json::from_str::<Event>(&m.json) {
                 Ok(event) => {
+                    while sending.len() >= SWEEP_AT_ONCE {
+                        sending.join_next().await;
+                    }
                     let span = info_span!("delivery", bot = event.bot, id = event.id, swept = true);
-                    deliver(state.clone(), event).instrument(span).await;
+                    sending.spawn(deliver(state.clone(), event).instrument(span));
                 }
                 Err(e) => warn!(id = m.id, error = %e, "a pending message does not read back"),
             }
         }
+        while sending.join_next().await.is_some() {}
     }
 }
 

@@ -141,7 +141,11 @@ async fn a_chat_talks_to_the_bot_in_auto_and_to_an_operator_in_manual(backend: B
     assert_eq!(response.status().as_u16(), 202);
     let shown = next(&mut ws).await;
     assert_eq!(shown["message"]["text"], "Anna here, from the team");
-    assert_eq!(shown["message"]["sender"]["kind"], "operator");
+    assert_eq!(
+        shown["message"]["sender"],
+        json!({"kind": "operator"}),
+        "an operator, not their account"
+    );
     let handed_before = calls.lock().expect("calls").len();
     say(&mut ws, "Thanks Anna").await;
     assert_eq!(next(&mut ws).await["message"]["text"], "Thanks Anna");

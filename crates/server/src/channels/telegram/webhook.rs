@@ -33,6 +33,8 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Telegram's own limit on files bots download.
 const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
+/// How long fetching a file from Telegram may take.
+const FILE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[instrument(name = "telegram.webhook", skip(state, headers, body))]
 #[utoipa::path(post, operation_id = "telegram_webhook", path = "/channels/telegram/{bot}/webhook", tag = "telegram",
@@ -177,6 +179,7 @@ pub async fn file(
     let info: serde_json::Value = state
         .http
         .post(format!("{api}/bot{token}/getFile"))
+        .timeout(FILE_TIMEOUT)
         .json(&serde_json::json!({ "file_id": file_id }))
         .send()
         .await
@@ -190,11 +193,20 @@ pub async fn file(
     let file = state
         .http
         .get(format!("{api}/file/bot{token}/{path}"))
+        .timeout(FILE_TIMEOUT)
         .send()
         .await
         .map_err(|e| gateway(super::unreachable(e)))?;
     if !file.status().is_success() {
         return Err(gateway(format!("Telegram answered {}", file.status())));
+    }
+    if file
+        .content_length()
+        .is_some_and(|n| n > MAX_FILE_BYTES as u64)
+    {
+        return Err(gateway(
+            "the file is larger than Telegram lets bots fetch".to_owned(),
+        ));
     }
     let bytes = file
         .bytes()

@@ -148,11 +148,12 @@ pub async fn live(
         })
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| format!("Guest {}", &user[user.len() - 4..]));
-    let Ok(slot) = state.live_slots.clone().try_acquire_owned() else {
+    // Their own pool: anonymous chats never take the dashboards' live connections.
+    let Ok(slot) = state.chat_slots.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too_many_connections",
-            "this node holds as many live connections as it may",
+            "this node holds as many web chats as it may",
         ));
     };
     let span = info_span!("webchat.connection", bot, user);
@@ -239,10 +240,10 @@ impl Chat {
             .history(&self.bot, &self.user, None, LATEST)
             .await
             .map_err(|e| warn!(error = %e, "cannot read the chat's history"))?;
-        let mut messages: Vec<Message> = page
+        let mut messages: Vec<Value> = page
             .entries
             .into_iter()
-            .map(|e| Message::from(e.event))
+            .map(|e| as_seen(serde_json::to_value(Message::from(e.event)).unwrap_or_default()))
             .collect();
         messages.reverse();
         socket
@@ -308,9 +309,18 @@ fn hand_to_bot(state: &AppState, event: Event) {
     crate::webhook::notify(state, &event.bot, "message", body);
 }
 
-/// The message of a dialog topic's frame, if it carries one.
+/// The message of a dialog topic's frame, if it carries one, as a chat user sees it.
 fn message_of(frame: &[u8]) -> Option<Value> {
     let mut v: Value = serde_json::from_slice(frame).ok()?;
     let message = v.get_mut("data")?.get_mut("message")?.take();
-    (!message.is_null()).then_some(message)
+    (!message.is_null()).then(|| as_seen(message))
+}
+
+/// A message as a chat user sees it: who wrote (bot or operator), not the operator's
+/// account.
+fn as_seen(mut message: Value) -> Value {
+    if let Some(sender) = message.get_mut("sender").and_then(Value::as_object_mut) {
+        sender.remove("id");
+    }
+    message
 }
