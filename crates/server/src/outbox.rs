@@ -295,8 +295,9 @@ async fn wait_until_applied(state: &AppState, bot: &str, id: &str) -> Result<(),
     }
 }
 
-/// Where this server is reached, as the request says (`Host`; `X-Forwarded-Proto`
-/// from a trusted proxy): stored file addresses start with it.
+/// Where this server is reached: `BOTWATCH_PUBLIC_URL`, else `http://` and the
+/// request's `Host` (behind a TLS proxy, set the former). Stored file addresses start
+/// with it.
 pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(base) = &state.public_url {
         return base.trim_end_matches('/').to_owned();
