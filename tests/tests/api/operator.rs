@@ -76,9 +76,8 @@ pub(super) fn configured(c: &mut botwatch_server::Config, telegram_api: &str) {
     c.secret_key = Some(SECRET_KEY.to_owned());
 }
 
-async fn with_telegram(backend: Backend) -> (TestServer, StandIn) {
-    let (api, stand_in) = StandIn::start().await;
-    let s = TestServer::start_with(backend, None, |c| configured(c, &api)).await;
+/// The bot's Telegram token in its settings (botwatch then delivers to Telegram).
+pub(super) async fn give_the_telegram_token(s: &TestServer) {
     let (status, answer) = s
         .put(
             "/api/v1/bots/helpdesk/settings",
@@ -86,6 +85,12 @@ async fn with_telegram(backend: Backend) -> (TestServer, StandIn) {
         )
         .await;
     assert_eq!(status, 200, "{answer}");
+}
+
+async fn with_telegram(backend: Backend) -> (TestServer, StandIn) {
+    let (api, stand_in) = StandIn::start().await;
+    let s = TestServer::start_with(backend, None, |c| configured(c, &api)).await;
+    give_the_telegram_token(&s).await;
     (s, stand_in)
 }
 
@@ -370,13 +375,7 @@ async fn a_message_left_pending_is_sent_once_by_two_nodes() {
     let (api, telegram) = StandIn::start().await;
     let a = TestServer::start_with(Backend::Redis, None, |c| configured(c, &api)).await;
     let b = a.second_node_with(|c| configured(c, &api)).await;
-    let (status, _) = a
-        .put(
-            "/api/v1/bots/helpdesk/settings",
-            json!({"channels": {"telegram": {"token": TOKEN}}}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    give_the_telegram_token(&a).await;
     in_manual(&a, "5532", "telegram").await;
     // What a node that stopped right after recording leaves: the message, unclaimed.
     let pending = left_behind("op-left-behind");
@@ -405,13 +404,7 @@ async fn an_unreachable_telegram_fails_without_telling_the_token() {
         configured(c, "http://127.0.0.1:9")
     })
     .await;
-    let (status, _) = s
-        .put(
-            "/api/v1/bots/helpdesk/settings",
-            json!({"channels": {"telegram": {"token": TOKEN}}}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    give_the_telegram_token(&s).await;
     in_manual(&s, "5532", "telegram").await;
     let (status, sent) = post_message(&s, "5532", json!({"text": "Hello?"})).await;
     assert_eq!(status, 202, "{sent}");
@@ -443,13 +436,7 @@ async fn an_unreachable_telegram_fails_without_telling_the_token() {
 async fn a_message_left_pending_at_a_stop_is_sent_after_the_restart() {
     let (api, telegram) = StandIn::start().await;
     let s = TestServer::start_with(Backend::Embedded, None, |c| configured(c, &api)).await;
-    let (status, _) = s
-        .put(
-            "/api/v1/bots/helpdesk/settings",
-            json!({"channels": {"telegram": {"token": TOKEN}}}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    give_the_telegram_token(&s).await;
     in_manual(&s, "5532", "telegram").await;
     botwatch_log::EventLog::append(&*s.state.log, vec![left_behind("op-before-stop")])
         .await

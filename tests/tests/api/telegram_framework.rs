@@ -84,13 +84,7 @@ async fn an_unchanged_python_telegram_bot_runs_through_the_proxy() {
         super::operator::configured(c, &api)
     })
     .await;
-    let (status, _) = s
-        .put(
-            "/api/v1/bots/helpdesk/settings",
-            json!({"channels": {"telegram": {"token": TOKEN}}}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    super::operator::give_the_telegram_token(&s).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/echo_bot.py");
     let mut bot = tokio::process::Command::new(python())
         .arg(script)

@@ -4,18 +4,16 @@
 //! reach the chat.
 
 use botwatch_tests::{Backend, TestServer};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::live::{Socket, next};
 use super::until;
 
 const USER: &str = "wc-0123456789abcdef0123456789abcdef";
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(s: &TestServer, user: &str, origin: Option<&str>) -> Result<Socket, WsError> {
     let mut request = format!("ws://{}/chat/helpdesk/live?user={user}&name=Ann", s.addr)
@@ -36,19 +34,6 @@ fn refused_with(result: Result<Socket, WsError>) -> u16 {
         Err(WsError::Http(response)) => response.status().as_u16(),
         Err(e) => panic!("refused otherwise: {e}"),
         Ok(_) => panic!("not refused"),
-    }
-}
-
-async fn next(ws: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("open")
-            .expect("a frame");
-        if let Message::Text(t) = frame {
-            return serde_json::from_str(t.as_str()).expect("json");
-        }
     }
 }
 
