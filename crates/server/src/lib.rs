@@ -88,6 +88,9 @@ pub struct AppState {
     pub telegram_api: String,
     /// Each bot's hand-off phrases, as recently read.
     pub handoff_phrases: Arc<handoff::Phrases>,
+    /// Operator messages being delivered: a graceful stop lets them finish (within
+    /// the grace period) rather than leave them claimed without an outcome.
+    pub deliveries: Arc<outbox::Deliveries>,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -253,6 +256,7 @@ impl Server {
             public_url: config.public_url.clone(),
             telegram_api: config.telegram_api.clone(),
             handoff_phrases: Arc::default(),
+            deliveries: Arc::default(),
         };
         Ok(Server {
             config,
@@ -370,6 +374,9 @@ impl Server {
                 warn!(grace = ?config.shutdown_grace, "requests still running after the grace period; dropping them")
             }
         }
+        // Deliveries under way finish and record their outcome (Telegram's retry_after
+        // can be longer than the grace: those are left to the sweeper's rules).
+        state.deliveries.finish(config.shutdown_grace).await;
         // The follower takes a last snapshot as it stops.
         follower_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), follower).await;

@@ -363,7 +363,39 @@ pub fn deliver_soon(state: &AppState, message: Event) {
         user = message.user.id,
         id = message.id
     );
-    tokio::spawn(deliver(state, message).instrument(span));
+    let deliveries = state.deliveries.clone();
+    deliveries.spawn(deliver(state, message).instrument(span));
+}
+
+/// The deliveries this node started: a graceful stop waits for them (within its grace
+/// period), so none is left claimed without an outcome and later called interrupted.
+#[derive(Default)]
+pub struct Deliveries(std::sync::Mutex<tokio::task::JoinSet<()>>);
+
+impl Deliveries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, tokio::task::JoinSet<()>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn(&self, delivery: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut set = self.lock();
+        // Finished ones are let go of here, so the set holds only those under way.
+        while set.try_join_next().is_some() {}
+        set.spawn(delivery);
+    }
+
+    /// Waits for the deliveries under way, `grace` at most.
+    pub async fn finish(&self, grace: Duration) {
+        let mut set = std::mem::take(&mut *self.lock());
+        if set.is_empty() {
+            return;
+        }
+        let left = set.len();
+        let all = async { while set.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            warn!(left, "operator messages still being delivered at the stop");
+        }
+    }
 }
 
 /// Claims `message` and, when this call is first, delivers it and records the outcome.

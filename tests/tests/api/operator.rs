@@ -450,6 +450,36 @@ async fn a_message_left_pending_at_a_stop_is_sent_after_the_restart() {
     s.stop().await;
 }
 
+/// A graceful stop lets a delivery under way finish (here: waiting out Telegram's
+/// retry_after) and record its outcome, rather than leave it claimed and unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_lets_a_delivery_finish() {
+    let (api, telegram) = StandIn::start().await;
+    let s = TestServer::start_with(Backend::Embedded, None, |c| configured(c, &api)).await;
+    give_the_telegram_token(&s).await;
+    in_manual(&s, "5532", "telegram").await;
+    telegram.script(
+        "sendMessage",
+        429,
+        json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 2",
+               "parameters": {"retry_after": 2}}),
+    );
+    let (status, sent) = post_message(&s, "5532", json!({"text": "Just a moment"})).await;
+    assert_eq!(status, 202);
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let kept = s.stop_keeping().await;
+    let s = TestServer::start_with(Backend::Embedded, Some(kept), |c| configured(c, &api)).await;
+    let (_, history) = s.get("/api/v1/bots/helpdesk/dialogs/5532/messages").await;
+    let shown = history["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|m| m["id"] == id.as_str()))
+        .cloned()
+        .expect("the message");
+    assert_eq!(shown["delivery"]["state"], "sent", "{shown}");
+    assert_eq!(telegram.calls_of("sendMessage").len(), 2);
+    s.stop().await;
+}
+
 /// An operator message as a node leaves it when it stops right after recording it.
 fn left_behind(id: &str) -> botwatch_event::Event {
     serde_json::from_value(json!({
