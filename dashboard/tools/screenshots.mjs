@@ -73,6 +73,26 @@ try {
   await board.waitForSelector('.board .latest li');
   await board.waitForTimeout(500);
   await board.screenshot({ path: join(out, 'board.png') });
+  // Taking over: a person in the web chat asks for a person; the FAQ bot hands off, the
+  // banner shows it; an operator takes the dialog over and writes.
+  const chat = await browser.newPage({ viewport: { width: 480, height: 760 } });
+  await chat.goto(`${base}/chat/${bot}`);
+  await chat.getByRole('status').filter({ hasText: 'Online' }).waitFor();
+  await chat.getByRole('textbox', { name: 'Message' }).fill('Hi! Can I talk to a person, please?');
+  await chat.getByRole('button', { name: 'Send' }).click();
+  await chat.waitForSelector('li.msg.out[data-sender="bot"]');
+  const user = await chat.evaluate(() => localStorage.getItem('botwatch.chat.helpdesk'));
+  await page.goto(`${base}/bots/${bot}/dialogs/${user}`);
+  await page.getByRole('button', { name: /Take over/ }).click();
+  await page.locator('section.view header [data-mode="manual"]').waitFor();
+  const composer = page.locator('section.view').getByLabel(/^Message to /);
+  await composer.fill('Hello, Anna from the team here. How can I help?');
+  await composer.press('Enter');
+  await page.locator('li.message.operator[data-delivery="sent"]').waitFor();
+  await chat.waitForSelector('li.msg.out[data-sender="operator"]');
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: join(out, 'takeover.png') });
+  await chat.screenshot({ path: join(out, 'webchat.png') });
   console.log(`screenshots in ${out}`);
 } finally {
   await browser.close();

@@ -205,9 +205,14 @@ fn signed(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 const TO_A_HUMAN: &str =
     "I've asked a colleague to join: someone from the team will answer here shortly.";
 
-/// The FAQ: the first topic whose words the question holds, else what it can do.
+/// The FAQ: the first topic whose words the question holds, else what it can do. A
+/// person asked for comes first ("Hi! Can I talk to a person?" is not a greeting).
 fn answer(question: &str) -> &'static str {
     const FAQ: [(&[&str], &str); 5] = [
+        (
+            &["human", "operator", "person", "agent", "оператор", "людин"],
+            TO_A_HUMAN,
+        ),
         (
             &["hello", "hi", "hey", "привіт", "привет"],
             "Hello! I'm the help desk's FAQ bot. Ask me about opening hours, delivery or returns.",
@@ -223,10 +228,6 @@ fn answer(question: &str) -> &'static str {
         (
             &["return", "refund"],
             "You can return anything within 30 days: write \"return\" and your order number.",
-        ),
-        (
-            &["human", "operator", "person", "agent", "оператор", "людина"],
-            TO_A_HUMAN,
         ),
     ];
     let q = question.to_lowercase();
@@ -266,6 +267,7 @@ mod tests {
             "not a greeting"
         );
         assert_eq!(answer("A real person, please"), TO_A_HUMAN);
+        assert_eq!(answer("Hi! Can I talk to a person?"), TO_A_HUMAN);
         assert_ne!(answer("my personal data"), TO_A_HUMAN);
     }
 
