@@ -309,6 +309,18 @@ async fn until_long(
     }
 }
 
+/// [`until_true`] for a check that has to wait on something.
+async fn until_true_async<F: std::future::Future<Output = bool>>(what: &str, done: impl Fn() -> F) {
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: not within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `done` holds (10 s at most, then fails naming `what`).
 async fn until_true(what: &str, done: impl Fn() -> bool) {
     let started = std::time::Instant::now();

@@ -68,6 +68,8 @@ pub struct AppState {
     pub live_slots: Arc<tokio::sync::Semaphore>,
     /// Web chat connections this node may still take.
     pub chat_slots: Arc<tokio::sync::Semaphore>,
+    /// Web chats open per client address.
+    pub chats_per_address: Arc<channels::webchat::ChatsPerAddress>,
     /// Cancelled when the server stops: live connections close (1001).
     pub live_stop: CancellationToken,
     /// Bots whose overview and statistics topics wait for the next flush.
@@ -237,6 +239,7 @@ impl Server {
             hub,
             live_slots: Arc::new(tokio::sync::Semaphore::new(LIVE_CONNECTIONS)),
             chat_slots: Arc::new(tokio::sync::Semaphore::new(CHAT_CONNECTIONS)),
+            chats_per_address: Arc::default(),
             live_stop: CancellationToken::new(),
             live_dirty: dirty,
             allowed_origins: Arc::new(config.allowed_origins.clone()),

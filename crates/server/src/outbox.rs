@@ -71,7 +71,12 @@ pub async fn send(
             "the dialog is in Auto mode: switch it to Manual first, so the bot stays silent",
         ));
     }
-    let base = public_base(&state, request.headers());
+    let client = crate::client::Client::of(
+        request.extensions(),
+        request.headers(),
+        &state.trusted_proxies,
+    );
+    let base = public_base(&state, request.headers(), client);
     let content = content(&state, request, &base).await?;
     let provider = known.provider.unwrap_or_else(|| "botwatch".to_owned());
     let event = message_event(&state, &principal, &bot, &user, &provider, content)?;
@@ -295,10 +300,14 @@ async fn wait_until_applied(state: &AppState, bot: &str, id: &str) -> Result<(),
     }
 }
 
-/// Where this server is reached: `BOTWATCH_PUBLIC_URL`, else `http://` and the
-/// request's `Host` (behind a TLS proxy, set the former). Stored file addresses start
-/// with it.
-pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+/// Where this server is reached: `BOTWATCH_PUBLIC_URL`, else the request's `Host`
+/// over http, or https when a trusted proxy says so (`X-Forwarded-Proto`). Stored file
+/// addresses start with it.
+pub(crate) fn public_base(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: crate::client::Client,
+) -> String {
     if let Some(base) = &state.public_url {
         return base.trim_end_matches('/').to_owned();
     }
@@ -307,7 +316,8 @@ pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
         .unwrap_or("localhost");
-    format!("http://{host}")
+    let scheme = if client.https { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 /// The id of a file botwatch keeps, from its address.

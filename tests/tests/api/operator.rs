@@ -450,6 +450,40 @@ async fn a_message_left_pending_at_a_stop_is_sent_after_the_restart() {
     s.stop().await;
 }
 
+/// Behind a trusted proxy that says https, stored files are linked over https (their
+/// links would be blocked as mixed content otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_links_follow_a_trusted_proxys_https() {
+    let s = TestServer::start_with(Backend::Embedded, None, |c| {
+        configured(c, "http://127.0.0.1:9");
+        c.trusted_proxies = vec!["127.0.0.1".to_owned()];
+    })
+    .await;
+    in_manual(&s, "v1", "viber").await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
+    );
+    let response = s
+        .client
+        .post(s.url("/api/v1/bots/helpdesk/dialogs/v1/messages"))
+        .bearer_auth(botwatch_tests::ADMIN_TOKEN)
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-for", "203.0.113.7")
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status().as_u16(), 202);
+    let sent: Value = response.json().await.expect("json");
+    let url = sent["attachments"][0]["url"].as_str().expect("url");
+    assert!(
+        url.starts_with(&format!("https://{}/api/v1/files/", s.addr)),
+        "{url}"
+    );
+    s.stop().await;
+}
+
 /// A graceful stop lets a delivery under way finish (here: waiting out Telegram's
 /// retry_after) and record its outcome, rather than leave it claimed and unanswered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,4 +154,38 @@ async fn a_chat_talks_to_the_bot_in_auto_and_to_an_operator_in_manual(backend: B
     s.stop().await;
 }
 
+/// One address holds at most 20 chats at once (a flood from one place never takes the
+/// node's pool); a closed chat gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_a_bounded_number_of_chats() {
+    let s = TestServer::start(Backend::Embedded).await;
+    let (status, _) = s
+        .put(
+            "/api/v1/bots/helpdesk/settings",
+            json!({"channels": {"webchat": {"enabled": true}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut chats = Vec::new();
+    for n in 0..botwatch_server::channels::webchat::CHATS_PER_ADDRESS {
+        let user = format!("wc-{n:032x}");
+        let mut ws = open(&s, &user, None).await.expect("a chat");
+        assert_eq!(next(&mut ws).await, json!({"messages": []}));
+        chats.push(ws);
+    }
+    assert_eq!(refused_with(open(&s, USER, None).await), 429);
+    let mut closed = chats.pop().expect("one");
+    closed.close(None).await.expect("close");
+    drop(closed);
+    super::until_true_async("a closed chat gives its place back", || async {
+        open_ok(&s).await
+    })
+    .await;
+    s.stop().await;
+}
+
+async fn open_ok(s: &TestServer) -> bool {
+    open(s, USER, None).await.is_ok()
+}
+
 both_backends!(a_chat_talks_to_the_bot_in_auto_and_to_an_operator_in_manual);

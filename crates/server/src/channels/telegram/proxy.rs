@@ -52,12 +52,13 @@ fn refusal(status: StatusCode, description: &str) -> Response {
 }
 
 // The token is in the path: never a field of the span (it would be in every log line).
-#[instrument(name = "telegram.proxy", skip(state, bot_token, headers, query, request), fields(method = %method_name))]
+#[instrument(name = "telegram.proxy", skip(state, client, bot_token, headers, query, request), fields(method = %method_name))]
 #[utoipa::path(post, operation_id = "telegram_proxy", path = "/channels/telegram/{bot}/api/{bot_token}/{method_name}", tag = "telegram",
     params(("bot" = String, Path, description = "The bot (a slug)"), ("bot_token" = String, Path, description = "`bot` followed by the bot's Bot API token"), ("method_name" = String, Path, description = "A Bot API method")),
     responses((status = 200, description = "Telegram's answer, passed back (getUpdates without Manual users' updates)"), (status = 401, description = "Not the bot's token")))]
 pub async fn proxy(
     State(state): State<AppState>,
+    client: crate::client::Client,
     Path((bot, bot_token, method_name)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -114,7 +115,7 @@ pub async fn proxy(
     };
     let files = format!(
         "{}/channels/telegram/{bot}/files",
-        crate::outbox::public_base(&state, &headers)
+        crate::outbox::public_base(&state, &headers, client)
     );
     let answer = if method_name.eq_ignore_ascii_case("getUpdates") && status.is_success() {
         match updates(&state, &bot, &files, &call, answer).await {
@@ -143,12 +144,13 @@ pub async fn proxy(
     responses((status = 200, description = "Telegram's answer, passed back (getUpdates without Manual users' updates)"), (status = 401, description = "Not the bot's token")))]
 pub async fn proxy_get(
     state: State<AppState>,
+    client: crate::client::Client,
     path: Path<(String, String, String)>,
     query: RawQuery,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    proxy(state, path, query, headers, request).await
+    proxy(state, client, path, query, headers, request).await
 }
 
 /// The bot's call as it came, to pass on.

@@ -36,13 +36,14 @@ const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
 /// How long fetching a file from Telegram may take.
 const FILE_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[instrument(name = "telegram.webhook", skip(state, headers, body))]
+#[instrument(name = "telegram.webhook", skip(state, client, headers, body))]
 #[utoipa::path(post, operation_id = "telegram_webhook", path = "/channels/telegram/{bot}/webhook", tag = "telegram",
     params(("bot" = String, Path, description = "The bot (a slug)")),
     request_body(content = String, description = "A Telegram Update, as Telegram sends it", content_type = "application/json"),
     responses((status = 200, description = "Recorded (and passed on in Auto; what the bot answered is passed back)"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn webhook(
     State(state): State<AppState>,
+    client: crate::client::Client,
     Path(bot): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -72,7 +73,7 @@ pub async fn webhook(
     })?;
     let files = format!(
         "{}/channels/telegram/{bot}/files",
-        crate::outbox::public_base(&state, &headers)
+        crate::outbox::public_base(&state, &headers, client)
     );
     if let Some(event) = update.to_event(&bot, &files, &state.limits) {
         let events = vec![event];

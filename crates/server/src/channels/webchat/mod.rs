@@ -43,6 +43,53 @@ const LATEST: usize = 50;
 const MAX_TEXT_CHARS: usize = 4096;
 /// At most this many messages a second from one chat.
 const MESSAGES_PER_SECOND: u32 = 5;
+/// At most this many chats open at once from one address (a flood from one place
+/// never takes the node's whole pool).
+pub const CHATS_PER_ADDRESS: usize = 20;
+
+type OpenChats = std::collections::HashMap<std::net::IpAddr, usize>;
+
+/// The chats open on this node, per client address.
+#[derive(Default)]
+pub struct ChatsPerAddress(std::sync::Mutex<OpenChats>);
+
+/// One open chat of an address; closing it (dropping this) gives its place back.
+pub struct ChatPlace {
+    chats: std::sync::Arc<ChatsPerAddress>,
+    addr: std::net::IpAddr,
+}
+
+impl ChatsPerAddress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenChats> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for one more chat from `addr`, unless it has as many as it may.
+    pub fn take(chats: &std::sync::Arc<Self>, addr: std::net::IpAddr) -> Option<ChatPlace> {
+        let mut open = chats.lock();
+        let n = open.entry(addr).or_default();
+        if *n >= CHATS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(ChatPlace {
+            chats: chats.clone(),
+            addr,
+        })
+    }
+}
+
+impl Drop for ChatPlace {
+    fn drop(&mut self) {
+        let mut open = self.chats.lock();
+        if let Some(n) = open.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.addr);
+            }
+        }
+    }
+}
 
 const PAGE: &str = include_str!("page.html");
 const SCRIPT: &str = include_str!("chat.js");
@@ -118,12 +165,13 @@ pub struct ChatQuery {
     name: Option<String>,
 }
 
-#[tracing::instrument(name = "webchat.live", skip(state, headers, ws, query))]
+#[tracing::instrument(name = "webchat.live", skip(state, client, headers, ws, query))]
 #[utoipa::path(get, operation_id = "webchat_live", path = "/chat/{bot}/live", tag = "webchat",
     params(("bot" = String, Path, description = "The bot (a slug)"), ChatQuery),
-    responses((status = 101, description = "The chat's WebSocket"), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 101, description = "The chat's WebSocket"), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn live(
     State(state): State<AppState>,
+    client: crate::client::Client,
     Path(bot): Path<String>,
     Query(query): Query<ChatQuery>,
     headers: HeaderMap,
@@ -148,6 +196,13 @@ pub async fn live(
         })
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| format!("Guest {}", &user[user.len() - 4..]));
+    let Some(place) = ChatsPerAddress::take(&state.chats_per_address, client.addr) else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_chats",
+            format!("at most {CHATS_PER_ADDRESS} chats at once from one address"),
+        ));
+    };
     // Their own pool: anonymous chats never take the dashboards' live connections.
     let Ok(slot) = state.chat_slots.clone().try_acquire_owned() else {
         return Err(ApiError::new(
@@ -168,6 +223,7 @@ pub async fn live(
             .run(socket)
             .await;
             drop(slot);
+            drop(place);
         }
         .instrument(span)
     }))
