@@ -48,6 +48,37 @@ pub(crate) async fn known_user(
         })
 }
 
+/// Who answers each `(bot, user)` right now, in one aggregator query: Auto for a bot
+/// or user the figures do not know.
+pub(crate) async fn modes(
+    state: &AppState,
+    dialogs: Vec<(String, String)>,
+) -> Result<Vec<botwatch_aggregator::Mode>, ApiError> {
+    state
+        .aggregator
+        .query(move |a| {
+            dialogs
+                .iter()
+                .map(|(b, u)| {
+                    a.bot(b)
+                        .map_or(botwatch_aggregator::Mode::Auto, |f| f.mode(u))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|_| stopped())
+}
+
+/// Who answers `user` of `bot` right now ([`modes`] for one).
+pub(crate) async fn mode_of(
+    state: &AppState,
+    bot: &str,
+    user: &str,
+) -> Result<botwatch_aggregator::Mode, ApiError> {
+    let mut one = modes(state, vec![(bot.to_owned(), user.to_owned())]).await?;
+    Ok(one.pop().unwrap_or(botwatch_aggregator::Mode::Auto))
+}
+
 pub(crate) fn no_bot(bot: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,

@@ -147,15 +147,7 @@ pub fn flag_soon(state: &AppState, asking: Vec<Event>) {
                 .iter()
                 .map(|e| (e.bot.clone(), e.user.id.clone()))
                 .collect();
-            let Ok(modes) = state
-                .aggregator
-                .query(move |a| {
-                    who.iter()
-                        .map(|(b, u)| a.bot(b).map_or(Mode::Auto, |f| f.mode(u)))
-                        .collect::<Vec<_>>()
-                })
-                .await
-            else {
+            let Ok(modes) = crate::figures::modes(&state, who).await else {
                 return;
             };
             let flags: Vec<Event> = asking

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use botwatch_event::{BatchError, Mode, parse_batch};
+use botwatch_event::{BatchError, parse_batch};
 use botwatch_log::EventLog;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -144,24 +144,19 @@ pub async fn ingest(
     let receipt = state.log.append(events).await?;
     crate::handoff::flag_soon(&state, asking);
     // Who answers each user right now: a bot must not answer one in Manual mode.
-    let dialogs = state
-        .aggregator
-        .query(move |a| {
-            users
-                .into_iter()
-                .map(|(bot, user)| {
-                    let mode = a.bot(&bot).map_or(Mode::Auto, |f| f.mode(&user));
-                    (
-                        user,
-                        DialogMode {
-                            mode: mode.as_str(),
-                        },
-                    )
-                })
-                .collect()
+    let modes = crate::figures::modes(&state, users.clone()).await?;
+    let dialogs = users
+        .into_iter()
+        .zip(modes)
+        .map(|((_, user), mode)| {
+            (
+                user,
+                DialogMode {
+                    mode: mode.as_str(),
+                },
+            )
         })
-        .await
-        .map_err(|_| crate::figures::stopped())?;
+        .collect();
     let span = Span::current();
     span.record("events", accepted);
     span.record("stored", receipt.stored);

@@ -32,7 +32,6 @@ use tracing::{info, instrument, warn};
 use super::update::Update;
 use crate::AppState;
 use crate::channels::settings_of;
-use crate::figures::stopped;
 use crate::settings::TELEGRAM_TOKEN;
 
 /// Long polls last up to the bot's `timeout` (Telegram allows 50 s); a little more.
@@ -317,27 +316,26 @@ async fn updates(
     Ok(Bytes::from_static(br#"{"ok":true,"result":[]}"#))
 }
 
-/// For each update's user, whether the dialog is in Manual (one query).
+/// For each update's user, whether the dialog is in Manual (one query); an update
+/// that names no user is the bot's.
 async fn manual_users(
     state: &AppState,
     bot: &str,
     users: &[Option<String>],
 ) -> Result<Vec<bool>, String> {
-    let (b, users) = (bot.to_owned(), users.to_vec());
-    state
-        .aggregator
-        .query(move |a| {
-            let f = a.bot(&b);
-            users
-                .iter()
-                .map(|u| match (f, u) {
-                    (Some(f), Some(u)) => f.mode(u) == Mode::Manual,
-                    _ => false,
-                })
-                .collect()
-        })
+    let named: Vec<(String, String)> = users
+        .iter()
+        .flatten()
+        .map(|u| (bot.to_owned(), u.clone()))
+        .collect();
+    let mut modes = crate::figures::modes(state, named)
         .await
-        .map_err(|_| stopped().message)
+        .map_err(|e| e.message)?
+        .into_iter();
+    Ok(users
+        .iter()
+        .map(|u| u.is_some() && modes.next() == Some(Mode::Manual))
+        .collect())
 }
 
 /// Records a message Telegram took from the bot as outbound.

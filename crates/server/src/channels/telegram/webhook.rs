@@ -25,7 +25,6 @@ use super::update::Update;
 use crate::AppState;
 use crate::channels::settings_of;
 use crate::error::ApiError;
-use crate::figures::stopped;
 use crate::settings::{TELEGRAM_SECRET, TELEGRAM_TOKEN};
 
 /// The header Telegram sends the webhook's `secret_token` in.
@@ -83,7 +82,7 @@ pub async fn webhook(
     }
     let user = update.user_id();
     if let Some(user) = &user
-        && mode_of(&state, &bot, user).await? == Mode::Manual
+        && crate::figures::mode_of(&state, &bot, user).await? == Mode::Manual
     {
         info!(
             update = update.update_id,
@@ -136,16 +135,6 @@ pub async fn webhook(
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     Ok(response)
-}
-
-async fn mode_of(state: &AppState, bot: &str, user: &str) -> Result<Mode, ApiError> {
-    let (b, u) = (bot.to_owned(), user.to_owned());
-    Ok(state
-        .aggregator
-        .query(move |a| a.bot(&b).map(|f| f.mode(&u)))
-        .await
-        .map_err(|_| stopped())?
-        .unwrap_or(Mode::Auto))
 }
 
 #[instrument(name = "telegram.file", skip(state))]

@@ -337,14 +337,8 @@ impl Chat {
             .await
             .map_err(|e| format!("not recorded: {e}"))?;
         crate::handoff::flag_soon(&self.state, asking);
-        let (b, u) = (self.bot.clone(), self.user.clone());
-        let mode = self
-            .state
-            .aggregator
-            .query(move |a| a.bot(&b).map(|f| f.mode(&u)))
+        let mode = crate::figures::mode_of(&self.state, &self.bot, &self.user)
             .await
-            .ok()
-            .flatten()
             .unwrap_or(Mode::Auto);
         if mode == Mode::Auto {
             hand_to_bot(&self.state, event);
