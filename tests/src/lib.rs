@@ -225,6 +225,18 @@ impl TestServer {
         self.send(request).await
     }
 
+    /// What `/metrics` says (Prometheus text).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         self.send(self.client.get(self.url(path))).await
     }

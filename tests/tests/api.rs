@@ -274,21 +274,10 @@ async fn history_pages_newest_first(backend: Backend) {
 
 /// Polls `path` until `done` holds for its answer (figures follow the log).
 async fn until(s: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = std::time::Instant::now();
-    loop {
-        let (status, body) = s.get(path).await;
-        if status == 200 && done(&body) {
-            return body;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "{path} never got there: {status} {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until_long(s, path, done, std::time::Duration::from_secs(10)).await
 }
 
-/// [`until`] with a longer patience (for what retries with back-off).
+/// Reads `path` until its answer is 200 and `done` holds, `within` at most.
 async fn until_long(
     s: &TestServer,
     path: &str,

@@ -82,12 +82,7 @@ async fn a_user_asking_for_a_human_flags_the_dialog_until_taken_over(backend: Ba
     );
     assert_eq!(delta["data"]["dialog"]["handoff"]["by"], "bot");
 
-    let metrics = reqwest::get(s.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.metrics().await;
     assert!(metrics.contains("botwatch_handoffs_total 2"), "{metrics}");
 
     // A new dashboard sees both waiting, the latest first.

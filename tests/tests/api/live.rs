@@ -18,7 +18,17 @@ pub(super) async fn connect(
     token: Option<&str>,
     origin: Option<&str>,
 ) -> Result<Socket, WsError> {
-    let mut request = format!("ws://{}/api/v1/live", s.addr)
+    connect_at(s, "/api/v1/live", token, origin).await
+}
+
+/// A WebSocket to `path` of the server, with a bearer token and an Origin if given.
+pub(super) async fn connect_at(
+    s: &TestServer,
+    path: &str,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Socket, WsError> {
+    let mut request = format!("ws://{}{path}", s.addr)
         .into_client_request()
         .expect("request");
     if let Some(token) = token {

@@ -87,15 +87,17 @@ pub(super) async fn give_the_telegram_token(s: &TestServer) {
     assert_eq!(status, 200, "{answer}");
 }
 
-async fn with_telegram(backend: Backend) -> (TestServer, StandIn) {
+/// A server with the bot's Telegram token, a stand-in Telegram, and its address (to
+/// start the server again on it).
+async fn with_telegram(backend: Backend) -> (TestServer, StandIn, String) {
     let (api, stand_in) = StandIn::start().await;
     let s = TestServer::start_with(backend, None, |c| configured(c, &api)).await;
     give_the_telegram_token(&s).await;
-    (s, stand_in)
+    (s, stand_in, api)
 }
 
 async fn text_card_and_file_reach_a_telegram_user(backend: Backend) {
-    let (s, telegram) = with_telegram(backend).await;
+    let (s, telegram, _) = with_telegram(backend).await;
     // Auto: the bot answers; an operator's message would talk over it.
     assert_eq!(
         s.ingest(message_from("5532", "telegram").to_string())
@@ -300,12 +302,7 @@ async fn text_card_and_file_reach_a_telegram_user(backend: Backend) {
     let (status, _) = post_message(&s, "nobody", json!({"text": "hi"})).await;
     assert_eq!(status, 404);
     // What to watch: deliveries by outcome.
-    let metrics = reqwest::get(s.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(r#"botwatch_operator_deliveries_total{outcome="sent"} 5"#)
             && metrics.contains(r#"botwatch_operator_deliveries_total{outcome="failed"} 2"#),
@@ -434,9 +431,7 @@ async fn an_unreachable_telegram_fails_without_telling_the_token() {
 /// node is back: the sweeper finds it in the replayed figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_left_pending_at_a_stop_is_sent_after_the_restart() {
-    let (api, telegram) = StandIn::start().await;
-    let s = TestServer::start_with(Backend::Embedded, None, |c| configured(c, &api)).await;
-    give_the_telegram_token(&s).await;
+    let (s, telegram, api) = with_telegram(Backend::Embedded).await;
     in_manual(&s, "5532", "telegram").await;
     botwatch_log::EventLog::append(&*s.state.log, vec![left_behind("op-before-stop")])
         .await
@@ -488,9 +483,7 @@ async fn file_links_follow_a_trusted_proxys_https() {
 /// retry_after) and record its outcome, rather than leave it claimed and unanswered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_lets_a_delivery_finish() {
-    let (api, telegram) = StandIn::start().await;
-    let s = TestServer::start_with(Backend::Embedded, None, |c| configured(c, &api)).await;
-    give_the_telegram_token(&s).await;
+    let (s, telegram, api) = with_telegram(Backend::Embedded).await;
     in_manual(&s, "5532", "telegram").await;
     telegram.script(
         "sendMessage",

@@ -6,8 +6,6 @@
 use botwatch_tests::{Backend, TestServer};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::live::{Socket, next};
@@ -16,17 +14,8 @@ use super::until;
 const USER: &str = "wc-0123456789abcdef0123456789abcdef";
 
 async fn open(s: &TestServer, user: &str, origin: Option<&str>) -> Result<Socket, WsError> {
-    let mut request = format!("ws://{}/chat/helpdesk/live?user={user}&name=Ann", s.addr)
-        .into_client_request()
-        .expect("request");
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("origin", HeaderValue::from_str(origin).expect("header"));
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(ws, _)| ws)
+    let path = format!("/chat/helpdesk/live?user={user}&name=Ann");
+    super::live::connect_at(s, &path, None, origin).await
 }
 
 fn refused_with(result: Result<Socket, WsError>) -> u16 {
