@@ -8,8 +8,8 @@ use botwatch_event::{
     Attachment, Button, Card, Direction, Event, EventKind, Media, Sender, UserInfo,
 };
 use botwatch_log::{
-    EmbeddedLog, EventLog, HistoryCursor, IntegrityStore, Position, RedisConfig, RedisLog, Saved,
-    SettingsStore, SnapshotMeta, SnapshotStore,
+    Claim, ClaimStore, EmbeddedLog, EventLog, FileStore, HistoryCursor, IntegrityStore, Position,
+    RedisConfig, RedisLog, Saved, SettingsStore, SnapshotMeta, SnapshotStore, StoredFile,
 };
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -17,7 +17,13 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// A backend under test: opens the log (again, after a restart) on the same storage.
 pub trait Backend: Send + Sync {
-    type Log: EventLog + SettingsStore + SnapshotStore + IntegrityStore + Clone;
+    type Log: EventLog
+        + SettingsStore
+        + SnapshotStore
+        + IntegrityStore
+        + ClaimStore
+        + FileStore
+        + Clone;
     fn open(&self) -> impl std::future::Future<Output = Self::Log> + Send;
     fn cleanup(&self) -> impl std::future::Future<Output = ()> + Send;
 }
@@ -565,6 +571,67 @@ pub async fn concurrent_appends_are_all_kept<B: Backend>(b: B) {
     b.cleanup().await;
 }
 
+/// A claim is first-come and durable: the second claimer (another node, or the same
+/// one after a restart) learns who holds it — what sends an operator message once.
+pub async fn claims_are_first_come_and_kept<B: Backend>(b: B) {
+    let log = b.open().await;
+    assert_eq!(
+        log.claim("outbox:b1:m1", "node-a@1").await.expect("claim"),
+        Claim::Won
+    );
+    assert_eq!(
+        log.claim("outbox:b1:m1", "node-b@2").await.expect("claim"),
+        Claim::Held("node-a@1".to_owned())
+    );
+    // Claims race: exactly one of many wins.
+    let mut racers = Vec::new();
+    for n in 0..8 {
+        let log = log.clone();
+        racers.push(tokio::spawn(async move {
+            log.claim("outbox:b1:m2", &format!("node-{n}"))
+                .await
+                .expect("claim")
+        }));
+    }
+    let mut won = 0;
+    for r in racers {
+        if r.await.expect("task") == Claim::Won {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    log.close().await;
+    drop(log);
+    let log = b.open().await;
+    assert_eq!(
+        log.claim("outbox:b1:m1", "node-c@3").await.expect("claim"),
+        Claim::Held("node-a@1".to_owned()),
+        "kept across a restart"
+    );
+    assert_eq!(
+        log.claim("outbox:b1:m3", "node-c@3").await.expect("claim"),
+        Claim::Won
+    );
+    b.cleanup().await;
+}
+
+/// A stored file comes back byte for byte, with its name and type, after a restart.
+pub async fn files_are_kept_whole<B: Backend>(b: B) {
+    let log = b.open().await;
+    let file = StoredFile {
+        name: "рахунок 12.pdf".to_owned(),
+        mime: "application/pdf".to_owned(),
+        bytes: (0..=255u8).cycle().take(70_000).collect(),
+    };
+    log.put_file("f1", &file).await.expect("put");
+    assert_eq!(log.file("nope").await.expect("get"), None);
+    log.close().await;
+    drop(log);
+    let log = b.open().await;
+    assert_eq!(log.file("f1").await.expect("get"), Some(file));
+    b.cleanup().await;
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -592,6 +659,8 @@ contract!(
     the_newest_snapshot_is_kept,
     the_epoch_is_made_once_and_kept,
     a_data_loss_is_kept_until_cleared,
+    claims_are_first_come_and_kept,
+    files_are_kept_whole,
 );
 
 #[path = "contract/redis_only.rs"]
