@@ -3,7 +3,9 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use botwatch_event::{Attachment, Delivery, Direction, Sender};
+use std::collections::HashMap;
+
+use botwatch_event::{Attachment, Delivery, DeliveryState, Direction, Sender};
 use botwatch_log::{EventLog, HistoryCursor};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
@@ -82,22 +84,24 @@ pub async fn messages(
         .filter(|e| e.event.delivery.is_some())
         .map(|e| e.event.id.clone())
         .collect();
-    let states = if operators.is_empty() {
-        Vec::new()
+    let mut known: HashMap<String, (DeliveryState, Option<String>)> = if operators.is_empty() {
+        HashMap::new()
     } else {
         let b = bot.clone();
         state
             .aggregator
             .query(move |a| {
-                let f = a.bot(&b);
+                let Some(f) = a.bot(&b) else {
+                    return HashMap::new();
+                };
                 operators
                     .into_iter()
-                    .map(|id| {
-                        let known = f.and_then(|f| f.delivery(&id));
-                        let known = known.map(|(s, r)| (s, r.map(str::to_owned)));
-                        (id, known)
+                    .filter_map(|id| {
+                        let (s, r) = f.delivery(&id)?;
+                        let r = r.map(str::to_owned);
+                        Some((id, (s, r)))
                     })
-                    .collect::<Vec<_>>()
+                    .collect()
             })
             .await
             .map_err(|_| crate::figures::stopped())?
@@ -106,11 +110,17 @@ pub async fn messages(
         .entries
         .into_iter()
         .map(|entry| {
-            let known = states
-                .iter()
-                .find(|(id, _)| *id == entry.event.id)
-                .and_then(|(_, k)| k.as_ref());
-            Message::from(entry.event).with_delivery(known.map(|(s, r)| (*s, r.as_deref())))
+            let delivery = known.remove(&entry.event.id);
+            let mut message = Message::from(entry.event);
+            // What the figures know overrides `pending` as the message was recorded.
+            if let Some((state, reason)) = delivery {
+                message.delivery = Some(Delivery {
+                    message: None,
+                    state,
+                    reason,
+                });
+            }
+            message
         })
         .collect();
     Ok(Json(HistoryAnswer {

@@ -548,20 +548,6 @@ pub async fn sweep(state: AppState, stop: tokio_util::sync::CancellationToken) {
     }
 }
 
-impl Message {
-    /// With the delivery state the figures know (operator messages botwatch delivers).
-    pub fn with_delivery(mut self, state: Option<(DeliveryState, Option<&str>)>) -> Message {
-        if let Some((state, reason)) = state {
-            self.delivery = Some(Delivery {
-                message: None,
-                state,
-                reason: reason.map(str::to_owned),
-            });
-        }
-        self
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,12 +40,11 @@ pub trait Channel: Send + Sync {
     ) -> impl Future<Output = Result<(), Undelivered>> + Send;
 }
 
-/// An operator message as channels send it: its text, card and file, the file's bytes
-/// read from botwatch's storage.
+/// An operator message as channels send it: the event (its text), its card, and its
+/// file with the bytes read from botwatch's storage.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub event: Event,
-    pub text: Option<String>,
     pub card: Option<Card>,
     pub file: Option<(Media, StoredFile)>,
 }
@@ -73,12 +72,7 @@ impl Outgoing {
                 _ => {}
             }
         }
-        Ok(Outgoing {
-            text: event.text.clone(),
-            event,
-            card,
-            file,
-        })
+        Ok(Outgoing { event, card, file })
     }
 }
 

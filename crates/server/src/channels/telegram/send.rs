@@ -81,7 +81,11 @@ impl TelegramSender {
     /// The calls that deliver `message` to chat `chat`, in order.
     fn calls(chat: &str, message: &Outgoing) -> Result<Vec<Call>, Undelivered> {
         let mut calls = Vec::new();
-        let text = message.text.as_deref().filter(|t| !t.trim().is_empty());
+        let text = message
+            .event
+            .text
+            .as_deref()
+            .filter(|t| !t.trim().is_empty());
         if let Some((media, stored)) = &message.file {
             let caption = text.map(|t| clip(t, CAPTION_CHARS));
             let is_image = message
