@@ -33,6 +33,35 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event botwatch writes itself about a dialog (a mode switch, a delivery's
+    /// outcome, a hand-off), now: no message fields; the caller sets what its kind
+    /// carries.
+    pub fn about_dialog(
+        id: String,
+        kind: EventKind,
+        bot: &str,
+        provider: &str,
+        user: &str,
+    ) -> Event {
+        Event {
+            id,
+            bot: bot.to_owned(),
+            kind,
+            direction: None,
+            provider: provider.to_owned(),
+            user: UserInfo {
+                id: user.to_owned(),
+                ..UserInfo::default()
+            },
+            text: None,
+            attachments: Vec::new(),
+            sender: None,
+            mode: None,
+            delivery: None,
+            ts: Utc::now(),
+        }
+    }
+
     /// Event time in milliseconds since the Unix epoch (the history index orders by it).
     pub fn ts_millis(&self) -> i64 {
         self.ts.timestamp_millis()

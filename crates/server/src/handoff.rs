@@ -18,7 +18,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use botwatch_event::{Direction, Event, EventKind, Mode, Sender, UserInfo};
+use botwatch_event::{Direction, Event, EventKind, Mode, Sender};
 use botwatch_log::EventLog;
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info, info_span, instrument, warn};
@@ -191,21 +191,9 @@ fn handoff_event(
     sender: Option<Sender>,
 ) -> Event {
     Event {
-        id,
-        bot: bot.to_owned(),
-        kind: EventKind::Handoff,
-        direction: None,
-        provider: provider.to_owned(),
-        user: UserInfo {
-            id: user.to_owned(),
-            ..UserInfo::default()
-        },
         text: reason.map(|r| r.chars().take(REASON_CHARS).collect()),
-        attachments: Vec::new(),
         sender,
-        mode: None,
-        delivery: None,
-        ts: chrono::Utc::now(),
+        ..Event::about_dialog(id, EventKind::Handoff, bot, provider, user)
     }
 }
 

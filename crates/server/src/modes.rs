@@ -9,9 +9,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use botwatch_event::{Event, EventKind, Mode, Sender, UserInfo};
+use botwatch_event::{Event, EventKind, Mode, Sender};
 use botwatch_log::EventLog;
-use chrono::Utc;
 use serde::Deserialize;
 use tracing::{info, instrument};
 
@@ -81,24 +80,14 @@ async fn switch(
     mode: Mode,
 ) -> Result<Mode, ApiError> {
     let operator = principal.actor();
+    let id = format!("mode-{}", uuid::Uuid::now_v7());
+    let provider = provider.as_deref().unwrap_or("botwatch");
     let event = Event {
-        id: format!("mode-{}", uuid::Uuid::now_v7()),
-        bot: bot.to_owned(),
-        kind: EventKind::ModeChanged,
-        direction: None,
-        provider: provider.unwrap_or_else(|| "botwatch".to_owned()),
-        user: UserInfo {
-            id: user.to_owned(),
-            ..UserInfo::default()
-        },
-        text: None,
-        attachments: Vec::new(),
         sender: Some(Sender::Operator {
             id: operator.clone(),
         }),
         mode: Some(mode),
-        delivery: None,
-        ts: Utc::now(),
+        ..Event::about_dialog(id, EventKind::ModeChanged, bot, provider, user)
     };
     let ts = event.ts_millis();
     state.log.append(vec![event]).await?;

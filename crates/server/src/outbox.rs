@@ -468,26 +468,15 @@ async fn record(state: &AppState, message: &Event, outcome: Result<(), Undeliver
         .operator_deliveries
         .get_or_create(&vec![("outcome", delivery_state.as_str())])
         .inc();
+    let id = format!("delivery-{}", message.id);
+    let (bot, provider, user) = (&message.bot, &message.provider, &message.user.id);
     let event = Event {
-        id: format!("delivery-{}", message.id),
-        bot: message.bot.clone(),
-        kind: EventKind::Delivery,
-        direction: None,
-        provider: message.provider.clone(),
-        user: botwatch_event::UserInfo {
-            id: message.user.id.clone(),
-            ..Default::default()
-        },
-        text: None,
-        attachments: Vec::new(),
-        sender: None,
-        mode: None,
         delivery: Some(Delivery {
             message: Some(message.id.clone()),
             state: delivery_state,
             reason: reason.map(|r| r.chars().take(1024).collect()),
         }),
-        ts: chrono::Utc::now(),
+        ..Event::about_dialog(id, EventKind::Delivery, bot, provider, user)
     };
     let mut wait = Duration::from_millis(200);
     for _ in 0..8 {
