@@ -106,6 +106,8 @@ impl Traffic {
                     sender: None,
                     mode: None,
                     delivery: None,
+                    audience: None,
+                    broadcast: None,
                     ts: DateTime::from_timestamp_millis(ts).expect("time"),
                 }
             })

@@ -245,6 +245,20 @@ impl TestServer {
         self.send(self.client.put(self.url(path)).json(&body)).await
     }
 
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(self.client.post(self.url(path)).json(&body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(self.client.patch(self.url(path)).json(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
     /// Stops the server and removes what it stored in Redis.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

@@ -3,12 +3,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
-use botwatch_event::{DeliveryState, Direction, Event, EventKind, UserInfo};
+use botwatch_event::{
+    AudienceChange, DeliveryState, Direction, Event, EventKind, LabelOf, UserInfo,
+};
 use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 use hashbrown::HashTable;
 
 use crate::arena::{Arena, ShortStr, StrRef};
+use crate::audience::{Audience, LabelInfo, Stamp};
+use crate::broadcasts::{BroadcastFigures, Broadcasts};
 use crate::names::NameSearch;
 use crate::outbox::{Outbox, PendingMessage};
 use crate::sessions::{self, Group};
@@ -154,6 +158,8 @@ pub struct UserFigures {
     pub role: Option<String>,
     pub tags: Vec<String>,
     pub subscriber: bool,
+    /// Information fields operators keep (phone, e-mail, custom ones).
+    pub fields: BTreeMap<String, String>,
     pub mode: Mode,
     /// The user asked for a human (or the bot handed off) and no operator has taken
     /// the dialog since: when (ms) and why.
@@ -188,7 +194,7 @@ pub struct StatsBucket {
 
 /// What a snapshot keeps of a bot: everything but the indexes, which are rebuilt.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Stored<U, S, P, C, A, T, D, M, O, H> {
+struct Stored<U, S, P, C, A, T, D, M, O, H, Au, Br> {
     settings: BotSettings,
     strings: S,
     users: U,
@@ -202,6 +208,8 @@ struct Stored<U, S, P, C, A, T, D, M, O, H> {
     modes: M,
     outbox: O,
     handoffs: H,
+    audience: Au,
+    broadcasts: Br,
 }
 
 type Owned = Stored<
@@ -215,6 +223,8 @@ type Owned = Stored<
     Map<u32, ModeMark>,
     Outbox,
     Map<u32, HandoffMark>,
+    Audience,
+    Broadcasts,
 >;
 
 /// A dialog's mode as its latest `mode_changed` set it: the latest by event time (then
@@ -257,6 +267,9 @@ pub struct BotFigures {
     outbox: Outbox,
     /// Users who asked for a human (or were handed off), latest request each.
     handoffs: Map<u32, HandoffMark>,
+    /// Roles, tags and what operators set on users.
+    pub(crate) audience: Audience,
+    broadcasts: Broadcasts,
 
     // Derived, not kept in snapshots.
     /// User index by id (hashed through the arena: no second copy of each id).
@@ -289,6 +302,8 @@ impl serde::Serialize for BotFigures {
             modes: &self.modes,
             outbox: &self.outbox,
             handoffs: &self.handoffs,
+            audience: &self.audience,
+            broadcasts: &self.broadcasts,
         }
         .serialize(s)
     }
@@ -310,6 +325,8 @@ impl<'de> serde::Deserialize<'de> for BotFigures {
         figures.modes = s.modes;
         figures.outbox = s.outbox;
         figures.handoffs = s.handoffs;
+        figures.audience = s.audience;
+        figures.broadcasts = s.broadcasts;
         figures
             .check()
             .map_err(|e| serde::de::Error::custom(format!("inconsistent figures: {e}")))?;
@@ -334,6 +351,8 @@ impl BotFigures {
             modes: Map::default(),
             outbox: Outbox::default(),
             handoffs: Map::default(),
+            audience: Audience::default(),
+            broadcasts: Broadcasts::default(),
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
             names: NameSearch::default(),
@@ -363,6 +382,8 @@ impl BotFigures {
         copy.modes = self.modes.clone();
         copy.outbox = self.outbox.clone();
         copy.handoffs = self.handoffs.clone();
+        copy.audience = self.audience.clone();
+        copy.broadcasts = self.broadcasts.clone();
         copy
     }
 
@@ -396,6 +417,7 @@ impl BotFigures {
         {
             return Err(format!("a delivery to user {i}, who is not known"));
         }
+        self.audience.check(self.users.len())?;
         let texts = self.texts.len();
         if self
             .top
@@ -439,8 +461,23 @@ impl BotFigures {
 
     /// Applies one event of this bot (each event once: the log de-duplicates).
     pub fn apply(&mut self, event: &Event) {
+        if event.is_about_bot() {
+            self.apply_about_bot(event);
+            return;
+        }
         let i = self.user_index(&event.user.id);
         self.apply_to(i as u32, event);
+    }
+
+    /// A role or tag defined, renamed or deleted; a broadcast started or cancelled.
+    fn apply_about_bot(&mut self, event: &Event) {
+        if let Some(AudienceChange::Label(label)) = &event.audience {
+            self.audience.apply_label(Stamp::of(event), label);
+            self.audience.note(&event.id);
+        }
+        if event.kind == EventKind::Broadcast {
+            self.broadcasts.apply(event);
+        }
     }
 
     /// The index of an event's user when known, with the first byte of its timeline
@@ -453,6 +490,10 @@ impl BotFigures {
 
     /// Applies `event`, whose user is user number `i`.
     pub(crate) fn apply_to(&mut self, i: u32, event: &Event) {
+        if event.is_about_bot() {
+            self.apply_about_bot(event);
+            return;
+        }
         let i = i as usize;
         let ts = event.ts_millis();
         let provider = self.provider_id(&event.provider);
@@ -469,7 +510,16 @@ impl BotFigures {
                 *self.top.entry(day).or_default().entry(text).or_default() += 1;
             }
         }
-        self.outbox.apply(i as u32, event);
+        if let Some((broadcast, outcome)) = self.outbox.apply(i as u32, event) {
+            self.broadcasts.count(&broadcast, outcome);
+        }
+        if let Some(AudienceChange::Edit(edit)) = &event.audience {
+            let changed = self.audience.apply_edit(i as u32, Stamp::of(event), edit);
+            self.audience.note(&event.id);
+            if changed.name {
+                self.index_name(i as u32);
+            }
+        }
         if event.kind == EventKind::Handoff {
             let mark = HandoffMark {
                 ms: ts,
@@ -550,7 +600,10 @@ impl BotFigures {
                 }
                 if current.is_none_or(|(_, c)| c != name) {
                     user.name = self.strings.push(name);
-                    self.names.set(i as u32, name);
+                    // A name an operator gave stands over the channels'.
+                    if self.audience.name(i as u32).is_none() {
+                        self.names.set(i as u32, name);
+                    }
                 }
                 user.name_ms = ts;
             }
@@ -624,6 +677,20 @@ impl BotFigures {
             if u.has_name() {
                 self.names.set(i as u32, self.strings.get(u.name));
             }
+        }
+        for (i, name) in self.audience.named_users() {
+            self.names.set(i, name);
+        }
+    }
+
+    /// Puts user `i`'s name as it stands (an operator's, else the channels') in the
+    /// name search.
+    fn index_name(&mut self, i: u32) {
+        let u = &self.users[i as usize];
+        match self.audience.name(i) {
+            Some(name) => self.names.set(i, name),
+            None if u.has_name() => self.names.set(i, self.strings.get(u.name)),
+            None => self.names.set(i, ""),
         }
     }
 
@@ -740,9 +807,17 @@ impl BotFigures {
         let profile = u.profile.as_deref();
         UserFigures {
             id: self.strings.get_short(&u.id).to_owned(),
-            name: u.has_name().then(|| self.strings.get(u.name).to_owned()),
+            name: self
+                .audience
+                .name(i)
+                .map(str::to_owned)
+                .or_else(|| u.has_name().then(|| self.strings.get(u.name).to_owned())),
             avatar: text(profile.and_then(|p| p.avatar)),
-            gender: text(profile.and_then(|p| p.gender)),
+            gender: self
+                .audience
+                .gender(i)
+                .map(str::to_owned)
+                .or_else(|| text(profile.and_then(|p| p.gender))),
             lang: text(profile.and_then(|p| p.lang)),
             provider: (u.provider_ms != NEVER)
                 .then(|| self.providers.get(u.provider as usize))
@@ -752,9 +827,14 @@ impl BotFigures {
             last_ms: (u.last_ms != NEVER).then_some(u.last_ms),
             messages: u64::from(u.messages),
             sessions: u64::from(u.sessions),
-            role: None,
-            tags: Vec::new(),
+            role: self
+                .audience
+                .role_of(i)
+                .and_then(|r| self.audience.label_name(r))
+                .map(str::to_owned),
+            tags: self.tag_names(i),
             subscriber: self.is_subscriber(i),
+            fields: self.audience.fields(i),
             mode: self.mode_of(i),
             handoff: self.handoff_of(i).map(|m| Handoff {
                 ms: m.ms,
@@ -789,10 +869,64 @@ impl BotFigures {
             .collect()
     }
 
-    /// Whether user `i` receives broadcasts to subscribers. Until audience editing
-    /// lands (roles, tags, the Subscriber flag), every user who wrote is one.
-    pub(crate) fn is_subscriber(&self, _i: u32) -> bool {
-        true
+    /// User `i`'s tags by name, A to Z.
+    fn tag_names(&self, i: u32) -> Vec<String> {
+        let mut tags: Vec<String> = self
+            .audience
+            .tags_of(i)
+            .filter_map(|t| self.audience.label_name(t))
+            .map(str::to_owned)
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    /// Whether user `i` receives broadcasts to subscribers: everyone does until an
+    /// operator clears the flag.
+    pub(crate) fn is_subscriber(&self, i: u32) -> bool {
+        self.audience.subscriber(i).unwrap_or(true)
+    }
+
+    /// The bot's roles or tags, by name.
+    pub fn labels(&self, of: LabelOf) -> Vec<LabelInfo> {
+        self.audience.labels(of)
+    }
+
+    /// The key of the role or tag named `name`.
+    pub fn label_key(&self, of: LabelOf, name: &str) -> Option<String> {
+        let n = self.audience.find(of, name)?;
+        Some(self.audience.key(n).to_owned())
+    }
+
+    /// Whether audience event `id` (an edit, a role or tag) was applied lately: a
+    /// request waits for it to read its own write.
+    pub fn saw_audience_event(&self, id: &str) -> bool {
+        self.audience.saw(id)
+    }
+
+    pub fn broadcast(&self, id: &str) -> Option<BroadcastFigures> {
+        self.broadcasts.get(id)
+    }
+
+    /// The recipients broadcast `id` failed to reach and why, `limit` at most.
+    pub fn broadcast_failures(&self, id: &str, limit: usize) -> Vec<(String, String)> {
+        self.outbox
+            .failures(id, limit)
+            .into_iter()
+            .map(|(u, reason)| {
+                (
+                    self.strings
+                        .get_short(&self.users[u as usize].id)
+                        .to_owned(),
+                    reason,
+                )
+            })
+            .collect()
+    }
+
+    /// Every broadcast, the latest first.
+    pub fn broadcasts(&self) -> Vec<BroadcastFigures> {
+        self.broadcasts.list()
     }
 
     /// Who answers user `i`: the bot, unless an operator switched the dialog to Manual.
@@ -956,6 +1090,8 @@ mod tests {
             sender: None,
             mode: None,
             delivery: None,
+            audience: None,
+            broadcast: None,
             ts: chrono::DateTime::from_timestamp_millis(1_780_000_000_000 + n * 1000)
                 .expect("time"),
         }
@@ -969,6 +1105,8 @@ mod tests {
             text: None,
             mode: Some(mode),
             delivery: None,
+            audience: None,
+            broadcast: None,
             ..message(n, "a")
         }
     }

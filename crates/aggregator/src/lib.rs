@@ -14,7 +14,9 @@
 //! the users table and dialogs list are answered by one scan (see [`users`]).
 
 mod arena;
+mod audience;
 mod bot;
+mod broadcasts;
 mod names;
 mod outbox;
 mod sessions;
@@ -24,7 +26,9 @@ mod time;
 mod timeline;
 mod users;
 
+pub use audience::LabelInfo;
 pub use bot::{BotFigures, BotSettings, DialogCursor, Handoff, StatsBucket, UserFigures};
+pub use broadcasts::BroadcastFigures;
 pub use names::fold_name;
 pub use outbox::PendingMessage;
 pub use sessions::Group;

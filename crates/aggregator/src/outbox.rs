@@ -25,6 +25,9 @@ struct Parcel {
     reason: Option<Box<str>>,
     /// The message's canonical JSON while it is pending: what is still to deliver.
     message: Option<Box<str>>,
+    /// The broadcast it is part of.
+    #[serde(default)]
+    broadcast: Option<Box<str>>,
 }
 
 /// An operator message still waiting for its delivery.
@@ -40,14 +43,15 @@ pub struct PendingMessage {
 impl Outbox {
     /// Takes in what `event` (of user `user`) says of a delivery, whatever the order the
     /// message and its outcome arrive in: an outcome is final, and the first outcome
-    /// stays (a delivery is attempted once).
-    pub(crate) fn apply(&mut self, user: u32, event: &Event) {
-        let Some(delivery) = &event.delivery else {
-            return;
-        };
+    /// stays (a delivery is attempted once). When a message of a broadcast got its
+    /// outcome, returns the broadcast and the outcome (once per message).
+    pub(crate) fn apply(&mut self, user: u32, event: &Event) -> Option<(Box<str>, DeliveryState)> {
+        let delivery = event.delivery.as_ref()?;
+        let broadcast = delivery.broadcast.as_deref().map(Into::into);
         match event.kind {
             EventKind::Message if delivery.state == DeliveryState::Pending => {
-                self.parcels
+                let parcel = self
+                    .parcels
                     .entry(event.id.as_str().into())
                     .or_insert_with(|| Parcel {
                         user,
@@ -55,26 +59,34 @@ impl Outbox {
                         state: DeliveryState::Pending,
                         reason: None,
                         message: Some(event.to_json().into()),
+                        broadcast: None,
                     });
+                // The outcome came first and did not say its broadcast: count it now.
+                let counted = parcel.broadcast.is_some() || parcel.state == DeliveryState::Pending;
+                parcel.broadcast = parcel.broadcast.take().or(broadcast);
+                let broadcast = parcel.broadcast.clone().filter(|_| !counted)?;
+                Some((broadcast, parcel.state))
             }
             EventKind::Delivery if delivery.state != DeliveryState::Pending => {
-                let Some(id) = delivery.message.as_deref() else {
-                    return;
-                };
+                let id = delivery.message.as_deref()?;
                 let parcel = self.parcels.entry(id.into()).or_insert_with(|| Parcel {
                     user,
                     ms: event.ts_millis(),
                     state: DeliveryState::Pending,
                     reason: None,
                     message: None,
+                    broadcast: None,
                 });
-                if parcel.state == DeliveryState::Pending {
-                    parcel.state = delivery.state;
-                    parcel.reason = delivery.reason.as_deref().map(Into::into);
-                    parcel.message = None;
+                if parcel.state != DeliveryState::Pending {
+                    return None;
                 }
+                parcel.state = delivery.state;
+                parcel.reason = delivery.reason.as_deref().map(Into::into);
+                parcel.message = None;
+                parcel.broadcast = parcel.broadcast.take().or(broadcast);
+                Some((parcel.broadcast.clone()?, parcel.state))
             }
-            _ => {}
+            _ => None,
         }
     }
 
@@ -98,6 +110,20 @@ impl Outbox {
             .collect();
         pending.sort_by(|a, b| (a.ms, &a.id).cmp(&(b.ms, &b.id)));
         pending
+    }
+
+    /// The messages of broadcast `id` that failed: user and reason, the earliest
+    /// first, `limit` at most.
+    pub(crate) fn failures(&self, id: &str, limit: usize) -> Vec<(u32, String)> {
+        let mut failed: Vec<(i64, u32, String)> = self
+            .parcels
+            .values()
+            .filter(|p| p.state == DeliveryState::Failed && p.broadcast.as_deref() == Some(id))
+            .map(|p| (p.ms, p.user, p.reason.as_deref().unwrap_or("").to_owned()))
+            .collect();
+        failed.sort();
+        failed.truncate(limit);
+        failed.into_iter().map(|(_, u, r)| (u, r)).collect()
     }
 
     /// The highest user index it refers to (a snapshot's consistency check).
@@ -134,7 +160,10 @@ mod tests {
                 message: None,
                 state: DeliveryState::Pending,
                 reason: None,
+                broadcast: None,
             }),
+            audience: None,
+            broadcast: None,
             ts: chrono::Utc
                 .timestamp_millis_opt(1_000)
                 .single()
@@ -153,6 +182,7 @@ mod tests {
                 message: Some(of.to_owned()),
                 state,
                 reason: reason.map(str::to_owned),
+                broadcast: None,
             }),
             ..message(of)
         }
@@ -188,5 +218,27 @@ mod tests {
         );
         assert_eq!(outbox.pending().len(), 1);
         assert_eq!(outbox.state("a bot's message"), None);
+    }
+
+    #[test]
+    fn a_broadcasts_message_is_counted_once_whichever_comes_first() {
+        let in_broadcast = |mut e: Event| {
+            if let Some(d) = e.delivery.as_mut() {
+                d.broadcast = Some("b1".to_owned());
+            }
+            e
+        };
+        let message = in_broadcast(message("m1"));
+        let sent = outcome("m1", DeliveryState::Sent, None);
+        let sent_saying = in_broadcast(sent.clone());
+        for events in [
+            vec![message.clone(), sent.clone(), sent_saying.clone()],
+            vec![sent.clone(), message.clone(), sent_saying.clone()],
+            vec![sent_saying.clone(), message.clone()],
+        ] {
+            let mut outbox = Outbox::default();
+            let counted: Vec<_> = events.iter().filter_map(|e| outbox.apply(0, e)).collect();
+            assert_eq!(counted, [("b1".into(), DeliveryState::Sent)], "{events:?}");
+        }
     }
 }

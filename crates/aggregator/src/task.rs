@@ -16,7 +16,7 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// The number of the snapshot layout and meaning. Bump it with any change of the
 /// state's types or of what they count (sessions, slots, normalisation, …): snapshots
 /// of another number are not loaded, the log is replayed instead.
-pub const SNAPSHOT_SCHEMA: u32 = 6;
+pub const SNAPSHOT_SCHEMA: u32 = 7;
 
 /// Every bot's figures.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -250,6 +250,8 @@ mod tests {
             sender: None,
             mode: None,
             delivery: None,
+            audience: None,
+            broadcast: None,
             ts: chrono::DateTime::from_timestamp_millis(1_780_000_000_000 + i * 600_000)
                 .expect("time"),
         };

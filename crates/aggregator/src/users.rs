@@ -136,18 +136,55 @@ impl BotFigures {
             UserSort::Last => Key::Number(u.last_ms),
             UserSort::Messages => Key::Number(i64::from(u.messages)),
             UserSort::Sessions => Key::Number(i64::from(u.sessions)),
-            UserSort::Name if u.has_name() => Key::Text(self.names.folded(i)),
-            UserSort::Name => Key::Text(self.strings.get_short(&u.id).as_bytes()),
+            UserSort::Name => match self.names.folded(i) {
+                [] => Key::Text(self.strings.get_short(&u.id).as_bytes()),
+                folded => Key::Text(folded),
+            },
         }
     }
 
     /// A page of the users table, its total and its facets.
     pub fn users(&self, query: &UsersQuery) -> UsersPage {
-        self.scan(query, false)
+        self.scan(query, false, None)
     }
 
-    fn scan(&self, query: &UsersQuery, with_messages_only: bool) -> UsersPage {
+    /// The ids of every user that `filter` lets through, in the order they were first
+    /// seen (what bulk edits, exports and broadcasts work on).
+    pub fn select(&self, filter: &UserFilter) -> Vec<String> {
+        let mut ids = Vec::new();
+        self.scan(
+            &UsersQuery {
+                filter: filter.clone(),
+                sort: UserSort::Last,
+                descending: true,
+                limit: 0,
+                after: None,
+            },
+            false,
+            Some(&mut ids),
+        );
+        ids
+    }
+
+    /// `selected`: also collect every matching user's id (then the page is empty).
+    fn scan(
+        &self,
+        query: &UsersQuery,
+        with_messages_only: bool,
+        mut selected: Option<&mut Vec<String>>,
+    ) -> UsersPage {
         let f = &query.filter;
+        // Tags and roles by name → by label number; a name no label has matches nobody.
+        let labels = self.audience.label_count();
+        let wanted = |of, names: &[String]| {
+            let mut wanted = vec![false; labels];
+            for n in names.iter().filter_map(|n| self.audience.find(of, n)) {
+                wanted[n as usize] = true;
+            }
+            wanted
+        };
+        let wanted_tags = wanted(botwatch_event::LabelOf::Tag, &f.tags);
+        let wanted_roles = wanted(botwatch_event::LabelOf::Role, &f.roles);
         let search = f
             .search
             .as_deref()
@@ -170,6 +207,8 @@ impl BotFigures {
         });
 
         let mut provider_counts = vec![0u64; self.providers.len()];
+        let mut tag_counts = vec![0u64; labels];
+        let mut role_counts = vec![0u64; labels];
         let mut subscribers = 0u64;
         let mut total = 0u64;
         let keep = query.limit + 1;
@@ -183,12 +222,12 @@ impl BotFigures {
                 continue;
             }
             let known_provider = u.provider_ms != NEVER;
-            // Users have no tags or roles until audience editing lands.
             let (subscriber, mode) = (self.is_subscriber(i), self.mode_of(i));
+            let role = self.audience.role_of(i);
             let pass = [
                 f.providers.is_empty() || (known_provider && wanted_providers[u.provider as usize]),
-                f.tags.is_empty(),
-                f.roles.is_empty(),
+                f.tags.is_empty() || self.audience.tags_of(i).any(|t| wanted_tags[t as usize]),
+                f.roles.is_empty() || role.is_some_and(|r| wanted_roles[r as usize]),
                 f.subscriber.is_none_or(|s| s == subscriber),
                 f.modes.is_empty() || f.modes.contains(&mode),
             ];
@@ -201,6 +240,16 @@ impl BotFigures {
             if counts_in(0) && known_provider {
                 provider_counts[u.provider as usize] += 1;
             }
+            if counts_in(1) {
+                for t in self.audience.tags_of(i) {
+                    tag_counts[t as usize] += 1;
+                }
+            }
+            if counts_in(2)
+                && let Some(r) = role
+            {
+                role_counts[r as usize] += 1;
+            }
             if counts_in(3) && subscriber {
                 subscribers += 1;
             }
@@ -208,6 +257,10 @@ impl BotFigures {
                 continue;
             }
             total += 1;
+            if let Some(ids) = selected.as_deref_mut() {
+                ids.push(self.strings.get_short(&u.id).to_owned());
+                continue;
+            }
             let row = Row {
                 key: self.sort_key(i, query.sort),
                 id: self.strings.get_short(&u.id),
@@ -246,14 +299,26 @@ impl BotFigures {
             .map(|(p, n)| (p.to_string(), n))
             .collect();
         provider.sort();
+        let counts = |of, counts: &[u64]| {
+            let mut named: Vec<(String, u64)> = (0..labels as u32)
+                .filter_map(|n| {
+                    let name = self.audience.label_name(n)?;
+                    let key = self.audience.key(n);
+                    (self.audience.find(of, name).map(|f| self.audience.key(f)) == Some(key))
+                        .then(|| (name.to_owned(), counts[n as usize]))
+                })
+                .collect();
+            named.sort();
+            named
+        };
         UsersPage {
             items: rows.iter().map(|r| self.figures_of(r.index)).collect(),
             total,
             next,
             facets: Facets {
                 provider,
-                tag: Vec::new(),
-                role: Vec::new(),
+                tag: counts(botwatch_event::LabelOf::Tag, &tag_counts),
+                role: counts(botwatch_event::LabelOf::Role, &role_counts),
                 subscriber: subscribers,
             },
         }
@@ -282,6 +347,7 @@ impl BotFigures {
                 }),
             },
             true,
+            None,
         );
         let next = page.next.and_then(|c| match c.key {
             CursorKey::Number(last_ms) => Some(DialogCursor {

@@ -113,6 +113,8 @@ fn event(i: usize, s: &Spec, base_ms: i64) -> Event {
         sender: None,
         mode: None,
         delivery: None,
+        audience: None,
+        broadcast: None,
         ts: DateTime::from_timestamp_millis(ts).expect("time"),
     }
 }

@@ -7,12 +7,14 @@
 //! form of [`Event`] (server-made `id` and `ts` filled in, times in UTC with
 //! millisecond precision), so every reader sees exactly what was acknowledged.
 
+pub mod audience;
 mod model;
 mod validate;
 
 pub use model::{
-    Attachment, Button, Card, Delivery, DeliveryState, Direction, Event, EventKind, Media, Mode,
-    Sender, UserInfo,
+    Attachment, AudienceChange, BroadcastInfo, BroadcastState, Button, Card, Delivery,
+    DeliveryState, Direction, Event, EventKind, Label, LabelOf, Media, Mode, Sender, UserEdit,
+    UserInfo,
 };
 pub use validate::{
     BatchError, FieldError, Limits, Problem, is_slug, parse_batch, parse_event, parse_event_value,

@@ -26,6 +26,12 @@ pub struct Event {
     /// an operator sends it, the outcome (and the message it is of) on `delivery`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// What an `audience` event changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<AudienceChange>,
+    /// What a `broadcast` event starts or cancels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<BroadcastInfo>,
     /// Event time, UTC, millisecond precision (RFC 3339); the time of receipt when absent.
     #[schema(value_type = String, format = DateTime)]
     #[serde(serialize_with = "ts_to_rfc3339", deserialize_with = "ts_from_rfc3339")]
@@ -58,7 +64,19 @@ impl Event {
             sender: None,
             mode: None,
             delivery: None,
+            audience: None,
+            broadcast: None,
             ts: Utc::now(),
+        }
+    }
+
+    /// Whether this event is about the bot as a whole (a role or tag, a broadcast)
+    /// rather than one of its users: its `user.id` is empty and it makes no user.
+    pub fn is_about_bot(&self) -> bool {
+        match self.kind {
+            EventKind::Broadcast => true,
+            EventKind::Audience => matches!(self.audience, Some(AudienceChange::Label(_))),
+            _ => false,
         }
     }
 
@@ -91,6 +109,13 @@ pub enum EventKind {
     /// dialog off through the API: the dialog is flagged for operators until one takes
     /// it over. `text` says why. Written by botwatch itself.
     Handoff,
+    /// An operator changed the audience: one user's record (`audience.op` `edit`), or
+    /// one of the bot's roles or tags (`label`, an event about no user). Written by
+    /// botwatch itself.
+    Audience,
+    /// A broadcast was started (`queued`) or cancelled: an event about no user; the
+    /// message is its `text` and `attachments`. Written by botwatch itself.
+    Broadcast,
 }
 
 impl EventKind {
@@ -123,9 +148,12 @@ pub struct Delivery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub state: DeliveryState,
-    /// Why it failed, in words an operator can act on.
+    /// Why it failed (or was skipped), in words an operator can act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The broadcast this message is part of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -134,6 +162,8 @@ pub enum DeliveryState {
     Pending,
     Sent,
     Failed,
+    /// Not sent, on purpose: a broadcast skips users in Manual mode.
+    Skipped,
 }
 
 impl DeliveryState {
@@ -142,6 +172,7 @@ impl DeliveryState {
             DeliveryState::Pending => "pending",
             DeliveryState::Sent => "sent",
             DeliveryState::Failed => "failed",
+            DeliveryState::Skipped => "skipped",
         }
     }
 }
@@ -219,6 +250,97 @@ pub struct Button {
     pub payload: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+}
+
+/// An operator's change to the audience.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AudienceChange {
+    /// The event's user's record: every field present is set.
+    Edit(UserEdit),
+    /// A role or tag of the bot defined, renamed (its key, a new name) or deleted
+    /// (no name).
+    Label(Label),
+}
+
+/// What an operator set on one user; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserEdit {
+    /// Stands over the name channels send; empty: channels' names again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Stands over the gender channels send; empty: channels' again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    /// A role's key; empty: no role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<bool>,
+    /// Tags' keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_tags: Vec<String>,
+    /// Information fields (phone, e-mail, custom ones); an empty value removes one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+/// A role or a tag: per bot, named by operators, known by a key that never changes
+/// (so a rename is one event, not one per user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Label {
+    pub of: LabelOf,
+    pub key: String,
+    /// Absent: deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelOf {
+    Role,
+    Tag,
+}
+
+/// A broadcast started or cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BroadcastInfo {
+    pub id: String,
+    pub state: BroadcastState,
+    /// Recipients chosen when it started.
+    #[serde(default)]
+    pub total: u64,
+    /// `subscribers` or `all`, and the filter, as the operator chose them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The account that started or cancelled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BroadcastState {
+    Queued,
+    Running,
+    Done,
+    Cancelled,
+}
+
+impl BroadcastState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BroadcastState::Queued => "queued",
+            BroadcastState::Running => "running",
+            BroadcastState::Done => "done",
+            BroadcastState::Cancelled => "cancelled",
+        }
+    }
 }
 
 fn ts_to_rfc3339<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

@@ -9,9 +9,26 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::model::{
-    Attachment, Button, Card, Delivery, DeliveryState, Direction, Event, EventKind, Media, Mode,
-    Sender, UserInfo,
+    Attachment, AudienceChange, BroadcastInfo, Button, Card, Delivery, DeliveryState, Direction,
+    Event, EventKind, Media, Mode, Sender, UserInfo,
 };
+
+/// A payload that knows its limits.
+trait Checked {
+    fn problem(&self) -> Option<(String, String)>;
+}
+
+impl Checked for AudienceChange {
+    fn problem(&self) -> Option<(String, String)> {
+        AudienceChange::problem(self)
+    }
+}
+
+impl Checked for BroadcastInfo {
+    fn problem(&self) -> Option<(String, String)> {
+        BroadcastInfo::problem(self)
+    }
+}
 
 mod fast;
 
@@ -305,6 +322,8 @@ fn parse_event_value_with_id(
             None if limits.own_kinds && s == "mode_changed" => Some(EventKind::ModeChanged),
             None if limits.own_kinds && s == "delivery" => Some(EventKind::Delivery),
             None if limits.own_kinds && s == "handoff" => Some(EventKind::Handoff),
+            None if limits.own_kinds && s == "audience" => Some(EventKind::Audience),
+            None if limits.own_kinds && s == "broadcast" => Some(EventKind::Broadcast),
             None => {
                 let allowed: Vec<&str> = EventKind::ALL.iter().map(|(n, _)| *n).collect();
                 c.fault(
@@ -322,7 +341,19 @@ fn parse_event_value_with_id(
             None
         }
     };
-    let user = c.user(&mut obj);
+    // botwatch's own payloads, read with serde and checked against their limits.
+    let audience =
+        c.payload::<AudienceChange>(&mut obj, "audience", kind == Some(EventKind::Audience));
+    let broadcast =
+        c.payload::<BroadcastInfo>(&mut obj, "broadcast", kind == Some(EventKind::Broadcast));
+    let about_bot =
+        kind == Some(EventKind::Broadcast) || matches!(audience, Some(AudienceChange::Label(_)));
+    let user = if about_bot {
+        obj.remove("user");
+        Some(UserInfo::default())
+    } else {
+        c.user(&mut obj)
+    };
     let direction = match c
         .string(&mut obj, "direction", "direction", DIRECTION_CHARS)
         .as_deref()
@@ -438,6 +469,18 @@ fn parse_event_value_with_id(
                 "is required for type \"mode_changed\"".to_owned(),
             );
         }
+        Some(EventKind::Audience) if audience.is_none() && !c.has_fault("audience") => {
+            c.fault(
+                Some("audience"),
+                "is required for type \"audience\"".to_owned(),
+            );
+        }
+        Some(EventKind::Broadcast) if broadcast.is_none() && !c.has_fault("broadcast") => {
+            c.fault(
+                Some("broadcast"),
+                "is required for type \"broadcast\"".to_owned(),
+            );
+        }
         Some(EventKind::Delivery) => match &delivery {
             Some(d) if d.message.is_none() || d.state == DeliveryState::Pending => c.fault(
                 Some("delivery"),
@@ -476,6 +519,8 @@ fn parse_event_value_with_id(
                 sender,
                 mode,
                 delivery,
+                audience,
+                broadcast,
                 ts: truncate_to_millis(ts),
             })
         }
@@ -708,21 +753,53 @@ impl Checker {
             Some("pending") => DeliveryState::Pending,
             Some("sent") => DeliveryState::Sent,
             Some("failed") => DeliveryState::Failed,
+            Some("skipped") => DeliveryState::Skipped,
             Some(other) => {
                 self.fault(
                     Some("delivery.state"),
-                    format!("expected \"pending\", \"sent\" or \"failed\", found {other:?}"),
+                    format!(
+                        "expected \"pending\", \"sent\", \"failed\" or \"skipped\", found {other:?}"
+                    ),
                 );
                 return None;
             }
             None => return None,
         };
         let reason = self.string(&mut d, "reason", "delivery.reason", REASON_CHARS);
+        let broadcast = self.string(&mut d, "broadcast", "delivery.broadcast", ID_CHARS);
         Some(Delivery {
             message,
             state,
             reason,
+            broadcast,
         })
+    }
+
+    /// One of botwatch's own payloads (`audience`, `broadcast`), on its own kind only:
+    /// read with serde, then checked against its limits.
+    fn payload<T: serde::de::DeserializeOwned + Checked>(
+        &mut self,
+        obj: &mut Map<String, Value>,
+        key: &str,
+        wanted: bool,
+    ) -> Option<T> {
+        let value = obj.remove(key).filter(|_| wanted)?;
+        if value.is_null() {
+            return None;
+        }
+        match serde_json::from_value::<T>(value) {
+            Ok(p) => match p.problem() {
+                None => Some(p),
+                Some((field, reason)) => {
+                    self.fault(Some(&format!("{key}.{field}")), reason);
+                    None
+                }
+            },
+            Err(e) => {
+                self.fault(Some(key), e.to_string());
+                None
+            }
+        }
     }
 
     fn sender(&mut self, obj: &mut Map<String, Value>) -> Option<Sender> {

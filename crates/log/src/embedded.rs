@@ -39,6 +39,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 const INTEGRITY: TableDefinition<&str, &str> = TableDefinition::new("integrity");
 const CLAIMS: TableDefinition<&str, &str> = TableDefinition::new("claims");
+/// Lease → its holder and when it runs out (ms since the epoch).
+const LEASES: TableDefinition<&str, (&str, i64)> = TableDefinition::new("leases");
 /// A file's type and name (`StoredFile::meta`), and its bytes.
 const FILE_META: TableDefinition<&str, &str> = TableDefinition::new("file_meta");
 const FILE_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("file_data");
@@ -774,6 +776,37 @@ impl crate::ClaimStore for EmbeddedLog {
             };
             txn.commit()?;
             Ok(claim)
+        })
+        .await
+    }
+
+    async fn lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, LogError> {
+        let (key, owner) = (key.to_owned(), owner.to_owned());
+        self.blocking(move |db| {
+            let now = chrono::Utc::now().timestamp_millis();
+            let txn = db.begin_write()?;
+            let held = {
+                let mut table = txn.open_table(LEASES)?;
+                let free = match table.get(key.as_str())? {
+                    None => true,
+                    Some(v) => {
+                        let (holder, until) = v.value();
+                        holder == owner || until <= now
+                    }
+                };
+                if free {
+                    let until = now + ttl.as_millis() as i64;
+                    table.insert(key.as_str(), (owner.as_str(), until))?;
+                }
+                free
+            };
+            txn.commit()?;
+            Ok(held)
         })
         .await
     }

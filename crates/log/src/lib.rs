@@ -216,6 +216,16 @@ pub trait ClaimStore: Send + Sync + 'static {
     /// Claims `key` for `owner` unless it is claimed: [`Claim::Won`], or who holds it.
     fn claim(&self, key: &str, owner: &str)
     -> impl Future<Output = Result<Claim, LogError>> + Send;
+
+    /// Takes `key` for `owner` for `ttl` when it is free or its lease ran out, or
+    /// extends it when `owner` holds it: true when `owner` holds it now. For work one
+    /// node at a time should do (a broadcast's sending), taken over when its node stops.
+    fn lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, LogError>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +330,15 @@ impl SettingsStore for AnyLog {
 impl ClaimStore for AnyLog {
     async fn claim(&self, key: &str, owner: &str) -> Result<Claim, LogError> {
         delegate!(self, log => log.claim(key, owner))
+    }
+
+    async fn lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, LogError> {
+        delegate!(self, log => log.lease(key, owner, ttl))
     }
 }
 

@@ -405,6 +405,17 @@ return {floor, redis.call('XTRIM', KEYS[1], 'MINID', '~', floor)}
 /// KEYS[1] = settings hash, KEYS[2] = its version; ARGV = bot, 1 when a document is
 /// expected (else 0), the expected document, the new one. Stores and bumps the version
 /// only when the stored document is the expected one; returns 1 when stored.
+/// A lease: taken when free (or expired, which Redis removes), extended by its holder.
+/// KEYS[1] the lease, ARGV[1] the owner, ARGV[2] its time in ms.
+const LUA_LEASE: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
 const LUA_PUT_SETTINGS: &str = r#"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if (ARGV[2] == '1' and current ~= ARGV[3]) or (ARGV[2] == '0' and current) then
@@ -416,6 +427,7 @@ return 1
 "#;
 
 struct Scripts {
+    lease: Script,
     put_settings: Script,
     ingest: Script,
     admit: Script,
@@ -505,6 +517,7 @@ impl RedisLog {
                 ingest: pad_then(LUA_INGEST),
                 admit: pad_then(LUA_ADMIT),
                 put_settings: Script::new(LUA_PUT_SETTINGS),
+                lease: Script::new(LUA_LEASE),
                 history: Script::new(LUA_HISTORY),
                 save_snapshot: key_then(LUA_SAVE_SNAPSHOT),
                 watch: key_then(LUA_WATCH),
@@ -1446,6 +1459,18 @@ impl crate::ClaimStore for RedisLog {
             (Some(_), _) => crate::Claim::Won,
             (None, holder) => crate::Claim::Held(holder.unwrap_or_default()),
         })
+    }
+
+    async fn lease(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, LogError> {
+        let held: i64 = self
+            .scripts
+            .lease
+            .key(self.key(&format!("lease:{key}")))
+            .arg(owner)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        Ok(held == 1)
     }
 }
 

@@ -135,6 +135,8 @@ fn msg(bot: &str, user: &str, id: &str, ts: DateTime<Utc>, text: &str) -> Event 
         sender: None,
         mode: None,
         delivery: None,
+        audience: None,
+        broadcast: None,
         ts,
     }
 }
@@ -573,6 +575,32 @@ pub async fn concurrent_appends_are_all_kept<B: Backend>(b: B) {
 
 /// A claim is first-come and durable: the second claimer (another node, or the same
 /// one after a restart) learns who holds it — what sends an operator message once.
+pub async fn leases_are_held_by_one_and_run_out<B: Backend>(b: B) {
+    let log = b.open().await;
+    let long = std::time::Duration::from_secs(60);
+    let short = std::time::Duration::from_millis(300);
+    assert!(log.lease("run:b1", "node-a", short).await.expect("lease"));
+    assert!(!log.lease("run:b1", "node-b", long).await.expect("lease"));
+    assert!(
+        log.lease("run:b1", "node-a", short).await.expect("lease"),
+        "kept by its holder"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        log.lease("run:b1", "node-b", long).await.expect("lease"),
+        "taken over once it ran out"
+    );
+    assert!(!log.lease("run:b1", "node-a", short).await.expect("lease"));
+    log.close().await;
+    drop(log);
+    let log = b.open().await;
+    assert!(
+        !log.lease("run:b1", "node-c", long).await.expect("lease"),
+        "held across a restart"
+    );
+    b.cleanup().await;
+}
+
 pub async fn claims_are_first_come_and_kept<B: Backend>(b: B) {
     let log = b.open().await;
     assert_eq!(
@@ -660,6 +688,7 @@ contract!(
     the_epoch_is_made_once_and_kept,
     a_data_loss_is_kept_until_cleared,
     claims_are_first_come_and_kept,
+    leases_are_held_by_one_and_run_out,
     files_are_kept_whole,
 );
 

@@ -114,10 +114,12 @@ pub async fn messages(
             let mut message = Message::from(entry.event);
             // What the figures know overrides `pending` as the message was recorded.
             if let Some((state, reason)) = delivery {
+                let broadcast = message.delivery.take().and_then(|d| d.broadcast);
                 message.delivery = Some(Delivery {
                     message: None,
                     state,
                     reason,
+                    broadcast,
                 });
             }
             message

@@ -2,7 +2,9 @@
 //! [`Server::serve`] answers HTTP on a listener until the shutdown token fires.
 //! The binary only parses arguments; tests start the same server on port 0.
 
+mod audience;
 pub mod auth;
+mod broadcasts;
 pub mod channels;
 mod client;
 mod config;
@@ -93,6 +95,8 @@ pub struct AppState {
     /// Operator messages being delivered: a graceful stop lets them finish (within
     /// the grace period) rather than leave them claimed without an outcome.
     pub deliveries: Arc<outbox::Deliveries>,
+    /// The broadcasts this node sends.
+    pub broadcast_runs: Arc<broadcasts::Runs>,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -260,6 +264,7 @@ impl Server {
             telegram_api: config.telegram_api.clone(),
             handoff_phrases: Arc::default(),
             deliveries: Arc::default(),
+            broadcast_runs: broadcasts::runs(),
         };
         Ok(Server {
             config,
@@ -348,6 +353,8 @@ impl Server {
         }
         // Operator messages nobody is delivering (a node stopped; a restart).
         tokio::spawn(outbox::sweep(state.clone(), state.live_stop.clone()));
+        // Broadcasts: each run by one node at a time.
+        let broadcasting = tokio::spawn(broadcasts::run(state.clone(), state.live_stop.clone()));
         let app = router(state.clone());
         let http_stop = shutdown.clone();
         // TCP_NODELAY: a live frame goes out when it is written, not after Nagle's wait.
@@ -380,6 +387,7 @@ impl Server {
         // Deliveries under way finish and record their outcome (Telegram's retry_after
         // can be longer than the grace: those are left to the sweeper's rules).
         state.deliveries.finish(config.shutdown_grace).await;
+        let _ = tokio::time::timeout(config.shutdown_grace, broadcasting).await;
         // The follower takes a last snapshot as it stops.
         follower_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), follower).await;

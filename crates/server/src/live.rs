@@ -70,6 +70,7 @@ enum Topic {
     Dialogs { bot: String },
     Dialog { bot: String, user: String },
     Alerts { bot: String },
+    Broadcasts { bot: String },
 }
 
 impl Topic {
@@ -82,6 +83,7 @@ impl Topic {
             "overview" => Ok(Topic::Overview { bot }),
             "stats" => Ok(Topic::Stats { bot }),
             "alerts" => Ok(Topic::Alerts { bot }),
+            "broadcasts" => Ok(Topic::Broadcasts { bot }),
             _ => match what.strip_prefix("dialog/") {
                 Some(user) if !user.is_empty() => Ok(Topic::Dialog {
                     bot,
@@ -98,6 +100,7 @@ impl Topic {
             | Topic::Stats { bot }
             | Topic::Dialogs { bot }
             | Topic::Alerts { bot }
+            | Topic::Broadcasts { bot }
             | Topic::Dialog { bot, .. } => bot,
         }
     }
@@ -251,6 +254,26 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
             if hub.is_watched(&topic) {
                 hub.publish(&topic, &delta);
             }
+        }
+    }
+    // A broadcast's progress: to its bot's broadcasts topic.
+    for (bot, id) in crate::broadcasts::touched(events) {
+        let topic = format!("bot/{bot}/broadcasts");
+        if hub.is_watched(&topic)
+            && let Some(b) = aggregator.bot(bot).and_then(|f| f.broadcast(id))
+        {
+            hub.publish(
+                &topic,
+                &crate::broadcasts::BroadcastDelta {
+                    broadcast: b.into(),
+                },
+            );
+        }
+    }
+    // An audience edit: the overview's users table shows roles and tags.
+    for e in events.iter().filter(|e| e.kind == EventKind::Audience) {
+        if hub.is_watched(&format!("bot/{}/overview", e.bot)) {
+            dirty.lock().entry(e.bot.clone()).or_default();
         }
     }
     // An operator message's outcome: to its dialog's topic.
@@ -776,6 +799,15 @@ fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
             a.bot(bot)
                 .map(|f| f.dialogs(None, SNAPSHOT_ROWS, None).0)
                 .unwrap_or_default(),
+        ),
+        Topic::Broadcasts { bot } => SnapshotFigures::Whole(
+            serde_json::to_value(crate::broadcasts::BroadcastsSnapshot {
+                items: a
+                    .bot(bot)
+                    .map(|f| f.broadcasts().into_iter().map(Into::into).collect())
+                    .unwrap_or_default(),
+            })
+            .unwrap_or_default(),
         ),
         Topic::Alerts { bot } => SnapshotFigures::Dialogs(
             a.bot(bot)

@@ -68,29 +68,30 @@ pub async fn put(
     Ok(Json(DialogMode { mode: now.as_str() }))
 }
 
-/// Appends the `mode_changed`, tells the bot's webhook, and waits until this node's
-/// figures show the switch (read-your-writes: the next ingest answer says it); returns
-/// the mode then in force.
-async fn switch(
-    state: &AppState,
+/// An operator's switch of the dialog with `user` to `mode`, as an event.
+pub(crate) fn mode_event(
     principal: &Principal,
     bot: &str,
     user: &str,
-    provider: Option<String>,
+    provider: &str,
     mode: Mode,
-) -> Result<Mode, ApiError> {
-    let operator = principal.actor();
+) -> Event {
     let id = format!("mode-{}", uuid::Uuid::now_v7());
-    let provider = provider.as_deref().unwrap_or("botwatch");
-    let event = Event {
+    Event {
         sender: Some(Sender::Operator {
-            id: operator.clone(),
+            id: principal.actor(),
         }),
         mode: Some(mode),
         ..Event::about_dialog(id, EventKind::ModeChanged, bot, provider, user)
+    }
+}
+
+/// Tells the log's readers outside (the bot's webhook) of a switch just recorded.
+pub(crate) fn announce(state: &AppState, principal: &Principal, event: &Event) {
+    let (bot, user, operator) = (&event.bot, &event.user.id, principal.actor());
+    let Some(mode) = event.mode else {
+        return;
     };
-    let ts = event.ts_millis();
-    state.log.append(vec![event]).await?;
     info!(
         bot,
         user,
@@ -104,9 +105,26 @@ async fn switch(
         "mode_changed",
         serde_json::json!({
             "type": "mode_changed", "bot": bot, "user": user, "mode": mode,
-            "operator": operator, "ts": crate::figures::rfc3339(ts),
+            "operator": operator, "ts": crate::figures::rfc3339(event.ts_millis()),
         }),
     );
+}
+
+/// Appends the `mode_changed`, tells the bot's webhook, and waits until this node's
+/// figures show the switch (read-your-writes: the next ingest answer says it); returns
+/// the mode then in force.
+pub(crate) async fn switch(
+    state: &AppState,
+    principal: &Principal,
+    bot: &str,
+    user: &str,
+    provider: Option<String>,
+    mode: Mode,
+) -> Result<Mode, ApiError> {
+    let provider = provider.as_deref().unwrap_or("botwatch");
+    let event = mode_event(principal, bot, user, provider, mode);
+    state.log.append(vec![event.clone()]).await?;
+    announce(state, principal, &event);
     let deadline = tokio::time::Instant::now() + APPLIED_WITHIN;
     loop {
         let (b, u) = (bot.to_owned(), user.to_owned());

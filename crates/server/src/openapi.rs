@@ -11,7 +11,10 @@ use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
 use utoipa::{Modify, OpenApi};
 
 use crate::auth::Access;
-use crate::{figures, health, history, ingest, live, modes, outbox, session, settings, users};
+use crate::{
+    audience, broadcasts, figures, health, history, ingest, live, modes, outbox, session, settings,
+    users,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,6 +51,21 @@ use crate::{figures, health, history, ingest, live, modes, outbox, session, sett
         crate::channels::webchat::live,
         users::users,
         users::user,
+        users::users_csv,
+        audience::patch_user,
+        audience::bulk,
+        audience::roles,
+        audience::create_role,
+        audience::rename_role,
+        audience::delete_role,
+        audience::tags,
+        audience::create_tag,
+        audience::rename_tag,
+        audience::delete_tag,
+        broadcasts::list,
+        broadcasts::create,
+        broadcasts::get,
+        broadcasts::cancel,
         settings::get,
         settings::put,
         openapi_json,
@@ -61,6 +79,8 @@ use crate::{figures, health, history, ingest, live, modes, outbox, session, sett
         live::MessageDelta,
         live::DeliveryDelta,
         live::AlertsSnapshot,
+        broadcasts::BroadcastsSnapshot,
+        broadcasts::BroadcastDelta,
     )),
     modifiers(&SecurityFromRoutes)
 )]

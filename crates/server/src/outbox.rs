@@ -79,7 +79,15 @@ pub async fn send(
     let base = public_base(&state, request.headers(), client);
     let content = content(&state, request, &base).await?;
     let provider = known.provider.unwrap_or_else(|| "botwatch".to_owned());
-    let event = message_event(&state, &principal, &bot, &user, &provider, content)?;
+    let id = format!("op-{}", uuid::Uuid::now_v7());
+    let event = message_event(
+        &state,
+        &principal.actor(),
+        (&bot, &user, &provider),
+        id,
+        None,
+        content,
+    )?;
     state.log.append(vec![event.clone()]).await?;
     info!(
         bot,
@@ -241,13 +249,14 @@ fn clean_file_name(name: &str) -> String {
     }
 }
 
-/// The outbound message event, checked by the same rules as any event in the log.
-fn message_event(
+/// The outbound message event (of `broadcast` when given), checked by the same rules
+/// as any event in the log.
+pub(crate) fn message_event(
     state: &AppState,
-    principal: &Principal,
-    bot: &str,
-    user: &str,
-    provider: &str,
+    operator: &str,
+    (bot, user, provider): (&str, &str, &str),
+    id: String,
+    broadcast: Option<&str>,
     (text, attachments): (Option<String>, Vec<Value>),
 ) -> Result<Event, ApiError> {
     if text.as_deref().is_none_or(|t| t.trim().is_empty()) && attachments.is_empty() {
@@ -258,7 +267,7 @@ fn message_event(
         ));
     }
     let raw = json!({
-        "id": format!("op-{}", uuid::Uuid::now_v7()),
+        "id": id,
         "bot": bot,
         "type": "message",
         "direction": "out",
@@ -266,8 +275,8 @@ fn message_event(
         "user": {"id": user},
         "text": text,
         "attachments": attachments,
-        "sender": {"kind": "operator", "id": principal.actor()},
-        "delivery": {"state": "pending"},
+        "sender": {"kind": "operator", "id": operator},
+        "delivery": {"state": "pending", "broadcast": broadcast},
     });
     let own = Limits {
         own_kinds: true,
@@ -409,7 +418,7 @@ impl Deliveries {
 }
 
 /// Claims `message` and, when this call is first, delivers it and records the outcome.
-async fn deliver(state: AppState, message: Event) {
+pub(crate) async fn deliver(state: AppState, message: Event) {
     let key = format!("outbox:{}:{}", message.bot, message.id);
     let owner = format!("{}@{}", state.node, chrono::Utc::now().timestamp_millis());
     match state.log.claim(&key, &owner).await {
@@ -475,6 +484,7 @@ async fn record(state: &AppState, message: &Event, outcome: Result<(), Undeliver
             message: Some(message.id.clone()),
             state: delivery_state,
             reason: reason.map(|r| r.chars().take(1024).collect()),
+            broadcast: message.delivery.as_ref().and_then(|d| d.broadcast.clone()),
         }),
         ..Event::about_dialog(id, EventKind::Delivery, bot, provider, user)
     };

@@ -8,8 +8,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::auth::Access;
 use crate::{
-    AppState, channels, figures, handoff, health, history, ingest, live, modes, openapi, outbox,
-    session, settings, users,
+    AppState, audience, broadcasts, channels, figures, handoff, health, history, ingest, live,
+    modes, openapi, outbox, session, settings, users,
 };
 
 /// One route: method, path (axum's syntax) and the access it needs.
@@ -70,7 +70,87 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             figures::top_messages,
         ),
         route(M::GET, "/api/v1/bots/{bot}/users", Read, users::users),
+        route(
+            M::GET,
+            "/api/v1/bots/{bot}/users.csv",
+            Read,
+            users::users_csv,
+        ),
         route(M::GET, "/api/v1/bots/{bot}/users/{user}", Read, users::user),
+        route(
+            M::PATCH,
+            "/api/v1/bots/{bot}/users/{user}",
+            Operate,
+            audience::patch_user,
+        ),
+        route(
+            M::POST,
+            "/api/v1/bots/{bot}/users/bulk",
+            Operate,
+            audience::bulk,
+        ),
+        route(M::GET, "/api/v1/bots/{bot}/roles", Read, audience::roles),
+        route(
+            M::POST,
+            "/api/v1/bots/{bot}/roles",
+            Operate,
+            audience::create_role,
+        ),
+        route(
+            M::PATCH,
+            "/api/v1/bots/{bot}/roles/{name}",
+            Operate,
+            audience::rename_role,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/bots/{bot}/roles/{name}",
+            Operate,
+            audience::delete_role,
+        ),
+        route(M::GET, "/api/v1/bots/{bot}/tags", Read, audience::tags),
+        route(
+            M::POST,
+            "/api/v1/bots/{bot}/tags",
+            Operate,
+            audience::create_tag,
+        ),
+        route(
+            M::PATCH,
+            "/api/v1/bots/{bot}/tags/{name}",
+            Operate,
+            audience::rename_tag,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/bots/{bot}/tags/{name}",
+            Operate,
+            audience::delete_tag,
+        ),
+        route(
+            M::GET,
+            "/api/v1/bots/{bot}/broadcasts",
+            Read,
+            broadcasts::list,
+        ),
+        route(
+            M::POST,
+            "/api/v1/bots/{bot}/broadcasts",
+            Operate,
+            broadcasts::create,
+        ),
+        route(
+            M::GET,
+            "/api/v1/bots/{bot}/broadcasts/{id}",
+            Read,
+            broadcasts::get,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/bots/{bot}/broadcasts/{id}",
+            Operate,
+            broadcasts::cancel,
+        ),
         route(M::GET, "/api/v1/bots/{bot}/dialogs", Read, figures::dialogs),
         route(
             M::GET,

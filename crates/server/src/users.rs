@@ -33,6 +33,8 @@ pub struct UserItem {
     /// `auto` or `manual`.
     #[schema(value_type = String)]
     mode: Mode,
+    /// Information fields operators keep (phone, email, custom ones).
+    fields: BTreeMap<String, String>,
     messages: u64,
     sessions: u64,
     last: Option<String>,
@@ -51,6 +53,7 @@ impl From<UserFigures> for UserItem {
             tags: f.tags,
             subscriber: f.subscriber,
             mode: f.mode,
+            fields: f.fields.into_iter().collect(),
             messages: f.messages,
             sessions: f.sessions,
             last: f.last_ms.map(rfc3339),
@@ -142,8 +145,51 @@ fn decode_cursor(s: &str, sort: UserSort, descending: bool) -> Result<UserCursor
     Ok(UserCursor { key, user })
 }
 
+/// The filter parameters of the users table (the rest are sort and paging).
+const FILTERS: [&str; 6] = ["search", "provider", "tag", "role", "subscriber", "mode"];
+
+/// A filter given as JSON (bulk edits, broadcasts): `{"provider":"telegram"}` or
+/// `{"tag":["a","b"],"subscriber":true}`, the same names and rules as the users table's
+/// parameters.
+pub(crate) fn filter_from_json(value: &serde_json::Value) -> Result<UserFilter, ApiError> {
+    let serde_json::Value::Object(map) = value else {
+        return Err(ApiError::bad_parameter("filter", "expected an object"));
+    };
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in map {
+        if !FILTERS.contains(&name.as_str()) {
+            return Err(ApiError::bad_parameter(
+                "filter",
+                format!(
+                    "unknown filter {name:?}; expected one of {}",
+                    FILTERS.join(", ")
+                ),
+            ));
+        }
+        let values = match value {
+            serde_json::Value::Array(values) => values.clone(),
+            serde_json::Value::Null => Vec::new(),
+            one => vec![one.clone()],
+        };
+        for v in values {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(ApiError::bad_parameter(
+                        "filter",
+                        format!("{name}: expected text or true/false, found {other}"),
+                    ));
+                }
+            };
+            query.append_pair(name, &text);
+        }
+    }
+    Ok(parse_query(Some(&query.finish()))?.filter)
+}
+
 /// Reads the users table's parameters; repeated filter parameters OR together.
-fn parse_query(raw: Option<&str>) -> Result<UsersQuery, ApiError> {
+pub(crate) fn parse_query(raw: Option<&str>) -> Result<UsersQuery, ApiError> {
     let mut filter = UserFilter::default();
     let (mut sort, mut order, mut limit, mut cursor) = (None, None, None, None);
     for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
@@ -256,8 +302,6 @@ pub struct ProfileAnswer {
     user: UserItem,
     lang: Option<String>,
     auto_mode: bool,
-    /// Custom information fields (set through audience editing).
-    fields: BTreeMap<String, String>,
 }
 
 /// `GET /api/v1/bots/{bot}/users/{user}`: one user's profile, as bots read it.
@@ -268,14 +312,160 @@ pub async fn user(
     Path((bot, user)): Path<(String, String)>,
 ) -> Result<Json<ProfileAnswer>, ApiError> {
     let figures = crate::figures::known_user(&state, &bot, &user).await?;
-    let lang = figures.lang.clone();
-    let auto_mode = figures.mode == Mode::Auto;
-    Ok(Json(ProfileAnswer {
-        user: UserItem::from(figures),
-        lang,
-        auto_mode,
-        fields: BTreeMap::new(),
-    }))
+    Ok(Json(ProfileAnswer::from(figures)))
+}
+
+impl From<UserFigures> for ProfileAnswer {
+    fn from(figures: UserFigures) -> ProfileAnswer {
+        let lang = figures.lang.clone();
+        let auto_mode = figures.mode == Mode::Auto;
+        ProfileAnswer {
+            user: UserItem::from(figures),
+            lang,
+            auto_mode,
+        }
+    }
+}
+
+/// Rows an export takes from the figures at once (between them, ingest goes on).
+const EXPORT_CHUNK: usize = 2_000;
+
+/// The export's fixed columns; the information fields of the users exported follow.
+const CSV_COLUMNS: [&str; 12] = [
+    "id",
+    "name",
+    "provider",
+    "gender",
+    "role",
+    "tags",
+    "subscriber",
+    "mode",
+    "messages",
+    "sessions",
+    "last",
+    "first_seen",
+];
+
+/// A cell as a spreadsheet may read it: text that would start a formula (`=`, `+`,
+/// `-`, `@`, a tab or a carriage return) gets a leading apostrophe, so it stays text.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+fn csv_row(f: &UserFigures, fields: &[String]) -> Vec<String> {
+    let mut row = vec![
+        f.id.clone(),
+        f.name.clone().unwrap_or_default(),
+        f.provider.clone().unwrap_or_default(),
+        f.gender.clone().unwrap_or_default(),
+        f.role.clone().unwrap_or_default(),
+        f.tags.join("; "),
+        f.subscriber.to_string(),
+        f.mode.as_str().to_owned(),
+        f.messages.to_string(),
+        f.sessions.to_string(),
+        f.last_ms.map(rfc3339).unwrap_or_default(),
+        f.first_seen_ms.map(rfc3339).unwrap_or_default(),
+    ];
+    row.extend(
+        fields
+            .iter()
+            .map(|k| f.fields.get(k).cloned().unwrap_or_default()),
+    );
+    row.into_iter()
+        .map(|c| spreadsheet_safe(&c).into_owned())
+        .collect()
+}
+
+fn csv_line(cells: &[String]) -> Result<Vec<u8>, csv::Error> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    w.write_record(cells)?;
+    w.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// `GET /api/v1/bots/{bot}/users.csv?<the users table's filters>`: every user the
+/// filters let through, as CSV (UTF-8 with a byte-order mark, for spreadsheets),
+/// streamed in chunks.
+#[instrument(name = "users.csv", skip(state, raw))]
+#[utoipa::path(get, operation_id = "users_csv", path = "/api/v1/bots/{bot}/users.csv", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("search" = Option<String>, Query), ("provider" = Option<Vec<String>>, Query), ("tag" = Option<Vec<String>>, Query), ("role" = Option<Vec<String>>, Query), ("subscriber" = Option<bool>, Query), ("mode" = Option<Vec<String>>, Query)), responses((status = 200, description = "The selection as CSV", content_type = "text/csv"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn users_csv(
+    State(state): State<AppState>,
+    Path(bot): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt;
+    let filter = parse_query(raw.as_deref())?.filter;
+    let b = bot.clone();
+    let (ids, fields) = state
+        .aggregator
+        .query(move |a| {
+            let f = a.bot(&b)?;
+            let ids = f.select(&filter);
+            let mut fields = std::collections::BTreeSet::new();
+            for id in &ids {
+                if let Some(u) = f.user(id) {
+                    fields.extend(u.fields.into_keys());
+                }
+            }
+            Some((ids, fields.into_iter().collect::<Vec<String>>()))
+        })
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| no_bot(&bot))?;
+    let mut header: Vec<String> = CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+    header.extend(fields.iter().map(|f| spreadsheet_safe(f).into_owned()));
+    let mut first = "\u{feff}".as_bytes().to_vec();
+    first.extend(csv_line(&header).map_err(|e| ApiError::internal(&e.to_string()))?);
+    let rows = ids.len();
+    // A slug: safe in a header as it is.
+    let disposition = format!("attachment; filename=\"{bot}-users.csv\"");
+    let aggregator = state.aggregator.clone();
+    let chunks = futures_util::stream::iter(
+        ids.chunks(EXPORT_CHUNK)
+            .map(<[String]>::to_vec)
+            .collect::<Vec<_>>(),
+    )
+    .then(move |chunk| {
+        let (aggregator, bot, fields) = (aggregator.clone(), bot.clone(), fields.clone());
+        async move {
+            let users = aggregator
+                .query(move |a| {
+                    let f = a.bot(&bot);
+                    chunk
+                        .iter()
+                        .filter_map(|id| f.and_then(|f| f.user(id)))
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .map_err(|_| std::io::Error::other("the server is stopping"))?;
+            let mut out = Vec::new();
+            for u in &users {
+                out.extend(csv_line(&csv_row(u, &fields)).map_err(std::io::Error::other)?);
+            }
+            Ok::<_, std::io::Error>(bytes::Bytes::from(out))
+        }
+    });
+    let body =
+        futures_util::stream::once(async move { Ok(bytes::Bytes::from(first)) }).chain(chunks);
+    tracing::info!(rows, "users exported");
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -134,6 +134,68 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
         (M::GET, "/api/v1/bots/{bot}/top-messages", BOT_READ),
         (M::GET, "/api/v1/bots/{bot}/users", BOT_READ),
         (M::GET, "/api/v1/bots/{bot}/users/{user}", BOT_READ),
+        (M::GET, "/api/v1/bots/{bot}/users.csv", BOT_READ),
+        (M::GET, "/api/v1/bots/{bot}/roles", BOT_READ),
+        (M::GET, "/api/v1/bots/{bot}/tags", BOT_READ),
+        (M::GET, "/api/v1/bots/{bot}/broadcasts", BOT_READ),
+        // No broadcast has this id.
+        (
+            M::GET,
+            "/api/v1/bots/{bot}/broadcasts/{id}",
+            [401, 404, 404, 404, 403],
+        ),
+        // Editing the audience: operators and admins.
+        (
+            M::PATCH,
+            "/api/v1/bots/{bot}/users/{user}",
+            [401, 403, 200, 200, 403],
+        ),
+        (
+            M::POST,
+            "/api/v1/bots/{bot}/users/bulk",
+            [401, 403, 200, 200, 403],
+        ),
+        (
+            M::POST,
+            "/api/v1/bots/{bot}/roles",
+            [401, 403, 201, 201, 403],
+        ),
+        (
+            M::POST,
+            "/api/v1/bots/{bot}/tags",
+            [401, 403, 201, 201, 403],
+        ),
+        (
+            M::PATCH,
+            "/api/v1/bots/{bot}/roles/{name}",
+            [401, 403, 200, 200, 403],
+        ),
+        (
+            M::PATCH,
+            "/api/v1/bots/{bot}/tags/{name}",
+            [401, 403, 200, 200, 403],
+        ),
+        // The operator deletes it; then it is gone for the admin.
+        (
+            M::DELETE,
+            "/api/v1/bots/{bot}/roles/{name}",
+            [401, 403, 204, 404, 403],
+        ),
+        (
+            M::DELETE,
+            "/api/v1/bots/{bot}/tags/{name}",
+            [401, 403, 204, 404, 403],
+        ),
+        (
+            M::POST,
+            "/api/v1/bots/{bot}/broadcasts",
+            [401, 403, 201, 201, 403],
+        ),
+        (
+            M::DELETE,
+            "/api/v1/bots/{bot}/broadcasts/{id}",
+            [401, 403, 404, 404, 403],
+        ),
         (M::GET, "/api/v1/bots/{bot}/dialogs", BOT_READ),
         (M::GET, "/api/v1/bots/{bot}/dialogs/{user}", BOT_READ),
         (
@@ -209,6 +271,16 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
             Some(json!({"text": "An operator here"}))
         }
         ("PUT", _) => Some(json!({"timezone": "Europe/Kyiv"})),
+        ("PATCH", "/api/v1/bots/{bot}/users/{user}") => Some(json!({"subscriber": true})),
+        ("POST", "/api/v1/bots/{bot}/users/bulk") => {
+            Some(json!({"ids": ["u1"], "set": {"subscriber": true}}))
+        }
+        ("POST", "/api/v1/bots/{bot}/roles" | "/api/v1/bots/{bot}/tags") => {
+            Some(json!({"name": uuid::Uuid::new_v4().to_string()}))
+        }
+        // A rename to the name it has.
+        ("PATCH", _) => Some(json!({"name": "matrix-label"})),
+        ("POST", "/api/v1/bots/{bot}/broadcasts") => Some(json!({"to": "all", "text": "News"})),
         ("POST", "/api/v1/session") => Some(json!({"username": "matrix", "password": PASSWORD})),
         _ => None,
     }
@@ -243,6 +315,11 @@ async fn every_route_answers_each_role_as_the_matrix_says(backend: Backend) {
     let (status, _) = s.ingest(event("helpdesk", "seed").to_string()).await;
     assert_eq!(status, 202);
     s.wait_for_messages("helpdesk", 1).await;
+    for kind in ["roles", "tags"] {
+        let path = format!("/api/v1/bots/helpdesk/{kind}");
+        let (status, body) = s.post(&path, json!({"name": "matrix-label"})).await;
+        assert_eq!(status, 201, "{body}");
+    }
 
     let principals = [
         ("anonymous", Who::Anonymous),
@@ -255,7 +332,9 @@ async fn every_route_answers_each_role_as_the_matrix_says(backend: Backend) {
     for (method, template, statuses) in expected() {
         let mut path = template
             .replace("{bot}", "helpdesk")
-            .replace("{user}", "u1");
+            .replace("{user}", "u1")
+            .replace("{name}", "matrix-label")
+            .replace("{id}", "0123456789abcdef0123456789abcdef");
         if template.ends_with("/stats") {
             path.push_str("?from=2026-11-01&to=2026-11-30");
         }

@@ -225,7 +225,14 @@ impl EventIn<'_> {
                 None
             }
             // Never one of `EventKind::ALL`: the full path judges them.
-            (EventKind::ModeChanged | EventKind::Delivery | EventKind::Handoff, _) => {
+            (
+                EventKind::ModeChanged
+                | EventKind::Delivery
+                | EventKind::Handoff
+                | EventKind::Audience
+                | EventKind::Broadcast,
+                _,
+            ) => {
                 return Err(Decline);
             }
         };
@@ -243,6 +250,8 @@ impl EventIn<'_> {
             sender,
             mode: None,
             delivery: None,
+            audience: None,
+            broadcast: None,
             ts: truncate_to_millis(ts),
         })
     }

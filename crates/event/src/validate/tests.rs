@@ -255,6 +255,8 @@ fn api_example_event_parses_into_the_model() {
         sender: None,
         mode: None,
         delivery: None,
+        audience: None,
+        broadcast: None,
         ts: utc(10, 15, 0) + Duration::milliseconds(123),
     };
     assert_eq!(e.user.name.as_deref(), Some("Олена К."));

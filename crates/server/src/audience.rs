@@ -1,0 +1,682 @@
+//! Editing the audience: a user's profile, role, tags, Subscriber flag and Auto mode
+//! (`PATCH …/users/{user}`), the same for many users at once (`POST …/users/bulk`),
+//! and the bot's roles and tags (`…/roles`, `…/tags`).
+//!
+//! Every edit is an `audience` event in the log (a switch of mode a `mode_changed`), so
+//! it replays, reaches every node and is audited; the figures apply it like any event.
+//! Users and edits name roles and tags by a key that never changes; the API speaks
+//! their names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use botwatch_aggregator::{LabelInfo, Mode, UserFilter};
+use botwatch_event::audience::{LABEL_NAME_CHARS, name_problem};
+use botwatch_event::{AudienceChange, Event, EventKind, Label, LabelOf, UserEdit};
+use botwatch_log::EventLog;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::{info, instrument};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::figures::{no_bot, stopped};
+use crate::users::ProfileAnswer;
+
+/// How long a request waits for this node's figures to show its own edit.
+const APPLIED_WITHIN: Duration = Duration::from_secs(3);
+/// Events a bulk edit appends at once.
+const BULK_CHUNK: usize = 1_000;
+/// Ids one bulk request may name.
+const MAX_BULK_IDS: usize = 100_000;
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8], shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| bad("bad_request", format!("expected {shape}: {e}")))
+}
+
+/// A new `audience` event of botwatch's.
+fn audience_event(bot: &str, provider: &str, user: &str, change: AudienceChange) -> Event {
+    let id = format!("aud-{}", uuid::Uuid::now_v7());
+    Event {
+        audience: Some(change),
+        ..Event::about_dialog(id, EventKind::Audience, bot, provider, user)
+    }
+}
+
+/// Waits (a bounded time) until this node's figures applied audience event `id`.
+async fn wait_until_applied(state: &AppState, bot: &str, id: &str) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + APPLIED_WITHIN;
+    loop {
+        let (b, i) = (bot.to_owned(), id.to_owned());
+        let seen = state
+            .aggregator
+            .query(move |a| a.bot(&b).is_some_and(|f| f.saw_audience_event(&i)))
+            .await
+            .map_err(|_| stopped())?;
+        if seen || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The bot's roles or tags, or 404 for a bot botwatch does not know.
+async fn labels(state: &AppState, bot: &str, of: LabelOf) -> Result<Vec<LabelInfo>, ApiError> {
+    let b = bot.to_owned();
+    state
+        .aggregator
+        .query(move |a| a.bot(&b).map(|f| f.labels(of)))
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| no_bot(bot))
+}
+
+fn key_of(labels: &[LabelInfo], name: &str) -> Option<String> {
+    labels
+        .iter()
+        .find(|l| l.name == name)
+        .map(|l| l.key.clone())
+}
+
+fn what(of: LabelOf) -> &'static str {
+    match of {
+        LabelOf::Role => "role",
+        LabelOf::Tag => "tag",
+    }
+}
+
+/// A change of many users, in the API's words (names, not keys).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkSet {
+    /// A role's name; null or empty: no role.
+    #[serde(default, deserialize_with = "some_or_null")]
+    #[schema(value_type = Option<String>)]
+    role: Option<Option<String>>,
+    subscriber: Option<bool>,
+    auto_mode: Option<bool>,
+}
+
+/// Tells a member given as null (`Some(None)`) from one left out (`None`).
+fn some_or_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH …/users/{user}`: every member present is set.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// Stands over the name channels send; empty or null: theirs again.
+    #[serde(default, deserialize_with = "some_or_null")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "some_or_null")]
+    #[schema(value_type = Option<String>)]
+    gender: Option<Option<String>>,
+    /// A role's name (one of `GET …/roles`); null or empty: no role.
+    #[serde(default, deserialize_with = "some_or_null")]
+    #[schema(value_type = Option<String>)]
+    role: Option<Option<String>>,
+    /// The user's tags, whole (names of `GET …/tags`).
+    tags: Option<Vec<String>>,
+    subscriber: Option<bool>,
+    auto_mode: Option<bool>,
+    /// Information fields (phone, email, custom ones) to set; null or empty removes one.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    fields: Option<BTreeMap<String, Option<String>>>,
+}
+
+/// The role's key for a name given (`Some(None)`: no role); 400 for a role the bot
+/// does not have.
+fn role_key(roles: &[LabelInfo], role: Option<Option<String>>) -> Result<Option<String>, ApiError> {
+    Ok(match role {
+        None => None,
+        Some(None) => Some(String::new()),
+        Some(Some(name)) if name.is_empty() => Some(String::new()),
+        Some(Some(name)) => Some(key_of(roles, &name).ok_or_else(|| {
+            bad(
+                "unknown_role",
+                format!("the bot has no role {name:?}; create it first (POST …/roles)"),
+            )
+        })?),
+    })
+}
+
+fn tag_keys(tags: &[LabelInfo], names: &[String]) -> Result<Vec<String>, ApiError> {
+    names
+        .iter()
+        .map(|name| {
+            key_of(tags, name).ok_or_else(|| {
+                bad(
+                    "unknown_tag",
+                    format!("the bot has no tag {name:?}; create it first (POST …/tags)"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn checked(edit: UserEdit) -> Result<UserEdit, ApiError> {
+    match edit.problem() {
+        None => Ok(edit),
+        Some((field, reason)) => Err(bad("bad_request", format!("{field}: {reason}"))),
+    }
+}
+
+/// Edits one user; answers the profile as it now stands.
+#[instrument(name = "user.patch", skip(state, principal, bytes))]
+#[utoipa::path(patch, operation_id = "users_patch", path = "/api/v1/bots/{bot}/users/{user}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id")), request_body(content = crate::audience::UserPatch), responses((status = 200, body = crate::users::ProfileAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn patch_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((bot, user)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Json<ProfileAnswer>, ApiError> {
+    let patch: UserPatch = body(
+        &bytes,
+        "an object of name, gender, role, tags, subscriber, auto_mode, fields",
+    )?;
+    let known = crate::figures::known_user(&state, &bot, &user).await?;
+    let roles = labels(&state, &bot, LabelOf::Role).await?;
+    let tags = labels(&state, &bot, LabelOf::Tag).await?;
+    let mut edit = UserEdit {
+        name: patch.name.map(Option::unwrap_or_default),
+        gender: patch.gender.map(Option::unwrap_or_default),
+        role: role_key(&roles, patch.role)?,
+        subscriber: patch.subscriber,
+        fields: patch
+            .fields
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect(),
+        ..UserEdit::default()
+    };
+    if let Some(wanted) = &patch.tags {
+        let wanted: BTreeSet<String> = tag_keys(&tags, wanted)?.into_iter().collect();
+        let current: BTreeSet<String> = tag_keys(&tags, &known.tags)?.into_iter().collect();
+        edit.add_tags = wanted.difference(&current).cloned().collect();
+        edit.remove_tags = current.difference(&wanted).cloned().collect();
+    }
+    let edit = checked(edit)?;
+    let provider = known.provider.as_deref().unwrap_or("botwatch");
+    if edit != UserEdit::default() {
+        let event = audience_event(&bot, provider, &user, AudienceChange::Edit(edit));
+        let id = event.id.clone();
+        state.log.append(vec![event]).await?;
+        wait_until_applied(&state, &bot, &id).await?;
+    }
+    if let Some(auto) = patch.auto_mode {
+        let mode = if auto { Mode::Auto } else { Mode::Manual };
+        if known.mode != mode {
+            crate::modes::switch(
+                &state,
+                &principal,
+                &bot,
+                &user,
+                known.provider.clone(),
+                mode,
+            )
+            .await?;
+        }
+    }
+    info!(bot, user, operator = principal.actor(), "user edited");
+    let detail = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+    crate::session::audit(
+        &state,
+        &principal,
+        "user.edit",
+        Some(&bot),
+        json!({ "user": user, "set": detail }),
+    )
+    .await?;
+    Ok(Json(ProfileAnswer::from(
+        crate::figures::known_user(&state, &bot, &user).await?,
+    )))
+}
+
+/// `POST …/users/bulk`: which users, and what to change.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// These users (unknown ids are passed over)…
+    ids: Option<Vec<String>>,
+    /// …or every user this filter lets through (the users table's filters).
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
+    #[serde(default)]
+    set: BulkSet,
+    /// Tags' names.
+    #[serde(default)]
+    add_tags: Vec<String>,
+    #[serde(default)]
+    remove_tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkAnswer {
+    /// Users the change was applied to.
+    updated: u64,
+}
+
+/// The users a bulk request or a broadcast names: ids that the bot has, in the order
+/// given, or those `filter` lets through.
+pub(crate) async fn chosen_users(
+    state: &AppState,
+    bot: &str,
+    ids: Option<Vec<String>>,
+    filter: Option<UserFilter>,
+) -> Result<Vec<(String, Option<String>, Mode)>, ApiError> {
+    let b = bot.to_owned();
+    state
+        .aggregator
+        .query(move |a| {
+            let f = a.bot(&b)?;
+            let ids = match (ids, filter) {
+                (Some(ids), _) => ids,
+                (None, Some(filter)) => f.select(&filter),
+                (None, None) => f.select(&UserFilter::default()),
+            };
+            let mut seen = BTreeSet::new();
+            Some(
+                ids.into_iter()
+                    .filter(|id| seen.insert(id.clone()))
+                    .filter_map(|id| {
+                        let u = f.user(&id)?;
+                        Some((id, u.provider, u.mode))
+                    })
+                    .collect(),
+            )
+        })
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| no_bot(bot))
+}
+
+/// Changes many users at once.
+#[instrument(name = "users.bulk", skip(state, principal, bytes))]
+#[utoipa::path(post, operation_id = "users_bulk", path = "/api/v1/bots/{bot}/users/bulk", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::audience::BulkRequest), responses((status = 200, body = crate::audience::BulkAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn bulk(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(bot): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<BulkAnswer>, ApiError> {
+    let request: BulkRequest = body(
+        &bytes,
+        r#"{"ids":[…]} or {"filter":{…}}, with "set", "add_tags", "remove_tags""#,
+    )?;
+    let filter = match (&request.ids, &request.filter) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(bad("bad_request", "give either ids or filter"));
+        }
+        (Some(ids), None) if ids.len() > MAX_BULK_IDS => {
+            return Err(bad(
+                "bad_request",
+                format!("at most {MAX_BULK_IDS} ids; use a filter for more"),
+            ));
+        }
+        (_, Some(f)) => Some(crate::users::filter_from_json(f)?),
+        (Some(_), None) => None,
+    };
+    let roles = labels(&state, &bot, LabelOf::Role).await?;
+    let tags = labels(&state, &bot, LabelOf::Tag).await?;
+    let edit = checked(UserEdit {
+        role: role_key(&roles, request.set.role)?,
+        subscriber: request.set.subscriber,
+        add_tags: tag_keys(&tags, &request.add_tags)?,
+        remove_tags: tag_keys(&tags, &request.remove_tags)?,
+        ..UserEdit::default()
+    })?;
+    let mode = request
+        .set
+        .auto_mode
+        .map(|auto| if auto { Mode::Auto } else { Mode::Manual });
+    if edit == UserEdit::default() && mode.is_none() {
+        return Err(bad(
+            "bad_request",
+            "nothing to change: give set, add_tags or remove_tags",
+        ));
+    }
+    let users = chosen_users(&state, &bot, request.ids, filter).await?;
+    let mut last = None;
+    for chunk in users.chunks(BULK_CHUNK) {
+        let mut events = Vec::with_capacity(chunk.len() * 2);
+        for (user, provider, current) in chunk {
+            let provider = provider.as_deref().unwrap_or("botwatch");
+            if edit != UserEdit::default() {
+                let event =
+                    audience_event(&bot, provider, user, AudienceChange::Edit(edit.clone()));
+                last = Some(event.id.clone());
+                events.push(event);
+            }
+            if let Some(mode) = mode.filter(|m| m != current) {
+                events.push(crate::modes::mode_event(
+                    &principal, &bot, user, provider, mode,
+                ));
+            }
+        }
+        let switched: Vec<Event> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::ModeChanged)
+            .cloned()
+            .collect();
+        state.log.append(events).await?;
+        for e in &switched {
+            crate::modes::announce(&state, &principal, e);
+        }
+    }
+    if let Some(id) = last {
+        wait_until_applied(&state, &bot, &id).await?;
+    }
+    let updated = users.len() as u64;
+    info!(
+        bot,
+        updated,
+        operator = principal.actor(),
+        "users edited in bulk"
+    );
+    let detail = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+    crate::session::audit(
+        &state,
+        &principal,
+        "users.bulk",
+        Some(&bot),
+        json!({ "request": detail, "updated": updated }),
+    )
+    .await?;
+    Ok(Json(BulkAnswer { updated }))
+}
+
+/// A role or tag as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LabelItem {
+    name: String,
+    /// Users who carry it.
+    users: u64,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelRequest {
+    name: String,
+}
+
+async fn list(state: &AppState, bot: &str, of: LabelOf) -> Result<Vec<LabelItem>, ApiError> {
+    let b = bot.to_owned();
+    let (labels, counts) = state
+        .aggregator
+        .query(move |a| {
+            let f = a.bot(&b)?;
+            let facets = f
+                .users(&botwatch_aggregator::UsersQuery {
+                    filter: UserFilter::default(),
+                    sort: botwatch_aggregator::UserSort::Last,
+                    descending: true,
+                    limit: 0,
+                    after: None,
+                })
+                .facets;
+            let counts = match of {
+                LabelOf::Role => facets.role,
+                LabelOf::Tag => facets.tag,
+            };
+            Some((f.labels(of), counts.into_iter().collect::<BTreeMap<_, _>>()))
+        })
+        .await
+        .map_err(|_| stopped())?
+        .ok_or_else(|| no_bot(bot))?;
+    Ok(labels
+        .into_iter()
+        .map(|l| LabelItem {
+            users: counts.get(&l.name).copied().unwrap_or(0),
+            name: l.name,
+        })
+        .collect())
+}
+
+/// Appends a label event (define, rename, delete) and waits to see it applied.
+async fn change_label(
+    state: &AppState,
+    principal: &Principal,
+    bot: &str,
+    label: Label,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    if let Some((field, reason)) = label.problem() {
+        return Err(bad("bad_request", format!("{field}: {reason}")));
+    }
+    let event = audience_event(bot, "botwatch", "", AudienceChange::Label(label));
+    let id = event.id.clone();
+    state.log.append(vec![event]).await?;
+    wait_until_applied(state, bot, &id).await?;
+    crate::session::audit(state, principal, action, Some(bot), detail).await
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    match name_problem(name, LABEL_NAME_CHARS) {
+        None => Ok(()),
+        Some(reason) => Err(bad("bad_request", format!("name: {reason}"))),
+    }
+}
+
+async fn create(
+    state: AppState,
+    principal: Principal,
+    bot: String,
+    of: LabelOf,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<LabelItem>), ApiError> {
+    let LabelRequest { name } = body(&bytes, r#"{"name":…}"#)?;
+    check_name(&name)?;
+    let existing = labels(&state, &bot, of).await?;
+    if key_of(&existing, &name).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("the bot already has a {} {name:?}", what(of)),
+        ));
+    }
+    let prefix = if of == LabelOf::Role { "r" } else { "t" };
+    let key = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    let label = Label {
+        of,
+        key,
+        name: Some(name.clone()),
+    };
+    let action = format!("{}.create", what(of));
+    change_label(
+        &state,
+        &principal,
+        &bot,
+        label,
+        &action,
+        json!({ "name": name }),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(LabelItem { name, users: 0 })))
+}
+
+/// A label's key from its name in the path, or 404.
+async fn existing_key(
+    state: &AppState,
+    bot: &str,
+    of: LabelOf,
+    name: &str,
+) -> Result<String, ApiError> {
+    key_of(&labels(state, bot, of).await?, name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("the bot has no {} {name:?}", what(of)),
+        )
+    })
+}
+
+async fn rename(
+    state: AppState,
+    principal: Principal,
+    (bot, name): (String, String),
+    of: LabelOf,
+    bytes: Bytes,
+) -> Result<Json<LabelItem>, ApiError> {
+    let LabelRequest { name: new } = body(&bytes, r#"{"name":…}"#)?;
+    check_name(&new)?;
+    let key = existing_key(&state, &bot, of, &name).await?;
+    let existing = labels(&state, &bot, of).await?;
+    if new != name && key_of(&existing, &new).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("the bot already has a {} {new:?}", what(of)),
+        ));
+    }
+    let label = Label {
+        of,
+        key,
+        name: Some(new.clone()),
+    };
+    let action = format!("{}.rename", what(of));
+    change_label(
+        &state,
+        &principal,
+        &bot,
+        label,
+        &action,
+        json!({ "from": name, "to": new }),
+    )
+    .await?;
+    let users = list(&state, &bot, of)
+        .await?
+        .into_iter()
+        .find(|l| l.name == new)
+        .map_or(0, |l| l.users);
+    Ok(Json(LabelItem { name: new, users }))
+}
+
+async fn delete(
+    state: AppState,
+    principal: Principal,
+    (bot, name): (String, String),
+    of: LabelOf,
+) -> Result<StatusCode, ApiError> {
+    let key = existing_key(&state, &bot, of, &name).await?;
+    let label = Label {
+        of,
+        key,
+        name: None,
+    };
+    let action = format!("{}.delete", what(of));
+    change_label(
+        &state,
+        &principal,
+        &bot,
+        label,
+        &action,
+        json!({ "name": name }),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The bot's roles, with how many users carry each.
+#[instrument(name = "roles.list", skip(state))]
+#[utoipa::path(get, operation_id = "roles_list", path = "/api/v1/bots/{bot}/roles", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), responses((status = 200, body = Vec<crate::audience::LabelItem>), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn roles(
+    State(state): State<AppState>,
+    Path(bot): Path<String>,
+) -> Result<Json<Vec<LabelItem>>, ApiError> {
+    Ok(Json(list(&state, &bot, LabelOf::Role).await?))
+}
+
+/// The bot's tags, with how many users carry each.
+#[instrument(name = "tags.list", skip(state))]
+#[utoipa::path(get, operation_id = "tags_list", path = "/api/v1/bots/{bot}/tags", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), responses((status = 200, body = Vec<crate::audience::LabelItem>), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn tags(
+    State(state): State<AppState>,
+    Path(bot): Path<String>,
+) -> Result<Json<Vec<LabelItem>>, ApiError> {
+    Ok(Json(list(&state, &bot, LabelOf::Tag).await?))
+}
+
+/// Creates a role.
+#[instrument(name = "roles.create", skip(state, principal, bytes))]
+#[utoipa::path(post, operation_id = "roles_create", path = "/api/v1/bots/{bot}/roles", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::audience::LabelRequest), responses((status = 201, body = crate::audience::LabelItem), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create_role(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(bot): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<LabelItem>), ApiError> {
+    create(state, principal, bot, LabelOf::Role, bytes).await
+}
+
+/// Creates a tag.
+#[instrument(name = "tags.create", skip(state, principal, bytes))]
+#[utoipa::path(post, operation_id = "tags_create", path = "/api/v1/bots/{bot}/tags", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::audience::LabelRequest), responses((status = 201, body = crate::audience::LabelItem), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create_tag(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(bot): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<LabelItem>), ApiError> {
+    create(state, principal, bot, LabelOf::Tag, bytes).await
+}
+
+/// Renames a role: every user who has it keeps it under the new name.
+#[instrument(name = "roles.rename", skip(state, principal, bytes))]
+#[utoipa::path(patch, operation_id = "roles_rename", path = "/api/v1/bots/{bot}/roles/{name}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("name" = String, Path, description = "The role's name")), request_body(content = crate::audience::LabelRequest), responses((status = 200, body = crate::audience::LabelItem), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn rename_role(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Json<LabelItem>, ApiError> {
+    rename(state, principal, path, LabelOf::Role, bytes).await
+}
+
+/// Renames a tag: every user who has it keeps it under the new name.
+#[instrument(name = "tags.rename", skip(state, principal, bytes))]
+#[utoipa::path(patch, operation_id = "tags_rename", path = "/api/v1/bots/{bot}/tags/{name}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("name" = String, Path, description = "The tag's name")), request_body(content = crate::audience::LabelRequest), responses((status = 200, body = crate::audience::LabelItem), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn rename_tag(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Json<LabelItem>, ApiError> {
+    rename(state, principal, path, LabelOf::Tag, bytes).await
+}
+
+/// Deletes a role: every user who had it has none.
+#[instrument(name = "roles.delete", skip(state, principal))]
+#[utoipa::path(delete, operation_id = "roles_delete", path = "/api/v1/bots/{bot}/roles/{name}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("name" = String, Path, description = "The role's name")), responses((status = 204, description = "Deleted"), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete_role(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    delete(state, principal, path, LabelOf::Role).await
+}
+
+/// Deletes a tag: it leaves every user who had it.
+#[instrument(name = "tags.delete", skip(state, principal))]
+#[utoipa::path(delete, operation_id = "tags_delete", path = "/api/v1/bots/{bot}/tags/{name}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("name" = String, Path, description = "The tag's name")), responses((status = 204, description = "Deleted"), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete_tag(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    delete(state, principal, path, LabelOf::Tag).await
+}
