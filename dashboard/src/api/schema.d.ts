@@ -44,6 +44,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bots/{bot}/broadcasts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The bot's broadcasts, the latest first.
+         * @description Who may call it: any dashboard user, or a read or admin token of the bot.
+         */
+        get: operations["broadcasts_list"];
+        put?: never;
+        /**
+         * Starts a broadcast.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        post: operations["broadcasts_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bots/{bot}/broadcasts/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One broadcast's progress, with the first failures and their reasons.
+         * @description Who may call it: any dashboard user, or a read or admin token of the bot.
+         */
+        get: operations["broadcasts_get"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancels a broadcast: no recipient is started after this (one being sent finishes).
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        delete: operations["broadcasts_cancel"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/bots/{bot}/dialogs": {
         parameters: {
             query?: never;
@@ -147,6 +195,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bots/{bot}/roles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The bot's roles, with how many users carry each.
+         * @description Who may call it: any dashboard user, or a read or admin token of the bot.
+         */
+        get: operations["roles_list"];
+        put?: never;
+        /**
+         * Creates a role.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        post: operations["roles_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bots/{bot}/roles/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Deletes a role: every user who had it has none.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        delete: operations["roles_delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Renames a role: every user who has it keeps it under the new name.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        patch: operations["roles_rename"];
+        trace?: never;
+    };
     "/api/v1/bots/{bot}/settings": {
         parameters: {
             query?: never;
@@ -193,6 +289,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bots/{bot}/tags": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The bot's tags, with how many users carry each.
+         * @description Who may call it: any dashboard user, or a read or admin token of the bot.
+         */
+        get: operations["tags_list"];
+        put?: never;
+        /**
+         * Creates a tag.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        post: operations["tags_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bots/{bot}/tags/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Deletes a tag: it leaves every user who had it.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        delete: operations["tags_delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Renames a tag: every user who has it keeps it under the new name.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        patch: operations["tags_rename"];
+        trace?: never;
+    };
     "/api/v1/bots/{bot}/top-messages": {
         parameters: {
             query?: never;
@@ -236,6 +380,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bots/{bot}/users.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /api/v1/bots/{bot}/users.csv?<the users table's filters>`: every user the
+         *     filters let through, as CSV (UTF-8 with a byte-order mark, for spreadsheets),
+         *     streamed in chunks.
+         * @description Who may call it: any dashboard user, or a read or admin token of the bot.
+         */
+        get: operations["users_csv"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bots/{bot}/users/bulk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Changes many users at once.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        post: operations["users_bulk"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/bots/{bot}/users/{user}": {
         parameters: {
             query?: never;
@@ -253,7 +439,11 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Edits one user; answers the profile as it now stands.
+         * @description Who may call it: an operator or admin, or an admin token of the bot.
+         */
+        patch: operations["users_patch"];
         trace?: never;
     };
     "/api/v1/events": {
@@ -529,6 +719,16 @@ export interface components {
             /** @enum {string} */
             type: "card";
         });
+        /** @enum {string} */
+        Audience: "subscribers" | "all";
+        /** @description An operator's change to the audience. */
+        AudienceChange: (components["schemas"]["UserEdit"] & {
+            /** @enum {string} */
+            op: "edit";
+        }) | (components["schemas"]["Label"] & {
+            /** @enum {string} */
+            op: "label";
+        });
         /** @description One thing an operator or admin did. */
         AuditEntry: {
             /** @description What was done, e.g. `mode.switch`, `settings.update`, `user.add`. */
@@ -544,6 +744,74 @@ export interface components {
         BotItem: {
             id: string;
         };
+        BroadcastCreated: {
+            id: string;
+            /**
+             * Format: int64
+             * @description Recipients chosen (users in Manual mode among them are skipped when reached).
+             */
+            total: number;
+        };
+        /** @description `bot/{bot}/broadcasts` delta: one broadcast's progress. */
+        BroadcastDelta: {
+            broadcast: components["schemas"]["BroadcastItem"];
+        };
+        /** @description A broadcast started or cancelled. */
+        BroadcastInfo: {
+            /** @description The account that started or cancelled it. */
+            by?: string | null;
+            filter?: string | null;
+            id: string;
+            state: components["schemas"]["BroadcastState"];
+            /** @description `subscribers` or `all`, and the filter, as the operator chose them. */
+            to?: string | null;
+            /**
+             * Format: int64
+             * @description Recipients chosen when it started.
+             */
+            total?: number;
+        };
+        /** @description A broadcast and its progress. */
+        BroadcastItem: {
+            attachments: Record<string, never>[];
+            by?: string | null;
+            created: string;
+            /** Format: int64 */
+            failed: number;
+            /** @description On `GET …/broadcasts/{id}`: the first failures (at most 100). */
+            failures?: components["schemas"]["Failure"][] | null;
+            filter?: string | null;
+            id: string;
+            /** Format: int64 */
+            sent: number;
+            /**
+             * Format: int64
+             * @description Users in Manual mode when their turn came.
+             */
+            skipped: number;
+            /** @description `queued`, `running`, `done` or `cancelled`. */
+            state: string;
+            text?: string | null;
+            to?: string | null;
+            /** Format: int64 */
+            total: number;
+        };
+        BroadcastRequest: {
+            card?: null | components["schemas"]["Card"];
+            /** @description The users table's filters (`{"tag":["VIP"],"provider":"telegram"}`). */
+            filter?: Record<string, never> | null;
+            text?: string | null;
+            to: components["schemas"]["Audience"];
+        };
+        /** @enum {string} */
+        BroadcastState: "queued" | "running" | "done" | "cancelled";
+        /**
+         * @description `bot/{bot}/broadcasts` snapshot: every broadcast, the latest first; its deltas are
+         *     [`BroadcastDelta`]s.
+         */
+        BroadcastsSnapshot: {
+            items: components["schemas"]["BroadcastItem"][];
+        };
         BucketItem: {
             /** Format: int64 */
             messages_in: number;
@@ -558,6 +826,31 @@ export interface components {
             users_existing: number;
             /** Format: int64 */
             users_new: number;
+        };
+        BulkAnswer: {
+            /**
+             * Format: int64
+             * @description Users the change was applied to.
+             */
+            updated: number;
+        };
+        /** @description `POST …/users/bulk`: which users, and what to change. */
+        BulkRequest: {
+            /** @description Tags' names. */
+            add_tags?: string[];
+            /** @description …or every user this filter lets through (the users table's filters). */
+            filter?: Record<string, never> | null;
+            /** @description These users (unknown ids are passed over)… */
+            ids?: string[] | null;
+            remove_tags?: string[];
+            set?: components["schemas"]["BulkSet"];
+        };
+        /** @description A change of many users, in the API's words (names, not keys). */
+        BulkSet: {
+            auto_mode?: boolean | null;
+            /** @description A role's name; null or empty: no role. */
+            role?: string | null;
+            subscriber?: boolean | null;
         };
         Button: {
             payload?: string | null;
@@ -577,9 +870,11 @@ export interface components {
         };
         /** @description Where an operator message is on its way to the user. */
         Delivery: {
+            /** @description The broadcast this message is part of. */
+            broadcast?: string | null;
             /** @description On `delivery` events: the id of the operator message this is the outcome of. */
             message?: string | null;
-            /** @description Why it failed, in words an operator can act on. */
+            /** @description Why it failed (or was skipped), in words an operator can act on. */
             reason?: string | null;
             state: components["schemas"]["DeliveryState"];
         };
@@ -591,7 +886,7 @@ export interface components {
             delivery: components["schemas"]["Delivery"];
         };
         /** @enum {string} */
-        DeliveryState: "pending" | "sent" | "failed";
+        DeliveryState: "pending" | "sent" | "failed" | "skipped";
         DialogAnswer: {
             handoff?: null | components["schemas"]["HandoffView"];
             last?: string | null;
@@ -654,7 +949,9 @@ export interface components {
         /** @description One event in its canonical, validated form: what the log stores and readers get. */
         Event: {
             attachments?: components["schemas"]["Attachment"][];
+            audience?: null | components["schemas"]["AudienceChange"];
             bot: string;
+            broadcast?: null | components["schemas"]["BroadcastInfo"];
             delivery?: null | components["schemas"]["Delivery"];
             direction?: null | components["schemas"]["Direction"];
             /** @description Idempotency key, unique per bot: the same `(bot, id)` is counted once. */
@@ -672,7 +969,7 @@ export interface components {
             user: components["schemas"]["UserInfo"];
         };
         /** @enum {string} */
-        EventKind: "message" | "user" | "mode_changed" | "delivery" | "handoff";
+        EventKind: "message" | "user" | "mode_changed" | "delivery" | "handoff" | "audience" | "broadcast";
         FacetsItem: {
             provider: {
                 [key: string]: number;
@@ -685,6 +982,11 @@ export interface components {
             tag: {
                 [key: string]: number;
             };
+        };
+        /** @description A recipient the broadcast did not reach, and why. */
+        Failure: {
+            reason: string;
+            user: string;
         };
         /**
          * @description One fault: which event of the batch, which field (absent when the fault is the
@@ -735,6 +1037,30 @@ export interface components {
         Integrations: {
             google_analytics: components["schemas"]["GoogleAnalytics"];
             mixpanel: components["schemas"]["Mixpanel"];
+        };
+        /**
+         * @description A role or a tag: per bot, named by operators, known by a key that never changes
+         *     (so a rename is one event, not one per user).
+         */
+        Label: {
+            key: string;
+            /** @description Absent: deleted. */
+            name?: string | null;
+            of: components["schemas"]["LabelOf"];
+        };
+        /** @description A role or tag as the API shows it. */
+        LabelItem: {
+            name: string;
+            /**
+             * Format: int64
+             * @description Users who carry it.
+             */
+            users: number;
+        };
+        /** @enum {string} */
+        LabelOf: "role" | "tag";
+        LabelRequest: {
+            name: string;
         };
         Login: {
             password: string;
@@ -801,10 +1127,6 @@ export interface components {
         };
         ProfileAnswer: components["schemas"]["UserItem"] & {
             auto_mode: boolean;
-            /** @description Custom information fields (set through audience editing). */
-            fields: {
-                [key: string]: string;
-            };
             lang?: string | null;
         };
         /** @description Who wrote an outbound message. */
@@ -875,6 +1197,23 @@ export interface components {
             count: number;
             text: string;
         };
+        /** @description What an operator set on one user; absent fields stay as they are. */
+        UserEdit: {
+            /** @description Tags' keys. */
+            add_tags?: string[];
+            /** @description Information fields (phone, e-mail, custom ones); an empty value removes one. */
+            fields?: {
+                [key: string]: string;
+            };
+            /** @description Stands over the gender channels send; empty: channels' again. */
+            gender?: string | null;
+            /** @description Stands over the name channels send; empty: channels' names again. */
+            name?: string | null;
+            remove_tags?: string[];
+            /** @description A role's key; empty: no role. */
+            role?: string | null;
+            subscriber?: boolean | null;
+        };
         UserInfo: {
             avatar?: string | null;
             gender?: string | null;
@@ -884,6 +1223,10 @@ export interface components {
         };
         UserItem: {
             avatar?: string | null;
+            /** @description Information fields operators keep (phone, email, custom ones). */
+            fields: {
+                [key: string]: string;
+            };
             first_seen?: string | null;
             gender?: string | null;
             id: string;
@@ -899,6 +1242,22 @@ export interface components {
             sessions: number;
             subscriber: boolean;
             tags: string[];
+        };
+        /** @description `PATCH …/users/{user}`: every member present is set. */
+        UserPatch: {
+            auto_mode?: boolean | null;
+            /** @description Information fields (phone, email, custom ones) to set; null or empty removes one. */
+            fields?: {
+                [key: string]: string;
+            } | null;
+            gender?: string | null;
+            /** @description Stands over the name channels send; empty or null: theirs again. */
+            name?: string | null;
+            /** @description A role's name (one of `GET …/roles`); null or empty: no role. */
+            role?: string | null;
+            subscriber?: boolean | null;
+            /** @description The user's tags, whole (names of `GET …/tags`). */
+            tags?: string[] | null;
         };
         UsersAnswer: {
             facets: components["schemas"]["FacetsItem"];
@@ -986,6 +1345,206 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    broadcasts_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BroadcastItem"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    broadcasts_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BroadcastRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BroadcastCreated"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    broadcasts_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The broadcast */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BroadcastItem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    broadcasts_cancel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The broadcast */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BroadcastItem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1349,6 +1908,233 @@ export interface operations {
             };
         };
     };
+    roles_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelItem"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    roles_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelItem"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    roles_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The role's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    roles_rename: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The role's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelItem"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     settings_get: {
         parameters: {
             query?: never;
@@ -1513,6 +2299,233 @@ export interface operations {
             };
         };
     };
+    tags_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelItem"][];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    tags_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelItem"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    tags_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The tag's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    tags_rename: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The tag's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelItem"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     figures_top_messages: {
         parameters: {
             query?: {
@@ -1626,6 +2639,126 @@ export interface operations {
             };
         };
     };
+    users_csv: {
+        parameters: {
+            query?: {
+                search?: string;
+                provider?: string[];
+                tag?: string[];
+                role?: string[];
+                subscriber?: boolean;
+                mode?: string[];
+            };
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The selection as CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": unknown;
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    users_bulk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BulkRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkAnswer"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     users_user: {
         parameters: {
             query?: never;
@@ -1639,6 +2772,66 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProfileAnswer"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    users_patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description The bot user's id */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserPatch"];
+            };
+        };
         responses: {
             200: {
                 headers: {

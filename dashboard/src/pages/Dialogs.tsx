@@ -317,7 +317,7 @@ function MessageItem({ m, name, tz }: { m: Message; name: string; tz: string }) 
       <div class="meta">
         <span class="from">{who(m, name)}</span>
         <time dateTime={m.ts}>{formatWhen(m.ts, tz)}</time>
-        {delivery && delivery.state !== 'failed' && <DeliveryMark state={delivery.state} />}
+        {(delivery?.state === 'pending' || delivery?.state === 'sent') && <DeliveryMark state={delivery.state} />}
       </div>
       {m.text && <p class="text">{m.text}</p>}
       {m.attachments.map((a) => (
