@@ -880,3 +880,6 @@ mod handoff;
 
 #[path = "api/webchat.rs"]
 mod webchat;
+
+#[path = "api/audience.rs"]
+mod audience;
