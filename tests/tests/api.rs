@@ -883,3 +883,6 @@ mod webchat;
 
 #[path = "api/audience.rs"]
 mod audience;
+
+#[path = "api/broadcasts.rs"]
+mod broadcasts;

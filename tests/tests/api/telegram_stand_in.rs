@@ -33,6 +33,8 @@ pub struct StandIn {
     /// Every update offered; `getUpdates` returns those at or after its `offset`.
     updates: Arc<Mutex<Vec<Value>>>,
     sent: Arc<Mutex<i64>>,
+    /// Chats whose messages are refused, with the refusal.
+    refused: Arc<Mutex<std::collections::HashMap<String, (u16, Value)>>>,
 }
 
 impl StandIn {
@@ -56,6 +58,26 @@ impl StandIn {
             .lock()
             .expect("script")
             .push_back((method.to_owned(), status, body));
+    }
+
+    /// Every `send*` to `chat` gets `status` with `body`.
+    pub fn refuse_chat(&self, chat: &str, status: u16, body: Value) {
+        self.refused
+            .lock()
+            .expect("refused")
+            .insert(chat.to_owned(), (status, body));
+    }
+
+    /// The chats `send*` calls went to, in order.
+    pub fn chats_sent_to(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method.starts_with("send"))
+            .map(|c| match &c.fields["chat_id"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect()
     }
 
     /// Offers an update to the bot (through `getUpdates`).
@@ -138,6 +160,20 @@ async fn answer(
         let at = script.iter().position(|(m, _, _)| *m == method);
         at.and_then(|i| script.remove(i))
     };
+    let chat = stand_in
+        .calls
+        .lock()
+        .expect("calls")
+        .last()
+        .map(|c| match &c.fields["chat_id"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    let refused = chat.and_then(|c| stand_in.refused.lock().expect("refused").get(&c).cloned());
+    if let Some((status, body)) = refused.filter(|_| method.starts_with("send")) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, axum::Json(body)).into_response();
+    }
     if let Some((_, status, body)) = scripted {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (status, axum::Json(body)).into_response();
