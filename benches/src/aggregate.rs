@@ -157,6 +157,7 @@ fn main() {
         bytes as f64 / 1_048_576.0,
         bytes as f64 / args.users as f64
     );
+    audience(&mut aggregator, args.users, start_ms);
 
     let t = Instant::now();
     let copy = aggregator.copy_for_snapshot();
@@ -204,6 +205,13 @@ fn main() {
         limit: 50,
         after: None,
     };
+    let filtered = |sort, filter: UserFilter| UsersQuery {
+        filter,
+        sort,
+        descending: true,
+        limit: 50,
+        after: None,
+    };
     for (label, q) in [
         ("users?sort=messages", query(UserSort::Messages, None)),
         ("users?sort=last", query(UserSort::Last, None)),
@@ -220,11 +228,64 @@ fn main() {
             "users?search=КОРИСТ (a fifth, Cyrillic)",
             query(UserSort::Messages, Some("КОРИСТ")),
         ),
+        (
+            "users?tag=Tag 1",
+            filtered(
+                UserSort::Last,
+                UserFilter {
+                    tags: vec!["Tag 1".into()],
+                    ..UserFilter::default()
+                },
+            ),
+        ),
+        (
+            "users?tag=Tag 1&tag=Tag 2&provider=viber",
+            filtered(
+                UserSort::Last,
+                UserFilter {
+                    tags: vec!["Tag 1".into(), "Tag 2".into()],
+                    providers: vec!["viber".into()],
+                    ..UserFilter::default()
+                },
+            ),
+        ),
+        (
+            "users?role=Role 0&subscriber=true&sort=name",
+            filtered(
+                UserSort::Name,
+                UserFilter {
+                    roles: vec!["Role 0".into()],
+                    subscriber: Some(true),
+                    ..UserFilter::default()
+                },
+            ),
+        ),
+        (
+            "users?search=КОРИСТ&tag=Tag 3",
+            filtered(
+                UserSort::Messages,
+                UserFilter {
+                    search: Some("КОРИСТ".into()),
+                    tags: vec!["Tag 3".into()],
+                    ..UserFilter::default()
+                },
+            ),
+        ),
     ] {
         let total = figures.users(&q).total;
         report_p99(&format!("{label} [{total} match]"), || figures.users(&q));
     }
     report_p99("dialogs, first page", || figures.dialogs(None, 50, None));
+    let subscribers_tagged = UserFilter {
+        tags: vec!["Tag 1".into()],
+        subscriber: Some(true),
+        ..UserFilter::default()
+    };
+    let chosen = figures.select(&subscribers_tagged).len();
+    report_p99(
+        &format!("select (bulk, broadcast, CSV): subscribers with Tag 1 [{chosen}]"),
+        || figures.select(&subscribers_tagged),
+    );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -236,6 +297,92 @@ fn main() {
         args.events,
         args.replay,
     ));
+}
+
+/// Operators' audience on top of the traffic: 8 tags and 4 roles; a third of the users
+/// carry a tag, a seventh a second one, a tenth a role, a ninth are not subscribers
+/// (about half the users edited, one `audience` event each, applied like the log's).
+fn audience(aggregator: &mut Aggregator, users: u64, start_ms: i64) {
+    use botwatch_event::{AudienceChange, Label, LabelOf, UserEdit};
+    let at = |n: u64| DateTime::from_timestamp_millis(start_ms + n as i64).expect("time");
+    let mut events = Vec::new();
+    for (of, prefix, count) in [(LabelOf::Tag, "t", 8), (LabelOf::Role, "r", 4)] {
+        for n in 0..count {
+            let mut e = Event::about_dialog(
+                format!("label-{prefix}{n}"),
+                EventKind::Audience,
+                "bench",
+                "botwatch",
+                "",
+            );
+            e.audience = Some(AudienceChange::Label(Label {
+                of,
+                key: format!("{prefix}{n}"),
+                name: Some(format!(
+                    "{}{n}",
+                    if of == LabelOf::Tag { "Tag " } else { "Role " }
+                )),
+            }));
+            e.ts = at(n);
+            events.push(e);
+        }
+    }
+    aggregator.apply_all(&events);
+    let before = resident_bytes();
+    let mut applied = std::time::Duration::ZERO;
+    let mut edited = 0u64;
+    let mut chunk = Vec::with_capacity(20_000);
+    for u in 0..users {
+        let mut edit = UserEdit::default();
+        if u % 3 == 0 {
+            edit.add_tags.push(format!("t{}", u % 8));
+        }
+        if u % 7 == 0 {
+            edit.add_tags.push(format!("t{}", (u / 7) % 8));
+        }
+        if u % 10 == 0 {
+            edit.role = Some(format!("r{}", (u / 10) % 4));
+        }
+        if u % 9 == 0 {
+            edit.subscriber = Some(false);
+        }
+        if edit == UserEdit::default() {
+            continue;
+        }
+        let provider = if u.is_multiple_of(3) {
+            "viber"
+        } else {
+            "telegram"
+        };
+        let mut e = Event::about_dialog(
+            format!("aud-{u}"),
+            EventKind::Audience,
+            "bench",
+            provider,
+            &format!("{}", 100_000_000 + u),
+        );
+        e.audience = Some(AudienceChange::Edit(edit));
+        e.ts = at(u);
+        chunk.push(e);
+        edited += 1;
+        if chunk.len() == 20_000 {
+            let t = Instant::now();
+            aggregator.apply_all(&chunk);
+            applied += t.elapsed();
+            chunk.clear();
+        }
+    }
+    let t = Instant::now();
+    aggregator.apply_all(&chunk);
+    applied += t.elapsed();
+    let bytes = resident_bytes() - before;
+    println!(
+        "audience: {edited} users edited in {:.2} s ({:.0} edits/s), {:.1} MiB resident growth ({:.0} bytes per edited user)",
+        applied.as_secs_f64(),
+        edited as f64 / applied.as_secs_f64(),
+        bytes as f64 / 1_048_576.0,
+        bytes as f64 / edited as f64
+    );
 }
 
 /// Runs `f` 50 times and prints the p50 and p99 of its time.

@@ -65,7 +65,9 @@ impl LabelEntry {
     }
 }
 
-/// One user's audience record (only users an operator edited have one).
+/// One user's audience record (only users an operator edited have one). About 130
+/// bytes and its few tags: small vectors, not maps (a map's first node alone is a few
+/// hundred bytes), and the rare name and gender boxed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Record {
     user: u32,
@@ -73,12 +75,74 @@ struct Record {
     role: Option<Set<Option<u32>>>,
     subscriber: Option<Set<bool>>,
     /// Empty: the channels' value again.
-    name: Option<Set<Box<str>>>,
-    gender: Option<Set<Box<str>>>,
-    /// Label number → carried or not, by the latest edit of that tag.
-    tags: BTreeMap<u32, Set<bool>>,
-    /// Field → value (empty: removed), by the latest edit of that field.
-    fields: BTreeMap<Box<str>, Set<Box<str>>>,
+    name: Option<Box<Set<Box<str>>>>,
+    gender: Option<Box<Set<Box<str>>>>,
+    /// Label number → carried or not, by the latest edit of that tag; by number.
+    tags: Vec<(u32, Set<bool>)>,
+    /// Field → value (empty: removed), by the latest edit of that field; by name.
+    fields: Vec<(Box<str>, Set<Box<str>>)>,
+}
+
+/// What the users table's scan reads of a record, in 16 bytes kept beside the records
+/// (same numbers), so a scan of a million users streams through them instead of the
+/// records and their tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hot {
+    /// A bit per carried tag numbered below 64.
+    mask: u64,
+    /// The role's label number; `u32::MAX`: none.
+    role: u32,
+    /// The Subscriber flag an operator set, if one did.
+    subscriber: Option<bool>,
+    /// Carries a tag numbered 64 or more (then the record's tags are read).
+    more: bool,
+}
+
+impl Hot {
+    fn of(r: &Record) -> Hot {
+        let carried = || r.tags.iter().filter(|(_, s)| s.value).map(|(n, _)| *n);
+        Hot {
+            mask: carried().filter(|&n| n < 64).fold(0, |m, n| m | 1 << n),
+            role: r.role.as_ref().and_then(|s| s.value).unwrap_or(u32::MAX),
+            subscriber: r.subscriber.as_ref().map(|s| s.value),
+            more: carried().any(|n| n >= 64),
+        }
+    }
+
+    /// The Subscriber flag an operator set, if one did.
+    pub(crate) fn subscriber(self) -> Option<bool> {
+        self.subscriber
+    }
+
+    /// The role's label number, when `alive` says it still exists.
+    pub(crate) fn role(self, alive: &[bool]) -> Option<u32> {
+        alive
+            .get(self.role as usize)
+            .copied()
+            .unwrap_or(false)
+            .then_some(self.role)
+    }
+}
+
+/// Offers `value` for `key` in a small map kept as a vector sorted by key.
+fn offer_in<K: Ord, V>(entries: &mut Vec<(K, Set<V>)>, key: K, at: Stamp, value: V) {
+    match entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+        Ok(i) => {
+            if entries[i].1.at < at {
+                entries[i].1 = Set { at, value };
+            }
+        }
+        Err(i) => entries.insert(i, (key, Set { at, value })),
+    }
+}
+
+/// [`offer`] for a boxed slot.
+fn offer_boxed<T>(slot: &mut Option<Box<Set<T>>>, at: Stamp, value: T) -> bool {
+    if slot.as_ref().is_some_and(|s| s.at >= at) {
+        return false;
+    }
+    *slot = Some(Box::new(Set { at, value }));
+    true
 }
 
 /// What an edit changed of the values the figures index.
@@ -95,6 +159,8 @@ pub(crate) struct Audience {
     label_of_key: Map<Box<str>, u32>,
     /// Per user number: its record's number (`u32::MAX`: none).
     record_of: Vec<u32>,
+    /// Per record: what a scan reads of it.
+    hot: Vec<Hot>,
     /// Ids of the latest audience events applied (so a request can wait to see its
     /// own write); not kept in snapshots.
     recent: std::collections::VecDeque<Box<str>>,
@@ -148,6 +214,7 @@ impl Audience {
             .map(|(n, l)| (l.key.clone(), n as u32))
             .collect();
         self.record_of.clear();
+        self.hot = self.records.iter().map(Hot::of).collect();
         for (n, r) in self.records.iter().enumerate() {
             let u = r.user as usize;
             if self.record_of.len() <= u {
@@ -170,7 +237,7 @@ impl Audience {
             let role = r.role.as_ref().and_then(|s| s.value);
             if role
                 .into_iter()
-                .chain(r.tags.keys().copied())
+                .chain(r.tags.iter().map(|t| t.0))
                 .any(|l| l >= labels)
             {
                 return Err(format!("user {} carries a label that is not known", r.user));
@@ -232,6 +299,17 @@ impl Audience {
         &mut self.records[n]
     }
 
+    /// What a scan reads of user `user`'s record, when it has one.
+    pub(crate) fn hot(&self, user: u32) -> Option<Hot> {
+        let n = *self.record_of.get(user as usize)?;
+        self.hot.get(n as usize).copied()
+    }
+
+    /// Per label number: whether it still exists (a scan's lookup table).
+    pub(crate) fn alive(&self) -> Vec<bool> {
+        self.labels.iter().map(|l| l.name().is_some()).collect()
+    }
+
     fn record(&self, user: u32) -> Option<&Record> {
         let n = *self.record_of.get(user as usize)?;
         self.records.get(n as usize)
@@ -263,23 +341,30 @@ impl Audience {
             offer(&mut r.subscriber, at, s);
         }
         if let Some(name) = &edit.name {
-            changed.name = offer(&mut r.name, at, name.as_str().into());
+            changed.name = offer_boxed(&mut r.name, at, name.as_str().into());
         }
         if let Some(gender) = &edit.gender {
-            offer(&mut r.gender, at, gender.as_str().into());
+            offer_boxed(&mut r.gender, at, gender.as_str().into());
         }
         for (tags, carried) in [(add, true), (remove, false)] {
             for tag in tags {
-                let mut slot = r.tags.remove(&tag);
-                offer(&mut slot, at, carried);
-                r.tags.extend(slot.map(|s| (tag, s)));
+                offer_in(&mut r.tags, tag, at, carried);
             }
         }
         for (field, value) in &edit.fields {
-            let mut slot = r.fields.remove(field.as_str());
-            offer(&mut slot, at, value.as_str().into());
-            r.fields.extend(slot.map(|s| (field.as_str().into(), s)));
+            offer_in(
+                &mut r.fields,
+                field.as_str().into(),
+                at,
+                value.as_str().into(),
+            );
         }
+        let hot = Hot::of(r);
+        let n = self.record_of[user as usize] as usize;
+        if self.hot.len() <= n {
+            self.hot.resize(n + 1, hot);
+        }
+        self.hot[n] = hot;
         changed
     }
 
@@ -294,12 +379,40 @@ impl Audience {
     }
 
     /// User `user`'s tags (label numbers) that still exist.
-    pub(crate) fn tags_of(&self, user: u32) -> impl Iterator<Item = u32> + '_ {
-        self.record(user)
-            .into_iter()
-            .flat_map(|r| r.tags.iter())
-            .filter(|(n, s)| s.value && self.live(**n).is_some())
-            .map(|(n, _)| *n)
+    pub(crate) fn tags_of(&self, user: u32) -> Vec<u32> {
+        let mut tags = Vec::new();
+        self.for_each_tag(user, |t| tags.push(t));
+        tags
+    }
+
+    /// Calls `f` with each tag (label number) user `user` carries that still exists.
+    pub(crate) fn for_each_tag(&self, user: u32, f: impl FnMut(u32)) {
+        if let Some(hot) = self.hot(user) {
+            self.each_tag(user, hot, &self.alive(), f);
+        }
+    }
+
+    /// [`for_each_tag`](Self::for_each_tag) for a scan, from what it read of the
+    /// user (`hot`) and its table of labels that exist: no allocation, and no pointer
+    /// followed for tags numbered below 64.
+    pub(crate) fn each_tag(&self, user: u32, hot: Hot, alive: &[bool], mut f: impl FnMut(u32)) {
+        let live = |n: u32| alive.get(n as usize).copied().unwrap_or(false);
+        if hot.more {
+            for (n, s) in self.record(user).into_iter().flat_map(|r| &r.tags) {
+                if s.value && live(*n) {
+                    f(*n);
+                }
+            }
+            return;
+        }
+        let mut bits = hot.mask;
+        while bits != 0 {
+            let n = bits.trailing_zeros();
+            bits &= bits - 1;
+            if live(n) {
+                f(n);
+            }
+        }
     }
 
     /// The Subscriber flag an operator set, if one did.
@@ -453,8 +566,8 @@ mod tests {
         for a in [&forward, &backward] {
             let tag = a.find(LabelOf::Tag, "Клієнти").expect("renamed tag");
             assert_eq!(a.find(LabelOf::Tag, "VIP"), None, "the old name is gone");
-            assert_eq!(a.tags_of(5).count(), 0, "removed after it was added");
-            assert_eq!(a.tags_of(6).collect::<Vec<_>>(), [tag]);
+            assert!(a.tags_of(5).is_empty(), "removed after it was added");
+            assert_eq!(a.tags_of(6), [tag]);
             assert_eq!(a.role_of(5).and_then(|r| a.label_name(r)), Some("admin"));
             assert_eq!(a.subscriber(5), Some(false));
             assert_eq!(a.subscriber(6), None);

@@ -874,6 +874,7 @@ impl BotFigures {
         let mut tags: Vec<String> = self
             .audience
             .tags_of(i)
+            .into_iter()
             .filter_map(|t| self.audience.label_name(t))
             .map(str::to_owned)
             .collect();

@@ -183,7 +183,10 @@ impl BotFigures {
             }
             wanted
         };
+        // Only the users table shows facets (not the dialogs list, not a selection).
+        let facets = selected.is_none() && !with_messages_only;
         let wanted_tags = wanted(botwatch_event::LabelOf::Tag, &f.tags);
+        let alive = self.audience.alive();
         let wanted_roles = wanted(botwatch_event::LabelOf::Role, &f.roles);
         let search = f
             .search
@@ -222,17 +225,30 @@ impl BotFigures {
                 continue;
             }
             let known_provider = u.provider_ms != NEVER;
-            let (subscriber, mode) = (self.is_subscriber(i), self.mode_of(i));
-            let role = self.audience.role_of(i);
+            // What operators set, read once (most users have nothing).
+            let hot = self.audience.hot(i);
+            let subscriber = hot.and_then(|h| h.subscriber()).unwrap_or(true);
+            let mode = self.mode_of(i);
+            let role = hot.and_then(|h| h.role(&alive));
+            let each_tag = |f: &mut dyn FnMut(u32)| {
+                if let Some(h) = hot {
+                    self.audience.each_tag(i, h, &alive, f);
+                }
+            };
+            let tagged = |wanted: &[bool]| {
+                let mut any = false;
+                each_tag(&mut |t| any |= wanted[t as usize]);
+                any
+            };
             let pass = [
                 f.providers.is_empty() || (known_provider && wanted_providers[u.provider as usize]),
-                f.tags.is_empty() || self.audience.tags_of(i).any(|t| wanted_tags[t as usize]),
+                f.tags.is_empty() || tagged(&wanted_tags),
                 f.roles.is_empty() || role.is_some_and(|r| wanted_roles[r as usize]),
                 f.subscriber.is_none_or(|s| s == subscriber),
                 f.modes.is_empty() || f.modes.contains(&mode),
             ];
             let failed = pass.iter().filter(|p| !**p).count();
-            if failed > 1 {
+            if failed > usize::from(facets) {
                 continue;
             }
             // A user failing only one group counts in that group's facet.
@@ -241,9 +257,7 @@ impl BotFigures {
                 provider_counts[u.provider as usize] += 1;
             }
             if counts_in(1) {
-                for t in self.audience.tags_of(i) {
-                    tag_counts[t as usize] += 1;
-                }
+                each_tag(&mut |t| tag_counts[t as usize] += 1);
             }
             if counts_in(2)
                 && let Some(r) = role

@@ -341,6 +341,14 @@ async fn demo(storage: StorageArgs, args: DemoArgs) -> Result<()> {
         base_url: format!("http://{addr}"),
         token: token.clone(),
     };
+    // Tags, roles and a few edits, once the simulated users are there.
+    tokio::spawn(botwatch_demo::audience::seed(
+        botwatch_demo::audience::AudienceConfig {
+            base_url: format!("http://{addr}"),
+            token: token.clone(),
+            bots: vec!["helpdesk".to_owned(), "shop".to_owned()],
+        },
+    ));
     // The FAQ bot calls the API, which answers once `serve` runs (below): start it
     // beside, and say where the web chat is when it is ready.
     let chat = {

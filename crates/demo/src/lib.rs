@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audience;
 pub mod faq;
 mod names;
 mod script;
