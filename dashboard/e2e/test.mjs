@@ -3,3 +3,4 @@
 // (without this file the command finds no test and still exits 0).
 import './dashboard.e2e.mjs';
 import './webchat.e2e.mjs';
+import './audience.e2e.mjs';

@@ -4,7 +4,9 @@ import { render } from 'preact';
 import { useEffect } from 'preact/hooks';
 import { Link } from './components/bits';
 import { Shell } from './components/Shell';
+import { AudiencePage } from './pages/Audience';
 import { BoardPage } from './pages/Board';
+import { BroadcastsPage } from './pages/Broadcasts';
 import { DialogsPage } from './pages/Dialogs';
 import { LoginPage } from './pages/Login';
 import { OverviewPage } from './pages/Overview';
@@ -47,7 +49,7 @@ function App() {
   const r = route.value;
   const s = session.value;
   useEffect(() => {
-    const titles = { login: 'Log in', bots: 'Bots', overview: 'Overview', board: 'Wall board', dialogs: 'Dialogs', statistics: 'Statistics', missing: 'Not found' };
+    const titles = { login: 'Log in', bots: 'Bots', overview: 'Overview', board: 'Wall board', dialogs: 'Dialogs', audience: 'Audience', broadcasts: 'Broadcasts', statistics: 'Statistics', missing: 'Not found' };
     document.title = `${titles[r.page]}${'bot' in r ? ' · ' + r.bot : ''} · botwatch`;
   }, [r]);
   if (s === undefined) return <p class="muted pad">Loading…</p>;
@@ -73,6 +75,18 @@ function App() {
       return (
         <Shell bot={r.bot}>
           <DialogsPage key={r.bot} bot={r.bot} user={r.user} mode={r.mode} />
+        </Shell>
+      );
+    case 'audience':
+      return (
+        <Shell bot={r.bot}>
+          <AudiencePage key={r.bot} bot={r.bot} />
+        </Shell>
+      );
+    case 'broadcasts':
+      return (
+        <Shell bot={r.bot}>
+          <BroadcastsPage key={r.bot} bot={r.bot} />
         </Shell>
       );
     case 'statistics':

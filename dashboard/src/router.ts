@@ -12,6 +12,8 @@ export type Route =
   | { page: 'overview'; bot: string }
   | { page: 'board'; bot: string }
   | { page: 'dialogs'; bot: string; user: string | null; mode: ModeFilter }
+  | { page: 'audience'; bot: string }
+  | { page: 'broadcasts'; bot: string }
   | { page: 'statistics'; bot: string; param: StatsParam }
   | { page: 'missing' };
 
@@ -34,6 +36,8 @@ export function parse(path: string, search = ''): Route {
   if (rest.length) return { page: 'missing' };
   if (what === undefined) return { page: 'overview', bot };
   if (what === 'board' && extra === undefined) return { page: 'board', bot };
+  if (what === 'audience' && extra === undefined) return { page: 'audience', bot };
+  if (what === 'broadcasts' && extra === undefined) return { page: 'broadcasts', bot };
   if (what === 'dialogs') {
     const m = new URLSearchParams(search).get('mode');
     return { page: 'dialogs', bot, user: extra ?? null, mode: m === 'auto' || m === 'manual' ? m : 'all' };
@@ -57,6 +61,10 @@ export function href(route: Route): string {
       return b(route.bot);
     case 'board':
       return b(route.bot) + '/board';
+    case 'audience':
+      return b(route.bot) + '/audience';
+    case 'broadcasts':
+      return b(route.bot) + '/broadcasts';
     case 'dialogs':
       return (
         b(route.bot) + '/dialogs' + (route.user === null ? '' : '/' + encodeURIComponent(route.user)) + (route.mode === 'all' ? '' : '?mode=' + route.mode)

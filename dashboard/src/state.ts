@@ -4,6 +4,7 @@ import { signal } from '@preact/signals';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { HttpError, get, request, setCsrf, whenUnauthorized } from './api/http';
 import type { BotItem, Card, Message, SessionInfo, SettingsDoc } from './api/types';
+import { throttle } from './audience';
 import { LiveClient, type Socket } from './live/client';
 import type { Reducer } from './live/topic';
 import { navigate, route } from './router';
@@ -136,4 +137,28 @@ export function useTopic<S>(name: string | null, reducer: Reducer<S>): [S | null
     return live.subscribe(name, reducer, (s, snapshots) => setState([s, snapshots]));
   }, [name]);
   return state;
+}
+
+/** Whether the signed-in user may change things (operators and admins; viewers read). */
+export function canEdit(): boolean {
+  const role = session.value?.role;
+  return role === 'operator' || role === 'admin';
+}
+
+/** Calls `f` when a live topic sends a frame after its first (the page read its data
+ *  already), at most once per `ms`: for pages that read again when the figures move. */
+export function useLiveRefresh<S>(name: string, reducer: Reducer<S>, f: () => void, ms = 1000): void {
+  const latest = useRef(f);
+  latest.current = f;
+  useEffect(() => {
+    const t = throttle(() => latest.current(), ms);
+    let frames = 0;
+    const stop = live.subscribe(name, reducer, () => {
+      if (++frames > 1) t.call();
+    });
+    return () => {
+      stop();
+      t.cancel();
+    };
+  }, [name, ms]);
 }

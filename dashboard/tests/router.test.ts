@@ -11,6 +11,8 @@ describe('router', () => {
       { page: 'dialogs', bot: 'shop', user: null, mode: 'all' },
       { page: 'dialogs', bot: 'shop', user: 'tg/55 32?x', mode: 'manual' },
       { page: 'dialogs', bot: 'shop', user: null, mode: 'auto' },
+      { page: 'audience', bot: 'shop' },
+      { page: 'broadcasts', bot: 'shop' },
       { page: 'statistics', bot: 'shop', param: 'dashboard' },
       { page: 'statistics', bot: 'shop', param: 'sessions' },
     ];
@@ -26,6 +28,7 @@ describe('router', () => {
   it('finds no page at unknown addresses', () => {
     expect(parse('/bots/shop/nope')).toEqual({ page: 'missing' });
     expect(parse('/bots/shop/statistics/nope')).toEqual({ page: 'missing' });
+    expect(parse('/bots/shop/audience/nope')).toEqual({ page: 'missing' });
     expect(parse('/elsewhere')).toEqual({ page: 'missing' });
   });
 });

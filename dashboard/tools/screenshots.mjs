@@ -49,6 +49,8 @@ try {
   const shots = [
     ['main', `/bots/${bot}`, 'tr[data-user]'],
     ['dialogs', `/bots/${bot}/dialogs`, 'li[data-user]'],
+    ['audience', `/bots/${bot}/audience`, 'table.audience-table tbody tr'],
+    ['broadcasts', `/bots/${bot}/broadcasts`, '.recipients:not([data-recipients=""])'],
     ['statistics', `/bots/${bot}/statistics`, '.figures-table tbody tr'],
     ['statistics-messages', `/bots/${bot}/statistics/messages`, '.figures-table tbody tr'],
     ['statistics-users', `/bots/${bot}/statistics/users`, '.figures-table tbody tr'],
@@ -60,6 +62,12 @@ try {
     await page.waitForTimeout(500);
     await page.screenshot({ path: join(out, `${name}.png`) });
   }
+  // A user's edit form on the Audience page.
+  await page.goto(`${base}/bots/${bot}/audience`);
+  await page.click('table.audience-table tbody tr button.name');
+  await page.waitForSelector('.editor form');
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: join(out, 'audience-edit.png') });
   // A dialog: the first one with a few messages.
   await page.goto(`${base}/bots/${bot}/dialogs`);
   await page.click('li[data-user] a');

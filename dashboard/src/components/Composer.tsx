@@ -4,11 +4,10 @@
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Card } from '../api/types';
+import { type CardDraft, EMPTY_CARD, cardOf } from '../card';
 import { type Outgoing, sendMessage } from '../state';
 import { ErrorLine } from './bits';
-
-/** A card holds at most this many buttons (the server refuses more). */
-const MAX_BUTTONS = 10;
+import { CardFields } from './CardFields';
 
 interface ComposerProps {
   bot: string;
@@ -130,59 +129,16 @@ export function Composer({ bot, user, name, text, setText, onSent }: ComposerPro
   );
 }
 
-interface ButtonRow {
-  /** A stable key for the row (rows are removed from the middle). */
-  key: number;
-  title: string;
-  /** What the button does: sends a payload back to the bot, or opens an address. */
-  kind: 'payload' | 'url';
-  value: string;
-}
-
-/** A card: a title (required), a subtitle, a picture's address and up to ten buttons. */
+/** A card on its own: its fields, Cancel and Send card. */
 function CardBuilder({ busy, onSend, onCancel }: { busy: boolean; onSend: (card: Card) => Promise<void>; onCancel: () => void }) {
-  const [title, setTitle] = useState('');
-  const [subtitle, setSubtitle] = useState('');
-  const [image, setImage] = useState('');
-  const [rows, setRows] = useState<ButtonRow[]>([]);
-  const nextKey = useRef(0);
-  const form = useRef<HTMLFormElement>(null);
-  // Where the focus goes once the rows changed: a new row's title, or (a row removed,
-  // its Remove button gone with it) the Add button.
-  const focusNext = useRef<string | null>('input');
-  useEffect(() => {
-    const selector = focusNext.current;
-    focusNext.current = null;
-    if (selector) form.current?.querySelector<HTMLElement>(selector)?.focus();
-  }, [rows]);
-
-  const change = (key: number, patch: Partial<ButtonRow>) => setRows((rs) => rs.map((r) => (r.key === key ? { ...r, ...patch } : r)));
-  const addRow = () => {
-    if (rows.length >= MAX_BUTTONS) return;
-    focusNext.current = '.button-rows li:last-child input';
-    setRows((rs) => [...rs, { key: nextKey.current++, title: '', kind: 'payload', value: '' }]);
-  };
-  const removeRow = (key: number) => {
-    focusNext.current = '.add-button';
-    setRows((rs) => rs.filter((r) => r.key !== key));
-  };
-
-  const card = (): Card => {
-    const c: Card = { title: title.trim() };
-    if (subtitle.trim()) c.subtitle = subtitle.trim();
-    if (image.trim()) c.image = image.trim();
-    if (rows.length) c.buttons = rows.map((r) => (r.value.trim() ? { title: r.title.trim(), [r.kind]: r.value.trim() } : { title: r.title.trim() }));
-    return c;
-  };
-
+  const [draft, setDraft] = useState<CardDraft>(EMPTY_CARD);
   return (
     <form
-      ref={form}
       class="card-builder"
       aria-label="Card"
       onSubmit={(e) => {
         e.preventDefault();
-        void onSend(card());
+        void onSend(cardOf(draft));
       }}
       onKeyDown={(e) => {
         if (e.key === 'Escape' && !busy) onCancel();
@@ -190,56 +146,14 @@ function CardBuilder({ busy, onSend, onCancel }: { busy: boolean; onSend: (card:
     >
       <fieldset disabled={busy}>
         <legend>A card</legend>
-        <label>
-          Title
-          <input required maxLength={256} value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
-        </label>
-        <label>
-          <span>
-            Subtitle <span class="muted">(optional)</span>
-          </span>
-          <input maxLength={1024} value={subtitle} onInput={(e) => setSubtitle(e.currentTarget.value)} />
-        </label>
-        <label>
-          <span>
-            Image address <span class="muted">(optional, https://…)</span>
-          </span>
-          <input type="url" value={image} placeholder="https://" onInput={(e) => setImage(e.currentTarget.value)} />
-        </label>
-        {rows.length > 0 && (
-          <ol class="button-rows" aria-label="Buttons">
-            {rows.map((r, i) => (
-              <li key={r.key}>
-                <input required maxLength={64} aria-label={`Button ${i + 1} title`} placeholder="Title" value={r.title} onInput={(e) => change(r.key, { title: e.currentTarget.value })} />
-                <select aria-label={`Button ${i + 1} does`} value={r.kind} onChange={(e) => change(r.key, { kind: e.currentTarget.value as ButtonRow['kind'] })}>
-                  <option value="payload">sends a payload</option>
-                  <option value="url">opens an address</option>
-                </select>
-                {r.kind === 'url' ? (
-                  <input type="url" required maxLength={2048} aria-label={`Button ${i + 1} address`} placeholder="https://" value={r.value} onInput={(e) => change(r.key, { value: e.currentTarget.value })} />
-                ) : (
-                  <input maxLength={1024} aria-label={`Button ${i + 1} payload`} placeholder="Payload (optional)" value={r.value} onInput={(e) => change(r.key, { value: e.currentTarget.value })} />
-                )}
-                <button type="button" class="link" aria-label={`Remove button ${i + 1}`} onClick={() => removeRow(r.key)}>
-                  Remove
-                </button>
-              </li>
-            ))}
-          </ol>
-        )}
-        <div class="actions">
-          <button type="button" class="add-button" disabled={rows.length >= MAX_BUTTONS} onClick={addRow}>
-            Add a button
-          </button>
-          {rows.length >= MAX_BUTTONS && <span class="muted">A card holds at most {MAX_BUTTONS} buttons.</span>}
-          <span class="spacer" />
+        <CardFields draft={draft} setDraft={setDraft} autoFocus>
           <button type="button" onClick={onCancel}>
             Cancel
           </button>
           <button type="submit" class="send">
             {busy ? 'Sending…' : 'Send card'}
           </button>
-        </div>
+        </CardFields>
       </fieldset>
     </form>
   );

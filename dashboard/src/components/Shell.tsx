@@ -31,7 +31,7 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
               const next = (e.target as HTMLSelectElement).value;
               if (!next) return;
               // The same page of the other bot.
-              const same = r.page === 'overview' || r.page === 'board' || r.page === 'statistics' || r.page === 'dialogs';
+              const same = r.page === 'overview' || r.page === 'board' || r.page === 'statistics' || r.page === 'dialogs' || r.page === 'audience' || r.page === 'broadcasts';
               navigate(same ? href({ ...r, bot: next, ...(r.page === 'dialogs' ? { user: null } : {}) } as typeof r) : href({ page: 'overview', bot: next }));
             }}
           >
@@ -48,6 +48,12 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
             </Link>
             <Link href={href({ page: 'dialogs', bot, user: null, mode: 'all' })} aria-current={current('dialogs')}>
               Dialogs
+            </Link>
+            <Link href={href({ page: 'audience', bot })} aria-current={current('audience')}>
+              Audience
+            </Link>
+            <Link href={href({ page: 'broadcasts', bot })} aria-current={current('broadcasts')}>
+              Broadcasts
             </Link>
             <Link href={href({ page: 'statistics', bot, param: 'dashboard' })} aria-current={current('statistics')}>
               Statistics

@@ -33,6 +33,11 @@ const PROVIDERS: Record<string, [string, string]> = {
   web: ['Web chat', 'WC'],
 };
 
+/** A provider's name for people (`webchat`: Web chat). */
+export function providerName(provider: string): string {
+  return PROVIDERS[provider]?.[0] ?? provider;
+}
+
 /** The provider as a small badge: its initials in its colour, its name as the label. */
 export function ProviderIcon({ provider }: { provider?: string | null }) {
   if (!provider) return null;

@@ -2,6 +2,9 @@
 
 import type {
   AlertsSnapshot,
+  BroadcastDelta,
+  BroadcastItem,
+  BroadcastsSnapshot,
   BucketItem,
   Delivery,
   DeliveryDelta,
@@ -120,4 +123,25 @@ export function mergeBuckets(shown: BucketItem[], incoming: BucketItem[]): Bucke
     return n ?? b;
   });
   return changed ? out : shown;
+}
+
+/** Latest first (ids are time-ordered too: ties by id, latest first). */
+function byCreated(a: BroadcastItem, b: BroadcastItem): number {
+  if (a.created !== b.created) return a.created < b.created ? 1 : -1;
+  return a.id === b.id ? 0 : a.id < b.id ? 1 : -1;
+}
+
+/** The bot's broadcasts (`bot/{bot}/broadcasts`), the latest first: a delta is one
+ *  broadcast's progress, which replaces the item with the same id (a new one joins). */
+export const broadcastsReducer: Reducer<BroadcastItem[]> = {
+  snapshot: (data) => [...(data as BroadcastsSnapshot).items].sort(byCreated),
+  delta: (items, data) => upsertBroadcast(items, (data as BroadcastDelta).broadcast),
+};
+
+export function upsertBroadcast(items: BroadcastItem[], b: BroadcastItem): BroadcastItem[] {
+  const at = items.findIndex((x) => x.id === b.id);
+  if (at < 0) return [b, ...items].sort(byCreated);
+  const out = [...items];
+  out[at] = b;
+  return out;
 }
