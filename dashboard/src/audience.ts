@@ -80,17 +80,10 @@ export function filterBody(f: AudienceFilters): FilterBody {
   return b;
 }
 
-/** A filter stored with a broadcast (its JSON text) in words: `provider: telegram · tag: VIP, new`. */
-export function describeFilter(json: string | null | undefined): string {
-  if (!json) return '';
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch {
-    return json;
-  }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) return '';
-  return Object.entries(value as Record<string, unknown>)
+/** The filter a broadcast was started with, in words: `provider: telegram · tag: VIP, new`. */
+export function describeFilter(filter: Record<string, unknown> | null | undefined): string {
+  if (!filter || typeof filter !== 'object' || Array.isArray(filter)) return '';
+  return Object.entries(filter)
     .map(([k, v]) => {
       const values = (Array.isArray(v) ? v : v === null || v === undefined ? [] : [v]).map(String);
       return values.length ? `${k}: ${values.join(', ')}` : '';

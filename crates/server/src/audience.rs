@@ -133,7 +133,7 @@ pub struct UserPatch {
     subscriber: Option<bool>,
     auto_mode: Option<bool>,
     /// Information fields (phone, email, custom ones) to set; null or empty removes one.
-    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     fields: Option<BTreeMap<String, Option<String>>>,
 }
 
@@ -252,8 +252,9 @@ pub async fn patch_user(
 pub struct BulkRequest {
     /// These users (unknown ids are passed over)…
     ids: Option<Vec<String>>,
-    /// …or every user this filter lets through (the users table's filters).
-    #[schema(value_type = Option<Object>)]
+    /// …or every user this filter lets through (the users table's filters: each a
+    /// value or a list of values).
+    #[schema(value_type = Option<BTreeMap<String, serde_json::Value>>)]
     filter: Option<serde_json::Value>,
     #[serde(default)]
     set: BulkSet,

@@ -73,7 +73,7 @@ pub enum Audience {
 pub struct BroadcastRequest {
     to: Audience,
     /// The users table's filters (`{"tag":["VIP"],"provider":"telegram"}`).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Value>>)]
     filter: Option<Value>,
     text: Option<String>,
     card: Option<botwatch_event::Card>,
@@ -97,8 +97,6 @@ pub struct Failure {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BroadcastItem {
     id: String,
-    /// `queued`, `running`, `done` or `cancelled`.
-    #[schema(value_type = String)]
     state: BroadcastState,
     total: u64,
     sent: u64,
@@ -106,11 +104,13 @@ pub struct BroadcastItem {
     /// Users in Manual mode when their turn came.
     skipped: u64,
     created: String,
+    /// `subscribers` or `all`.
     to: Option<String>,
-    filter: Option<String>,
+    /// The filters it was started with.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Value>>)]
+    filter: Option<Value>,
     by: Option<String>,
     text: Option<String>,
-    #[schema(value_type = Vec<Object>)]
     attachments: Vec<botwatch_event::Attachment>,
     /// On `GET …/broadcasts/{id}`: the first failures (at most 100).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +130,10 @@ impl From<BroadcastFigures> for BroadcastItem {
             skipped: b.skipped,
             created: rfc3339(b.ms),
             to: info.as_ref().and_then(|i| i.to.clone()),
-            filter: info.as_ref().and_then(|i| i.filter.clone()),
+            filter: info
+                .as_ref()
+                .and_then(|i| i.filter.as_deref())
+                .and_then(|f| serde_json::from_str(f).ok()),
             by: info.and_then(|i| i.by),
             text: started.as_ref().and_then(|e| e.text.clone()),
             attachments: started.map(|e| e.attachments).unwrap_or_default(),

@@ -773,14 +773,17 @@ export interface components {
         };
         /** @description A broadcast and its progress. */
         BroadcastItem: {
-            attachments: Record<string, never>[];
+            attachments: components["schemas"]["Attachment"][];
             by?: string | null;
             created: string;
             /** Format: int64 */
             failed: number;
             /** @description On `GET …/broadcasts/{id}`: the first failures (at most 100). */
             failures?: components["schemas"]["Failure"][] | null;
-            filter?: string | null;
+            /** @description The filters it was started with. */
+            filter?: {
+                [key: string]: unknown;
+            } | null;
             id: string;
             /** Format: int64 */
             sent: number;
@@ -789,9 +792,9 @@ export interface components {
              * @description Users in Manual mode when their turn came.
              */
             skipped: number;
-            /** @description `queued`, `running`, `done` or `cancelled`. */
-            state: string;
+            state: components["schemas"]["BroadcastState"];
             text?: string | null;
+            /** @description `subscribers` or `all`. */
             to?: string | null;
             /** Format: int64 */
             total: number;
@@ -799,7 +802,9 @@ export interface components {
         BroadcastRequest: {
             card?: null | components["schemas"]["Card"];
             /** @description The users table's filters (`{"tag":["VIP"],"provider":"telegram"}`). */
-            filter?: Record<string, never> | null;
+            filter?: {
+                [key: string]: unknown;
+            } | null;
             text?: string | null;
             to: components["schemas"]["Audience"];
         };
@@ -838,8 +843,13 @@ export interface components {
         BulkRequest: {
             /** @description Tags' names. */
             add_tags?: string[];
-            /** @description …or every user this filter lets through (the users table's filters). */
-            filter?: Record<string, never> | null;
+            /**
+             * @description …or every user this filter lets through (the users table's filters: each a
+             *     value or a list of values).
+             */
+            filter?: {
+                [key: string]: unknown;
+            } | null;
             /** @description These users (unknown ids are passed over)… */
             ids?: string[] | null;
             remove_tags?: string[];
@@ -1248,7 +1258,7 @@ export interface components {
             auto_mode?: boolean | null;
             /** @description Information fields (phone, email, custom ones) to set; null or empty removes one. */
             fields?: {
-                [key: string]: string;
+                [key: string]: string | null;
             } | null;
             gender?: string | null;
             /** @description Stands over the name channels send; empty or null: theirs again. */

@@ -196,7 +196,44 @@ async fn a_cancelled_broadcast_starts_nobody_more(backend: Backend) {
     s.stop().await;
 }
 
+/// A web chat user of a bot whose web chat is off cannot read anything there: the
+/// message fails saying so (it was counted as sent, and nobody could see it).
+async fn a_web_chat_that_is_off_reaches_nobody(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let mut event = from("wc-0123456789abcdef0123456789abcdef");
+    event["provider"] = json!("webchat");
+    assert_eq!(s.ingest(event.to_string()).await.0, 202);
+    s.wait_for_messages("helpdesk", 1).await;
+    let (status, created) = s
+        .post(
+            "/api/v1/bots/helpdesk/broadcasts",
+            json!({"to": "all", "text": "Anyone there?"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!(
+        "/api/v1/bots/helpdesk/broadcasts/{}",
+        created["id"].as_str().expect("id")
+    );
+    let done = until_long(
+        &s,
+        &path,
+        |b| b["state"] == "done",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        (&done["sent"], &done["failed"]),
+        (&json!(0), &json!(1)),
+        "{done}"
+    );
+    let reason = done["failures"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("web chat is off"), "{reason}");
+    s.stop().await;
+}
+
 both_backends!(
     subscribers_get_it_once_manual_users_are_skipped_refusals_listed,
     a_cancelled_broadcast_starts_nobody_more,
+    a_web_chat_that_is_off_reaches_nobody,
 );

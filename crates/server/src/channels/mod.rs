@@ -102,6 +102,13 @@ pub async fn channel_for(
 ) -> Result<AnyChannel, Undelivered> {
     let doc = settings_of(state, bot).await?;
     if provider == webchat::PROVIDER {
+        if !doc.channels.webchat.enabled {
+            return Err(Undelivered(
+                "the bot's web chat is off (channels.webchat.enabled in Settings): nobody can \
+                 read the message there"
+                    .to_owned(),
+            ));
+        }
         return Ok(AnyChannel::WebChat(webchat::WebChatChannel));
     }
     if provider == telegram::PROVIDER
