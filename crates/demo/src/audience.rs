@@ -18,7 +18,8 @@ pub struct AudienceConfig {
     pub bots: Vec<String>,
 }
 
-/// Seeds each bot's audience once it has users (waits for them, up to a minute).
+/// Seeds each bot's audience once it has a few users (waits for them, up to two
+/// minutes).
 pub async fn seed(config: AudienceConfig) {
     let http = reqwest::Client::new();
     for bot in &config.bots {
@@ -54,17 +55,17 @@ async fn seed_bot(
 ) -> Result<u64, String> {
     let users_path = format!("/api/v1/bots/{bot}/users?limit=200&sort=name");
     let mut users = Vec::new();
-    for _ in 0..60 {
+    for _ in 0..120 {
         let (status, page) =
             call(http, config, reqwest::Method::GET, &users_path, Value::Null).await?;
-        if status == 200 && page["total"].as_u64().unwrap_or(0) >= 12 {
+        if status == 200 && page["total"].as_u64().unwrap_or(0) >= 5 {
             users = page["items"].as_array().cloned().unwrap_or_default();
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     if users.is_empty() {
-        return Err("no users within a minute".to_owned());
+        return Err("no users within two minutes".to_owned());
     }
     for (kind, name) in [
         ("tags", "Customers"),
@@ -101,16 +102,16 @@ async fn seed_bot(
         })
     };
     let bulk = [
-        (ids(&|n, _| n % 3 == 0), json!({"add_tags": ["Customers"]})),
+        (ids(&|n, _| n % 2 == 0), json!({"add_tags": ["Customers"]})),
         (
             ids(&|_, u| ukrainian(u)),
             json!({"add_tags": ["Ukrainians"]}),
         ),
-        (ids(&|n, _| n % 7 == 1), json!({"add_tags": ["VIP"]})),
+        (ids(&|n, _| n % 4 == 1), json!({"add_tags": ["VIP"]})),
         (ids(&|n, _| n < 2), json!({"set": {"role": "admin"}})),
-        (ids(&|n, _| n % 11 == 5), json!({"set": {"role": "tester"}})),
+        (ids(&|n, _| n % 5 == 3), json!({"set": {"role": "tester"}})),
         (
-            ids(&|n, _| n % 9 == 4),
+            ids(&|n, _| n % 6 == 4),
             json!({"set": {"subscriber": false}}),
         ),
     ];
