@@ -1694,3 +1694,62 @@ fn handoffs_are_botwatchs_own() {
     let back: Event = serde_json::from_str(&event.to_json()).expect("reads back");
     assert_eq!(back, event);
 }
+
+/// `audience` and `broadcast` are botwatch's own: refused from bots, read back from
+/// botwatch's log with their payloads checked; events about the bot need no user.
+#[test]
+fn audience_and_broadcasts_are_botwatchs_own() {
+    let edit = json!({
+        "id": "aud-1", "bot": "helpdesk", "type": "audience", "provider": "telegram",
+        "user": {"id": "5532"},
+        "audience": {"op": "edit", "role": "r-1", "add_tags": ["t-1"], "subscriber": false,
+                     "fields": {"phone": "+380"}},
+        "ts": "2026-11-26T10:15:00.123Z"
+    });
+    let label = json!({
+        "id": "aud-2", "bot": "helpdesk", "type": "audience", "provider": "botwatch",
+        "user": {"id": ""},
+        "audience": {"op": "label", "of": "tag", "key": "t-1", "name": "Клієнти"},
+        "ts": "2026-11-26T10:15:00.123Z"
+    });
+    let broadcast = json!({
+        "id": "broadcast-b1", "bot": "helpdesk", "type": "broadcast", "provider": "botwatch",
+        "user": {"id": ""}, "text": "News",
+        "broadcast": {"id": "b1", "state": "queued", "total": 3, "to": "all"},
+        "ts": "2026-11-26T10:15:00.123Z"
+    });
+    for event in [&edit, &label, &broadcast] {
+        let faults = invalid(&event.to_string());
+        assert!(
+            faults.iter().any(|f| f.field.as_deref() == Some("type")),
+            "{faults:?}"
+        );
+    }
+    let own = Limits {
+        own_kinds: true,
+        ..Limits::default()
+    };
+    let read = |v: &Value| parse_event(v.to_string().as_bytes(), 0, now(), &own);
+    for event in [&edit, &label, &broadcast] {
+        let e = read(event).expect("botwatch's own event");
+        let back: Event = serde_json::from_str(&e.to_json()).expect("canonical JSON reads back");
+        assert_eq!(back, e);
+        assert_eq!(
+            read(&serde_json::from_str(&e.to_json()).expect("json")).expect("again"),
+            e
+        );
+    }
+    assert!(read(&label).expect("label").is_about_bot());
+    assert!(!read(&edit).expect("edit").is_about_bot());
+    // Payloads are checked: a tag key with a space, a field too long, no payload.
+    let faults = read(&with(edit.clone(), "/audience/add_tags", json!(["a b"]))).expect_err("key");
+    assert_eq!(faults[0].field.as_deref(), Some("audience.add_tags"));
+    let long = "x".repeat(2000);
+    let faults =
+        read(&with(edit.clone(), "/audience/fields/notes", json!(long))).expect_err("long");
+    assert_eq!(faults[0].field.as_deref(), Some("audience.fields"));
+    let faults = read(&without(edit, "/audience")).expect_err("no payload");
+    assert_eq!(faults[0].field.as_deref(), Some("audience"));
+    let faults = read(&with(broadcast, "/broadcast/state", json!("maybe"))).expect_err("state");
+    assert_eq!(faults[0].field.as_deref(), Some("broadcast"));
+}

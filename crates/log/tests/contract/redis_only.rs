@@ -107,6 +107,9 @@ async fn an_adapter_cannot_write_botwatchs_own_events() {
         r#"{"id":"f1","bot":"b1","type":"mode_changed","provider":"web","user":{"id":"u"},"mode":"manual"}"#,
         r#"{"id":"f2","bot":"b1","type":"handoff","provider":"web","user":{"id":"u"}}"#,
         r#"{"id":"f3","bot":"b1","type":"delivery","provider":"web","user":{"id":"u"},"delivery":{"message":"m","state":"sent"}}"#,
+        r#"{"id":"f5","bot":"b1","type":"audience","provider":"web","user":{"id":"u"},"audience":{"op":"edit","subscriber":false}}"#,
+        r#"{"id":"f6","bot":"b1","type":"audience","provider":"web","user":{"id":""},"audience":{"op":"label","of":"role","key":"r1","name":"admin"}}"#,
+        r#"{"id":"f7","bot":"b1","type":"broadcast","provider":"web","user":{"id":""},"broadcast":{"id":"x","state":"queued","total":1}}"#,
     ];
     for event in forged {
         xadd(&b, &[("event", event)]).await;
@@ -119,7 +122,7 @@ async fn an_adapter_cannot_write_botwatchs_own_events() {
     .await;
     let batch = log.read(Position::START, 100, None).await.expect("read");
     assert_eq!(ids(&batch.entries), ["f4"]);
-    assert_eq!(batch.dead_lettered, 3);
+    assert_eq!(batch.dead_lettered, 6);
     assert_eq!(
         batch.entries[0].event.delivery, None,
         "not botwatch's to deliver"
@@ -129,10 +132,45 @@ async fn an_adapter_cannot_write_botwatchs_own_events() {
     let mut handoff = msg("b1", "u", "own-2", at(0), "a human please");
     handoff.kind = botwatch_event::EventKind::Handoff;
     handoff.direction = None;
-    log.append(vec![handoff]).await.expect("append");
+    let mut edit = botwatch_event::Event::about_dialog(
+        "own-3".to_owned(),
+        botwatch_event::EventKind::Audience,
+        "b1",
+        "web",
+        "u",
+    );
+    edit.audience = Some(botwatch_event::AudienceChange::Edit(
+        botwatch_event::UserEdit {
+            subscriber: Some(false),
+            ..botwatch_event::UserEdit::default()
+        },
+    ));
+    let mut label = botwatch_event::Event::about_dialog(
+        "own-4".to_owned(),
+        botwatch_event::EventKind::Audience,
+        "b1",
+        "botwatch",
+        "",
+    );
+    label.audience = Some(botwatch_event::AudienceChange::Label(
+        botwatch_event::Label {
+            of: botwatch_event::LabelOf::Tag,
+            key: "t-1".to_owned(),
+            name: Some("VIP".to_owned()),
+        },
+    ));
+    log.append(vec![handoff, edit.clone(), label.clone()])
+        .await
+        .expect("append");
     let next = batch.next;
     let batch = log.read(next, 100, None).await.expect("read");
-    assert_eq!(ids(&batch.entries), ["own-2"]);
+    assert_eq!(ids(&batch.entries), ["own-2", "own-3", "own-4"]);
+    assert_eq!(
+        batch.entries[1].event.audience, edit.audience,
+        "read back whole"
+    );
+    assert_eq!(batch.entries[2].event.audience, label.audience);
+    assert_eq!(batch.entries[2].event.user.id, "", "about the bot, no user");
     b.cleanup().await;
 }
 
