@@ -188,13 +188,14 @@ impl serde::Serialize for Audience {
 impl<'de> serde::Deserialize<'de> for Audience {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Audience, D::Error> {
         let s = Stored::<Vec<LabelEntry>, Vec<Record>>::deserialize(d)?;
-        let mut audience = Audience {
+        // Derived tables are rebuilt once the figures checked what was read
+        // (`rebuild`, from `BotFigures`): a record of an unknown user must be refused,
+        // not sized for.
+        Ok(Audience {
             labels: s.labels,
             records: s.records,
             ..Audience::default()
-        };
-        audience.rebuild();
-        Ok(audience)
+        })
     }
 }
 
@@ -206,7 +207,9 @@ pub struct LabelInfo {
 }
 
 impl Audience {
-    fn rebuild(&mut self) {
+    /// Rebuilds what is derived (key index, record numbers, scan summaries) after a
+    /// snapshot was read and checked.
+    pub(crate) fn rebuild(&mut self) {
         self.label_of_key = self
             .labels
             .iter()
@@ -445,6 +448,11 @@ impl Audience {
         self.live(n)
     }
 
+    /// Whether label number `n` is a role or a tag as `of` says.
+    pub(crate) fn is_of(&self, n: u32, of: LabelOf) -> bool {
+        self.labels.get(n as usize).is_some_and(|l| l.of == of)
+    }
+
     /// Label number `n`'s key (`n` from [`find`](Self::find)).
     pub(crate) fn key(&self, n: u32) -> &str {
         self.labels.get(n as usize).map_or("", |l| &l.key)
@@ -475,12 +483,52 @@ impl Audience {
     /// The number of the role or tag named `name` (the lowest key when two share a
     /// name, so every node picks the same).
     pub(crate) fn find(&self, of: LabelOf, name: &str) -> Option<u32> {
+        self.find_all(of, name)
+            .min_by(|&a, &b| self.key(a).cmp(self.key(b)))
+    }
+
+    /// Every role or tag named `name`: two requests may create the same name at once
+    /// (or rename two labels to one), and then the name stands for all of them —
+    /// filters match any, facets count a user once, a rename or delete takes all.
+    pub(crate) fn find_all<'a>(
+        &'a self,
+        of: LabelOf,
+        name: &'a str,
+    ) -> impl Iterator<Item = u32> + 'a {
         self.labels
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.of == of && l.name() == Some(name))
-            .min_by(|a, b| a.1.key.cmp(&b.1.key))
+            .filter(move |(_, l)| l.of == of && l.name() == Some(name))
             .map(|(n, _)| n as u32)
+    }
+
+    /// Per label number: the number that stands for its name (the lowest key among
+    /// the labels of that sort and name), or `u32::MAX` for a label that is gone.
+    pub(crate) fn canonical(&self) -> Vec<u32> {
+        let mut first: HashMap<(LabelOf, &str), u32> = HashMap::new();
+        for (n, l) in self.labels.iter().enumerate() {
+            if let Some(name) = l.name() {
+                let slot = first.entry((l.of, name)).or_insert(n as u32);
+                if self.key(n as u32) < self.key(*slot) {
+                    *slot = n as u32;
+                }
+            }
+        }
+        self.labels
+            .iter()
+            .map(|l| match l.name() {
+                Some(name) => first.get(&(l.of, name)).copied().unwrap_or(u32::MAX),
+                None => u32::MAX,
+            })
+            .collect()
+    }
+
+    /// The keys of the tags user `user` carries (that still exist).
+    pub(crate) fn tag_keys(&self, user: u32) -> Vec<String> {
+        self.tags_of(user)
+            .into_iter()
+            .map(|n| self.key(n).to_owned())
+            .collect()
     }
 
     /// Users whose name an operator set (the name index must use theirs).
@@ -578,6 +626,28 @@ mod tests {
     }
 
     #[test]
+    fn labels_sharing_a_name_stand_for_one() {
+        let mut a = Audience::default();
+        apply(&mut a, 0, "1", 1, label(LabelOf::Tag, "t-b", Some("VIP")));
+        apply(&mut a, 0, "2", 1, label(LabelOf::Tag, "t-a", Some("VIP")));
+        apply(&mut a, 0, "3", 1, label(LabelOf::Tag, "t-c", Some("New")));
+        assert_eq!(
+            a.find(LabelOf::Tag, "VIP").map(|n| a.key(n)),
+            Some("t-a"),
+            "the lowest key"
+        );
+        assert_eq!(a.find_all(LabelOf::Tag, "VIP").count(), 2);
+        // Both labels count under the first one's number; the other name under its own.
+        assert_eq!(a.canonical(), [1, 1, 2]);
+        apply(&mut a, 0, "4", 2, label(LabelOf::Tag, "t-a", None));
+        assert_eq!(
+            a.canonical(),
+            [0, u32::MAX, 2],
+            "the other one stands for the name"
+        );
+    }
+
+    #[test]
     fn a_deleted_label_leaves_every_user_and_a_snapshot_keeps_all() {
         let mut a = Audience::default();
         apply(&mut a, 0, "1", 1, label(LabelOf::Role, "r1", Some("admin")));
@@ -585,7 +655,9 @@ mod tests {
         apply(&mut a, 3, "3", 2, edit(|e| e.role = Some("r1".to_owned())));
         assert_eq!(a.role_of(2), Some(0));
         let bytes = serde_json::to_vec(&a).expect("encode");
-        let back: Audience = serde_json::from_slice(&bytes).expect("decode");
+        let mut back: Audience = serde_json::from_slice(&bytes).expect("decode");
+        assert!(back.check(4).is_ok());
+        back.rebuild();
         assert_eq!(back.role_of(3), Some(0));
         assert!(back.check(4).is_ok());
         assert!(back.check(3).is_err(), "user 3 unknown");

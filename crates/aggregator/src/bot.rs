@@ -432,6 +432,7 @@ impl BotFigures {
     /// After loading: the arena without garbage, the name search, and the indexes by
     /// id, text and provider.
     fn rebuild_indexes(&mut self) {
+        self.audience.rebuild();
         self.compact();
         let (strings, users, hasher) = (&self.strings, &self.users, &self.hasher);
         self.index = HashTable::with_capacity(users.len());
@@ -879,6 +880,8 @@ impl BotFigures {
             .map(str::to_owned)
             .collect();
         tags.sort();
+        // Two labels may share a name (created at once): it is one tag to readers.
+        tags.dedup();
         tags
     }
 
@@ -897,6 +900,25 @@ impl BotFigures {
     pub fn label_key(&self, of: LabelOf, name: &str) -> Option<String> {
         let n = self.audience.find(of, name)?;
         Some(self.audience.key(n).to_owned())
+    }
+
+    /// User `id`'s provider and mode (what a sender needs, without the rest of
+    /// [`user`](Self::user)).
+    pub fn provider_and_mode(&self, id: &str) -> Option<(Option<String>, Mode)> {
+        let i = self.find_user(id)?;
+        let u = &self.users[i as usize];
+        let provider = (u.provider_ms != NEVER)
+            .then(|| self.providers.get(u.provider as usize))
+            .flatten()
+            .map(|p| p.to_string());
+        Some((provider, self.mode_of(i)))
+    }
+
+    /// The keys of the tags user `id` carries (what an edit that removes one names).
+    pub fn tag_keys(&self, id: &str) -> Vec<String> {
+        self.find_user(id)
+            .map(|i| self.audience.tag_keys(i))
+            .unwrap_or_default()
     }
 
     /// Whether audience event `id` (an edit, a role or tag) was applied lately: a

@@ -178,7 +178,7 @@ impl BotFigures {
         let labels = self.audience.label_count();
         let wanted = |of, names: &[String]| {
             let mut wanted = vec![false; labels];
-            for n in names.iter().filter_map(|n| self.audience.find(of, n)) {
+            for n in names.iter().flat_map(|n| self.audience.find_all(of, n)) {
                 wanted[n as usize] = true;
             }
             wanted
@@ -187,6 +187,10 @@ impl BotFigures {
         let facets = selected.is_none() && !with_messages_only;
         let wanted_tags = wanted(botwatch_event::LabelOf::Tag, &f.tags);
         let alive = self.audience.alive();
+        // Labels sharing a name count as one: each under its name's first label, once
+        // per user (`counted_for`: the last user counted under it).
+        let canonical = self.audience.canonical();
+        let mut counted_for = vec![u32::MAX; labels];
         let wanted_roles = wanted(botwatch_event::LabelOf::Role, &f.roles);
         let search = f
             .search
@@ -257,12 +261,21 @@ impl BotFigures {
                 provider_counts[u.provider as usize] += 1;
             }
             if counts_in(1) {
-                each_tag(&mut |t| tag_counts[t as usize] += 1);
+                each_tag(&mut |t| {
+                    let c = canonical[t as usize] as usize;
+                    if let Some(last) = counted_for.get_mut(c)
+                        && *last != i
+                    {
+                        *last = i;
+                        tag_counts[c] += 1;
+                    }
+                });
             }
             if counts_in(2)
-                && let Some(r) = role
+                && let Some(c) = role.and_then(|r| canonical.get(r as usize))
+                && let Some(count) = role_counts.get_mut(*c as usize)
             {
-                role_counts[r as usize] += 1;
+                *count += 1;
             }
             if counts_in(3) && subscriber {
                 subscribers += 1;
@@ -315,11 +328,10 @@ impl BotFigures {
         provider.sort();
         let counts = |of, counts: &[u64]| {
             let mut named: Vec<(String, u64)> = (0..labels as u32)
+                .filter(|&n| canonical[n as usize] == n && self.audience.is_of(n, of))
                 .filter_map(|n| {
                     let name = self.audience.label_name(n)?;
-                    let key = self.audience.key(n);
-                    (self.audience.find(of, name).map(|f| self.audience.key(f)) == Some(key))
-                        .then(|| (name.to_owned(), counts[n as usize]))
+                    Some((name.to_owned(), counts[n as usize]))
                 })
                 .collect();
             named.sort();

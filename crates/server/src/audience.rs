@@ -80,11 +80,22 @@ async fn labels(state: &AppState, bot: &str, of: LabelOf) -> Result<Vec<LabelInf
         .ok_or_else(|| no_bot(bot))
 }
 
+/// The key a new use of `name` gets: the lowest of the labels with that name (the list
+/// is sorted by name, then key).
 fn key_of(labels: &[LabelInfo], name: &str) -> Option<String> {
     labels
         .iter()
         .find(|l| l.name == name)
         .map(|l| l.key.clone())
+}
+
+/// Every key named `name` (two labels may share a name when created at once).
+fn keys_of(labels: &[LabelInfo], name: &str) -> Vec<String> {
+    labels
+        .iter()
+        .filter(|l| l.name == name)
+        .map(|l| l.key.clone())
+        .collect()
 }
 
 fn what(of: LabelOf) -> &'static str {
@@ -204,15 +215,52 @@ pub async fn patch_user(
         ..UserEdit::default()
     };
     if let Some(wanted) = &patch.tags {
-        let wanted: BTreeSet<String> = tag_keys(&tags, wanted)?.into_iter().collect();
-        let current: BTreeSet<String> = tag_keys(&tags, &known.tags)?.into_iter().collect();
+        tag_keys(&tags, wanted)?;
+        // The keys the user carries: a name is kept under the key it has.
+        let (b, u) = (bot.clone(), user.clone());
+        let current: BTreeSet<String> = state
+            .aggregator
+            .query(move |a| a.bot(&b).map(|f| f.tag_keys(&u)).unwrap_or_default())
+            .await
+            .map_err(|_| stopped())?
+            .into_iter()
+            .collect();
+        let wanted: BTreeSet<String> = wanted
+            .iter()
+            .filter_map(|name| {
+                let mine = keys_of(&tags, name)
+                    .into_iter()
+                    .find(|k| current.contains(k));
+                mine.or_else(|| key_of(&tags, name))
+            })
+            .collect();
         edit.add_tags = wanted.difference(&current).cloned().collect();
         edit.remove_tags = current.difference(&wanted).cloned().collect();
+    }
+    let fields_after = known
+        .fields
+        .keys()
+        .chain(edit.fields.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| edit.fields.get(*k).is_none_or(|v| !v.is_empty()))
+        .count();
+    if fields_after > botwatch_event::audience::MAX_FIELDS {
+        return Err(bad(
+            "bad_request",
+            format!(
+                "fields: a user may have {} at most; this would make {fields_after}",
+                botwatch_event::audience::MAX_FIELDS
+            ),
+        ));
     }
     let edit = checked(edit)?;
     let provider = known.provider.as_deref().unwrap_or("botwatch");
     if edit != UserEdit::default() {
-        let event = audience_event(&bot, provider, &user, AudienceChange::Edit(edit));
+        let event = crate::outbox::checked_own(
+            &state,
+            audience_event(&bot, provider, &user, AudienceChange::Edit(edit)),
+        )?;
         let id = event.id.clone();
         state.log.append(vec![event]).await?;
         wait_until_applied(&state, &bot, &id).await?;
@@ -294,8 +342,8 @@ pub(crate) async fn chosen_users(
                 ids.into_iter()
                     .filter(|id| seen.insert(id.clone()))
                     .filter_map(|id| {
-                        let u = f.user(&id)?;
-                        Some((id, u.provider, u.mode))
+                        let (provider, mode) = f.provider_and_mode(&id)?;
+                        Some((id, provider, mode))
                     })
                     .collect(),
             )
@@ -333,11 +381,27 @@ pub async fn bulk(
     };
     let roles = labels(&state, &bot, LabelOf::Role).await?;
     let tags = labels(&state, &bot, LabelOf::Tag).await?;
+    if let Some(both) = request
+        .add_tags
+        .iter()
+        .find(|t| request.remove_tags.contains(t))
+    {
+        return Err(bad(
+            "bad_request",
+            format!("{both:?} is both in add_tags and in remove_tags"),
+        ));
+    }
+    tag_keys(&tags, &request.remove_tags)?;
     let edit = checked(UserEdit {
         role: role_key(&roles, request.set.role)?,
         subscriber: request.set.subscriber,
         add_tags: tag_keys(&tags, &request.add_tags)?,
-        remove_tags: tag_keys(&tags, &request.remove_tags)?,
+        // Every label of each name (two may share one).
+        remove_tags: request
+            .remove_tags
+            .iter()
+            .flat_map(|name| keys_of(&tags, name))
+            .collect(),
         ..UserEdit::default()
     })?;
     let mode = request
@@ -357,8 +421,10 @@ pub async fn bulk(
         for (user, provider, current) in chunk {
             let provider = provider.as_deref().unwrap_or("botwatch");
             if edit != UserEdit::default() {
-                let event =
-                    audience_event(&bot, provider, user, AudienceChange::Edit(edit.clone()));
+                let event = crate::outbox::checked_own(
+                    &state,
+                    audience_event(&bot, provider, user, AudienceChange::Edit(edit.clone())),
+                )?;
                 last = Some(event.id.clone());
                 events.push(event);
             }
@@ -438,31 +504,40 @@ async fn list(state: &AppState, bot: &str, of: LabelOf) -> Result<Vec<LabelItem>
         .await
         .map_err(|_| stopped())?
         .ok_or_else(|| no_bot(bot))?;
-    Ok(labels
+    let mut items: Vec<LabelItem> = labels
         .into_iter()
         .map(|l| LabelItem {
             users: counts.get(&l.name).copied().unwrap_or(0),
             name: l.name,
         })
-        .collect())
+        .collect();
+    // Two labels sharing a name are one to readers.
+    items.dedup_by(|a, b| a.name == b.name);
+    Ok(items)
 }
 
-/// Appends a label event (define, rename, delete) and waits to see it applied.
-async fn change_label(
+/// Appends label events (define, rename, delete; one per key) and waits to see them
+/// applied.
+async fn change_labels(
     state: &AppState,
     principal: &Principal,
     bot: &str,
-    label: Label,
+    labels: Vec<Label>,
     action: &str,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    if let Some((field, reason)) = label.problem() {
-        return Err(bad("bad_request", format!("{field}: {reason}")));
+    let events = labels
+        .into_iter()
+        .map(|label| {
+            let event = audience_event(bot, "botwatch", "", AudienceChange::Label(label));
+            crate::outbox::checked_own(state, event)
+        })
+        .collect::<Result<Vec<Event>, ApiError>>()?;
+    let last = events.last().map(|e| e.id.clone());
+    state.log.append(events).await?;
+    if let Some(id) = last {
+        wait_until_applied(state, bot, &id).await?;
     }
-    let event = audience_event(bot, "botwatch", "", AudienceChange::Label(label));
-    let id = event.id.clone();
-    state.log.append(vec![event]).await?;
-    wait_until_applied(state, bot, &id).await?;
     crate::session::audit(state, principal, action, Some(bot), detail).await
 }
 
@@ -498,11 +573,11 @@ async fn create(
         name: Some(name.clone()),
     };
     let action = format!("{}.create", what(of));
-    change_label(
+    change_labels(
         &state,
         &principal,
         &bot,
-        label,
+        vec![label],
         &action,
         json!({ "name": name }),
     )
@@ -510,20 +585,23 @@ async fn create(
     Ok((StatusCode::CREATED, Json(LabelItem { name, users: 0 })))
 }
 
-/// A label's key from its name in the path, or 404.
-async fn existing_key(
+/// The keys of the label named in the path (one, or more when two share the name), or
+/// 404.
+async fn existing_keys(
     state: &AppState,
     bot: &str,
     of: LabelOf,
     name: &str,
-) -> Result<String, ApiError> {
-    key_of(&labels(state, bot, of).await?, name).ok_or_else(|| {
-        ApiError::new(
+) -> Result<Vec<String>, ApiError> {
+    let keys = keys_of(&labels(state, bot, of).await?, name);
+    if keys.is_empty() {
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("the bot has no {} {name:?}", what(of)),
-        )
-    })
+        ));
+    }
+    Ok(keys)
 }
 
 async fn rename(
@@ -535,7 +613,7 @@ async fn rename(
 ) -> Result<Json<LabelItem>, ApiError> {
     let LabelRequest { name: new } = body(&bytes, r#"{"name":…}"#)?;
     check_name(&new)?;
-    let key = existing_key(&state, &bot, of, &name).await?;
+    let keys = existing_keys(&state, &bot, of, &name).await?;
     let existing = labels(&state, &bot, of).await?;
     if new != name && key_of(&existing, &new).is_some() {
         return Err(ApiError::new(
@@ -544,17 +622,20 @@ async fn rename(
             format!("the bot already has a {} {new:?}", what(of)),
         ));
     }
-    let label = Label {
-        of,
-        key,
-        name: Some(new.clone()),
-    };
+    let renamed = keys
+        .into_iter()
+        .map(|key| Label {
+            of,
+            key,
+            name: Some(new.clone()),
+        })
+        .collect();
     let action = format!("{}.rename", what(of));
-    change_label(
+    change_labels(
         &state,
         &principal,
         &bot,
-        label,
+        renamed,
         &action,
         json!({ "from": name, "to": new }),
     )
@@ -573,18 +654,21 @@ async fn delete(
     (bot, name): (String, String),
     of: LabelOf,
 ) -> Result<StatusCode, ApiError> {
-    let key = existing_key(&state, &bot, of, &name).await?;
-    let label = Label {
-        of,
-        key,
-        name: None,
-    };
+    let deleted = existing_keys(&state, &bot, of, &name)
+        .await?
+        .into_iter()
+        .map(|key| Label {
+            of,
+            key,
+            name: None,
+        })
+        .collect();
     let action = format!("{}.delete", what(of));
-    change_label(
+    change_labels(
         &state,
         &principal,
         &bot,
-        label,
+        deleted,
         &action,
         json!({ "name": name }),
     )

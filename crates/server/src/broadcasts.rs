@@ -210,6 +210,36 @@ pub async fn create(
             "no user matches: nobody would receive this broadcast",
         ));
     }
+    let total = users.len() as u64;
+    // Checked first, so that nothing is stored for a broadcast the log would refuse.
+    let event = crate::outbox::checked_own(
+        &state,
+        Event {
+            text: sample.text,
+            attachments: sample.attachments,
+            broadcast: Some(BroadcastInfo {
+                id: id.clone(),
+                state: BroadcastState::Queued,
+                total,
+                to: Some(
+                    match request.to {
+                        Audience::Subscribers => "subscribers",
+                        Audience::All => "all",
+                    }
+                    .to_owned(),
+                ),
+                filter: request.filter.as_ref().map(Value::to_string),
+                by: Some(principal.actor()),
+            }),
+            ..Event::about_dialog(
+                format!("broadcast-{id}"),
+                EventKind::Broadcast,
+                &bot,
+                "botwatch",
+                "",
+            )
+        },
+    )?;
     let ids: Vec<&str> = users.iter().map(|(id, _, _)| id.as_str()).collect();
     state
         .log
@@ -222,32 +252,6 @@ pub async fn create(
             },
         )
         .await?;
-    let total = users.len() as u64;
-    let event = Event {
-        text: sample.text,
-        attachments: sample.attachments,
-        broadcast: Some(BroadcastInfo {
-            id: id.clone(),
-            state: BroadcastState::Queued,
-            total,
-            to: Some(
-                match request.to {
-                    Audience::Subscribers => "subscribers",
-                    Audience::All => "all",
-                }
-                .to_owned(),
-            ),
-            filter: request.filter.as_ref().map(Value::to_string),
-            by: Some(principal.actor()),
-        }),
-        ..Event::about_dialog(
-            format!("broadcast-{id}"),
-            EventKind::Broadcast,
-            &bot,
-            "botwatch",
-            "",
-        )
-    };
     state.log.append(vec![event]).await?;
     info!(
         bot,
@@ -265,11 +269,21 @@ pub async fn create(
     )
     .await?;
     let deadline = tokio::time::Instant::now() + APPLIED_WITHIN;
-    while find(&state, &bot, &id).await?.is_none() && tokio::time::Instant::now() < deadline {
+    while !exists(&state, &bot, &id).await? && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     state.broadcast_runs.wake.notify_one();
     Ok((StatusCode::CREATED, Json(BroadcastCreated { id, total })))
+}
+
+/// Whether this node's figures know broadcast `id` (cheaper than [`find`]).
+async fn exists(state: &AppState, bot: &str, id: &str) -> Result<bool, ApiError> {
+    let (b, i) = (bot.to_owned(), id.to_owned());
+    state
+        .aggregator
+        .query(move |a| a.bot(&b).is_some_and(|f| f.broadcast(&i).is_some()))
+        .await
+        .map_err(|_| stopped())
 }
 
 async fn find(state: &AppState, bot: &str, id: &str) -> Result<Option<BroadcastItem>, ApiError> {
@@ -365,6 +379,7 @@ pub async fn cancel(
                 "",
             )
         };
+        let event = crate::outbox::checked_own(&state, event)?;
         state.log.append(vec![event]).await?;
         info!(bot, id, operator = principal.actor(), "broadcast cancelled");
         crate::session::audit(
@@ -413,6 +428,11 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             _ = tokio::time::sleep(LOOK_EVERY) => {}
         }
         while tasks.try_join_next().is_some() {}
+        // Until the figures show everything written before this start, they may not
+        // know which recipients were handled.
+        if !state.caught_up.load(std::sync::atomic::Ordering::Acquire) {
+            continue;
+        }
         let Ok(open) = state
             .aggregator
             .query(|a| {
@@ -507,18 +527,24 @@ async fn send_all(
             .collect::<Vec<Value>>(),
     );
     let operator = started.by.clone().unwrap_or_else(|| "broadcast".to_owned());
-    let mut renewed = tokio::time::Instant::now();
+    // The lease is renewed when due, between recipients and while one is delivered
+    // (a delivery may last longer than the lease); sending stops when it is lost.
+    let mut lease = Lease {
+        key: lease,
+        renew_at: tokio::time::Instant::now() + RENEW_EVERY,
+        lost: false,
+    };
     let mut next_at: HashMap<String, tokio::time::Instant> = HashMap::new();
     for (n, user) in recipients.iter().enumerate() {
         if stop.is_cancelled() {
             return Ok(());
         }
-        if renewed.elapsed() >= RENEW_EVERY {
-            if !state.log.lease(&lease, &state.node, LEASE).await? {
-                warn!("the broadcast's lease went to another node");
-                return Ok(());
-            }
-            renewed = tokio::time::Instant::now();
+        if tokio::time::Instant::now() >= lease.renew_at {
+            lease.renew(state).await;
+        }
+        if lease.lost {
+            warn!("the broadcast's lease could not be kept; another node goes on");
+            return Ok(());
         }
         let message_id = format!("bc-{id}-{n}");
         let turn = {
@@ -543,11 +569,11 @@ async fn send_all(
                         return Turn::Handled;
                     }
                     // Recipients were chosen among the bot's users, who stay known.
-                    let Some(figures) = f.user(&u) else {
+                    let Some((provider, mode)) = f.provider_and_mode(&u) else {
                         return Turn::Handled;
                     };
-                    let provider = figures.provider.unwrap_or_else(|| "botwatch".to_owned());
-                    match figures.mode {
+                    let provider = provider.unwrap_or_else(|| "botwatch".to_owned());
+                    match mode {
                         Mode::Manual => Turn::Skip {
                             reason: "in Manual mode: an operator is talking to the user",
                             provider,
@@ -562,6 +588,13 @@ async fn send_all(
             Turn::Handled => {}
             Turn::Stop => return Ok(()),
             Turn::Skip { reason, provider } => {
+                // Claimed like a delivery: a node that decided otherwise meanwhile
+                // (the user was in Auto where it read) sends, and this one does not.
+                let owner = format!("{}@{}", state.node, chrono::Utc::now().timestamp_millis());
+                let claim = format!("outbox:{bot}:{message_id}");
+                if state.log.claim(&claim, &owner).await? != botwatch_log::Claim::Won {
+                    continue;
+                }
                 let event = Event {
                     delivery: Some(Delivery {
                         message: Some(message_id.clone()),
@@ -596,12 +629,39 @@ async fn send_all(
                 )?;
                 // Recorded first: if this node stops now, the sweeper sends it.
                 state.log.append(vec![message.clone()]).await?;
-                crate::outbox::deliver(state.clone(), message).await;
+                let delivery = crate::outbox::deliver(state.clone(), message);
+                tokio::pin!(delivery);
+                loop {
+                    tokio::select! {
+                        () = &mut delivery => break,
+                        () = tokio::time::sleep_until(lease.renew_at) => lease.renew(state).await,
+                    }
+                }
             }
         }
     }
     info!("broadcast gone through");
     Ok(())
+}
+
+/// A runner's lease on its broadcast.
+struct Lease {
+    key: String,
+    renew_at: tokio::time::Instant,
+    /// Another node holds it now (or the storage could not say).
+    lost: bool,
+}
+
+impl Lease {
+    async fn renew(&mut self, state: &AppState) {
+        self.renew_at = tokio::time::Instant::now() + RENEW_EVERY;
+        if !matches!(
+            state.log.lease(&self.key, &state.node, LEASE).await,
+            Ok(true)
+        ) {
+            self.lost = true;
+        }
+    }
 }
 
 /// The `bot/{bot}/broadcasts` frames a batch of applied events makes: the progress of

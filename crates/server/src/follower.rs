@@ -51,14 +51,18 @@ pub struct Start {
 }
 
 /// How the follower snapshots and trims.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
+    /// Set once the follower has read up to the head of the log it found: the figures
+    /// then show everything written before this start (senders wait for it).
+    pub caught_up: Arc<std::sync::atomic::AtomicBool>,
     pub snapshot_every: u64,
     /// Retention (Redis): keep at least this many entries; `None` never trims.
     pub retain_events: Option<u64>,
 }
 
 struct Follower {
+    caught_up: Arc<std::sync::atomic::AtomicBool>,
     log: Arc<AnyLog>,
     aggregator: AggregatorHandle,
     metrics: Arc<Metrics>,
@@ -115,6 +119,7 @@ pub async fn run(
         settings_version: None,
         settings: start.settings,
         snapshot_every: options.snapshot_every.max(1),
+        caught_up: options.caught_up.clone(),
         since_snapshot: 0,
         node: start.node,
         needed: start.position,
@@ -220,6 +225,10 @@ impl Follower {
                 self.metrics.log_length.set(stats.length as i64);
                 let lag_ms = stats.head.ms.saturating_sub(self.position.ms);
                 self.metrics.reader_lag_seconds.set(lag_ms as f64 / 1000.0);
+                if self.position >= stats.head {
+                    self.caught_up
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
             }
             Err(e) => warn!(error = %e, "cannot read log stats"),
         }

@@ -97,6 +97,9 @@ pub struct AppState {
     pub deliveries: Arc<outbox::Deliveries>,
     /// The broadcasts this node sends.
     pub broadcast_runs: Arc<broadcasts::Runs>,
+    /// The follower has read the log up to the head it found at start: until then the
+    /// figures lack what was written before, and nothing is sent from them.
+    pub caught_up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -265,6 +268,7 @@ impl Server {
             handoff_phrases: Arc::default(),
             deliveries: Arc::default(),
             broadcast_runs: broadcasts::runs(),
+            caught_up: Arc::default(),
         };
         Ok(Server {
             config,
@@ -322,6 +326,7 @@ impl Server {
             state.integrity.clone(),
             start,
             follower::Options {
+                caught_up: state.caught_up.clone(),
                 snapshot_every: config.snapshot_every,
                 retain_events: config.retain_events,
             },
@@ -352,7 +357,7 @@ impl Server {
             });
         }
         // Operator messages nobody is delivering (a node stopped; a restart).
-        tokio::spawn(outbox::sweep(state.clone(), state.live_stop.clone()));
+        let sweeping = tokio::spawn(outbox::sweep(state.clone(), state.live_stop.clone()));
         // Broadcasts: each run by one node at a time.
         let broadcasting = tokio::spawn(broadcasts::run(state.clone(), state.live_stop.clone()));
         let app = router(state.clone());
@@ -387,7 +392,10 @@ impl Server {
         // Deliveries under way finish and record their outcome (Telegram's retry_after
         // can be longer than the grace: those are left to the sweeper's rules).
         state.deliveries.finish(config.shutdown_grace).await;
+        // Nothing that writes to the storage outlives the stop (a restart in the same
+        // process must find the embedded store free).
         let _ = tokio::time::timeout(config.shutdown_grace, broadcasting).await;
+        let _ = tokio::time::timeout(config.shutdown_grace, sweeping).await;
         // The follower takes a last snapshot as it stops.
         follower_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), follower).await;

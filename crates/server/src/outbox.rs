@@ -278,17 +278,47 @@ pub(crate) fn message_event(
         "sender": {"kind": "operator", "id": operator},
         "delivery": {"state": "pending", "broadcast": broadcast},
     });
-    let own = Limits {
+    botwatch_event::parse_event_value(raw, 0, chrono::Utc::now(), &own_limits(state))
+        .map_err(|faults| refused("bad_message", &faults))
+}
+
+/// The rules botwatch's own events are read back with.
+fn own_limits(state: &AppState) -> Limits {
+    Limits {
         own_kinds: true,
         ..(*state.limits).clone()
+    }
+}
+
+/// 400 (413 when too large) naming every fault.
+fn refused(code: &'static str, faults: &[botwatch_event::FieldError]) -> ApiError {
+    let said: Vec<String> = faults
+        .iter()
+        .map(|f| format!("{}: {}", f.field.as_deref().unwrap_or("event"), f.reason))
+        .collect();
+    let status = if faults
+        .iter()
+        .any(|f| f.problem == botwatch_event::Problem::TooLarge)
+    {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
     };
-    botwatch_event::parse_event_value(raw, 0, chrono::Utc::now(), &own).map_err(|faults| {
-        let said: Vec<String> = faults
-            .iter()
-            .map(|f| format!("{}: {}", f.field.as_deref().unwrap_or("message"), f.reason))
-            .collect();
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_message", said.join("; "))
-    })
+    ApiError::new(status, code, said.join("; "))
+}
+
+/// An event botwatch is about to write, checked by the rules the log's readers apply
+/// (size, the payload's limits), so that what is appended is never refused when read
+/// back: 400 or 413 for the request instead.
+pub(crate) fn checked_own(state: &AppState, event: Event) -> Result<Event, ApiError> {
+    botwatch_event::parse_event(
+        event.to_json().as_bytes(),
+        0,
+        chrono::Utc::now(),
+        &own_limits(state),
+    )
+    .map_err(|faults| refused("bad_request", &faults))?;
+    Ok(event)
 }
 
 /// Waits (a bounded time) until this node's figures know the message, so the history
@@ -511,6 +541,11 @@ pub async fn sweep(state: AppState, stop: tokio_util::sync::CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
+        }
+        // Until the figures show what was written before this start, a pending
+        // message may already have its outcome in the log.
+        if !state.caught_up.load(std::sync::atomic::Ordering::Acquire) {
+            continue;
         }
         let before = chrono::Utc::now().timestamp_millis() - SWEEP_AFTER.as_millis() as i64;
         let Ok(pending) = state

@@ -472,7 +472,90 @@ async fn an_edit_on_one_node_is_seen_on_the_other(backend: Backend) {
     s.stop().await;
 }
 
+/// What the log would refuse when read back is refused up front (it was answered 200
+/// and then dead-lettered on Redis), and a user's fields are bounded in all.
+async fn edits_the_log_would_refuse_are_refused_up_front(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    crowd(&s).await;
+    let long = "я".repeat(1024);
+    let fields: serde_json::Map<String, Value> =
+        (0..40).map(|n| (format!("f{n}"), json!(long))).collect();
+    let (status, body) = s
+        .patch("/api/v1/bots/crowd/users/t1", json!({"fields": fields}))
+        .await;
+    assert_eq!(status, 413, "{body}");
+    let (_, p) = s.get("/api/v1/bots/crowd/users/t1").await;
+    assert_eq!(p["fields"], json!({}), "nothing stored");
+    // Fifty fields in two edits, then one more: refused, naming the bound.
+    let some = |from: usize| -> serde_json::Map<String, Value> {
+        (from..from + 25)
+            .map(|n| (format!("f{n}"), json!("x")))
+            .collect()
+    };
+    patch(&s, "t1", json!({"fields": some(0)})).await;
+    patch(&s, "t1", json!({"fields": some(25)})).await;
+    let (status, body) = s
+        .patch(
+            "/api/v1/bots/crowd/users/t1",
+            json!({"fields": {"one_more": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // Replacing one (removing one, adding one) stays within the bound.
+    patch(&s, "t1", json!({"fields": {"f0": null, "one_more": "x"}})).await;
+    let filter: Vec<String> = (0..600).map(|n| format!("provider-{n}")).collect();
+    let (status, body) = s
+        .post(
+            "/api/v1/bots/crowd/broadcasts",
+            json!({"to": "all", "text": "x", "filter": {"provider": filter}}),
+        )
+        .await;
+    assert_eq!(status, 400, "a filter too long to record: {body}");
+    let (status, _) = s
+        .post(
+            "/api/v1/bots/crowd/users/bulk",
+            json!({"ids": ["t1"], "add_tags": ["A"], "remove_tags": ["A"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "the same tag added and removed");
+    s.stop().await;
+}
+
+/// Names created at once may end up on two labels: the name still acts as one tag
+/// (listed once, counted once, deleted whole).
+async fn a_name_created_twice_at_once_is_one_tag(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    crowd(&s).await;
+    let creates = (0..8).map(|_| s.post("/api/v1/bots/crowd/tags", json!({"name": "VIP"})));
+    let statuses: Vec<u16> = futures_util::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert!(statuses.contains(&201), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    let (_, tags) = s.get("/api/v1/bots/crowd/tags").await;
+    assert_eq!(tags, json!([{"name": "VIP", "users": 0}]));
+    patch(&s, "t1", json!({"tags": ["VIP"]})).await;
+    patch(&s, "t2", json!({"tags": ["VIP"]})).await;
+    let page = users(&s, "tag=VIP").await;
+    assert_eq!(ids(&page), ["t1", "t2"]);
+    assert_eq!(page["facets"]["tag"], json!({"VIP": 2}));
+    let (status, _) = s.delete("/api/v1/bots/crowd/tags/VIP").await;
+    assert_eq!(status, 204);
+    let (_, tags) = s.get("/api/v1/bots/crowd/tags").await;
+    assert_eq!(tags, json!([]), "every label of the name deleted");
+    let (_, p) = s.get("/api/v1/bots/crowd/users/t1").await;
+    assert_eq!(p["tags"], json!([]));
+    s.stop().await;
+}
+
 both_backends!(
+    edits_the_log_would_refuse_are_refused_up_front,
+    a_name_created_twice_at_once_is_one_tag,
     filters_or_inside_a_group_and_across_groups_with_facets_leaving_their_own_out,
     search_finds_any_part_of_a_name_in_any_case_and_script,
     edits_are_events_bots_read_and_a_restart_keeps,
