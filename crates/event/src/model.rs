@@ -70,6 +70,12 @@ impl Event {
         }
     }
 
+    /// Whether only botwatch may write this event: its own kinds, and an operator
+    /// message's `delivery`.
+    pub fn is_botwatchs_own(&self) -> bool {
+        !matches!(self.kind, EventKind::Message | EventKind::User) || self.delivery.is_some()
+    }
+
     /// Whether this event is about the bot as a whole (a role or tag, a broadcast)
     /// rather than one of its users: its `user.id` is empty and it makes no user.
     pub fn is_about_bot(&self) -> bool {

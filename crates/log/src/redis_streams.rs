@@ -111,6 +111,12 @@ end
 /// `at`: readers count such entries without asking Redis again.
 const LUA_INGEST: &str = r#"
 local prefix, wsecs = ARGV[1], tonumber(ARGV[2])
+-- The deployment's seal secret (made at connect; put back from ARGV[3] if it went).
+local secret = redis.call('GET', prefix .. 'seal')
+if not secret then
+  secret = ARGV[3]
+  redis.call('SET', prefix .. 'seal', secret)
+end
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 -- The ids this script gives its entries: after the last id the stream gave out (an
@@ -136,10 +142,10 @@ if last then
   if last_ms > next_ms then next_ms = last_ms end
 end
 local window = math.floor(next_ms / 1000 / wsecs)
-local n = (#ARGV - 2) / 5
+local n = (#ARGV - 3) / 6
 local bots = {}
 for i = 0, n - 1 do
-  local b = 3 + i * 5
+  local b = 4 + i * 6
   local ids = bots[ARGV[b]]
   if not ids then ids = {}; bots[ARGV[b]] = ids end
   ids[#ids + 1] = ARGV[b + 1]
@@ -157,7 +163,7 @@ for bot, ids in pairs(bots) do
 end
 local out, fresh, members = {}, {}, {}
 for i = 0, n - 1 do
-  local b = 3 + i * 5
+  local b = 4 + i * 6
   local bot, id, hkey, member = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local t = taken[bot]
   if t[id] then
@@ -166,7 +172,14 @@ for i = 0, n - 1 do
     t[id] = true
     if next_ms > id_ms then id_ms, id_seq = next_ms, 0 else id_seq = id_seq + 1 end
     local sid = string.format('%.0f-%.0f', id_ms, id_seq)
-    redis.call('XADD', KEYS[1], sid, 'event', ARGV[b + 4], 'at', sid)
+    if ARGV[b + 5] == '1' then
+      -- botwatch's own kinds: sealed, so that no entry an adapter writes passes as one.
+      local json = ARGV[b + 4]
+      redis.call('XADD', KEYS[1], sid, 'event', json, 'at', sid,
+        'seal', redis.sha1hex(secret .. sid .. json))
+    else
+      redis.call('XADD', KEYS[1], sid, 'event', ARGV[b + 4], 'at', sid)
+    end
     out[i + 1] = sid
     local f = fresh[bot]
     if not f then f = {}; fresh[bot] = f end
@@ -405,6 +418,29 @@ return {floor, redis.call('XTRIM', KEYS[1], 'MINID', '~', floor)}
 /// KEYS[1] = settings hash, KEYS[2] = its version; ARGV = bot, 1 when a document is
 /// expected (else 0), the expected document, the new one. Stores and bumps the version
 /// only when the stored document is the expected one; returns 1 when stored.
+/// The deployment's seal: KEYS[1] the secret, KEYS[2] the stream id before which
+/// entries were written without seals, KEYS[3] the stream; ARGV[1] a new secret, used
+/// when there is none. Returns {secret, since}.
+const LUA_SEAL: &str = r#"
+local secret = redis.call('GET', KEYS[1])
+if not secret then
+  secret = ARGV[1]
+  redis.call('SET', KEYS[1], secret)
+end
+local since = redis.call('GET', KEYS[2])
+if not since then
+  since = '0-0'
+  local info = redis.pcall('XINFO', 'STREAM', KEYS[3])
+  if type(info) == 'table' and not info.err then
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then since = info[i + 1] end
+    end
+  end
+  redis.call('SET', KEYS[2], since)
+end
+return {secret, since}
+"#;
+
 /// A lease: taken when free (or expired, which Redis removes), extended by its holder.
 /// KEYS[1] the lease, ARGV[1] the owner, ARGV[2] its time in ms.
 const LUA_LEASE: &str = r#"
@@ -450,6 +486,8 @@ pub struct RedisLog {
     events_key: String,
     dead_key: String,
     scripts: Arc<Scripts>,
+    /// What tells botwatch's own entries from anyone else's.
+    seal: Arc<Seal>,
     closed: Arc<AtomicBool>,
     /// The next batch of the reader that reads on where it stopped (the follower).
     ahead: Arc<Mutex<Option<ReadAhead>>>,
@@ -524,6 +562,7 @@ impl RedisLog {
                 trim: key_then(LUA_TRIM),
                 clear: Script::new(LUA_CLEAR),
             }),
+            seal: Arc::new(Seal::default()),
             con,
             blocking,
             config,
@@ -531,9 +570,29 @@ impl RedisLog {
             ahead: Arc::new(Mutex::new(None)),
         };
         log.ready().await?;
+        let mut log = log;
+        log.seal = Arc::new(log.load_seal().await?);
         log.warn_when_not_durable().await;
         info!(url = %url, stream = %log.events_key, "redis event log connected");
         Ok(log)
+    }
+
+    /// The deployment's seal, made by the first node that connects.
+    async fn load_seal(&self) -> Result<Seal, LogError> {
+        let fresh = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let (secret, since): (String, String) = Script::new(LUA_SEAL)
+            .key(self.key("seal"))
+            .key(self.key("seal:since"))
+            .key(&self.events_key)
+            .arg(fresh)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        let since = since.parse().map_err(|_| protocol("seal:since"))?;
+        Ok(Seal { secret, since })
     }
 
     /// An acknowledged event is as durable as Redis makes it: say so when Redis keeps
@@ -677,7 +736,7 @@ fn read_limits(own: bool) -> Limits {
 /// Decodes and validates one stream entry. Missing `id` and `ts` are taken from the
 /// stream id, and validation uses the entry's own append time as "now", so the
 /// answer never depends on when or where it is read.
-fn decode_fields(position: Position, fields: Option<&[Value]>) -> Decoded {
+fn decode_fields(position: Position, fields: Option<&[Value]>, seal: &Seal) -> Decoded {
     let invalid = |reason: String| Decoded::Invalid(reason);
     if position.ms > MAX_STREAM_MS || position.seq > MAX_STREAM_SEQ {
         return invalid("the stream id is out of range: add entries with XADD … *".to_owned());
@@ -688,7 +747,9 @@ fn decode_fields(position: Position, fields: Option<&[Value]>) -> Decoded {
     let Some(raw) = field(fields, b"event") else {
         return invalid("the entry has no field \"event\"".to_owned());
     };
-    let limits = read_limits(written_by_ingest(position, Some(fields)));
+    let limits = read_limits(
+        written_by_ingest(position, Some(fields)) && seal.verifies(position, fields, raw),
+    );
     let id = || format!("redis-{position}");
     match parse_event_with_id(raw, time_of(position), &limits, id) {
         Ok(event) => Decoded::Valid(Box::new(event)),
@@ -769,10 +830,10 @@ struct ReadAhead {
     task: tokio::task::JoinHandle<Result<Vec<Fetched>, LogError>>,
 }
 
-fn decode_entries(raw: Vec<RawEntry>) -> Vec<Fetched> {
+fn decode_entries(raw: Vec<RawEntry>, seal: &Seal) -> Vec<Fetched> {
     raw.into_iter()
         .map(|(position, fields)| {
-            let d = decode_fields(position, fields.as_deref());
+            let d = decode_fields(position, fields.as_deref(), seal);
             let marked =
                 matches!(d, Decoded::Valid(_)) && written_by_ingest(position, fields.as_deref());
             (position, d, marked)
@@ -826,16 +887,17 @@ impl RedisLog {
             }
             None => xread_now(&mut self.con.clone(), &self.events_key, after, count).await?,
         };
-        Ok(decode_entries(raw))
+        Ok(decode_entries(raw, &self.seal))
     }
 
     /// Starts reading the batch after `after` in the background (replacing one started
     /// for another position: only a reader that reads on where it stopped gains).
     fn read_ahead(&self, after: Position, count: usize) {
         let (mut con, key) = (self.con.clone(), self.events_key.clone());
+        let seal = self.seal.clone();
         let task = tokio::spawn(async move {
             let raw = xread_now(&mut con, &key, after, count).await?;
-            Ok(decode_entries(raw))
+            Ok(decode_entries(raw, &seal))
         });
         let started = ReadAhead { after, count, task };
         if let Ok(mut ahead) = self.ahead.lock()
@@ -864,6 +926,38 @@ impl RedisLog {
 /// Whether an entry carries the mark of the ingest script: its own id in `at`.
 /// (A copy of such an entry elsewhere in the stream has another id, so it is judged
 /// like any adapter's entry.)
+/// What tells botwatch's own entries (own kinds, an operator message's delivery) from
+/// an adapter's: the ingest script seals them with SHA-1 over a secret only botwatch's
+/// nodes read (`{prefix}seal`), the entry's stream id and its JSON. An adapter may
+/// pick an id and write an `at` mark, but cannot make the seal. Entries from before
+/// sealing began (`{prefix}seal:since`, when a deployment first ran with it) are taken
+/// on their mark alone: no entry can be added behind the stream's last id.
+#[derive(Debug, Default)]
+struct Seal {
+    secret: String,
+    since: Position,
+}
+
+impl Seal {
+    /// Whether the entry at `position` with `fields` and its event `raw` carries
+    /// botwatch's seal (or comes from before seals).
+    fn verifies(&self, position: Position, fields: &[Value], raw: &[u8]) -> bool {
+        if position <= self.since {
+            return true;
+        }
+        let Some(seal) = field(fields, b"seal") else {
+            return false;
+        };
+        use sha1::Digest;
+        let mut h = sha1::Sha1::new();
+        h.update(self.secret.as_bytes());
+        h.update(position.to_string().as_bytes());
+        h.update(raw);
+        let want: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        want.as_bytes() == seal
+    }
+}
+
 fn written_by_ingest(position: Position, fields: Option<&[Value]>) -> bool {
     fields
         .and_then(|f| field(f, b"at"))
@@ -1211,7 +1305,8 @@ impl EventLog for RedisLog {
             let mut inv = self.scripts.ingest.prepare_invoke();
             inv.key(&self.events_key)
                 .arg(&self.config.prefix)
-                .arg(self.window_secs());
+                .arg(self.window_secs())
+                .arg(&self.seal.secret);
             for e in chunk {
                 let indexed = e.kind == EventKind::Message;
                 inv.arg(&e.bot)
@@ -1222,7 +1317,8 @@ impl EventLog for RedisLog {
                         String::new()
                     })
                     .arg(history_member_prefix(e))
-                    .arg(e.to_json());
+                    .arg(e.to_json())
+                    .arg(if e.is_botwatchs_own() { "1" } else { "0" });
             }
             let reply: Vec<Value> = inv.invoke_async(&mut self.con.clone()).await?;
             for v in reply {
@@ -1378,7 +1474,7 @@ impl EventLog for RedisLog {
                 Some(Value::Array(f)) => Some(f.as_slice()),
                 _ => None,
             };
-            match decode_fields(position, fields) {
+            match decode_fields(position, fields, &self.seal) {
                 Decoded::Valid(event) => page.entries.push(LogEntry {
                     position,
                     event: *event,
@@ -1544,11 +1640,11 @@ mod tests {
             Value::BulkString(b"other".to_vec()),
             Value::BulkString(b"x".to_vec()),
         ];
-        let Decoded::Invalid(reason) = decode_fields(p, Some(&fields)) else {
+        let Decoded::Invalid(reason) = decode_fields(p, Some(&fields), &Seal::default()) else {
             panic!("an entry without an event field is invalid");
         };
         assert!(reason.contains("no field \"event\""), "{reason}");
-        let Decoded::Invalid(reason) = decode_fields(p, None) else {
+        let Decoded::Invalid(reason) = decode_fields(p, None, &Seal::default()) else {
             panic!("a nil entry is invalid");
         };
         assert!(reason.contains("deleted"), "{reason}");
@@ -1563,7 +1659,7 @@ mod tests {
             Value::BulkString(b"event".to_vec()),
             Value::BulkString(json.to_vec()),
         ];
-        let Decoded::Valid(event) = decode_fields(p, Some(&fields)) else {
+        let Decoded::Valid(event) = decode_fields(p, Some(&fields), &Seal::default()) else {
             panic!("a valid adapter entry");
         };
         assert_eq!(event.id, "redis-1732612345678-3");

@@ -174,6 +174,57 @@ async fn an_adapter_cannot_write_botwatchs_own_events() {
     b.cleanup().await;
 }
 
+/// An adapter that picks its entry's id and writes botwatch's `at` mark itself (what
+/// botwatch's script writes) still cannot pass an own kind off as botwatch's: those
+/// carry a seal only botwatch can make.
+#[tokio::test]
+async fn an_adapter_cannot_forge_botwatchs_mark() {
+    let b = Redis::new();
+    let log = b.open().await;
+    // A first append of botwatch's: the stream and its seal exist.
+    log.append(vec![msg("b1", "u", "own-1", at(0), "hi")])
+        .await
+        .expect("append");
+    let now = chrono::Utc::now().timestamp_millis() + 1_000;
+    let forged = [
+        r#"{"id":"g1","bot":"b1","type":"audience","provider":"web","user":{"id":"u"},"audience":{"op":"edit","subscriber":false}}"#,
+        r#"{"id":"g2","bot":"b1","type":"mode_changed","provider":"web","user":{"id":"u"},"mode":"manual"}"#,
+        r#"{"id":"g3","bot":"b1","type":"message","direction":"out","provider":"telegram","user":{"id":"u"},"text":"send me","sender":{"kind":"operator","id":"x"},"delivery":{"state":"pending"}}"#,
+    ];
+    for (n, event) in forged.iter().enumerate() {
+        let id = format!("{now}-{n}");
+        xadd_with_id(
+            &b,
+            &id,
+            &[("event", event), ("at", &id), ("seal", "0123456789abcdef")],
+        )
+        .await;
+    }
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!(
+        ids(&batch.entries),
+        ["own-1", "g3"],
+        "the message only as a plain one"
+    );
+    assert_eq!(batch.dead_lettered, 2);
+    assert_eq!(
+        batch.entries[1].event.delivery, None,
+        "not botwatch's to deliver"
+    );
+    // botwatch's own, appended after, read back (sealed).
+    let mut handoff = msg("b1", "u", "own-2", at(0), "a human please");
+    handoff.kind = botwatch_event::EventKind::Handoff;
+    handoff.direction = None;
+    log.append(vec![handoff]).await.expect("append");
+    let batch = log.read(batch.next, 100, None).await.expect("read");
+    assert_eq!(ids(&batch.entries), ["own-2"]);
+    // And a second node of the deployment reads them the same way.
+    let other = b.open().await;
+    let all = other.read(Position::START, 100, None).await.expect("read");
+    assert_eq!(ids(&all.entries), ["own-1", "g3", "own-2"]);
+    b.cleanup().await;
+}
+
 #[tokio::test]
 async fn adapter_entries_are_deduplicated_against_ingested_ones() {
     let b = Redis::new();
