@@ -70,6 +70,15 @@ describe('audience and broadcasts', () => {
   });
 
   const live = (page) => page.locator('.connection[data-state="live"]').waitFor({ timeout: 10_000 });
+  /** A tab logged in as the viewer, on `path`, live. */
+  const asViewer = async (path) => {
+    const v = await openPage(browser, server, { loggedIn: false });
+    const res = await v.page.context().request.post('/api/v1/session', { data: { username: 'vera', password: viewerPassword } });
+    assert.equal(res.status(), 200);
+    await v.page.goto(path);
+    await live(v.page);
+    return v;
+  };
   const rowIds = (page) => page.locator('table.audience-table tbody tr').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-user')));
   const total = (page) => page.locator('#audience-h .total').getAttribute('data-total').then(Number);
   const facet = (page, group, value) => page.locator(`.filters fieldset[data-facet="${group}"] label[data-value="${value}"]`);
@@ -278,13 +287,9 @@ describe('audience and broadcasts', () => {
     }
 
     // A viewer sees the same, changes nothing.
-    const v = await openPage(browser, server, { loggedIn: false });
+    const v = await asViewer(`/bots/${BOT}/audience`);
     try {
       const { page } = v;
-      const res = await page.context().request.post('/api/v1/session', { data: { username: 'vera', password: viewerPassword } });
-      assert.equal(res.status(), 200);
-      await page.goto(`/bots/${BOT}/audience`);
-      await live(page);
       await eventually('every user', async () => assert.equal(await total(page), 5));
       assert.equal(await page.getByRole('group', { name: 'Change several users' }).count(), 0, 'no bulk changes');
       assert.equal(await page.locator('table.audience-table input[type="checkbox"]').count(), 0, 'no row to tick');
@@ -388,13 +393,9 @@ describe('audience and broadcasts', () => {
     }
 
     // A viewer follows the broadcasts, starts and cancels none.
-    const v = await openPage(browser, server, { loggedIn: false });
+    const v = await asViewer(`/bots/${BOT}/broadcasts`);
     try {
       const { page } = v;
-      const res = await page.context().request.post('/api/v1/session', { data: { username: 'vera', password: viewerPassword } });
-      assert.equal(res.status(), 200);
-      await page.goto(`/bots/${BOT}/broadcasts`);
-      await live(page);
       await page.locator('li.broadcast[data-state="done"]').first().waitFor();
       assert.equal(await page.getByRole('heading', { name: 'New broadcast' }).count(), 0, 'no composer');
       assert.equal(await page.getByRole('button', { name: 'Cancel the broadcast' }).count(), 0);

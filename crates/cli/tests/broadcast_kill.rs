@@ -238,23 +238,7 @@ async fn a_broadcast_killed_mid_way_reaches_everyone_once(storage: Storage) {
     );
     drop(server);
     if let Storage::Redis { prefix } = &storage {
-        let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
-        let mut con = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query_async(&mut con)
-            .await
-            .expect("keys");
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(keys)
-                .query_async(&mut con)
-                .await
-                .expect("del");
-        }
+        common::remove_redis_keys(prefix).await;
     }
 }
 

@@ -40,6 +40,8 @@ const LEASE: Duration = Duration::from_secs(15);
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How often every node looks for broadcasts nobody runs.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// Recipients whose being handled one aggregator query asks about.
+const HANDLED_CHUNK: usize = 1_000;
 /// Failures a broadcast's answer lists.
 const FAILURES_LISTED: usize = 100;
 /// How long the answer waits for this node's figures to show the new broadcast.
@@ -407,13 +409,34 @@ pub async fn cancel(
 /// The broadcasts this node runs, and a nudge for the runner to look now.
 #[derive(Default)]
 pub struct Runs {
-    running: Mutex<HashSet<(String, String)>>,
+    /// Broadcasts being sent here, and those walked to the end lately (when: they wait
+    /// for messages still in flight, and are not walked again before [`WALK_AGAIN`]).
+    running: Mutex<HashMap<(String, String), Option<std::time::Instant>>>,
     pub(crate) wake: tokio::sync::Notify,
 }
 
+/// How long a broadcast walked to its end rests before it is walked again (its
+/// messages still pending are the sweeper's meanwhile).
+const WALK_AGAIN: Duration = Duration::from_secs(60);
+
 impl Runs {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), Option<std::time::Instant>>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes broadcast `key` to run here, unless it runs or rested lately.
+    fn take(&self, key: (String, String)) -> bool {
+        let mut running = self.lock();
+        match running.get(&key) {
+            Some(None) => false,
+            Some(Some(walked)) if walked.elapsed() < WALK_AGAIN => false,
+            _ => {
+                running.insert(key, None);
+                true
+            }
+        }
     }
 }
 
@@ -453,25 +476,30 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             break;
         };
         for (bot, id) in open {
-            if !state
-                .broadcast_runs
-                .lock()
-                .insert((bot.clone(), id.clone()))
-            {
+            if !state.broadcast_runs.take((bot.clone(), id.clone())) {
                 continue;
             }
             let span = info_span!("broadcast", bot, id);
             let (state, stop) = (state.clone(), stop.clone());
             tasks.spawn(
                 async move {
-                    if let Err(e) = send_all(&state, &bot, &id, &stop).await {
-                        warn!(
-                            error = e.message,
-                            code = e.code,
-                            "the broadcast stopped; it goes on at the next look"
-                        );
+                    let walked = match send_all(&state, &bot, &id, &stop).await {
+                        Ok(walked) => walked,
+                        Err(e) => {
+                            warn!(
+                                error = e.message,
+                                code = e.code,
+                                "the broadcast stopped; it goes on at the next look"
+                            );
+                            false
+                        }
+                    };
+                    let mut running = state.broadcast_runs.lock();
+                    if walked {
+                        running.insert((bot, id), Some(std::time::Instant::now()));
+                    } else {
+                        running.remove(&(bot, id));
                     }
-                    state.broadcast_runs.lock().remove(&(bot, id));
                 }
                 .instrument(span),
             );
@@ -497,16 +525,16 @@ enum Turn {
 }
 
 /// Sends broadcast `id` to every recipient not handled yet, while this node holds its
-/// lease.
+/// lease; true when it went through the whole list.
 async fn send_all(
     state: &AppState,
     bot: &str,
     id: &str,
     stop: &CancellationToken,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let lease = format!("broadcast:{bot}:{id}");
     if !state.log.lease(&lease, &state.node, LEASE).await? {
-        return Ok(());
+        return Ok(false);
     }
     let file =
         state.log.file(&recipients_file(id)).await?.ok_or_else(|| {
@@ -515,7 +543,7 @@ async fn send_all(
     let recipients: Vec<String> = serde_json::from_slice(&file.bytes)
         .map_err(|e| ApiError::internal(&format!("the recipients do not read back: {e}")))?;
     let Some(started) = find(state, bot, id).await? else {
-        return Ok(());
+        return Ok(false);
     };
     info!(recipients = recipients.len(), "broadcast running here");
     let content = (
@@ -535,16 +563,39 @@ async fn send_all(
         lost: false,
     };
     let mut next_at: HashMap<String, tokio::time::Instant> = HashMap::new();
+    // Which recipients were handled already, a chunk at a time in one query (a walk
+    // over a resumed broadcast passes them cheaply); the rest are looked at one by one
+    // when their turn comes (a user may switch to Manual meanwhile).
+    let mut handled = Vec::new();
     for (n, user) in recipients.iter().enumerate() {
+        if n % HANDLED_CHUNK == 0 {
+            let (b, i, from) = (bot.to_owned(), id.to_owned(), n);
+            let upto = (n + HANDLED_CHUNK).min(recipients.len());
+            handled = state
+                .aggregator
+                .query(move |a| {
+                    (from..upto)
+                        .map(|m| {
+                            a.bot(&b)
+                                .is_some_and(|f| f.delivery(&format!("bc-{i}-{m}")).is_some())
+                        })
+                        .collect::<Vec<bool>>()
+                })
+                .await
+                .map_err(|_| stopped())?;
+        }
+        if handled.get(n % HANDLED_CHUNK).copied().unwrap_or(false) {
+            continue;
+        }
         if stop.is_cancelled() {
-            return Ok(());
+            return Ok(false);
         }
         if tokio::time::Instant::now() >= lease.renew_at {
             lease.renew(state).await;
         }
         if lease.lost {
             warn!("the broadcast's lease could not be kept; another node goes on");
-            return Ok(());
+            return Ok(false);
         }
         let message_id = format!("bc-{id}-{n}");
         let turn = {
@@ -586,7 +637,7 @@ async fn send_all(
         };
         match turn {
             Turn::Handled => {}
-            Turn::Stop => return Ok(()),
+            Turn::Stop => return Ok(false),
             Turn::Skip { reason, provider } => {
                 // Claimed like a delivery: a node that decided otherwise meanwhile
                 // (the user was in Auto where it read) sends, and this one does not.
@@ -641,7 +692,7 @@ async fn send_all(
         }
     }
     info!("broadcast gone through");
-    Ok(())
+    Ok(true)
 }
 
 /// A runner's lease on its broadcast.

@@ -19,3 +19,28 @@ pub async fn listening_on(child: &mut Child) -> String {
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_owned()
 }
+
+/// Removes every key of a test's Redis prefix (the test's own deployment).
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all use it"
+)]
+pub async fn remove_redis_keys(prefix: &str) {
+    let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut con)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut con)
+            .await
+            .expect("del");
+    }
+}
