@@ -39,6 +39,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 const INTEGRITY: TableDefinition<&str, &str> = TableDefinition::new("integrity");
 const CLAIMS: TableDefinition<&str, &str> = TableDefinition::new("claims");
+/// Worker → where it got to (a JSON document).
+const PROGRESS: TableDefinition<&str, &str> = TableDefinition::new("progress");
 /// Lease → its holder and when it runs out (ms since the epoch).
 const LEASES: TableDefinition<&str, (&str, i64)> = TableDefinition::new("leases");
 /// A file's type and name (`StoredFile::meta`), and its bytes.
@@ -126,6 +128,7 @@ impl EmbeddedLog {
             txn.open_table(CLAIMS)?;
             txn.open_table(FILE_META)?;
             txn.open_table(FILE_DATA)?;
+            txn.open_table(PROGRESS)?;
             let meta = txn.open_table(META)?;
             let head = match events.last()? {
                 Some((k, _)) => {
@@ -807,6 +810,33 @@ impl crate::ClaimStore for EmbeddedLog {
             };
             txn.commit()?;
             Ok(held)
+        })
+        .await
+    }
+}
+
+impl crate::ProgressStore for EmbeddedLog {
+    async fn progress(&self, key: &str) -> Result<Option<String>, LogError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let doc = txn
+                .open_table(PROGRESS)?
+                .get(key.as_str())?
+                .map(|v| v.value().to_owned());
+            Ok(doc)
+        })
+        .await
+    }
+
+    async fn put_progress(&self, key: &str, doc: &str) -> Result<(), LogError> {
+        let (key, doc) = (key.to_owned(), doc.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            txn.open_table(PROGRESS)?
+                .insert(key.as_str(), doc.as_str())?;
+            txn.commit()?;
+            Ok(())
         })
         .await
     }

@@ -235,6 +235,18 @@ pub enum Claim {
     Held(String),
 }
 
+/// Where a worker that follows the log on its own got to (analytics forwarding): a
+/// small document per key, replaced whole, kept across restarts and shared by nodes.
+pub trait ProgressStore: Send + Sync + 'static {
+    fn progress(&self, key: &str) -> impl Future<Output = Result<Option<String>, LogError>> + Send;
+
+    fn put_progress(
+        &self,
+        key: &str,
+        doc: &str,
+    ) -> impl Future<Output = Result<(), LogError>> + Send;
+}
+
 /// Files operators send, kept in the storage so every node serves them.
 pub trait FileStore: Send + Sync + 'static {
     /// Stores a file under a new, unguessable `id` (the caller makes it).
@@ -339,6 +351,16 @@ impl ClaimStore for AnyLog {
         ttl: std::time::Duration,
     ) -> Result<bool, LogError> {
         delegate!(self, log => log.lease(key, owner, ttl))
+    }
+}
+
+impl ProgressStore for AnyLog {
+    async fn progress(&self, key: &str) -> Result<Option<String>, LogError> {
+        delegate!(self, log => log.progress(key))
+    }
+
+    async fn put_progress(&self, key: &str, doc: &str) -> Result<(), LogError> {
+        delegate!(self, log => log.put_progress(key, doc))
     }
 }
 

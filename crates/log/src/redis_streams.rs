@@ -1570,6 +1570,24 @@ impl crate::ClaimStore for RedisLog {
     }
 }
 
+impl crate::ProgressStore for RedisLog {
+    async fn progress(&self, key: &str) -> Result<Option<String>, LogError> {
+        Ok(redis::cmd("GET")
+            .arg(self.key(&format!("progress:{key}")))
+            .query_async(&mut self.con.clone())
+            .await?)
+    }
+
+    async fn put_progress(&self, key: &str, doc: &str) -> Result<(), LogError> {
+        let () = redis::cmd("SET")
+            .arg(self.key(&format!("progress:{key}")))
+            .arg(doc)
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(())
+    }
+}
+
 impl crate::FileStore for RedisLog {
     async fn put_file(&self, id: &str, file: &crate::StoredFile) -> Result<(), LogError> {
         let () = redis::cmd("HSET")

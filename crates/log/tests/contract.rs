@@ -9,7 +9,8 @@ use botwatch_event::{
 };
 use botwatch_log::{
     Claim, ClaimStore, EmbeddedLog, EventLog, FileStore, HistoryCursor, IntegrityStore, Position,
-    RedisConfig, RedisLog, Saved, SettingsStore, SnapshotMeta, SnapshotStore, StoredFile,
+    ProgressStore, RedisConfig, RedisLog, Saved, SettingsStore, SnapshotMeta, SnapshotStore,
+    StoredFile,
 };
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -23,6 +24,7 @@ pub trait Backend: Send + Sync {
         + IntegrityStore
         + ClaimStore
         + FileStore
+        + ProgressStore
         + Clone;
     fn open(&self) -> impl std::future::Future<Output = Self::Log> + Send;
     fn cleanup(&self) -> impl std::future::Future<Output = ()> + Send;
@@ -601,6 +603,39 @@ pub async fn leases_are_held_by_one_and_run_out<B: Backend>(b: B) {
     b.cleanup().await;
 }
 
+pub async fn progress_is_kept_and_replaced_whole<B: Backend>(b: B) {
+    let log = b.open().await;
+    assert_eq!(log.progress("forward:ga:shop").await.expect("read"), None);
+    log.put_progress("forward:ga:shop", r#"{"position":"1-0"}"#)
+        .await
+        .expect("put");
+    log.put_progress("forward:ga:shop", r#"{"position":"2-0"}"#)
+        .await
+        .expect("put");
+    log.put_progress("forward:mixpanel:shop", "{}")
+        .await
+        .expect("put");
+    log.close().await;
+    drop(log);
+    let log = b.open().await;
+    assert_eq!(
+        log.progress("forward:ga:shop")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(r#"{"position":"2-0"}"#),
+        "the latest, kept across a restart"
+    );
+    assert_eq!(
+        log.progress("forward:mixpanel:shop")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("{}")
+    );
+    b.cleanup().await;
+}
+
 pub async fn claims_are_first_come_and_kept<B: Backend>(b: B) {
     let log = b.open().await;
     assert_eq!(
@@ -689,6 +724,7 @@ contract!(
     a_data_loss_is_kept_until_cleared,
     claims_are_first_come_and_kept,
     leases_are_held_by_one_and_run_out,
+    progress_is_kept_and_replaced_whole,
     files_are_kept_whole,
 );
 
