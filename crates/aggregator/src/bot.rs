@@ -166,6 +166,17 @@ pub struct UserFigures {
     pub handoff: Option<Handoff>,
 }
 
+/// Where one message stands in its user's history ([`BotFigures::message_place`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessagePlace {
+    /// The user's first message ever.
+    pub first: bool,
+    /// Start (ms) of the session holding it, when it is in one.
+    pub session_start_ms: Option<i64>,
+    /// It starts that session.
+    pub starts_session: bool,
+}
+
 /// A standing request for a human.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handoff {
@@ -902,6 +913,28 @@ impl BotFigures {
         Some(self.audience.key(n).to_owned())
     }
 
+    /// Where user `id`'s message at `ms` stands (what analytics forwarding tells): the
+    /// user's first message ever, the session holding it (its start) and whether it
+    /// is that session's first message (a session the bot's message opened is not
+    /// started by the user's answer: the figures keep whether a group has inbound
+    /// messages, not which came first). Read from the figures as they are now, so the
+    /// same whatever order messages came in.
+    pub fn message_place(&self, id: &str, ms: i64) -> Option<MessagePlace> {
+        let i = self.find_user(id)?;
+        let u = &self.users[i as usize];
+        let (mut groups, mut hours) = (Vec::new(), Vec::new());
+        timeline::decode(&u.timeline, &mut groups, &mut hours);
+        let group = groups
+            .iter()
+            .find(|g| g.start <= ms && ms <= g.end)
+            .filter(|g| g.is_session());
+        Some(MessagePlace {
+            first: groups.first().is_some_and(|g| g.start == ms),
+            session_start_ms: group.map(|g| g.start),
+            starts_session: group.is_some_and(|g| g.start == ms),
+        })
+    }
+
     /// User `id`'s provider and mode (what a sender needs, without the rest of
     /// [`user`](Self::user)).
     pub fn provider_and_mode(&self, id: &str) -> Option<(Option<String>, Mode)> {
@@ -1118,6 +1151,27 @@ mod tests {
             ts: chrono::DateTime::from_timestamp_millis(1_780_000_000_000 + n * 1000)
                 .expect("time"),
         }
+    }
+
+    #[test]
+    fn a_messages_place_first_and_session_start() {
+        let mut f = BotFigures::new(BotSettings::default());
+        let at = |n: i64| 1_780_000_000_000 + n * 1000;
+        // The bot writes first at 0; the user answers at 10 and 20; later, at 4,000 s,
+        // the user writes again (a new session: the timeout is 30 minutes).
+        let mut out = message(0, "a");
+        out.direction = Some(Direction::Out);
+        for e in [out, message(10, "a"), message(20, "a"), message(4000, "a")] {
+            f.apply(&e);
+        }
+        let place = |n| f.message_place("u1", at(n)).expect("known");
+        assert!(place(0).first, "the first message ever, either way");
+        assert_eq!(place(10).session_start_ms, Some(at(0)));
+        assert!(!place(10).starts_session, "the bot's message opened it");
+        assert!(!place(20).starts_session);
+        assert!(place(4000).starts_session && !place(4000).first);
+        assert_eq!(place(4000).session_start_ms, Some(at(4000)));
+        assert_eq!(f.message_place("nobody", at(0)), None);
     }
 
     fn mode_change(n: i64, id: &str, mode: Mode) -> Event {

@@ -27,7 +27,9 @@ mod timeline;
 mod users;
 
 pub use audience::LabelInfo;
-pub use bot::{BotFigures, BotSettings, DialogCursor, Handoff, StatsBucket, UserFigures};
+pub use bot::{
+    BotFigures, BotSettings, DialogCursor, Handoff, MessagePlace, StatsBucket, UserFigures,
+};
 pub use broadcasts::BroadcastFigures;
 pub use names::fold_name;
 pub use outbox::PendingMessage;
