@@ -886,3 +886,6 @@ mod audience;
 
 #[path = "api/broadcasts.rs"]
 mod broadcasts;
+
+#[path = "api/forwarding.rs"]
+mod forwarding;

@@ -108,6 +108,24 @@ struct StorageArgs {
     )]
     telegram_api: String,
 
+    /// Google Analytics' Measurement Protocol base address (a stand-in in tests).
+    #[arg(
+        long,
+        env = "BOTWATCH_GA_ENDPOINT",
+        default_value = botwatch_server::GA_ENDPOINT,
+        global = true
+    )]
+    ga_endpoint: String,
+
+    /// Mixpanel's API base address (a stand-in in tests).
+    #[arg(
+        long,
+        env = "BOTWATCH_MIXPANEL_ENDPOINT",
+        default_value = botwatch_server::MIXPANEL_ENDPOINT,
+        global = true
+    )]
+    mixpanel_endpoint: String,
+
     /// Prefix of every Redis key (several deployments on one Redis; tests).
     #[arg(
         long,
@@ -292,6 +310,10 @@ fn server_config(storage: StorageArgs, listen: SocketAddr, default_dir: &str) ->
     let origins = storage.allowed_origins.clone();
     let proxies = storage.trusted_proxies.clone();
     let (public_url, telegram_api) = (storage.public_url.clone(), storage.telegram_api.clone());
+    let endpoints = (
+        storage.ga_endpoint.clone(),
+        storage.mixpanel_endpoint.clone(),
+    );
     let mut config = Config::new(listen, storage_config(storage, default_dir));
     config.snapshot_every = snapshot_every;
     config.retain_events = retain_events;
@@ -299,6 +321,7 @@ fn server_config(storage: StorageArgs, listen: SocketAddr, default_dir: &str) ->
     config.trusted_proxies = proxies;
     config.public_url = public_url;
     config.telegram_api = telegram_api;
+    (config.ga_endpoint, config.mixpanel_endpoint) = endpoints;
     config
 }
 

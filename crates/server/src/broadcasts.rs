@@ -494,6 +494,14 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                             false
                         }
                     };
+                    // A stop lets the lease go: the next node need not wait it out.
+                    if stop.is_cancelled() {
+                        let lease = format!("broadcast:{bot}:{id}");
+                        let _ = state
+                            .log
+                            .lease(&lease, &state.node, Duration::from_millis(1))
+                            .await;
+                    }
                     let mut running = state.broadcast_runs.lock();
                     if walked {
                         running.insert((bot, id), Some(std::time::Instant::now()));

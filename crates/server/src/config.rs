@@ -37,10 +37,18 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `BOTWATCH_TELEGRAM_API`: the Bot API's base address.
     pub telegram_api: String,
+    /// `BOTWATCH_GA_ENDPOINT`: Google Analytics' Measurement Protocol base address.
+    pub ga_endpoint: String,
+    /// `BOTWATCH_MIXPANEL_ENDPOINT`: Mixpanel's API base address.
+    pub mixpanel_endpoint: String,
 }
 
 /// Telegram's Bot API.
 pub const TELEGRAM_API: &str = "https://api.telegram.org";
+/// Google Analytics' Measurement Protocol.
+pub const GA_ENDPOINT: &str = "https://www.google-analytics.com";
+/// Mixpanel's API.
+pub const MIXPANEL_ENDPOINT: &str = "https://api.mixpanel.com";
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,6 +67,8 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("public_url", &self.public_url)
             .field("telegram_api", &self.telegram_api)
+            .field("ga_endpoint", &self.ga_endpoint)
+            .field("mixpanel_endpoint", &self.mixpanel_endpoint)
             .finish()
     }
 }
@@ -80,6 +90,8 @@ impl Config {
             trusted_proxies: Vec::new(),
             public_url: None,
             telegram_api: TELEGRAM_API.to_owned(),
+            ga_endpoint: GA_ENDPOINT.to_owned(),
+            mixpanel_endpoint: MIXPANEL_ENDPOINT.to_owned(),
         }
     }
 

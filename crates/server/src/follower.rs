@@ -56,6 +56,8 @@ pub struct Options {
     /// Set once the follower has read up to the head of the log it found: the figures
     /// then show everything written before this start (senders wait for it).
     pub caught_up: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the follower has read to, for readers that must not go past the figures.
+    pub followed: Arc<std::sync::Mutex<Position>>,
     pub snapshot_every: u64,
     /// Retention (Redis): keep at least this many entries; `None` never trims.
     pub retain_events: Option<u64>,
@@ -131,7 +133,12 @@ pub async fn run(
         recounted_tx,
         recounted,
         pending: std::collections::VecDeque::new(),
-        followed: Arc::new(std::sync::Mutex::new(start.position)),
+        followed: {
+            if let Ok(mut followed) = options.followed.lock() {
+                *followed = start.position;
+            }
+            options.followed.clone()
+        },
     };
     let mut backoff = Duration::from_millis(100);
     // Halved after each failed read, so that a run of huge entries is read a few at a

@@ -12,6 +12,7 @@ mod dashboard;
 mod error;
 mod figures;
 mod follower;
+mod forward;
 mod handoff;
 mod health;
 mod history;
@@ -46,7 +47,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
-pub use config::{Config, ConfigError, TELEGRAM_API};
+pub use config::{Config, ConfigError, GA_ENDPOINT, MIXPANEL_ENDPOINT, TELEGRAM_API};
 pub use error::ApiError;
 pub use integrity::{Cleared, Integrity, clear_data_loss, recorded_data_loss};
 pub use metrics::Metrics;
@@ -100,6 +101,13 @@ pub struct AppState {
     /// The follower has read the log up to the head it found at start: until then the
     /// figures lack what was written before, and nothing is sent from them.
     pub caught_up: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the follower has read to (what the figures have applied).
+    pub followed: Arc<std::sync::Mutex<botwatch_log::Position>>,
+    /// Analytics forwarding's workers on this node and what they last did.
+    pub forwarding: Arc<forward::Forwarding>,
+    /// `BOTWATCH_GA_ENDPOINT`, `BOTWATCH_MIXPANEL_ENDPOINT`.
+    pub ga_endpoint: String,
+    pub mixpanel_endpoint: String,
 }
 
 /// How many live (WebSocket) connections one node holds at most.
@@ -269,6 +277,10 @@ impl Server {
             deliveries: Arc::default(),
             broadcast_runs: broadcasts::runs(),
             caught_up: Arc::default(),
+            followed: Arc::default(),
+            forwarding: Arc::default(),
+            ga_endpoint: config.ga_endpoint.clone(),
+            mixpanel_endpoint: config.mixpanel_endpoint.clone(),
         };
         Ok(Server {
             config,
@@ -327,6 +339,7 @@ impl Server {
             start,
             follower::Options {
                 caught_up: state.caught_up.clone(),
+                followed: state.followed.clone(),
                 snapshot_every: config.snapshot_every,
                 retain_events: config.retain_events,
             },
@@ -360,6 +373,8 @@ impl Server {
         let sweeping = tokio::spawn(outbox::sweep(state.clone(), state.live_stop.clone()));
         // Broadcasts: each run by one node at a time.
         let broadcasting = tokio::spawn(broadcasts::run(state.clone(), state.live_stop.clone()));
+        // Analytics forwarding: each integration worked by one node at a time.
+        let forwarding = tokio::spawn(forward::run(state.clone(), state.live_stop.clone()));
         let app = router(state.clone());
         let http_stop = shutdown.clone();
         // TCP_NODELAY: a live frame goes out when it is written, not after Nagle's wait.
@@ -396,6 +411,7 @@ impl Server {
         // process must find the embedded store free).
         let _ = tokio::time::timeout(config.shutdown_grace, broadcasting).await;
         let _ = tokio::time::timeout(config.shutdown_grace, sweeping).await;
+        let _ = tokio::time::timeout(config.shutdown_grace, forwarding).await;
         // The follower takes a last snapshot as it stops.
         follower_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), follower).await;

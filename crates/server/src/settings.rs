@@ -100,9 +100,9 @@ pub struct Mixpanel {
     pub active: bool,
 }
 
-const GA_SECRET: &str = "integrations.google_analytics.api_secret";
+pub(crate) const GA_SECRET: &str = "integrations.google_analytics.api_secret";
 pub(crate) const WEBHOOK_SECRET: &str = "webhook_secret";
-const MIXPANEL_TOKEN: &str = "integrations.mixpanel.token";
+pub(crate) const MIXPANEL_TOKEN: &str = "integrations.mixpanel.token";
 pub(crate) const TELEGRAM_TOKEN: &str = "channels.telegram.token";
 pub(crate) const TELEGRAM_SECRET: &str = "channels.telegram.webhook_secret";
 
@@ -533,6 +533,19 @@ pub async fn put(
         {
             info!(bot, timezone = %doc.timezone, timeout = doc.session_timeout_secs, "settings changed");
             state.handoff_phrases.forget(&bot);
+            // An integration just turned on forwards from this moment on.
+            let i = &doc.integrations;
+            for (service, active) in [
+                (
+                    crate::forward::Service::GoogleAnalytics,
+                    i.google_analytics.active,
+                ),
+                (crate::forward::Service::Mixpanel, i.mixpanel.active),
+            ] {
+                if active {
+                    crate::forward::start_from_now(&state, service, &bot).await?;
+                }
+            }
             // The names of the fields, never their values (some are secrets).
             let changed: Vec<&String> = fields.keys().collect();
             crate::session::audit(

@@ -1,0 +1,611 @@
+//! Analytics forwarding (issue 9): per bot and service (Google Analytics 4, Mixpanel),
+//! a worker follows the event log from its own durable position and sends what
+//! `botwatch-forward` makes of each event.
+//!
+//! - **Once per deployment:** each (service, bot) is worked by the node holding its
+//!   lease `forward:{service}:{bot}`; another node takes over when it stops.
+//! - **Durable position:** `forward:{service}:{bot}` in the progress store, saved after
+//!   every batch sent. A new integration starts at the head of the log (what happens
+//!   from now on).
+//! - **Behind the figures:** it reads only what this node's figures have applied, so
+//!   the facts it asks them (a user's first message, a session's start) are there.
+//! - **Nothing dropped while a service is down:** 5xx, 429 and network errors are
+//!   tried again with exponential backoff and jitter (429's `Retry-After` obeyed), for
+//!   as long as it takes; the position does not move past what was not taken.
+//! - **Never sent twice:** Mixpanel drops a retried event by its `$insert_id`. GA4 has
+//!   no such key, so before a batch goes to GA the position it ends at is saved as
+//!   `in_flight`; a node that finds one (its predecessor stopped mid-batch) skips that
+//!   batch: GA may have it, and twice is worse than a gap the log still holds.
+//! - **Active off stops at once:** the settings are read before every request and
+//!   every retry.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use botwatch_forward::{Facts, Item, ga, items_of, mixpanel};
+use botwatch_log::{ClaimStore, EventLog, Position, ProgressStore};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::AppState;
+use crate::settings::SettingsDoc;
+
+/// How often every node looks for integrations to work.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// A worker's lease, renewed well before it runs out.
+const LEASE: Duration = Duration::from_secs(15);
+/// Log entries read per batch.
+const BATCH: usize = 500;
+/// The longest wait between two tries of a request.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The services events are forwarded to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    GoogleAnalytics,
+    Mixpanel,
+}
+
+impl Service {
+    pub const ALL: [Service; 2] = [Service::GoogleAnalytics, Service::Mixpanel];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::GoogleAnalytics => "google_analytics",
+            Service::Mixpanel => "mixpanel",
+        }
+    }
+}
+
+/// Where a worker got to, kept in the progress store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    /// The log position everything up to which was sent (or skipped).
+    position: String,
+    /// GA4 only: the end of the batch being sent; found at a start, that batch is
+    /// skipped (it may have reached GA).
+    #[serde(default)]
+    in_flight: Option<String>,
+    /// Items sent, and left out (too old for GA4; a batch skipped after a stop).
+    #[serde(default)]
+    sent: u64,
+    #[serde(default)]
+    skipped: u64,
+}
+
+/// What a dashboard shows of one integration (this node's view).
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    pub sent: u64,
+    pub skipped: u64,
+    /// When the last request was answered (RFC 3339), and whether it was taken.
+    pub last_at: Option<String>,
+    pub last_ok: Option<bool>,
+    /// The last error, in words.
+    pub last_error: Option<String>,
+}
+
+/// The workers this node runs, and what they last did.
+#[derive(Default)]
+pub struct Forwarding {
+    running: Mutex<HashSet<(Service, String)>>,
+    status: Mutex<HashMap<(Service, String), Status>>,
+}
+
+impl Forwarding {
+    fn take(&self, key: (Service, String)) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key)
+    }
+
+    fn done(&self, key: &(Service, String)) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    fn note(&self, key: &(Service, String), f: impl FnOnce(&mut Status)) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(status.entry(key.clone()).or_default());
+    }
+
+    /// What this node knows of `bot`'s integration with `service`.
+    pub fn status(&self, service: Service, bot: &str) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(service, bot.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Whether `service` is active and configured in `doc`, with its credentials opened.
+fn credentials(
+    state: &AppState,
+    bot: &str,
+    doc: &SettingsDoc,
+    service: Service,
+) -> Option<Credentials> {
+    let i = &doc.integrations;
+    match service {
+        Service::GoogleAnalytics => {
+            let ga = &i.google_analytics;
+            let secret =
+                state
+                    .vault
+                    .open(bot, crate::settings::GA_SECRET, ga.api_secret.as_deref()?)?;
+            ga.active.then(|| Credentials::Ga {
+                measurement_id: ga.measurement_id.clone().unwrap_or_default(),
+                api_secret: secret,
+            })
+        }
+        Service::Mixpanel => {
+            let mp = &i.mixpanel;
+            let token =
+                state
+                    .vault
+                    .open(bot, crate::settings::MIXPANEL_TOKEN, mp.token.as_deref()?)?;
+            mp.active.then_some(Credentials::Mixpanel { token })
+        }
+    }
+}
+
+enum Credentials {
+    Ga {
+        measurement_id: String,
+        api_secret: String,
+    },
+    Mixpanel {
+        token: String,
+    },
+}
+
+/// The settings of `bot` now (`None` when they cannot be read).
+async fn settings(state: &AppState, bot: &str) -> Option<SettingsDoc> {
+    crate::channels::settings_of(state, bot).await.ok()
+}
+
+/// Every node: looks for active integrations and works those it gets the lease of.
+pub async fn run(state: AppState, stop: CancellationToken) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(LOOK_EVERY) => {}
+        }
+        while tasks.try_join_next().is_some() {}
+        if !state.caught_up.load(std::sync::atomic::Ordering::Acquire) {
+            continue;
+        }
+        let Ok(bots) = state
+            .aggregator
+            .query(|a| a.bots().into_iter().map(str::to_owned).collect::<Vec<_>>())
+            .await
+        else {
+            break;
+        };
+        for bot in bots {
+            let Some(doc) = settings(&state, &bot).await else {
+                continue;
+            };
+            for service in Service::ALL {
+                if credentials(&state, &bot, &doc, service).is_none()
+                    || !state.forwarding.take((service, bot.clone()))
+                {
+                    continue;
+                }
+                let span = info_span!("forward", service = service.name(), bot);
+                let (state, stop, bot) = (state.clone(), stop.clone(), bot.clone());
+                tasks.spawn(
+                    async move {
+                        work(&state, service, &bot, &stop).await;
+                        state.forwarding.done(&(service, bot));
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+fn progress_key(service: Service, bot: &str) -> String {
+    format!("forward:{}:{bot}", service.name())
+}
+
+/// Records that `bot`'s integration with `service` forwards from the head of the log
+/// on, unless it has a position already (it was on before).
+pub(crate) async fn start_from_now(
+    state: &AppState,
+    service: Service,
+    bot: &str,
+) -> Result<(), botwatch_log::LogError> {
+    let key = progress_key(service, bot);
+    if state.log.progress(&key).await?.is_none() {
+        let head = state.log.stats().await?.head;
+        let progress = Progress {
+            position: head.to_string(),
+            ..Progress::default()
+        };
+        let doc = serde_json::to_string(&progress).unwrap_or_default();
+        state.log.put_progress(&key, &doc).await?;
+        info!(service = service.name(), bot, from = %head, "forwarding starts");
+    }
+    Ok(())
+}
+
+async fn load_progress(state: &AppState, key: &str) -> Option<Progress> {
+    match state.log.progress(key).await {
+        Ok(Some(doc)) => serde_json::from_str(&doc).ok(),
+        Ok(None) => {
+            // A new integration: from the head of the log on.
+            let head = state.log.stats().await.ok()?.head;
+            Some(Progress {
+                position: head.to_string(),
+                ..Progress::default()
+            })
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read where forwarding got to");
+            None
+        }
+    }
+}
+
+async fn save_progress(state: &AppState, key: &str, progress: &Progress) -> bool {
+    let doc = serde_json::to_string(progress).unwrap_or_default();
+    match state.log.put_progress(key, &doc).await {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(error = %e, "cannot record where forwarding got to");
+            false
+        }
+    }
+}
+
+/// Forwards `bot`'s events to `service` while this node holds the lease and the
+/// integration is active; on a stop, lets the lease go (the next node need not wait
+/// for it to run out).
+async fn work(state: &AppState, service: Service, bot: &str, stop: &CancellationToken) {
+    let lease = progress_key(service, bot);
+    forward_while_held(state, service, bot, &lease, stop).await;
+    if stop.is_cancelled() {
+        let _ = state
+            .log
+            .lease(&lease, &state.node, Duration::from_millis(1))
+            .await;
+    }
+}
+
+async fn forward_while_held(
+    state: &AppState,
+    service: Service,
+    bot: &str,
+    lease: &str,
+    stop: &CancellationToken,
+) {
+    let status_key = (service, bot.to_owned());
+    let Some(mut progress) = load_progress(state, lease).await else {
+        return;
+    };
+    let mut renew_at = tokio::time::Instant::now();
+    let mut announced = Announced::default();
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        if tokio::time::Instant::now() >= renew_at {
+            if !matches!(state.log.lease(lease, &state.node, LEASE).await, Ok(true)) {
+                return;
+            }
+            renew_at = tokio::time::Instant::now() + LEASE / 3;
+        }
+        // A predecessor stopped while GA had a batch: skip it (never twice).
+        if let Some(end) = progress.in_flight.take() {
+            warn!(
+                upto = end,
+                "a batch may or may not have reached GA4 before a stop: skipped"
+            );
+            progress.position = end;
+            save_progress(state, lease, &progress).await;
+        }
+        let Ok(after) = progress.position.parse::<Position>() else {
+            warn!(
+                position = progress.position,
+                "the recorded position does not read"
+            );
+            return;
+        };
+        let applied = state.followed();
+        if after >= applied {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
+        let batch = match state.log.read(after, BATCH, None).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                warn!(error = %e, "cannot read the log");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // Only what the figures have applied.
+        let entries: Vec<_> = batch
+            .entries
+            .into_iter()
+            .filter(|e| e.position <= applied)
+            .collect();
+        let end = if batch.next <= applied {
+            batch.next
+        } else {
+            entries.last().map_or(after, |e| e.position)
+        };
+        let events: Vec<botwatch_event::Event> = entries
+            .into_iter()
+            .map(|e| e.event)
+            .filter(|e| e.bot == bot)
+            .collect();
+        let items = items_with_facts(state, bot, &events, &mut announced).await;
+        let Some(items) = items else {
+            return;
+        };
+        if !items.is_empty() {
+            if service == Service::GoogleAnalytics {
+                progress.in_flight = Some(end.to_string());
+                if !save_progress(state, lease, &progress).await {
+                    progress.in_flight = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            match send_items(state, service, bot, &items, &status_key, stop).await {
+                Some((sent, skipped)) => {
+                    progress.sent += sent;
+                    progress.skipped += skipped;
+                }
+                // Stopped, or turned off: the batch was not all sent; it is tried
+                // again by whoever goes on.
+                None => {
+                    if progress.in_flight.take().is_some() {
+                        save_progress(state, lease, &progress).await;
+                    }
+                    return;
+                }
+            }
+        }
+        progress.position = end.to_string();
+        progress.in_flight = None;
+        save_progress(state, lease, &progress).await;
+        let (sent, skipped) = (progress.sent, progress.skipped);
+        state.forwarding.note(&status_key, |s| {
+            s.sent = sent;
+            s.skipped = skipped;
+        });
+    }
+}
+
+/// New users and session starts already told (the figures know times, and several
+/// messages may share a millisecond: only the first of them is a user's first).
+#[derive(Default)]
+struct Announced(HashSet<(String, Option<i64>)>);
+
+impl Announced {
+    /// True the first time for a user (`None`) or a user's session (its start).
+    fn first(&mut self, user: &str, session: Option<i64>) -> bool {
+        if self.0.len() > 100_000 {
+            self.0.clear();
+        }
+        self.0.insert((user.to_owned(), session))
+    }
+}
+
+/// The items `events` give, with the figures' facts about each.
+async fn items_with_facts(
+    state: &AppState,
+    bot: &str,
+    events: &[botwatch_event::Event],
+    announced: &mut Announced,
+) -> Option<Vec<Item>> {
+    let asked: Vec<(String, i64)> = events
+        .iter()
+        .map(|e| (e.user.id.clone(), e.ts_millis()))
+        .collect();
+    let b = bot.to_owned();
+    let places = state
+        .aggregator
+        .query(move |a| {
+            let f = a.bot(&b);
+            asked
+                .iter()
+                .map(|(user, ms)| f.and_then(|f| f.message_place(user, *ms)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .ok()?;
+    Some(
+        events
+            .iter()
+            .zip(places)
+            .flat_map(|(e, place)| {
+                let inbound = e.direction == Some(botwatch_event::Direction::In);
+                let facts = place.map_or(Facts::default(), |p| Facts {
+                    first_message: p.first && inbound && announced.first(&e.user.id, None),
+                    starts_session: p.starts_session
+                        && inbound
+                        && announced.first(&e.user.id, p.session_start_ms),
+                    session_ms: p.session_start_ms,
+                });
+                items_of(e, &facts)
+            })
+            .collect(),
+    )
+}
+
+/// Sends `items` in the service's requests; `(sent, skipped)`, or `None` when it
+/// stopped before all were taken (a stop, or the integration turned off).
+async fn send_items(
+    state: &AppState,
+    service: Service,
+    bot: &str,
+    items: &[Item],
+    status_key: &(Service, String),
+    stop: &CancellationToken,
+) -> Option<(u64, u64)> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let (bodies, skipped) = match service {
+        Service::GoogleAnalytics => {
+            let (requests, skipped) = ga::requests(items, now);
+            let bodies: Vec<(serde_json::Value, usize)> = requests
+                .into_iter()
+                .map(|r| (r.body, r.keys.len()))
+                .collect();
+            (bodies, skipped.len() as u64)
+        }
+        Service::Mixpanel => (
+            mixpanel::requests(items)
+                .into_iter()
+                .map(|r| (r.body, r.keys.len()))
+                .collect(),
+            0,
+        ),
+    };
+    let mut sent = 0u64;
+    for (body, count) in bodies {
+        send_one(state, service, bot, &body, status_key, stop).await?;
+        sent += count as u64;
+    }
+    Some((sent, skipped))
+}
+
+/// What one attempt came to.
+enum Outcome {
+    Taken,
+    /// Try again, after at least this long.
+    Again(Option<Duration>, String),
+}
+
+/// Sends one request until the service takes it; `None` when stopped or turned off
+/// first.
+async fn send_one(
+    state: &AppState,
+    service: Service,
+    bot: &str,
+    body: &serde_json::Value,
+    status_key: &(Service, String),
+    stop: &CancellationToken,
+) -> Option<()> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if stop.is_cancelled() {
+            return None;
+        }
+        // Active off (or the credentials gone) stops at once.
+        let doc = settings(state, bot).await?;
+        let credentials = credentials(state, bot, &doc, service)?;
+        let outcome = attempt(state, &credentials, body).await;
+        let at = crate::figures::rfc3339(chrono::Utc::now().timestamp_millis());
+        match outcome {
+            Outcome::Taken => {
+                state.forwarding.note(status_key, |s| {
+                    s.last_at = Some(at);
+                    s.last_ok = Some(true);
+                });
+                return Some(());
+            }
+            Outcome::Again(after, error) => {
+                warn!(error, retry_in = ?backoff, "the service did not take a batch");
+                state.forwarding.note(status_key, |s| {
+                    s.last_at = Some(at);
+                    s.last_ok = Some(false);
+                    s.last_error = Some(error);
+                });
+                // Exponential, with up to half of it again at random, and never
+                // sooner than the service asked.
+                let jitter = backoff.mul_f64(f64::from(random_u8()) / 510.0);
+                let wait = (backoff + jitter).max(after.unwrap_or_default());
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+fn random_u8() -> u8 {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    b[0]
+}
+
+/// One try of a request.
+async fn attempt(state: &AppState, credentials: &Credentials, body: &serde_json::Value) -> Outcome {
+    let request = match credentials {
+        Credentials::Ga {
+            measurement_id,
+            api_secret,
+        } => {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("measurement_id", measurement_id)
+                .append_pair("api_secret", api_secret)
+                .finish();
+            let base = state.ga_endpoint.trim_end_matches('/');
+            state.http.post(format!("{base}/mp/collect?{query}"))
+        }
+        Credentials::Mixpanel { token } => {
+            let base = state.mixpanel_endpoint.trim_end_matches('/');
+            state
+                .http
+                .post(format!("{base}/import?strict=1"))
+                .basic_auth(token, Some(""))
+        }
+    };
+    let answer = request.json(body).timeout(REQUEST_TIMEOUT).send().await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        // Without the address: it holds the API secret.
+        Err(e) => return Outcome::Again(None, format!("no answer: {}", e.without_url())),
+    };
+    let status = answer.status();
+    if status.is_success() {
+        return Outcome::Taken;
+    }
+    let retry_after = answer
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let said: String = answer
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    let error = format!("{status}: {said}");
+    if status.as_u16() == 429 || status.is_server_error() {
+        return Outcome::Again(retry_after, error);
+    }
+    // A refusal a retry cannot mend at once (a wrong token, a payload refused): kept
+    // and tried again after the longest wait, so nothing is dropped and the status
+    // shows why.
+    info!(error, "the service refused a batch");
+    Outcome::Again(Some(MAX_BACKOFF), error)
+}
+
+impl AppState {
+    /// Where the follower has read to: the figures have applied everything up to it.
+    pub(crate) fn followed(&self) -> Position {
+        self.followed.lock().map(|p| *p).unwrap_or_default()
+    }
+}
