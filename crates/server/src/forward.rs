@@ -609,3 +609,200 @@ impl AppState {
         self.followed.lock().map(|p| *p).unwrap_or_default()
     }
 }
+
+/// One integration as Settings → Other shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IntegrationStatus {
+    /// Active and configured (credentials set).
+    active: bool,
+    /// Events sent, and left out (older than GA4 takes; a batch that may have reached
+    /// GA before a stop).
+    sent: u64,
+    skipped: u64,
+    /// How far forwarding is behind the log, in seconds of append time (0 when caught
+    /// up; null before it ever ran).
+    behind_secs: Option<f64>,
+    /// This node's last answer from the service: when, taken or not, and the last error.
+    last_at: Option<String>,
+    last_ok: Option<bool>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IntegrationsAnswer {
+    google_analytics: IntegrationStatus,
+    mixpanel: IntegrationStatus,
+}
+
+/// `GET /api/v1/bots/{bot}/integrations`: where forwarding to each service stands.
+#[tracing::instrument(name = "integrations.status", skip(state))]
+#[utoipa::path(get, operation_id = "integrations_status", path = "/api/v1/bots/{bot}/integrations", tag = "settings", params(("bot" = String, Path, description = "The bot (a slug)")), responses((status = 200, body = crate::forward::IntegrationsAnswer), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn status(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(bot): axum::extract::Path<String>,
+) -> Result<axum::Json<IntegrationsAnswer>, crate::error::ApiError> {
+    let doc = crate::channels::settings_of(&state, &bot)
+        .await
+        .map_err(|e| crate::error::ApiError::internal(&e.0))?;
+    let head = state.log.stats().await?.head;
+    let mut answers = Vec::new();
+    for service in Service::ALL {
+        let progress: Option<Progress> = state
+            .log
+            .progress(&progress_key(service, &bot))
+            .await?
+            .and_then(|doc| serde_json::from_str(&doc).ok());
+        let seen = state.forwarding.status(service, &bot);
+        let behind_secs = progress
+            .as_ref()
+            .and_then(|p| p.position.parse::<Position>().ok())
+            .map(|p| head.ms.saturating_sub(p.ms) as f64 / 1000.0);
+        answers.push(IntegrationStatus {
+            active: credentials(&state, &bot, &doc, service).is_some(),
+            sent: progress.as_ref().map_or(0, |p| p.sent),
+            skipped: progress.as_ref().map_or(0, |p| p.skipped),
+            behind_secs,
+            last_at: seen.last_at,
+            last_ok: seen.last_ok,
+            last_error: seen.last_error,
+        });
+    }
+    let mixpanel = answers.pop();
+    let google_analytics = answers.pop();
+    match (google_analytics, mixpanel) {
+        (Some(google_analytics), Some(mixpanel)) => Ok(axum::Json(IntegrationsAnswer {
+            google_analytics,
+            mixpanel,
+        })),
+        _ => Err(crate::error::ApiError::internal("integration status")),
+    }
+}
+
+/// What a test event came to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestAnswer {
+    /// The service took it (GA4: its validation found nothing wrong).
+    ok: bool,
+    /// HTTP status of the service's answer (null: no answer).
+    status: Option<u16>,
+    /// GA4's validation messages (`/debug/mp/collect`), or the service's words.
+    #[schema(value_type = Object)]
+    answer: serde_json::Value,
+}
+
+/// `POST /api/v1/bots/{bot}/integrations/{service}/test`: sends one test event with the
+/// settings as they are (active or not). GA4: to `/debug/mp/collect`, which checks the
+/// event and records nothing, and answers its validation messages; Mixpanel: to
+/// `/import` (Mixpanel keeps it, as `bot_test_event`).
+#[tracing::instrument(name = "integrations.test", skip(state, principal))]
+#[utoipa::path(post, operation_id = "integrations_test", path = "/api/v1/bots/{bot}/integrations/{service}/test", tag = "settings", params(("bot" = String, Path, description = "The bot (a slug)"), ("service" = String, Path, description = "google_analytics or mixpanel")), responses((status = 200, body = crate::forward::TestAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn test_event(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
+    axum::extract::Path((bot, service)): axum::extract::Path<(String, String)>,
+) -> Result<axum::Json<TestAnswer>, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let service = Service::ALL
+        .into_iter()
+        .find(|s| s.name() == service)
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such service (google_analytics, mixpanel)",
+            )
+        })?;
+    let mut doc = crate::channels::settings_of(&state, &bot)
+        .await
+        .map_err(|e| ApiError::internal(&e.0))?;
+    // A test works with the settings as they are, before Active is ticked.
+    doc.integrations.google_analytics.active = true;
+    doc.integrations.mixpanel.active = true;
+    let credentials = credentials(&state, &bot, &doc, service).ok_or_else(|| {
+        ApiError::bad_parameter(
+            "integrations",
+            format!("{} is not configured (Settings → Other)", service.name()),
+        )
+    })?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let item = Item {
+        kind: botwatch_forward::ItemKind::MessageIn,
+        bot: bot.clone(),
+        user: "botwatch-test".to_owned(),
+        provider: "botwatch".to_owned(),
+        event_id: format!("test-{}", uuid::Uuid::now_v7()),
+        ms: now,
+        session_ms: Some(now),
+    };
+    let request = match &credentials {
+        Credentials::Ga {
+            measurement_id,
+            api_secret,
+        } => {
+            let (requests, _) = ga::requests(std::slice::from_ref(&item), now);
+            let body = requests
+                .into_iter()
+                .next()
+                .map(|r| r.body)
+                .unwrap_or_default();
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("measurement_id", measurement_id)
+                .append_pair("api_secret", api_secret)
+                .finish();
+            let base = state.ga_endpoint.trim_end_matches('/');
+            state
+                .http
+                .post(format!("{base}/debug/mp/collect?{query}"))
+                .json(&body)
+        }
+        Credentials::Mixpanel { token } => {
+            let mut body = mixpanel::requests(std::slice::from_ref(&item))
+                .into_iter()
+                .next()
+                .map(|r| r.body)
+                .unwrap_or_default();
+            if let Some(e) = body.get_mut(0) {
+                e["event"] = serde_json::json!("bot_test_event");
+            }
+            let base = state.mixpanel_endpoint.trim_end_matches('/');
+            state
+                .http
+                .post(format!("{base}/import?strict=1"))
+                .basic_auth(token, Some(""))
+                .json(&body)
+        }
+    };
+    let answer = request.timeout(REQUEST_TIMEOUT).send().await;
+    crate::session::audit(
+        &state,
+        &principal,
+        "integration.test",
+        Some(&bot),
+        serde_json::json!({ "service": service.name() }),
+    )
+    .await?;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            return Ok(axum::Json(TestAnswer {
+                ok: false,
+                status: None,
+                answer: serde_json::json!(format!("no answer: {}", e.without_url())),
+            }));
+        }
+    };
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    let said: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    // GA's debug endpoint answers 200 with what it found wrong, if anything.
+    let ok = status.is_success()
+        && said["validationMessages"]
+            .as_array()
+            .is_none_or(|m| m.is_empty());
+    Ok(axum::Json(TestAnswer {
+        ok,
+        status: Some(status.as_u16()),
+        answer: said,
+    }))
+}

@@ -12,7 +12,7 @@ mod dashboard;
 mod error;
 mod figures;
 mod follower;
-mod forward;
+pub mod forward;
 mod handoff;
 mod health;
 mod history;

@@ -12,8 +12,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::auth::Access;
 use crate::{
-    audience, broadcasts, figures, health, history, ingest, live, modes, outbox, session, settings,
-    users,
+    audience, broadcasts, figures, forward, health, history, ingest, live, modes, outbox, session,
+    settings, users,
 };
 
 #[derive(OpenApi)]
@@ -67,6 +67,8 @@ use crate::{
         broadcasts::get,
         broadcasts::cancel,
         settings::get,
+        forward::status,
+        forward::test_event,
         settings::put,
         openapi_json,
     ),

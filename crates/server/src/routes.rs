@@ -8,8 +8,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::auth::Access;
 use crate::{
-    AppState, audience, broadcasts, channels, figures, handoff, health, history, ingest, live,
-    modes, openapi, outbox, session, settings, users,
+    AppState, audience, broadcasts, channels, figures, forward, handoff, health, history, ingest,
+    live, modes, openapi, outbox, session, settings, users,
 };
 
 /// One route: method, path (axum's syntax) and the access it needs.
@@ -235,6 +235,18 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/v1/bots/{bot}/settings",
             Configure,
             settings::put,
+        ),
+        route(
+            M::GET,
+            "/api/v1/bots/{bot}/integrations",
+            Read,
+            forward::status,
+        ),
+        route(
+            M::POST,
+            "/api/v1/bots/{bot}/integrations/{service}/test",
+            Configure,
+            forward::test_event,
         ),
         route(M::GET, "/api/v1/audit", Accounts, session::audit_log),
     ]

@@ -195,6 +195,49 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bots/{bot}/integrations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /api/v1/bots/{bot}/integrations`: where forwarding to each service stands.
+         * @description Who may call it: any dashboard user, or a read or admin token of the bot.
+         */
+        get: operations["integrations_status"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bots/{bot}/integrations/{service}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /api/v1/bots/{bot}/integrations/{service}/test`: sends one test event with the
+         *     settings as they are (active or not). GA4: to `/debug/mp/collect`, which checks the
+         *     event and records nothing, and answers its validation messages; Mixpanel: to
+         *     `/import` (Mixpanel keeps it, as `bot_test_event`).
+         * @description Who may call it: an admin, or an admin token of the bot.
+         */
+        post: operations["integrations_test"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/bots/{bot}/roles": {
         parameters: {
             query?: never;
@@ -1043,10 +1086,37 @@ export interface components {
                 [key: string]: components["schemas"]["DialogMode"];
             };
         };
+        /** @description One integration as Settings → Other shows it. */
+        IntegrationStatus: {
+            /** @description Active and configured (credentials set). */
+            active: boolean;
+            /**
+             * Format: double
+             * @description How far forwarding is behind the log, in seconds of append time (0 when caught
+             *     up; null before it ever ran).
+             */
+            behind_secs?: number | null;
+            /** @description This node's last answer from the service: when, taken or not, and the last error. */
+            last_at?: string | null;
+            last_error?: string | null;
+            last_ok?: boolean | null;
+            /**
+             * Format: int64
+             * @description Events sent, and left out (older than GA4 takes; a batch that may have reached
+             *     GA before a stop).
+             */
+            sent: number;
+            /** Format: int64 */
+            skipped: number;
+        };
         /** @description Where a bot's events are forwarded (the forwarding itself comes with its issue). */
         Integrations: {
             google_analytics: components["schemas"]["GoogleAnalytics"];
             mixpanel: components["schemas"]["Mixpanel"];
+        };
+        IntegrationsAnswer: {
+            google_analytics: components["schemas"]["IntegrationStatus"];
+            mixpanel: components["schemas"]["IntegrationStatus"];
         };
         /**
          * @description A role or a tag: per bot, named by operators, known by a key that never changes
@@ -1201,6 +1271,18 @@ export interface components {
              *     `secret_token` in `setWebhook`), sealed.
              */
             webhook_secret?: string | null;
+        };
+        /** @description What a test event came to. */
+        TestAnswer: {
+            /** @description GA4's validation messages (`/debug/mp/collect`), or the service's words. */
+            answer: Record<string, never>;
+            /** @description The service took it (GA4: its validation found nothing wrong). */
+            ok: boolean;
+            /**
+             * Format: int32
+             * @description HTTP status of the service's answer (null: no answer).
+             */
+            status?: number | null;
         };
         TopItem: {
             /** Format: int64 */
@@ -1882,6 +1964,100 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DialogMode"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    integrations_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IntegrationsAnswer"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    integrations_test: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description google_analytics or mixpanel */
+                service: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TestAnswer"];
                 };
             };
             400: {

@@ -256,6 +256,13 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
             "/api/v1/bots/{bot}/settings",
             [401, 403, 403, 200, 403],
         ),
+        (M::GET, "/api/v1/bots/{bot}/integrations", BOT_READ),
+        // Admins; the bot has no GA4 settings, so the test is refused for that.
+        (
+            M::POST,
+            "/api/v1/bots/{bot}/integrations/{service}/test",
+            [401, 403, 403, 400, 403],
+        ),
         (M::GET, "/api/v1/audit", [401, 403, 403, 200, 403]),
         // Last: they end or replace the session they are sent with.
         (M::DELETE, "/api/v1/session", [401, 204, 204, 204, 400]),
@@ -334,6 +341,7 @@ async fn every_route_answers_each_role_as_the_matrix_says(backend: Backend) {
             .replace("{bot}", "helpdesk")
             .replace("{user}", "u1")
             .replace("{name}", "matrix-label")
+            .replace("{service}", "google_analytics")
             .replace("{id}", "0123456789abcdef0123456789abcdef");
         if template.ends_with("/stats") {
             path.push_str("?from=2026-11-01&to=2026-11-30");

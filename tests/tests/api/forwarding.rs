@@ -71,11 +71,23 @@ async fn collect(
     (StatusCode::NO_CONTENT, "").into_response()
 }
 
+/// GA4's validation server: a body without events gets a message, as GA's does.
+async fn validate(body: axum::body::Bytes) -> axum::Json<Value> {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let messages = if body["events"].as_array().is_some_and(|e| !e.is_empty()) {
+        json!([])
+    } else {
+        json!([{"fieldPath": "events", "description": "events is required", "validationCode": "VALUE_REQUIRED"}])
+    };
+    axum::Json(json!({ "validationMessages": messages }))
+}
+
 async fn stand_in() -> (String, StandIn) {
     let s = StandIn::default();
     let app = axum::Router::new()
         .route("/mp/collect", axum::routing::post(collect))
         .route("/import", axum::routing::post(collect))
+        .route("/debug/mp/collect", axum::routing::post(validate))
         .with_state(s.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -219,6 +231,33 @@ async fn events_go_to_both_services_in_their_shape_and_limits(backend: Backend) 
             .all(|e| e["properties"]["distinct_id"] == "u1"
                 || e["properties"]["distinct_id"] == "u2")
     );
+    // What Settings → Other shows.
+    let (status, integrations) = s.get("/api/v1/bots/shop/integrations").await;
+    assert_eq!(status, 200, "{integrations}");
+    assert_eq!(
+        integrations["google_analytics"]["sent"], 35,
+        "{integrations}"
+    );
+    assert_eq!(integrations["google_analytics"]["active"], true);
+    assert_eq!(integrations["mixpanel"]["last_ok"], true);
+    assert!(
+        !integrations.to_string().contains("ga-secret-1"),
+        "no secret shown"
+    );
+    // A test event: GA4's validation answer, Mixpanel's import.
+    for service in ["google_analytics", "mixpanel"] {
+        let (status, answer) = s
+            .post(
+                &format!("/api/v1/bots/shop/integrations/{service}/test"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, &answer["ok"]),
+            (200, &json!(true)),
+            "{service}: {answer}"
+        );
+    }
     let auth = mp.taken.lock().expect("taken")[0].0.clone();
     assert!(
         auth.contains("strict=1") && auth.contains("Basic "),
