@@ -75,6 +75,25 @@ struct Progress {
     sent: u64,
     #[serde(default)]
     skipped: u64,
+    /// History asked for when the integration was turned on, sent after the live
+    /// cursor caught up.
+    #[serde(default)]
+    backfill: Option<Backfill>,
+    /// Where the live cursor started (a back-fill stops there: what came after went
+    /// out live).
+    #[serde(default)]
+    started: Option<String>,
+}
+
+/// A back-fill: the events from `from_ms` on that came before the live cursor
+/// started (`upto`), read from `next`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Backfill {
+    next: String,
+    upto: String,
+    from_ms: i64,
+    #[serde(default)]
+    in_flight: Option<String>,
 }
 
 /// What a dashboard shows of one integration (this node's view).
@@ -233,6 +252,7 @@ pub(crate) async fn start_from_now(
         let head = state.log.stats().await?.head;
         let progress = Progress {
             position: head.to_string(),
+            started: Some(head.to_string()),
             ..Progress::default()
         };
         let doc = serde_json::to_string(&progress).unwrap_or_default();
@@ -250,6 +270,7 @@ async fn load_progress(state: &AppState, key: &str) -> Option<Progress> {
             let head = state.log.stats().await.ok()?.head;
             Some(Progress {
                 position: head.to_string(),
+                started: Some(head.to_string()),
                 ..Progress::default()
             })
         }
@@ -309,26 +330,61 @@ async fn forward_while_held(
             renew_at = tokio::time::Instant::now() + LEASE / 3;
         }
         // A predecessor stopped while GA had a batch: skip it (never twice).
+        let mut skipped_batch = false;
         if let Some(end) = progress.in_flight.take() {
-            warn!(
-                upto = end,
-                "a batch may or may not have reached GA4 before a stop: skipped"
-            );
             progress.position = end;
+            skipped_batch = true;
+        }
+        if let Some(b) = progress.backfill.as_mut()
+            && let Some(end) = b.in_flight.take()
+        {
+            b.next = end;
+            skipped_batch = true;
+        }
+        if skipped_batch {
+            warn!("a batch may or may not have reached GA4 before a stop: skipped");
             save_progress(state, lease, &progress).await;
         }
-        let Ok(after) = progress.position.parse::<Position>() else {
-            warn!(
-                position = progress.position,
-                "the recorded position does not read"
-            );
-            return;
-        };
+        // What comes next: the live cursor while it is behind the figures, else the
+        // back-fill, if one was asked for.
         let applied = state.followed();
-        if after >= applied {
+        let live = progress.position.parse::<Position>().unwrap_or(applied);
+        let (after, limit, from_ms) = if live < applied {
+            (live, applied, None)
+        } else if progress.backfill.is_none()
+            && let Some(from_ms) = backfill_asked(state, lease).await
+        {
+            info!(from_ms, "back-fill starts");
+            progress.backfill = Some(Backfill {
+                next: Position::START.to_string(),
+                upto: progress
+                    .started
+                    .clone()
+                    .unwrap_or_else(|| progress.position.clone()),
+                from_ms,
+                in_flight: None,
+            });
+            save_progress(state, lease, &progress).await;
+            continue;
+        } else if let Some(b) = &progress.backfill {
+            let next = b.next.parse::<Position>().unwrap_or(Position::START);
+            let upto = b
+                .upto
+                .parse::<Position>()
+                .unwrap_or(Position::START)
+                .min(applied);
+            if next >= upto {
+                info!("back-fill done");
+                progress.backfill = None;
+                save_progress(state, lease, &progress).await;
+                continue;
+            }
+            (next, upto, Some(b.from_ms))
+        } else {
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
-        }
+        };
+        let backfilling = from_ms.is_some();
         let batch = match state.log.read(after, BATCH, None).await {
             Ok(batch) => batch,
             Err(e) => {
@@ -337,31 +393,37 @@ async fn forward_while_held(
                 continue;
             }
         };
-        // Only what the figures have applied.
+        // Only what the figures have applied (and, back-filling, what came before the
+        // live cursor started).
         let entries: Vec<_> = batch
             .entries
             .into_iter()
-            .filter(|e| e.position <= applied)
+            .filter(|e| e.position <= limit)
             .collect();
-        let end = if batch.next <= applied {
+        let end = if batch.next <= limit {
             batch.next
         } else {
-            entries.last().map_or(after, |e| e.position)
+            entries.last().map_or(limit, |e| e.position)
         };
         let events: Vec<botwatch_event::Event> = entries
             .into_iter()
             .map(|e| e.event)
-            .filter(|e| e.bot == bot)
+            .filter(|e| e.bot == bot && from_ms.is_none_or(|from| e.ts_millis() >= from))
             .collect();
         let items = items_with_facts(state, bot, &events, &mut announced).await;
         let Some(items) = items else {
             return;
         };
+        let in_flight =
+            |progress: &mut Progress, value: Option<String>| match &mut progress.backfill {
+                Some(b) if backfilling => b.in_flight = value,
+                _ => progress.in_flight = value,
+            };
         if !items.is_empty() {
             if service == Service::GoogleAnalytics {
-                progress.in_flight = Some(end.to_string());
+                in_flight(&mut progress, Some(end.to_string()));
                 if !save_progress(state, lease, &progress).await {
-                    progress.in_flight = None;
+                    in_flight(&mut progress, None);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -374,15 +436,17 @@ async fn forward_while_held(
                 // Stopped, or turned off: the batch was not all sent; it is tried
                 // again by whoever goes on.
                 None => {
-                    if progress.in_flight.take().is_some() {
-                        save_progress(state, lease, &progress).await;
-                    }
+                    in_flight(&mut progress, None);
+                    save_progress(state, lease, &progress).await;
                     return;
                 }
             }
         }
-        progress.position = end.to_string();
-        progress.in_flight = None;
+        in_flight(&mut progress, None);
+        match &mut progress.backfill {
+            Some(b) if backfilling => b.next = end.to_string(),
+            _ => progress.position = end.to_string(),
+        }
         save_progress(state, lease, &progress).await;
         let (sent, skipped) = (progress.sent, progress.skipped);
         state.forwarding.note(&status_key, |s| {
@@ -390,6 +454,86 @@ async fn forward_while_held(
             s.skipped = skipped;
         });
     }
+}
+
+fn backfill_key(progress_key: &str) -> String {
+    format!("{progress_key}:backfill")
+}
+
+/// A back-fill asked for and not started yet: from when (ms); taken (the request is
+/// marked done).
+async fn backfill_asked(state: &AppState, progress_key: &str) -> Option<i64> {
+    let key = backfill_key(progress_key);
+    let asked: serde_json::Value =
+        serde_json::from_str(&state.log.progress(&key).await.ok()??).ok()?;
+    let from_ms = asked["from_ms"]
+        .as_i64()
+        .filter(|_| asked["done"] != true)?;
+    let done = serde_json::json!({ "from_ms": from_ms, "done": true }).to_string();
+    state.log.put_progress(&key, &done).await.ok()?;
+    Some(from_ms)
+}
+
+/// `POST …/integrations/{service}/backfill`: what to send of the history.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// The first day sent (`YYYY-MM-DD`, the bot's time zone).
+    from: String,
+}
+
+/// Asks for the history from a day on to be sent to a service, after what is live:
+/// the events before the integration was turned on (GA4 takes at most 72 hours back;
+/// older ones are counted as skipped).
+#[tracing::instrument(name = "integrations.backfill", skip(state, principal, body))]
+#[utoipa::path(post, operation_id = "integrations_backfill", path = "/api/v1/bots/{bot}/integrations/{service}/backfill", tag = "settings", params(("bot" = String, Path, description = "The bot (a slug)"), ("service" = String, Path, description = "google_analytics or mixpanel")), request_body(content = crate::forward::BackfillRequest), responses((status = 202, description = "Asked for; progress shows in GET …/integrations"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn backfill(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
+    axum::extract::Path((bot, service)): axum::extract::Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<axum::http::StatusCode, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let service = service_named(&service)?;
+    let BackfillRequest { from } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_parameter("body", format!(r#"expected {{"from":"YYYY-MM-DD"}}: {e}"#))
+    })?;
+    let day = chrono::NaiveDate::parse_from_str(&from, "%Y-%m-%d")
+        .map_err(|_| ApiError::bad_parameter("from", "expected a date YYYY-MM-DD"))?;
+    let doc = crate::channels::settings_of(&state, &bot)
+        .await
+        .map_err(|e| ApiError::internal(&e.0))?;
+    let tz: chrono_tz::Tz = doc.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let from_ms = day
+        .and_hms_opt(0, 0, 0)
+        .and_then(|t| t.and_local_timezone(tz).earliest())
+        .map_or(0, |t| t.timestamp_millis());
+    start_from_now(&state, service, &bot).await?;
+    let key = backfill_key(&progress_key(service, &bot));
+    let asked = serde_json::json!({ "from_ms": from_ms, "done": false }).to_string();
+    state.log.put_progress(&key, &asked).await?;
+    crate::session::audit(
+        &state,
+        &principal,
+        "integration.backfill",
+        Some(&bot),
+        serde_json::json!({ "service": service.name(), "from": from }),
+    )
+    .await?;
+    Ok(axum::http::StatusCode::ACCEPTED)
+}
+
+fn service_named(name: &str) -> Result<Service, crate::error::ApiError> {
+    Service::ALL
+        .into_iter()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| {
+            crate::error::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such service (google_analytics, mixpanel)",
+            )
+        })
 }
 
 /// New users and session starts already told (the figures know times, and several
@@ -702,16 +846,7 @@ pub async fn test_event(
     axum::extract::Path((bot, service)): axum::extract::Path<(String, String)>,
 ) -> Result<axum::Json<TestAnswer>, crate::error::ApiError> {
     use crate::error::ApiError;
-    let service = Service::ALL
-        .into_iter()
-        .find(|s| s.name() == service)
-        .ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                "no such service (google_analytics, mixpanel)",
-            )
-        })?;
+    let service = service_named(&service)?;
     let mut doc = crate::channels::settings_of(&state, &bot)
         .await
         .map_err(|e| ApiError::internal(&e.0))?;

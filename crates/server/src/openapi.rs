@@ -69,6 +69,7 @@ use crate::{
         settings::get,
         forward::status,
         forward::test_event,
+        forward::backfill,
         settings::put,
         openapi_json,
     ),

@@ -248,6 +248,12 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
             Configure,
             forward::test_event,
         ),
+        route(
+            M::POST,
+            "/api/v1/bots/{bot}/integrations/{service}/backfill",
+            Configure,
+            forward::backfill,
+        ),
         route(M::GET, "/api/v1/audit", Accounts, session::audit_log),
     ]
 }

@@ -215,6 +215,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bots/{bot}/integrations/{service}/backfill": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Asks for the history from a day on to be sent to a service, after what is live:
+         *     the events before the integration was turned on (GA4 takes at most 72 hours back;
+         *     older ones are counted as skipped).
+         * @description Who may call it: an admin, or an admin token of the bot.
+         */
+        post: operations["integrations_backfill"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/bots/{bot}/integrations/{service}/test": {
         parameters: {
             query?: never;
@@ -783,6 +805,11 @@ export interface components {
             bot?: string | null;
             /** @description What it was done to and with (never a secret). */
             detail?: Record<string, never>;
+        };
+        /** @description `POST …/integrations/{service}/backfill`: what to send of the history. */
+        BackfillRequest: {
+            /** @description The first day sent (`YYYY-MM-DD`, the bot's time zone). */
+            from: string;
         };
         BotItem: {
             id: string;
@@ -2029,6 +2056,65 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    integrations_backfill: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The bot (a slug) */
+                bot: string;
+                /** @description google_analytics or mixpanel */
+                service: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackfillRequest"];
+            };
+        };
+        responses: {
+            /** @description Asked for; progress shows in GET …/integrations */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -263,6 +263,11 @@ fn expected() -> Vec<(Method, &'static str, [u16; 5])> {
             "/api/v1/bots/{bot}/integrations/{service}/test",
             [401, 403, 403, 400, 403],
         ),
+        (
+            M::POST,
+            "/api/v1/bots/{bot}/integrations/{service}/backfill",
+            [401, 403, 403, 202, 403],
+        ),
         (M::GET, "/api/v1/audit", [401, 403, 403, 200, 403]),
         // Last: they end or replace the session they are sent with.
         (M::DELETE, "/api/v1/session", [401, 204, 204, 204, 400]),
@@ -288,6 +293,9 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         // A rename to the name it has.
         ("PATCH", _) => Some(json!({"name": "matrix-label"})),
         ("POST", "/api/v1/bots/{bot}/broadcasts") => Some(json!({"to": "all", "text": "News"})),
+        ("POST", "/api/v1/bots/{bot}/integrations/{service}/backfill") => {
+            Some(json!({"from": "2026-11-01"}))
+        }
         ("POST", "/api/v1/session") => Some(json!({"username": "matrix", "password": PASSWORD})),
         _ => None,
     }

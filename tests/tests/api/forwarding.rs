@@ -323,7 +323,69 @@ async fn turning_active_off_stops_sending_at_once(backend: Backend) {
     s.stop().await;
 }
 
+/// History from before an integration was on goes out when asked for, after what is
+/// live, once: Mixpanel takes any age, GA4 72 hours at most (older ones are skipped).
+async fn a_backfill_sends_the_history_once(backend: Backend) {
+    let (ga_url, ga) = stand_in().await;
+    let (mp_url, mp) = stand_in().await;
+    let s = with_integrations(backend, None, &ga_url, &mp_url).await;
+    let day = |days: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let mut old = said("h1", "u1");
+    old["ts"] = json!(day(0));
+    // Five days back: outside GA's 72 hours, and far apart from the others (its own
+    // session).
+    let mut older = said("h0", "u1");
+    older["ts"] = json!(day(5));
+    assert_eq!(s.ingest(json!([older, old]).to_string()).await.0, 202);
+    s.wait_for_messages("shop", 2).await;
+    activate(&s, true, true).await;
+    assert_eq!(s.ingest(said("live", "u2").to_string()).await.0, 202);
+    until_true("the live message forwarded", || {
+        ga.ga_events().len() == 3 && mp.mixpanel_events().len() == 3
+    })
+    .await;
+    let from = (chrono::Utc::now() - chrono::Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    for service in ["google_analytics", "mixpanel"] {
+        let (status, body) = s
+            .post(
+                &format!("/api/v1/bots/shop/integrations/{service}/backfill"),
+                json!({ "from": from }),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    // Mixpanel: h0 (new user, session, message) and h1 (a session, a message).
+    until_true("the history in Mixpanel", || {
+        mp.mixpanel_events().len() == 8
+    })
+    .await;
+    // GA: h1's session start and message; h0's three are too old.
+    until_true("the history in GA4", || ga.ga_events().len() == 5).await;
+    super::until(&s, "/api/v1/bots/shop/integrations", |i| {
+        i["google_analytics"]["skipped"] == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        (ga.ga_events().len(), mp.mixpanel_events().len()),
+        (5, 8),
+        "once"
+    );
+    let (_, integrations) = s.get("/api/v1/bots/shop/integrations").await;
+    assert_eq!(
+        integrations["google_analytics"]["skipped"], 3,
+        "{integrations}"
+    );
+    s.stop().await;
+}
+
 both_backends!(
+    a_backfill_sends_the_history_once,
     events_go_to_both_services_in_their_shape_and_limits,
     failures_are_tried_again_and_nothing_arrives_twice,
     turning_active_off_stops_sending_at_once,
