@@ -49,10 +49,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Starts `botwatch serve` (or `command`: `demo`, with its traffic, FAQ bot and web
- * chat) and waits for /healthz. Returns what the tests need:
+ * chat) and waits for /healthz. `env`: more variables for the server process (e.g.
+ * BOTWATCH_GA_ENDPOINT; they win over the test's own). Returns what the tests need:
  * `base` (http://127.0.0.1:PORT), `username`, `password`, `ingest(events)`, `stop()`.
  */
-export async function startServer({ username = 'e2e', role = 'viewer', command = 'serve' } = {}) {
+export async function startServer({ username = 'e2e', role = 'viewer', command = 'serve', env = {} } = {}) {
   const bin = botwatchBin();
   const data = mkdtempSync(join(tmpdir(), 'botwatch-e2e-'));
   const token = randomBytes(24).toString('hex');
@@ -88,7 +89,7 @@ export async function startServer({ username = 'e2e', role = 'viewer', command =
   /** Starts the process (again, for a restart: same data, same port). */
   const launch = () => {
     child = spawn(bin, [command, '--data', data, '--listen', `127.0.0.1:${port}`], {
-      env: cleanEnv({ BOTWATCH_ADMIN_TOKEN: token, BOTWATCH_LOG: 'warn' }),
+      env: cleanEnv({ BOTWATCH_ADMIN_TOKEN: token, BOTWATCH_LOG: 'warn', ...env }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stderr.on('data', (b) => (stderr = keep(stderr, b)));

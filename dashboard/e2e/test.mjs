@@ -4,3 +4,4 @@
 import './dashboard.e2e.mjs';
 import './webchat.e2e.mjs';
 import './audience.e2e.mjs';
+import './settings.e2e.mjs';

@@ -10,6 +10,7 @@ import { BroadcastsPage } from './pages/Broadcasts';
 import { DialogsPage } from './pages/Dialogs';
 import { LoginPage } from './pages/Login';
 import { OverviewPage } from './pages/Overview';
+import { SettingsPage } from './pages/Settings';
 import { StatisticsPage } from './pages/Statistics';
 import { href, navigate, route } from './router';
 import { bots, checkSession, refreshBots, session } from './state';
@@ -49,7 +50,7 @@ function App() {
   const r = route.value;
   const s = session.value;
   useEffect(() => {
-    const titles = { login: 'Log in', bots: 'Bots', overview: 'Overview', board: 'Wall board', dialogs: 'Dialogs', audience: 'Audience', broadcasts: 'Broadcasts', statistics: 'Statistics', missing: 'Not found' };
+    const titles = { login: 'Log in', bots: 'Bots', overview: 'Overview', board: 'Wall board', dialogs: 'Dialogs', audience: 'Audience', broadcasts: 'Broadcasts', statistics: 'Statistics', settings: 'Settings', missing: 'Not found' };
     document.title = `${titles[r.page]}${'bot' in r ? ' · ' + r.bot : ''} · botwatch`;
   }, [r]);
   if (s === undefined) return <p class="muted pad">Loading…</p>;
@@ -93,6 +94,12 @@ function App() {
       return (
         <Shell bot={r.bot}>
           <StatisticsPage key={r.bot} bot={r.bot} param={r.param} />
+        </Shell>
+      );
+    case 'settings':
+      return (
+        <Shell bot={r.bot}>
+          <SettingsPage key={r.bot} bot={r.bot} />
         </Shell>
       );
     case 'missing':

@@ -15,6 +15,7 @@ export type Route =
   | { page: 'audience'; bot: string }
   | { page: 'broadcasts'; bot: string }
   | { page: 'statistics'; bot: string; param: StatsParam }
+  | { page: 'settings'; bot: string }
   | { page: 'missing' };
 
 const PARAMS: StatsParam[] = ['dashboard', 'messages', 'users', 'sessions'];
@@ -38,6 +39,7 @@ export function parse(path: string, search = ''): Route {
   if (what === 'board' && extra === undefined) return { page: 'board', bot };
   if (what === 'audience' && extra === undefined) return { page: 'audience', bot };
   if (what === 'broadcasts' && extra === undefined) return { page: 'broadcasts', bot };
+  if (what === 'settings' && extra === undefined) return { page: 'settings', bot };
   if (what === 'dialogs') {
     const m = new URLSearchParams(search).get('mode');
     return { page: 'dialogs', bot, user: extra ?? null, mode: m === 'auto' || m === 'manual' ? m : 'all' };
@@ -65,6 +67,8 @@ export function href(route: Route): string {
       return b(route.bot) + '/audience';
     case 'broadcasts':
       return b(route.bot) + '/broadcasts';
+    case 'settings':
+      return b(route.bot) + '/settings';
     case 'dialogs':
       return (
         b(route.bot) + '/dialogs' + (route.user === null ? '' : '/' + encodeURIComponent(route.user)) + (route.mode === 'all' ? '' : '?mode=' + route.mode)

@@ -13,6 +13,7 @@ describe('router', () => {
       { page: 'dialogs', bot: 'shop', user: null, mode: 'auto' },
       { page: 'audience', bot: 'shop' },
       { page: 'broadcasts', bot: 'shop' },
+      { page: 'settings', bot: 'shop' },
       { page: 'statistics', bot: 'shop', param: 'dashboard' },
       { page: 'statistics', bot: 'shop', param: 'sessions' },
     ];
@@ -29,6 +30,7 @@ describe('router', () => {
     expect(parse('/bots/shop/nope')).toEqual({ page: 'missing' });
     expect(parse('/bots/shop/statistics/nope')).toEqual({ page: 'missing' });
     expect(parse('/bots/shop/audience/nope')).toEqual({ page: 'missing' });
+    expect(parse('/bots/shop/settings/nope')).toEqual({ page: 'missing' });
     expect(parse('/elsewhere')).toEqual({ page: 'missing' });
   });
 });

@@ -55,6 +55,7 @@ try {
     ['statistics-messages', `/bots/${bot}/statistics/messages`, '.figures-table tbody tr'],
     ['statistics-users', `/bots/${bot}/statistics/users`, '.figures-table tbody tr'],
     ['statistics-sessions', `/bots/${bot}/statistics/sessions`, '.figures-table tbody tr'],
+    ['settings', `/bots/${bot}/settings`, '.integration .forwarding-status .sent'],
   ];
   for (const [name, path, ready] of shots) {
     await page.goto(base + path);

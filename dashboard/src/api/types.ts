@@ -45,3 +45,7 @@ export type BroadcastsSnapshot = S['BroadcastsSnapshot'];
 export type BroadcastDelta = S['BroadcastDelta'];
 export type BroadcastFailure = S['Failure'];
 export type Audience = S['Audience'];
+export type Integrations = S['Integrations'];
+export type IntegrationsAnswer = S['IntegrationsAnswer'];
+export type IntegrationStatus = S['IntegrationStatus'];
+export type TestAnswer = S['TestAnswer'];

@@ -31,7 +31,7 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
               const next = (e.target as HTMLSelectElement).value;
               if (!next) return;
               // The same page of the other bot.
-              const same = r.page === 'overview' || r.page === 'board' || r.page === 'statistics' || r.page === 'dialogs' || r.page === 'audience' || r.page === 'broadcasts';
+              const same = r.page === 'overview' || r.page === 'board' || r.page === 'statistics' || r.page === 'dialogs' || r.page === 'audience' || r.page === 'broadcasts' || r.page === 'settings';
               navigate(same ? href({ ...r, bot: next, ...(r.page === 'dialogs' ? { user: null } : {}) } as typeof r) : href({ page: 'overview', bot: next }));
             }}
           >
@@ -59,6 +59,9 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
               Statistics
             </Link>
             <Link href={href({ page: 'board', bot })}>Wall board</Link>
+            <Link href={href({ page: 'settings', bot })} aria-current={current('settings')}>
+              Settings
+            </Link>
           </nav>
         )}
         <span class="spacer" />
