@@ -9,15 +9,15 @@
 //! twice.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 
 mod common;
+
+use common::{Running, Storage};
 
 const ADMIN: &str = "broadcast-kill-admin-token-012345";
 const SECRET_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -25,11 +25,6 @@ const TELEGRAM_TOKEN: &str = "4242:kill-test-token";
 const USERS: usize = 60;
 /// The message whose answer Telegram holds while the server is killed.
 const KILL_AT: usize = 17;
-
-enum Storage {
-    Embedded(tempfile::TempDir),
-    Redis { prefix: String },
-}
 
 /// A stand-in Bot API: counts `sendMessage` per chat; the `KILL_AT`-th call gets no
 /// answer (the test kills the server meanwhile).
@@ -86,39 +81,13 @@ async fn start_telegram() -> (String, Telegram) {
     (url, t)
 }
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
 async fn start(storage: &Storage, telegram: &str) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_botwatch"));
-    cmd.arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .env("BOTWATCH_ADMIN_TOKEN", ADMIN)
-        .env("BOTWATCH_SECRET_KEY", SECRET_KEY)
-        .env("BOTWATCH_TELEGRAM_API", telegram)
-        .env("BOTWATCH_LOG", "warn")
-        .env_remove("BOTWATCH_REDIS_URL")
-        .env_remove("BOTWATCH_DATA")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    match storage {
-        Storage::Embedded(dir) => {
-            cmd.arg("--data").arg(dir.path());
-        }
-        Storage::Redis { prefix } => {
-            cmd.arg("--redis")
-                .arg("redis://127.0.0.1:6379")
-                .arg("--redis-prefix")
-                .arg(prefix);
-        }
-    }
-    let mut child = cmd.spawn().expect("start botwatch serve");
-    let base = common::listening_on(&mut child).await;
-    Running { child, base }
+    let env = [
+        ("BOTWATCH_ADMIN_TOKEN", ADMIN),
+        ("BOTWATCH_SECRET_KEY", SECRET_KEY),
+        ("BOTWATCH_TELEGRAM_API", telegram),
+    ];
+    common::serve(storage, &env).await
 }
 
 async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {

@@ -3,14 +3,15 @@
 //! backends. The real binary, real HTTP, real Redis.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 mod common;
+
+use common::{Running, Storage};
 
 const TOKEN: &str = "crash-test-admin-token-0123456789";
 const USERS: usize = 8;
@@ -19,44 +20,13 @@ const BATCH: usize = 50;
 /// 2026-11-24 00:00 UTC.
 const BASE_SECS: i64 = 1_795_478_400;
 
-enum Storage {
-    Embedded(tempfile::TempDir),
-    Redis { prefix: String },
-}
-
-struct Running {
-    child: Child,
-    base: String,
-}
-
 async fn start(storage: &Storage) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_botwatch"));
-    cmd.arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .env("BOTWATCH_ADMIN_TOKEN", TOKEN)
-        .env("BOTWATCH_LOG", "warn")
-        // Snapshots every few hundred events, so kills land before, during and after them.
-        .env("BOTWATCH_SNAPSHOT_EVERY", "300")
-        .env_remove("BOTWATCH_REDIS_URL")
-        .env_remove("BOTWATCH_DATA")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    match storage {
-        Storage::Embedded(dir) => {
-            cmd.arg("--data").arg(dir.path());
-        }
-        Storage::Redis { prefix } => {
-            cmd.arg("--redis")
-                .arg("redis://127.0.0.1:6379")
-                .arg("--redis-prefix")
-                .arg(prefix);
-        }
-    }
-    let mut child = cmd.spawn().expect("start botwatch serve");
-    let base = common::listening_on(&mut child).await;
-    Running { child, base }
+    // Snapshots every few hundred events, so kills land before, during and after them.
+    let env = [
+        ("BOTWATCH_ADMIN_TOKEN", TOKEN),
+        ("BOTWATCH_SNAPSHOT_EVERY", "300"),
+    ];
+    common::serve(storage, &env).await
 }
 
 fn batch(writer: usize, n: usize) -> (Vec<String>, String) {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
+use tokio::process::{Child, Command};
 
 /// The base URL a started `botwatch serve` prints as its first line on standard output
 /// (which must be piped); fails when none comes within 30 s.
@@ -43,4 +43,58 @@ pub async fn remove_redis_keys(prefix: &str) {
             .await
             .expect("del");
     }
+}
+
+/// Where a test's `botwatch serve` keeps its data.
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all use it"
+)]
+pub enum Storage {
+    Embedded(tempfile::TempDir),
+    Redis { prefix: String },
+}
+
+/// A running `botwatch serve` and its base URL.
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all use it"
+)]
+pub struct Running {
+    pub child: Child,
+    pub base: String,
+}
+
+/// Starts the real binary's `serve` on a free port of 127.0.0.1, on `storage`, with
+/// `env` (and logs at warn); killed when dropped.
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all use it"
+)]
+pub async fn serve(storage: &Storage, env: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_botwatch"));
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("BOTWATCH_LOG", "warn")
+        .env_remove("BOTWATCH_REDIS_URL")
+        .env_remove("BOTWATCH_DATA")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match storage {
+        Storage::Embedded(dir) => {
+            cmd.arg("--data").arg(dir.path());
+        }
+        Storage::Redis { prefix } => {
+            cmd.arg("--redis")
+                .arg("redis://127.0.0.1:6379")
+                .arg("--redis-prefix")
+                .arg(prefix);
+        }
+    }
+    let mut child = cmd.spawn().expect("start botwatch serve");
+    let base = listening_on(&mut child).await;
+    Running { child, base }
 }
