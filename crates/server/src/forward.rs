@@ -70,7 +70,7 @@ struct Progress {
     /// skipped (it may have reached GA).
     #[serde(default)]
     in_flight: Option<String>,
-    /// Items sent, and left out (too old for GA4; a batch skipped after a stop).
+    /// Items sent, and left out (too old for GA4).
     #[serde(default)]
     sent: u64,
     #[serde(default)]
@@ -759,8 +759,8 @@ impl AppState {
 pub struct IntegrationStatus {
     /// Active and configured (credentials set).
     active: bool,
-    /// Events sent, and left out (older than GA4 takes; a batch that may have reached
-    /// GA before a stop).
+    /// Events sent, and left out (older than GA4 takes). A GA4 batch in flight at a
+    /// stop is neither: it may or may not have arrived (the log says so).
     sent: u64,
     skipped: u64,
     /// How far forwarding is behind the log, in seconds of append time (0 when caught
