@@ -2,7 +2,8 @@
 // Mixpanel addresses point at a stand-in HTTP server of this test (nothing goes to the
 // internet): an admin sets GA4 up, sees the secret masked, sends test events (accepted,
 // then refused with a validation message), sees an ingested message forwarded and the
-// refusals of the server in words, switches forwarding off; a viewer only reads.
+// refusals of the server in words, asks for the history to be sent (the back-fill),
+// switches forwarding off; a viewer only reads.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -85,12 +86,13 @@ describe('settings: analytics forwarding', () => {
   const card = (page, service) => page.locator(`section.integration[data-service="${service}"]`);
   const collects = () => stand.got.filter((r) => r.path === '/mp/collect').length;
 
-  test('19. settings: an admin sets GA4 up, tests it, sees events forwarded and refusals in words, switches it off', { timeout: 60_000 }, async () => {
+  test('19. settings: an admin sets GA4 up, tests it, sees events forwarded and refusals in words, sends the history, switches it off', { timeout: 60_000 }, async () => {
     // The refusals below: the browser logs their 400s.
     const t = await openPage(browser, server, {
       allowFailedRequests: [
         { path: `/api/v1/bots/${BOT}/settings`, status: 400 },
         { path: `/api/v1/bots/${BOT}/integrations/mixpanel/test`, status: 400 },
+        { path: `/api/v1/bots/${BOT}/integrations/mixpanel/backfill`, status: 400 },
       ],
     });
     try {
@@ -104,6 +106,7 @@ describe('settings: analytics forwarding', () => {
       assert.equal(new URL(page.url()).pathname, `/bots/${BOT}/settings`);
       assert.equal(await textOf(nav.locator('[aria-current="page"]')), 'Settings');
       await page.getByRole('heading', { level: 2, name: 'Other: analytics forwarding' }).waitFor();
+      await page.getByText('from the moment they are switched on; the history from before then can be sent too, with the back-fill').waitFor();
 
       const ga = card(page, 'google_analytics');
       const mp = card(page, 'mixpanel');
@@ -194,6 +197,31 @@ describe('settings: analytics forwarding', () => {
       );
       assert.match(await textOf(ga.locator('.forwarding-status .behind')), /^(Up to date|Behind by .+)$/);
 
+      // The back-fill: the history (the message ingested before GA4 was on) goes out
+      // after what is live. The day starts 30 days back, in the bot's zone.
+      const from = ga.getByLabel('Send history from');
+      assert.equal(await from.getAttribute('type'), 'date');
+      const { timezone } = await server.api(`/api/v1/bots/${BOT}/settings`);
+      const daysBack = (days) => new Date(Date.now() - days * 86_400_000).toLocaleDateString('en-CA', { timeZone: timezone || 'UTC' });
+      assert.ok([daysBack(30), daysBack(30.01)].includes(await from.inputValue()), `30 days back: ${await from.inputValue()}`);
+      assert.equal(await textOf(ga.locator('.backfill-hint')), 'GA4 takes events at most 72 hours back: older ones are counted as skipped.');
+      assert.equal(await mp.locator('.backfill-hint').count(), 0, 'the 72 hours are GA4\'s alone');
+      const day = daysBack(10);
+      await from.fill(day);
+      const beforeHistory = collects();
+      await ga.getByRole('button', { name: 'Send history' }).click();
+      await eventually('the back-fill queued', async () => {
+        assert.equal(await textOf(ga.locator('.backfill-result')), `History from ${day} is queued: it goes out after what is live; progress shows in Sent/Skipped.`);
+      });
+      await eventually('the history sent to GA4', async () => assert.ok(collects() > beforeHistory, 'the stand-in got the history'), { timeout: 25_000, interval: 250 });
+      // Without a day: the server's refusal, in words.
+      await mp.getByLabel('Send history from').fill('');
+      await mp.getByRole('button', { name: 'Send history' }).click();
+      await eventually('the refusal of a back-fill without a day', async () => {
+        assert.equal(await textOf(mp.locator('.backfill .error')), 'History not queued: Send history from: expected a date YYYY-MM-DD');
+      });
+      assert.equal(await textOf(mp.locator('.backfill-result')), '');
+
       // An invalid measurement id, refused in words; then Active off.
       await ga.getByLabel('Measurement ID').fill('UA-1234');
       await ga.getByRole('button', { name: 'Save' }).click();
@@ -221,7 +249,7 @@ describe('settings: analytics forwarding', () => {
     }
   });
 
-  test('20. settings: a viewer sees the settings and the status, without Save or test buttons', { timeout: 30_000 }, async () => {
+  test('20. settings: a viewer sees the settings and the status, without Save, test or back-fill buttons', { timeout: 30_000 }, async () => {
     const v = await openPage(browser, server, { loggedIn: false });
     try {
       const { page } = v;
@@ -244,6 +272,8 @@ describe('settings: analytics forwarding', () => {
       await page.getByText('Admins change these settings').waitFor();
       assert.equal(await page.getByRole('button', { name: 'Save' }).count(), 0, 'no Save');
       assert.equal(await page.getByRole('button', { name: 'Send test event' }).count(), 0, 'no test');
+      assert.equal(await page.getByRole('button', { name: 'Send history' }).count(), 0, 'no back-fill');
+      assert.equal(await page.getByLabel('Send history from').count(), 0, 'no back-fill day');
       v.assertClean();
     } finally {
       await v.close();

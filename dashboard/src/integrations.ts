@@ -3,7 +3,7 @@
 // it sends when saved, without the DOM.
 
 import type { IntegrationStatus, SettingsDoc, TestAnswer } from './api/types';
-import { formatWhen, plural } from './format';
+import { addDays, formatWhen, localDate, plural } from './format';
 
 export type Service = 'google_analytics' | 'mixpanel';
 
@@ -147,4 +147,31 @@ const FIELD_NAMES: Array<[RegExp, string]> = [
 /** A refusal of the server (`field: reason`) in the page's words. */
 export function explainRefusal(message: string): string {
   return FIELD_NAMES.reduce((m, [re, label]) => m.replace(re, label), message);
+}
+
+// ---------------------------------------------------------------------------------------
+// The back-fill: the history from a day on, sent after what is live.
+
+/** How many days back the back-fill starts unless changed. */
+export const BACKFILL_DAYS = 30;
+
+/** The day the back-fill starts at unless changed: 30 days before today in the bot's
+ *  zone (`YYYY-MM-DD`, as a date input holds it). */
+export function backfillDefaultFrom(tz: string, now: Date = new Date()): string {
+  return addDays(localDate(now, tz), -BACKFILL_DAYS);
+}
+
+/** The body of `POST /api/v1/bots/{bot}/integrations/{service}/backfill`. */
+export function backfillBody(from: string): { from: string } {
+  return { from: from.trim() };
+}
+
+/** What the page says once the server took the back-fill (202). */
+export function backfillQueued(from: string): string {
+  return `History from ${from.trim()} is queued: it goes out after what is live; progress shows in Sent/Skipped.`;
+}
+
+/** A refusal of a back-fill (`from: expected a date YYYY-MM-DD`) in the page's words. */
+export function explainBackfillRefusal(message: string): string {
+  return explainRefusal(message.replace(/^from:/, 'Send history from:'));
 }

@@ -1,8 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { IntegrationStatus, SettingsDoc, TestAnswer } from '../src/api/types';
 import {
+  backfillBody,
+  backfillDefaultFrom,
+  backfillQueued,
   behindText,
   describeTest,
+  explainBackfillRefusal,
   explainRefusal,
   formOf,
   humaniseSeconds,
@@ -134,5 +138,31 @@ describe('a refusal of the server', () => {
     );
     expect(explainRefusal('integrations.mixpanel.active: needs token')).toBe('Active (Mixpanel): needs a Project token');
     expect(explainRefusal('integrations: mixpanel is not configured (Settings → Other)')).toBe('integrations: mixpanel is not configured (Settings → Other)');
+  });
+});
+
+describe('the back-fill', () => {
+  it('starts 30 days before today in the bot zone', () => {
+    const now = new Date('2026-11-27T10:00:00Z');
+    expect(backfillDefaultFrom('UTC', now)).toBe('2026-10-28');
+    // 20:00 UTC on the 27th is the 28th in Tokyo; 03:00 UTC on the 27th is still the 26th in New York.
+    expect(backfillDefaultFrom('Asia/Tokyo', new Date('2026-11-27T20:00:00Z'))).toBe('2026-10-29');
+    expect(backfillDefaultFrom('America/New_York', new Date('2026-11-27T03:00:00Z'))).toBe('2026-10-27');
+    // Across a year and a leap day.
+    expect(backfillDefaultFrom('UTC', new Date('2028-01-15T12:00:00Z'))).toBe('2027-12-16');
+    expect(backfillDefaultFrom('UTC', new Date('2028-03-20T12:00:00Z'))).toBe('2028-02-19');
+    expect(backfillDefaultFrom('UTC')).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+  });
+  it('sends the day as the server reads it', () => {
+    expect(backfillBody('2026-10-28')).toEqual({ from: '2026-10-28' });
+    expect(backfillBody(' 2026-10-28 ')).toEqual({ from: '2026-10-28' });
+    expect(backfillBody('')).toEqual({ from: '' });
+  });
+  it('says what happens once queued', () => {
+    expect(backfillQueued('2026-10-28')).toBe('History from 2026-10-28 is queued: it goes out after what is live; progress shows in Sent/Skipped.');
+  });
+  it('names the day field of a refusal as the page labels it', () => {
+    expect(explainBackfillRefusal('from: expected a date YYYY-MM-DD')).toBe('Send history from: expected a date YYYY-MM-DD');
+    expect(explainBackfillRefusal('integrations: mixpanel is not configured (Settings → Other)')).toBe('integrations: mixpanel is not configured (Settings → Other)');
   });
 });

@@ -1,16 +1,22 @@
 // Settings → Other: forwarding the bot's events to Google Analytics 4 and Mixpanel. One
 // card per service: its settings (admins change them; everyone else reads), where its
-// forwarding stands (read again every 5 s) and a test event.
+// forwarding stands (read again every 5 s), a test event and the back-fill of the
+// history (admins).
 
 import { useEffect, useState } from 'preact/hooks';
 import { HttpError, get, request } from '../api/http';
 import type { IntegrationStatus, IntegrationsAnswer, SettingsDoc, TestAnswer } from '../api/types';
 import { ErrorLine } from '../components/bits';
+import { localDate } from '../format';
 import {
   type IntegrationForm,
   SERVICE_NAMES,
   type Service,
+  backfillBody,
+  backfillDefaultFrom,
+  backfillQueued,
   describeTest,
+  explainBackfillRefusal,
   explainRefusal,
   formOf,
   lastDelivery,
@@ -25,9 +31,9 @@ const STATUS_EVERY_MS = 5000;
 const api = (bot: string) => `/api/v1/bots/${encodeURIComponent(bot)}`;
 
 /** A refusal of the server in the page's words. */
-function refusal(prefix: string, e: unknown): Error {
+function refusal(prefix: string, e: unknown, explain: (message: string) => string = explainRefusal): Error {
   const message = e instanceof Error ? e.message : String(e);
-  return new Error(`${prefix}: ${e instanceof HttpError ? explainRefusal(message) : message}`);
+  return new Error(`${prefix}: ${e instanceof HttpError ? explain(message) : message}`);
 }
 
 export function SettingsPage({ bot }: { bot: string }) {
@@ -83,7 +89,8 @@ export function SettingsPage({ bot }: { bot: string }) {
       <section class="settings-other" aria-labelledby="other-h">
         <h2 id="other-h">Other: analytics forwarding</h2>
         <p class="muted">
-          botwatch forwards the bot's events to the services that are active here, from the moment they are switched on.
+          botwatch forwards the bot's events to the services that are active here, from the moment they are switched on; the
+          history from before then can be sent too, with the back-fill (Send history).
           {!admin && ' Admins change these settings; you see how forwarding goes.'}
         </p>
         <ErrorLine error={error} />
@@ -220,6 +227,7 @@ function IntegrationCard({ bot, service, doc, status, tz, admin, onSaved }: Card
       </form>
       <ForwardingStatus service={service} status={status} tz={tz} />
       {admin && <TestEvent bot={bot} service={service} />}
+      {admin && <Backfill bot={bot} service={service} tz={doc.timezone || tz} />}
     </section>
   );
 }
@@ -280,6 +288,66 @@ function TestEvent({ bot, service }: { bot: string; service: Service }) {
             )}
           </>
         )}
+      </div>
+      <ErrorLine error={error} />
+    </div>
+  );
+}
+
+/** The back-fill: the history from a day on (in the bot's zone) goes out after what is
+ *  live; the server only queues it (202), its progress shows in Sent/Skipped. */
+function Backfill({ bot, service, tz }: { bot: string; service: Service; tz: string }) {
+  // null: the default day (followed if the zone changes), until a day is picked.
+  const [picked, setPicked] = useState<string | null>(null);
+  const from = picked ?? backfillDefaultFrom(tz);
+  const [busy, setBusy] = useState(false);
+  const [queued, setQueued] = useState<string | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const ga = service === 'google_analytics';
+  const id = (what: string) => `${service}-backfill-${what}`;
+  const send = async () => {
+    if (busy) return;
+    setBusy(true);
+    setError(null);
+    setQueued(null);
+    const body = backfillBody(from);
+    try {
+      await request<null>('POST', `${api(bot)}/integrations/${service}/backfill`, body);
+      setQueued(backfillQueued(body.from));
+    } catch (e) {
+      setError(refusal('History not queued', e, explainBackfillRefusal));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="backfill">
+      <label>
+        Send history from
+        <input
+          type="date"
+          name="backfill_from"
+          value={from}
+          max={localDate(new Date(), tz)}
+          aria-describedby={ga ? id('hint') : undefined}
+          onInput={(e) => {
+            setQueued(null);
+            setPicked(e.currentTarget.value);
+          }}
+        />
+      </label>
+      {ga && (
+        <span class="backfill-hint" id={id('hint')}>
+          GA4 takes events at most 72 hours back: older ones are counted as skipped.
+        </span>
+      )}
+      <div class="actions">
+        <button type="button" disabled={busy} onClick={() => void send()}>
+          {busy ? 'Sending…' : 'Send history'}
+        </button>
+        <span role="status" class="ok backfill-result">
+          {queued}
+        </span>
       </div>
       <ErrorLine error={error} />
     </div>
