@@ -1129,8 +1129,8 @@ export interface components {
             last_ok?: boolean | null;
             /**
              * Format: int64
-             * @description Events sent, and left out (older than GA4 takes; a batch that may have reached
-             *     GA before a stop).
+             * @description Events sent, and left out (older than GA4 takes). A GA4 batch in flight at a
+             *     stop is neither: it may or may not have arrived (the log says so).
              */
             sent: number;
             /** Format: int64 */
