@@ -86,10 +86,12 @@ export function lastDelivery(status: IntegrationStatus, tz: string, now: Date = 
   return { ok: false, text: `Last delivery failed at ${at}: ${status.last_error || 'no reason given'}` };
 }
 
-/** The figures of a status line by line: sent, skipped, behind. */
-export function statusLines(status: IntegrationStatus): { sent: string; skipped: string; behind: string } {
+/** The figures of a status line by line: sent, pending, skipped, behind. */
+export function statusLines(status: IntegrationStatus): { sent: string; pending: string; skipped: string; behind: string } {
+  const pending = status.pending ?? 0;
   return {
     sent: `Sent ${plural(status.sent, 'event')}`,
+    pending: `Pending ${pending.toLocaleString('en')}${status.pending_more ? '+' : ''}`,
     skipped: `Skipped ${status.skipped.toLocaleString('en')}`,
     behind: behindText(status.behind_secs),
   };

@@ -21,7 +21,7 @@ const STORED = doc({
   google_analytics: { measurement_id: 'G-ABCD1234', api_secret: '********mnop', active: true },
   mixpanel: { token: '********', active: false },
 });
-const status = (s: Partial<IntegrationStatus>): IntegrationStatus => ({ active: true, sent: 0, skipped: 0, ...s });
+const status = (s: Partial<IntegrationStatus>): IntegrationStatus => ({ active: true, sent: 0, skipped: 0, pending: 0, pending_more: false, ...s });
 const test = (a: { ok: boolean; status?: number | null; answer: unknown }) => a as unknown as TestAnswer;
 
 describe('the form and what a save sends', () => {
@@ -68,8 +68,13 @@ describe('the forwarding status in words', () => {
     expect(behindText(undefined)).toBe('Not started yet');
   });
   it('counts what was sent and skipped', () => {
-    expect(statusLines(status({ sent: 1, skipped: 0, behind_secs: 0 }))).toEqual({ sent: 'Sent 1 event', skipped: 'Skipped 0', behind: 'Up to date' });
-    expect(statusLines(status({ sent: 12345, skipped: 1200, behind_secs: 7500 }))).toEqual({ sent: 'Sent 12,345 events', skipped: 'Skipped 1,200', behind: 'Behind by 2 h 5 min' });
+    expect(statusLines(status({ sent: 1, skipped: 0, behind_secs: 0 }))).toEqual({ sent: 'Sent 1 event', pending: 'Pending 0', skipped: 'Skipped 0', behind: 'Up to date' });
+    expect(statusLines(status({ sent: 12345, skipped: 1200, behind_secs: 7500, pending: 10000, pending_more: true }))).toEqual({
+      sent: 'Sent 12,345 events',
+      pending: 'Pending 10,000+',
+      skipped: 'Skipped 1,200',
+      behind: 'Behind by 2 h 5 min',
+    });
   });
   it('tells the last delivery, at its time in the bot zone', () => {
     const now = new Date('2026-11-27T10:00:00Z');

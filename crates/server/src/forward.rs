@@ -766,6 +766,10 @@ pub struct IntegrationStatus {
     /// How far forwarding is behind the log, in seconds of append time (0 when caught
     /// up; null before it ever ran).
     behind_secs: Option<f64>,
+    /// The bot's events in the log not forwarded yet (counted up to
+    /// 10,000; `pending_more`: there are more).
+    pending: u64,
+    pending_more: bool,
     /// This node's last answer from the service: when, taken or not, and the last error.
     last_at: Option<String>,
     last_ok: Option<bool>,
@@ -801,7 +805,16 @@ pub async fn status(
             .as_ref()
             .and_then(|p| p.position.parse::<Position>().ok())
             .map(|p| head.ms.saturating_sub(p.ms) as f64 / 1000.0);
+        let (pending, pending_more) = match progress
+            .as_ref()
+            .and_then(|p| p.position.parse::<Position>().ok())
+        {
+            Some(after) => pending_events(&state, &bot, after).await?,
+            None => (0, false),
+        };
         answers.push(IntegrationStatus {
+            pending,
+            pending_more,
             active: credentials(&state, &bot, &doc, service).is_some(),
             sent: progress.as_ref().map_or(0, |p| p.sent),
             skipped: progress.as_ref().map_or(0, |p| p.skipped),
@@ -820,6 +833,30 @@ pub async fn status(
         })),
         _ => Err(crate::error::ApiError::internal("integration status")),
     }
+}
+
+/// The most log entries a status reads to count what is pending.
+const PENDING_READ: usize = 10_000;
+
+/// `bot`'s events in the log after `after`: how many (of the first
+/// [`PENDING_READ`] entries), and whether there are more.
+async fn pending_events(
+    state: &AppState,
+    bot: &str,
+    mut after: Position,
+) -> Result<(u64, bool), botwatch_log::LogError> {
+    let (mut count, mut read) = (0u64, 0usize);
+    while read < PENDING_READ {
+        let batch = state.log.read(after, 1_000, None).await?;
+        if batch.next <= after {
+            return Ok((count, false));
+        }
+        read += batch.entries.len().max(1);
+        count += batch.entries.iter().filter(|e| e.event.bot == bot).count() as u64;
+        after = batch.next;
+    }
+    let more = !state.log.read(after, 1, None).await?.entries.is_empty();
+    Ok((count, more))
 }
 
 /// What a test event came to.

@@ -1129,6 +1129,13 @@ export interface components {
             last_ok?: boolean | null;
             /**
              * Format: int64
+             * @description The bot's events in the log not forwarded yet (counted up to
+             *     10,000; `pending_more`: there are more).
+             */
+            pending: number;
+            pending_more: boolean;
+            /**
+             * Format: int64
              * @description Events sent, and left out (older than GA4 takes). A GA4 batch in flight at a
              *     stop is neither: it may or may not have arrived (the log says so).
              */

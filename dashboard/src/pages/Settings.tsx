@@ -241,6 +241,9 @@ function ForwardingStatus({ service, status, tz }: { service: Service; status: I
       <li class="sent" data-sent={status.sent}>
         {lines.sent}
       </li>
+      <li class="pending" data-pending={status.pending}>
+        {lines.pending}
+      </li>
       <li class="skipped" data-skipped={status.skipped}>
         {lines.skipped}
         {service === 'google_analytics' && <span class="muted"> (GA4 does not take events older than 72 hours)</span>}

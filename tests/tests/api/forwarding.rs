@@ -235,6 +235,10 @@ async fn events_go_to_both_services_in_their_shape_and_limits(backend: Backend) 
     let (status, integrations) = s.get("/api/v1/bots/shop/integrations").await;
     assert_eq!(status, 200, "{integrations}");
     assert_eq!(
+        integrations["google_analytics"]["pending"], 0,
+        "{integrations}"
+    );
+    assert_eq!(
         integrations["google_analytics"]["sent"], 35,
         "{integrations}"
     );
@@ -308,6 +312,18 @@ async fn turning_active_off_stops_sending_at_once(backend: Backend) {
     *ga.down.lock().expect("down") = true;
     assert_eq!(s.ingest(said("o1", "u1").to_string()).await.0, 202);
     until_true("GA tried", || *ga.refused.lock().expect("refused") >= 1).await;
+    let (_, integrations) = s.get("/api/v1/bots/shop/integrations").await;
+    assert_eq!(
+        integrations["google_analytics"]["pending"], 1,
+        "{integrations}"
+    );
+    assert_eq!(integrations["google_analytics"]["last_ok"], false);
+    assert!(
+        integrations["google_analytics"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{integrations}"
+    );
     activate(&s, false, false).await;
     *ga.down.lock().expect("down") = false;
     assert_eq!(s.ingest(said("o2", "u1").to_string()).await.0, 202);
