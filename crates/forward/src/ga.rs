@@ -49,10 +49,13 @@ fn value(s: &str) -> String {
 
 fn event(item: &Item) -> Value {
     let mut params = serde_json::Map::new();
-    // The session's start in seconds: what GA's tag uses as a session id.
-    let session = item.session_ms.unwrap_or(item.ms) / 1000;
-    params.insert("session_id".into(), json!(session.to_string()));
-    params.insert("engagement_time_msec".into(), json!(100));
+    // The session's start in seconds: what GA's tag uses as a session id. A message
+    // outside any session (a broadcast to a user who has not answered) makes none,
+    // and is no engagement.
+    if let Some(session) = item.session_ms {
+        params.insert("session_id".into(), json!((session / 1000).to_string()));
+        params.insert("engagement_time_msec".into(), json!(100));
+    }
     params.insert("bot".into(), json!(value(&item.bot)));
     params.insert("provider".into(), json!(value(&item.provider)));
     if let ItemKind::MessageOut { by_operator } = item.kind {

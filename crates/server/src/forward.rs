@@ -40,8 +40,8 @@ const LEASE: Duration = Duration::from_secs(15);
 const BATCH: usize = 500;
 /// The longest wait between two tries of a request.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// How long one request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one request may take: well within the lease renewed before it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The services events are forwarded to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,11 +111,24 @@ pub struct Status {
 /// The workers this node runs, and what they last did.
 #[derive(Default)]
 pub struct Forwarding {
+    /// Calls to the services: never following a redirect (requests go only to the
+    /// configured endpoints).
+    http: std::sync::OnceLock<reqwest::Client>,
     running: Mutex<HashSet<(Service, String)>>,
     status: Mutex<HashMap<(Service, String), Status>>,
 }
 
 impl Forwarding {
+    fn client(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("botwatch/", env!("CARGO_PKG_VERSION")))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
+    }
+
     fn take(&self, key: (Service, String)) -> bool {
         self.running
             .lock()
@@ -364,7 +377,9 @@ async fn forward_while_held(
                 from_ms,
                 in_flight: None,
             });
-            save_progress(state, lease, &progress).await;
+            if save_progress(state, lease, &progress).await {
+                backfill_taken(state, lease, from_ms).await;
+            }
             continue;
         } else if let Some(b) = &progress.backfill {
             let next = b.next.parse::<Position>().unwrap_or(Position::START);
@@ -405,49 +420,56 @@ async fn forward_while_held(
         } else {
             entries.last().map_or(limit, |e| e.position)
         };
-        let events: Vec<botwatch_event::Event> = entries
+        let events: Vec<(Position, botwatch_event::Event)> = entries
             .into_iter()
-            .map(|e| e.event)
-            .filter(|e| e.bot == bot && from_ms.is_none_or(|from| e.ts_millis() >= from))
+            .map(|e| (e.position, e.event))
+            .filter(|(_, e)| e.bot == bot && from_ms.is_none_or(|from| e.ts_millis() >= from))
             .collect();
-        let items = items_with_facts(state, bot, &events, &mut announced).await;
-        let Some(items) = items else {
+        let Some(items) = items_with_facts(state, bot, &events, &mut announced).await else {
             return;
         };
+        if end <= after {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
         let in_flight =
             |progress: &mut Progress, value: Option<String>| match &mut progress.backfill {
                 Some(b) if backfilling => b.in_flight = value,
                 _ => progress.in_flight = value,
             };
-        if !items.is_empty() {
-            if service == Service::GoogleAnalytics {
-                in_flight(&mut progress, Some(end.to_string()));
-                if !save_progress(state, lease, &progress).await {
-                    in_flight(&mut progress, None);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+        let advance = |progress: &mut Progress, to: Position| match &mut progress.backfill {
+            Some(b) if backfilling => b.next = to.to_string(),
+            _ => progress.position = to.to_string(),
+        };
+        // GA4 gets one request per run of one user's items, each a checkpoint: a stop
+        // or a crash leaves at most one request unsure. Mixpanel takes the batch at
+        // once (its `$insert_id` makes a retried one harmless).
+        for (upto, chunk) in chunks(service, items, end) {
+            if !chunk.is_empty() {
+                if service == Service::GoogleAnalytics {
+                    in_flight(&mut progress, Some(upto.to_string()));
+                    if !save_progress(state, lease, &progress).await {
+                        return;
+                    }
+                }
+                match send_items(state, service, bot, lease, &chunk, &status_key, stop).await {
+                    Some((sent, skipped)) => {
+                        progress.sent += sent;
+                        progress.skipped += skipped;
+                    }
+                    // Stopped, turned off, or the lease lost: not sent; tried again by
+                    // whoever goes on.
+                    None => {
+                        in_flight(&mut progress, None);
+                        save_progress(state, lease, &progress).await;
+                        return;
+                    }
                 }
             }
-            match send_items(state, service, bot, &items, &status_key, stop).await {
-                Some((sent, skipped)) => {
-                    progress.sent += sent;
-                    progress.skipped += skipped;
-                }
-                // Stopped, or turned off: the batch was not all sent; it is tried
-                // again by whoever goes on.
-                None => {
-                    in_flight(&mut progress, None);
-                    save_progress(state, lease, &progress).await;
-                    return;
-                }
-            }
+            in_flight(&mut progress, None);
+            advance(&mut progress, upto);
+            save_progress(state, lease, &progress).await;
         }
-        in_flight(&mut progress, None);
-        match &mut progress.backfill {
-            Some(b) if backfilling => b.next = end.to_string(),
-            _ => progress.position = end.to_string(),
-        }
-        save_progress(state, lease, &progress).await;
         let (sent, skipped) = (progress.sent, progress.skipped);
         state.forwarding.note(&status_key, |s| {
             s.sent = sent;
@@ -456,22 +478,63 @@ async fn forward_while_held(
     }
 }
 
+/// A batch's items in the pieces they are sent in, each with the log position it ends
+/// at: for GA4, runs of one user's items (one request each, at most 25 items); for
+/// Mixpanel, the whole batch. The last piece ends where the batch does.
+fn chunks(
+    service: Service,
+    items: Vec<(Position, Vec<Item>)>,
+    end: Position,
+) -> Vec<(Position, Vec<Item>)> {
+    let mut chunks: Vec<(Position, Vec<Item>)> = Vec::new();
+    for (position, items) in items {
+        let joins = match (service, chunks.last()) {
+            (Service::Mixpanel, Some(_)) => true,
+            (Service::GoogleAnalytics, Some((_, run))) => {
+                run.is_empty()
+                    || items.is_empty()
+                    || (run[0].user == items[0].user
+                        && run.len() + items.len() <= ga::MAX_EVENTS_PER_REQUEST)
+            }
+            (_, None) => false,
+        };
+        match chunks.last_mut() {
+            Some((upto, run)) if joins => {
+                *upto = position;
+                run.extend(items);
+            }
+            _ => chunks.push((position, items)),
+        }
+    }
+    match chunks.last_mut() {
+        Some((upto, _)) => *upto = end,
+        None => chunks.push((end, Vec::new())),
+    }
+    chunks
+}
+
 fn backfill_key(progress_key: &str) -> String {
     format!("{progress_key}:backfill")
 }
 
-/// A back-fill asked for and not started yet: from when (ms); taken (the request is
-/// marked done).
+/// A back-fill asked for and not started yet: from when (ms).
 async fn backfill_asked(state: &AppState, progress_key: &str) -> Option<i64> {
     let key = backfill_key(progress_key);
     let asked: serde_json::Value =
         serde_json::from_str(&state.log.progress(&key).await.ok()??).ok()?;
-    let from_ms = asked["from_ms"]
-        .as_i64()
-        .filter(|_| asked["done"] != true)?;
+    asked["from_ms"].as_i64().filter(|_| asked["done"] != true)
+}
+
+/// Marks the back-fill request taken (once the progress holding it is saved).
+async fn backfill_taken(state: &AppState, progress_key: &str, from_ms: i64) {
     let done = serde_json::json!({ "from_ms": from_ms, "done": true }).to_string();
-    state.log.put_progress(&key, &done).await.ok()?;
-    Some(from_ms)
+    if let Err(e) = state
+        .log
+        .put_progress(&backfill_key(progress_key), &done)
+        .await
+    {
+        warn!(error = %e, "cannot mark the back-fill request taken");
+    }
 }
 
 /// `POST …/integrations/{service}/backfill`: what to send of the history.
@@ -504,10 +567,14 @@ pub async fn backfill(
         .await
         .map_err(|e| ApiError::internal(&e.0))?;
     let tz: chrono_tz::Tz = doc.timezone.parse().unwrap_or(chrono_tz::UTC);
-    let from_ms = day
-        .and_hms_opt(0, 0, 0)
-        .and_then(|t| t.and_local_timezone(tz).earliest())
-        .map_or(0, |t| t.timestamp_millis());
+    // The day's first instant in the bot's zone (a day that starts in a clock change's
+    // gap starts an hour later).
+    let from_ms = [0, 1, 2]
+        .into_iter()
+        .filter_map(|h| day.and_hms_opt(h, 0, 0))
+        .find_map(|t| t.and_local_timezone(tz).earliest())
+        .map(|t| t.timestamp_millis())
+        .ok_or_else(|| ApiError::bad_parameter("from", "not a day in the bot's time zone"))?;
     start_from_now(&state, service, &bot).await?;
     let key = backfill_key(&progress_key(service, &bot));
     let asked = serde_json::json!({ "from_ms": from_ms, "done": false }).to_string();
@@ -555,12 +622,12 @@ impl Announced {
 async fn items_with_facts(
     state: &AppState,
     bot: &str,
-    events: &[botwatch_event::Event],
+    events: &[(Position, botwatch_event::Event)],
     announced: &mut Announced,
-) -> Option<Vec<Item>> {
+) -> Option<Vec<(Position, Vec<Item>)>> {
     let asked: Vec<(String, i64)> = events
         .iter()
-        .map(|e| (e.user.id.clone(), e.ts_millis()))
+        .map(|(_, e)| (e.user.id.clone(), e.ts_millis()))
         .collect();
     let b = bot.to_owned();
     let places = state
@@ -578,7 +645,7 @@ async fn items_with_facts(
         events
             .iter()
             .zip(places)
-            .flat_map(|(e, place)| {
+            .map(|((position, e), place)| {
                 let inbound = e.direction == Some(botwatch_event::Direction::In);
                 let facts = place.map_or(Facts::default(), |p| Facts {
                     first_message: p.first && inbound && announced.first(&e.user.id, None),
@@ -587,7 +654,7 @@ async fn items_with_facts(
                         && announced.first(&e.user.id, p.session_start_ms),
                     session_ms: p.session_start_ms,
                 });
-                items_of(e, &facts)
+                (*position, items_of(e, &facts))
             })
             .collect(),
     )
@@ -599,6 +666,7 @@ async fn send_items(
     state: &AppState,
     service: Service,
     bot: &str,
+    lease: &str,
     items: &[Item],
     status_key: &(Service, String),
     stop: &CancellationToken,
@@ -621,17 +689,20 @@ async fn send_items(
             0,
         ),
     };
-    let mut sent = 0u64;
+    let (mut sent, mut skipped) = (0u64, skipped);
     for (body, count) in bodies {
-        send_one(state, service, bot, &body, status_key, stop).await?;
-        sent += count as u64;
+        let refused = send_one(state, service, bot, lease, &body, status_key, stop).await?;
+        sent += (count as u64).saturating_sub(refused);
+        skipped += refused;
     }
     Some((sent, skipped))
 }
 
 /// What one attempt came to.
 enum Outcome {
-    Taken,
+    /// Taken; the number of records the service refused (Mixpanel's strict import
+    /// takes the valid ones and names the others): counted as skipped, not retried.
+    Taken(u64),
     /// Try again, after at least this long.
     Again(Option<Duration>, String),
 }
@@ -642,27 +713,35 @@ async fn send_one(
     state: &AppState,
     service: Service,
     bot: &str,
+    lease: &str,
     body: &serde_json::Value,
     status_key: &(Service, String),
     stop: &CancellationToken,
-) -> Option<()> {
+) -> Option<u64> {
     let mut backoff = Duration::from_secs(1);
     loop {
         if stop.is_cancelled() {
             return None;
         }
-        // Active off (or the credentials gone) stops at once.
+        // Only while this node holds the lease (it outlasts one attempt), so no other
+        // node sends the same; Active off (or the credentials gone) stops at once.
+        if !matches!(state.log.lease(lease, &state.node, LEASE).await, Ok(true)) {
+            return None;
+        }
         let doc = settings(state, bot).await?;
         let credentials = credentials(state, bot, &doc, service)?;
         let outcome = attempt(state, &credentials, body).await;
         let at = crate::figures::rfc3339(chrono::Utc::now().timestamp_millis());
         match outcome {
-            Outcome::Taken => {
+            Outcome::Taken(refused) => {
                 state.forwarding.note(status_key, |s| {
                     s.last_at = Some(at);
-                    s.last_ok = Some(true);
+                    s.last_ok = Some(refused == 0);
+                    if refused > 0 {
+                        s.last_error = Some(format!("{refused} records refused by the service"));
+                    }
                 });
-                return Some(());
+                return Some(refused);
             }
             Outcome::Again(after, error) => {
                 warn!(error, retry_in = ?backoff, "the service did not take a batch");
@@ -703,12 +782,16 @@ async fn attempt(state: &AppState, credentials: &Credentials, body: &serde_json:
                 .append_pair("api_secret", api_secret)
                 .finish();
             let base = state.ga_endpoint.trim_end_matches('/');
-            state.http.post(format!("{base}/mp/collect?{query}"))
+            state
+                .forwarding
+                .client()
+                .post(format!("{base}/mp/collect?{query}"))
         }
         Credentials::Mixpanel { token } => {
             let base = state.mixpanel_endpoint.trim_end_matches('/');
             state
-                .http
+                .forwarding
+                .client()
                 .post(format!("{base}/import?strict=1"))
                 .basic_auth(token, Some(""))
         }
@@ -721,7 +804,7 @@ async fn attempt(state: &AppState, credentials: &Credentials, body: &serde_json:
     };
     let status = answer.status();
     if status.is_success() {
-        return Outcome::Taken;
+        return Outcome::Taken(0);
     }
     let retry_after = answer
         .headers()
@@ -729,14 +812,17 @@ async fn attempt(state: &AppState, credentials: &Credentials, body: &serde_json:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let said: String = answer
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect();
+    let full = answer.text().await.unwrap_or_default();
+    let said: String = full.chars().take(300).collect();
     let error = format!("{status}: {said}");
+    // Mixpanel's strict import: the valid records were taken, the others are named.
+    if status.as_u16() == 400
+        && let Ok(answer) = serde_json::from_str::<serde_json::Value>(&full)
+        && let Some(failed) = answer["failed_records"].as_array()
+    {
+        warn!(error, "the service refused some records");
+        return Outcome::Taken(failed.len() as u64);
+    }
     if status.as_u16() == 429 || status.is_server_error() {
         return Outcome::Again(retry_after, error);
     }
@@ -809,7 +895,8 @@ pub async fn status(
             .as_ref()
             .and_then(|p| p.position.parse::<Position>().ok())
         {
-            Some(after) => pending_events(&state, &bot, after).await?,
+            Some(after) if after < head => pending_events(&state, &bot, after).await?,
+            Some(_) => (0, false),
             None => (0, false),
         };
         answers.push(IntegrationStatus {
@@ -923,7 +1010,8 @@ pub async fn test_event(
                 .finish();
             let base = state.ga_endpoint.trim_end_matches('/');
             state
-                .http
+                .forwarding
+                .client()
                 .post(format!("{base}/debug/mp/collect?{query}"))
                 .json(&body)
         }
@@ -938,7 +1026,8 @@ pub async fn test_event(
             }
             let base = state.mixpanel_endpoint.trim_end_matches('/');
             state
-                .http
+                .forwarding
+                .client()
                 .post(format!("{base}/import?strict=1"))
                 .basic_auth(token, Some(""))
                 .json(&body)
@@ -977,4 +1066,64 @@ pub async fn test_event(
         status: Some(status.as_u16()),
         answer: said,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use botwatch_forward::ItemKind;
+
+    use super::*;
+
+    fn item(user: &str, n: u64) -> Item {
+        Item {
+            kind: ItemKind::MessageIn,
+            bot: "b".to_owned(),
+            user: user.to_owned(),
+            provider: "p".to_owned(),
+            event_id: format!("e{n}"),
+            ms: n as i64,
+            session_ms: Some(0),
+        }
+    }
+
+    #[test]
+    fn ga_gets_runs_of_one_user_each_ending_at_its_last_entry() {
+        let p = |n| Position::new(n, 0);
+        let items = vec![
+            (p(1), vec![item("a", 1)]),
+            (p(2), vec![item("a", 2)]),
+            (p(3), Vec::new()),
+            (p(4), vec![item("b", 4)]),
+            (p(5), vec![item("a", 5)]),
+        ];
+        let runs = chunks(Service::GoogleAnalytics, items.clone(), p(9));
+        let shape: Vec<(Position, Vec<String>)> = runs
+            .into_iter()
+            .map(|(upto, run)| (upto, run.into_iter().map(|i| i.user).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (p(3), vec!["a".to_owned(), "a".to_owned()]),
+                (p(4), vec!["b".to_owned()]),
+                (p(9), vec!["a".to_owned()]),
+            ],
+            "a checkpoint after each request; the last ends where the batch does"
+        );
+        let whole = chunks(Service::Mixpanel, items, p(9));
+        assert_eq!(whole.len(), 1);
+        assert_eq!((whole[0].0, whole[0].1.len()), (p(9), 4));
+        // Runs stay within 25 events.
+        let many: Vec<(Position, Vec<Item>)> =
+            (1..=30).map(|n| (p(n), vec![item("a", n)])).collect();
+        let sizes: Vec<usize> = chunks(Service::GoogleAnalytics, many, p(30))
+            .iter()
+            .map(|(_, r)| r.len())
+            .collect();
+        assert_eq!(sizes, [25, 5]);
+        assert_eq!(
+            chunks(Service::GoogleAnalytics, Vec::new(), p(7)),
+            [(p(7), Vec::new())]
+        );
+    }
 }

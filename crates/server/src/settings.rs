@@ -533,7 +533,9 @@ pub async fn put(
         {
             info!(bot, timezone = %doc.timezone, timeout = doc.session_timeout_secs, "settings changed");
             state.handoff_phrases.forget(&bot);
-            // An integration just turned on forwards from this moment on.
+            // An integration turned on for the first time forwards from this moment
+            // on; one turned on again goes on where it stopped (nothing dropped; GA4
+            // still refuses what is older than 72 hours).
             let i = &doc.integrations;
             for (service, active) in [
                 (

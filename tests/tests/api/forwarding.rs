@@ -28,6 +28,9 @@ struct StandIn {
     failures: Arc<Mutex<Vec<Failure>>>,
     /// Every request fails with 503 while set.
     down: Arc<Mutex<bool>>,
+    /// The next request's first record is refused the way Mixpanel's strict import
+    /// does (400 naming it; the others are taken).
+    refuse_first_record: Arc<Mutex<bool>>,
 }
 
 async fn collect(
@@ -59,6 +62,28 @@ async fn collect(
                 .insert("retry-after", secs.to_string().parse().expect("header"));
         }
         return response;
+    }
+    if std::mem::take(&mut *s.refuse_first_record.lock().expect("refuse")) {
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let taken = body.as_array().map_or(0, |a| a.len().saturating_sub(1));
+        s.taken.lock().expect("taken").push((
+            "strict".to_owned(),
+            Value::Array(
+                body.as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .skip(1)
+                    .collect(),
+            ),
+        ));
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"code": 400, "num_records_imported": taken, "status": "Bad Request",
+                              "failed_records": [{"index": 0, "$insert_id": "x", "field": "properties.time",
+                                                  "message": "'properties.time' is invalid"}]})),
+        )
+            .into_response();
     }
     let auth = headers
         .get("authorization")
@@ -400,7 +425,39 @@ async fn a_backfill_sends_the_history_once(backend: Backend) {
     s.stop().await;
 }
 
+/// Mixpanel's strict import refuses one record of a batch and takes the rest: the
+/// refused one is counted as skipped and forwarding goes on (it is not retried
+/// forever, holding up everything after it).
+async fn a_record_mixpanel_refuses_is_skipped_not_retried_forever(backend: Backend) {
+    let (ga_url, _ga) = stand_in().await;
+    let (mp_url, mp) = stand_in().await;
+    let s = with_integrations(backend, None, &ga_url, &mp_url).await;
+    activate(&s, false, true).await;
+    *mp.refuse_first_record.lock().expect("refuse") = true;
+    assert_eq!(s.ingest(said("p1", "u1").to_string()).await.0, 202);
+    until_true("the rest of the batch taken", || {
+        mp.mixpanel_events().len() == 2
+    })
+    .await;
+    assert_eq!(s.ingest(said("p2", "u1").to_string()).await.0, 202);
+    until_true("what came after forwarded", || {
+        mp.mixpanel_events().len() == 3
+    })
+    .await;
+    let (_, integrations) = s.get("/api/v1/bots/shop/integrations").await;
+    assert_eq!(
+        (
+            &integrations["mixpanel"]["sent"],
+            &integrations["mixpanel"]["skipped"]
+        ),
+        (&json!(3), &json!(1)),
+        "{integrations}"
+    );
+    s.stop().await;
+}
+
 both_backends!(
+    a_record_mixpanel_refuses_is_skipped_not_retried_forever,
     a_backfill_sends_the_history_once,
     events_go_to_both_services_in_their_shape_and_limits,
     failures_are_tried_again_and_nothing_arrives_twice,
