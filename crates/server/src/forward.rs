@@ -770,9 +770,15 @@ fn random_u8() -> u8 {
     b[0]
 }
 
-/// One try of a request.
-async fn attempt(state: &AppState, credentials: &Credentials, body: &serde_json::Value) -> Outcome {
-    let request = match credentials {
+/// A request to the service: GA4's `path` (`/mp/collect`, `/debug/mp/collect`) with
+/// the measurement id and API secret, or Mixpanel's strict import with the token.
+fn request_to(
+    state: &AppState,
+    credentials: &Credentials,
+    ga_path: &str,
+) -> reqwest::RequestBuilder {
+    let client = state.forwarding.client();
+    match credentials {
         Credentials::Ga {
             measurement_id,
             api_secret,
@@ -782,20 +788,20 @@ async fn attempt(state: &AppState, credentials: &Credentials, body: &serde_json:
                 .append_pair("api_secret", api_secret)
                 .finish();
             let base = state.ga_endpoint.trim_end_matches('/');
-            state
-                .forwarding
-                .client()
-                .post(format!("{base}/mp/collect?{query}"))
+            client.post(format!("{base}{ga_path}?{query}"))
         }
         Credentials::Mixpanel { token } => {
             let base = state.mixpanel_endpoint.trim_end_matches('/');
-            state
-                .forwarding
-                .client()
+            client
                 .post(format!("{base}/import?strict=1"))
                 .basic_auth(token, Some(""))
         }
-    };
+    }
+}
+
+/// One try of a request.
+async fn attempt(state: &AppState, credentials: &Credentials, body: &serde_json::Value) -> Outcome {
+    let request = request_to(state, credentials, "/mp/collect");
     let answer = request.json(body).timeout(REQUEST_TIMEOUT).send().await;
     let answer = match answer {
         Ok(answer) => answer,
@@ -993,29 +999,14 @@ pub async fn test_event(
         ms: now,
         session_ms: Some(now),
     };
-    let request = match &credentials {
-        Credentials::Ga {
-            measurement_id,
-            api_secret,
-        } => {
-            let (requests, _) = ga::requests(std::slice::from_ref(&item), now);
-            let body = requests
-                .into_iter()
-                .next()
-                .map(|r| r.body)
-                .unwrap_or_default();
-            let query = form_urlencoded::Serializer::new(String::new())
-                .append_pair("measurement_id", measurement_id)
-                .append_pair("api_secret", api_secret)
-                .finish();
-            let base = state.ga_endpoint.trim_end_matches('/');
-            state
-                .forwarding
-                .client()
-                .post(format!("{base}/debug/mp/collect?{query}"))
-                .json(&body)
-        }
-        Credentials::Mixpanel { token } => {
+    let body = match &credentials {
+        Credentials::Ga { .. } => ga::requests(std::slice::from_ref(&item), now)
+            .0
+            .into_iter()
+            .next()
+            .map(|r| r.body)
+            .unwrap_or_default(),
+        Credentials::Mixpanel { .. } => {
             let mut body = mixpanel::requests(std::slice::from_ref(&item))
                 .into_iter()
                 .next()
@@ -1024,15 +1015,10 @@ pub async fn test_event(
             if let Some(e) = body.get_mut(0) {
                 e["event"] = serde_json::json!("bot_test_event");
             }
-            let base = state.mixpanel_endpoint.trim_end_matches('/');
-            state
-                .forwarding
-                .client()
-                .post(format!("{base}/import?strict=1"))
-                .basic_auth(token, Some(""))
-                .json(&body)
+            body
         }
     };
+    let request = request_to(&state, &credentials, "/debug/mp/collect").json(&body);
     let answer = request.timeout(REQUEST_TIMEOUT).send().await;
     crate::session::audit(
         &state,
