@@ -248,7 +248,59 @@ pub(super) fn strip_nulls(value: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Any JSON, shaped like an update or not.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|n| json!(n)),
+            ".{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("update_id".to_owned()),
+                        Just("message".to_owned()),
+                        Just("callback_query".to_owned()),
+                        Just("from".to_owned()),
+                        Just("chat".to_owned()),
+                        Just("id".to_owned()),
+                        Just("text".to_owned()),
+                        Just("caption".to_owned()),
+                        Just("photo".to_owned()),
+                        Just("document".to_owned()),
+                        Just("file_id".to_owned()),
+                        Just("data".to_owned()),
+                        ".{1,12}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Whatever Telegram (or someone with the webhook's secret) sends, reading it
+        /// as an update answers or refuses, never panics.
+        #[test]
+        fn any_json_is_read_or_refused_never_a_panic(v in any_json()) {
+            if let Ok(u) = serde_json::from_value::<Update>(v) {
+                let _ = u.user_id();
+                let _ = u.to_event("shop", "http://h/files", &Limits::default());
+            }
+        }
+    }
 
     fn update(v: Value) -> Update {
         serde_json::from_value(v).expect("update")
