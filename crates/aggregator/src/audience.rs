@@ -384,18 +384,14 @@ impl Audience {
     /// User `user`'s tags (label numbers) that still exist.
     pub(crate) fn tags_of(&self, user: u32) -> Vec<u32> {
         let mut tags = Vec::new();
-        self.for_each_tag(user, |t| tags.push(t));
+        if let Some(hot) = self.hot(user) {
+            self.each_tag(user, hot, &self.alive(), |t| tags.push(t));
+        }
         tags
     }
 
-    /// Calls `f` with each tag (label number) user `user` carries that still exists.
-    pub(crate) fn for_each_tag(&self, user: u32, f: impl FnMut(u32)) {
-        if let Some(hot) = self.hot(user) {
-            self.each_tag(user, hot, &self.alive(), f);
-        }
-    }
-
-    /// [`for_each_tag`](Self::for_each_tag) for a scan, from what it read of the
+    /// Calls `f` with each tag user `user` carries that still exists, for a scan, from
+    /// what it read of the
     /// user (`hot`) and its table of labels that exist: no allocation, and no pointer
     /// followed for tags numbered below 64.
     pub(crate) fn each_tag(&self, user: u32, hot: Hot, alive: &[bool], mut f: impl FnMut(u32)) {
@@ -481,8 +477,9 @@ impl Audience {
     }
 
     /// The number of the role or tag named `name` (the lowest key when two share a
-    /// name, so every node picks the same).
-    pub(crate) fn find(&self, of: LabelOf, name: &str) -> Option<u32> {
+    /// name, as [`canonical`](Self::canonical) picks it).
+    #[cfg(test)]
+    fn find(&self, of: LabelOf, name: &str) -> Option<u32> {
         self.find_all(of, name)
             .min_by(|&a, &b| self.key(a).cmp(self.key(b)))
     }

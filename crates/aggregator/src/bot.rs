@@ -907,12 +907,6 @@ impl BotFigures {
         self.audience.labels(of)
     }
 
-    /// The key of the role or tag named `name`.
-    pub fn label_key(&self, of: LabelOf, name: &str) -> Option<String> {
-        let n = self.audience.find(of, name)?;
-        Some(self.audience.key(n).to_owned())
-    }
-
     /// Where user `id`'s message at `ms` stands (what analytics forwarding tells): the
     /// user's first message ever, the session holding it (its start) and whether it
     /// is that session's first message (a session the bot's message opened is not
@@ -958,6 +952,16 @@ impl BotFigures {
     /// request waits for it to read its own write.
     pub fn saw_audience_event(&self, id: &str) -> bool {
         self.audience.saw(id)
+    }
+
+    /// Where broadcast `id` stands (cheaper than [`broadcast`](Self::broadcast)).
+    pub fn broadcast_state(&self, id: &str) -> Option<botwatch_event::BroadcastState> {
+        self.broadcasts.state(id)
+    }
+
+    /// The ids of the broadcasts still to send (queued or running).
+    pub fn open_broadcasts(&self) -> Vec<String> {
+        self.broadcasts.open()
     }
 
     pub fn broadcast(&self, id: &str) -> Option<BroadcastFigures> {

@@ -72,19 +72,29 @@ impl Broadcasts {
             DeliveryState::Pending => {}
         }
     }
+}
 
-    fn figures(id: &str, e: &Entry) -> Option<BroadcastFigures> {
-        let started = e.started.as_deref()?.to_owned();
-        let handled = e.sent + e.failed + e.skipped;
-        let state = if handled >= e.total {
+impl Entry {
+    /// Where it stands; `None` while only outcomes are known (not started here yet).
+    fn state(&self) -> Option<BroadcastState> {
+        self.started.as_ref()?;
+        let handled = self.sent + self.failed + self.skipped;
+        Some(if handled >= self.total {
             BroadcastState::Done
-        } else if e.cancelled {
+        } else if self.cancelled {
             BroadcastState::Cancelled
         } else if handled > 0 {
             BroadcastState::Running
         } else {
             BroadcastState::Queued
-        };
+        })
+    }
+}
+
+impl Broadcasts {
+    fn figures(id: &str, e: &Entry) -> Option<BroadcastFigures> {
+        let state = e.state()?;
+        let started = e.started.as_deref()?.to_owned();
         Some(BroadcastFigures {
             id: id.to_owned(),
             ms: e.ms,
@@ -95,6 +105,26 @@ impl Broadcasts {
             state,
             started,
         })
+    }
+
+    /// Where broadcast `id` stands, without copying its message (a sender asks this
+    /// before every recipient).
+    pub(crate) fn state(&self, id: &str) -> Option<BroadcastState> {
+        self.items.get(id)?.state()
+    }
+
+    /// The broadcasts still to send (queued or running).
+    pub(crate) fn open(&self) -> Vec<String> {
+        self.items
+            .iter()
+            .filter(|(_, e)| {
+                matches!(
+                    e.state(),
+                    Some(BroadcastState::Queued | BroadcastState::Running)
+                )
+            })
+            .map(|(id, _)| id.to_string())
+            .collect()
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<BroadcastFigures> {

@@ -283,7 +283,7 @@ async fn exists(state: &AppState, bot: &str, id: &str) -> Result<bool, ApiError>
     let (b, i) = (bot.to_owned(), id.to_owned());
     state
         .aggregator
-        .query(move |a| a.bot(&b).is_some_and(|f| f.broadcast(&i).is_some()))
+        .query(move |a| a.bot(&b).is_some_and(|f| f.broadcast_state(&i).is_some()))
         .await
         .map_err(|_| stopped())
 }
@@ -461,14 +461,8 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             .query(|a| {
                 a.bots()
                     .into_iter()
-                    .filter_map(|b| a.bot(b).map(|f| (b.to_owned(), f.broadcasts())))
-                    .flat_map(|(b, list)| {
-                        list.into_iter()
-                            .filter(|x| {
-                                matches!(x.state, BroadcastState::Queued | BroadcastState::Running)
-                            })
-                            .map(move |x| (b.clone(), x.id))
-                    })
+                    .filter_map(|b| a.bot(b).map(|f| (b.to_owned(), f.open_broadcasts())))
+                    .flat_map(|(b, ids)| ids.into_iter().map(move |id| (b.clone(), id)))
                     .collect::<Vec<_>>()
             })
             .await
@@ -619,8 +613,8 @@ async fn send_all(
                     let Some(f) = a.bot(&b) else {
                         return Turn::Stop;
                     };
-                    if f.broadcast(&i)
-                        .is_none_or(|x| x.state == BroadcastState::Cancelled)
+                    if f.broadcast_state(&i)
+                        .is_none_or(|state| state == BroadcastState::Cancelled)
                     {
                         return Turn::Stop;
                     }
