@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use botwatch_forward::{Facts, Item, ga, items_of, mixpanel};
-use botwatch_log::{ClaimStore, EventLog, Position, ProgressStore};
+use botwatch_log::{ClaimStore, EventLog, Position, ProgressStore, SettingsStore};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -40,6 +40,8 @@ const LEASE: Duration = Duration::from_secs(15);
 const BATCH: usize = 500;
 /// The longest wait between two tries of a request.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often an idle worker looks for a back-fill asked for.
+const BACKFILL_LOOK_EVERY: Duration = Duration::from_secs(2);
 /// How long one request may take: well within the lease renewed before it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -208,6 +210,8 @@ async fn settings(state: &AppState, bot: &str) -> Option<SettingsDoc> {
 /// Every node: looks for active integrations and works those it gets the lease of.
 pub async fn run(state: AppState, stop: CancellationToken) {
     let mut tasks = tokio::task::JoinSet::new();
+    let mut seen_version = None;
+    let mut active: Vec<(Service, String)> = Vec::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -217,33 +221,38 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         if !state.caught_up.load(std::sync::atomic::Ordering::Acquire) {
             continue;
         }
-        let Ok(bots) = state
-            .aggregator
-            .query(|a| a.bots().into_iter().map(str::to_owned).collect::<Vec<_>>())
-            .await
-        else {
-            break;
-        };
-        for bot in bots {
-            let Some(doc) = settings(&state, &bot).await else {
+        // The integrations turned on, read again only when some settings changed.
+        if let Ok(version) = state.log.settings_version().await
+            && seen_version != Some(version)
+            && let Ok(all) = state.log.all_settings().await
+        {
+            seen_version = Some(version);
+            active = all
+                .iter()
+                .filter_map(|(bot, json)| Some((bot, SettingsDoc::parse(json)?)))
+                .flat_map(|(bot, doc)| {
+                    Service::ALL
+                        .into_iter()
+                        .filter(|&s| credentials(&state, bot, &doc, s).is_some())
+                        .map(|s| (s, bot.to_owned()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+        for (service, bot) in &active {
+            let (service, bot) = (*service, bot.clone());
+            if !state.forwarding.take((service, bot.clone())) {
                 continue;
-            };
-            for service in Service::ALL {
-                if credentials(&state, &bot, &doc, service).is_none()
-                    || !state.forwarding.take((service, bot.clone()))
-                {
-                    continue;
-                }
-                let span = info_span!("forward", service = service.name(), bot);
-                let (state, stop, bot) = (state.clone(), stop.clone(), bot.clone());
-                tasks.spawn(
-                    async move {
-                        work(&state, service, &bot, &stop).await;
-                        state.forwarding.done(&(service, bot));
-                    }
-                    .instrument(span),
-                );
             }
+            let span = info_span!("forward", service = service.name(), bot);
+            let (state, stop) = (state.clone(), stop.clone());
+            tasks.spawn(
+                async move {
+                    work(&state, service, &bot, &stop).await;
+                    state.forwarding.done(&(service, bot));
+                }
+                .instrument(span),
+            );
         }
     }
     while tasks.join_next().await.is_some() {}
@@ -332,6 +341,7 @@ async fn forward_while_held(
     };
     let mut renew_at = tokio::time::Instant::now();
     let mut announced = Announced::default();
+    let mut backfill_look = tokio::time::Instant::now();
     loop {
         if stop.is_cancelled() {
             return;
@@ -362,11 +372,20 @@ async fn forward_while_held(
         // back-fill, if one was asked for.
         let applied = state.followed();
         let live = progress.position.parse::<Position>().unwrap_or(applied);
+        // A back-fill asked for is looked for now and then while live is idle (not on
+        // every idle turn: that is a storage read).
+        let asked = if live >= applied
+            && progress.backfill.is_none()
+            && tokio::time::Instant::now() >= backfill_look
+        {
+            backfill_look = tokio::time::Instant::now() + BACKFILL_LOOK_EVERY;
+            backfill_asked(state, lease).await
+        } else {
+            None
+        };
         let (after, limit, from_ms) = if live < applied {
             (live, applied, None)
-        } else if progress.backfill.is_none()
-            && let Some(from_ms) = backfill_asked(state, lease).await
-        {
+        } else if let Some(from_ms) = asked {
             info!(from_ms, "back-fill starts");
             progress.backfill = Some(Backfill {
                 next: Position::START.to_string(),
