@@ -91,15 +91,7 @@ async fn start(storage: &Storage, telegram: &str) -> Running {
 }
 
 async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut r = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(ADMIN);
-    if let Some(body) = body {
-        r = r.json(&body);
-    }
-    let answer = r.send().await.expect("request");
-    let status = answer.status().as_u16();
-    (status, answer.json().await.unwrap_or(Value::Null))
+    common::call(ADMIN, method, url, body).await
 }
 
 async fn a_broadcast_killed_mid_way_reaches_everyone_once(storage: Storage) {

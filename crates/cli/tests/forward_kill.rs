@@ -35,15 +35,7 @@ async fn collect(State(ga): State<Ga>, body: axum::body::Bytes) -> axum::http::S
 }
 
 async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut r = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(ADMIN);
-    if let Some(body) = body {
-        r = r.json(&body);
-    }
-    let answer = r.send().await.expect("request");
-    let status = answer.status().as_u16();
-    (status, answer.json().await.unwrap_or(Value::Null))
+    common::call(ADMIN, method, url, body).await
 }
 
 fn message(id: &str, user: &str) -> Value {

@@ -42,11 +42,16 @@ proptest! {
         let _ = parse_batch(&bytes, now(), &own());
         let _ = parse_event(&bytes, 0, now(), &own());
     }
+}
 
-    #[test]
-    fn the_valid_batch_still_parses(_n in 0..1u8) {
-        let events = parse_batch(VALID.as_bytes(), now(), &own());
-        prop_assert!(events.is_ok(), "{events:?}");
-        prop_assert!(parse_batch(VALID.as_bytes(), now(), &Limits::default()).is_err(), "own kinds refused from bots");
-    }
+/// The input the byte changes start from is a valid batch of botwatch's own log (so
+/// the changes explore near valid events, not only garbage).
+#[test]
+fn the_valid_batch_parses() {
+    let events = parse_batch(VALID.as_bytes(), now(), &own());
+    assert!(events.is_ok(), "{events:?}");
+    assert!(
+        parse_batch(VALID.as_bytes(), now(), &Limits::default()).is_err(),
+        "own kinds refused from bots"
+    );
 }

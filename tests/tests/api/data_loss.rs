@@ -44,17 +44,6 @@ async fn readiness(s: &TestServer, status: u16) -> Value {
     }
 }
 
-async fn metrics(s: &TestServer) -> String {
-    s.client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 async fn redis_cmd<T: redis::FromRedisValue>(s: &TestServer, cmd: &mut redis::Cmd) -> T {
     cmd.query_async(&mut s.redis().await).await.expect("redis")
 }
@@ -74,7 +63,7 @@ async fn data_lost_says(s: &TestServer, words: &str) {
     let reason = body["reason"].as_str().unwrap_or("");
     assert!(reason.contains(words), "{body}");
     assert!(body["since"].is_string(), "{body}");
-    let text = metrics(s).await;
+    let text = s.metrics().await;
     assert!(text.contains("botwatch_data_lost 1"), "{text}");
     let record = recorded(s).await.expect("the loss is recorded in Redis");
     assert!(record.contains(words), "{record}");
@@ -86,7 +75,7 @@ async fn an_epoch_changed_under_a_running_server_is_data_lost() {
     ingest_n(&s, 0, 10).await;
     counted(&s, 10).await;
     assert_eq!(readiness(&s, 200).await["status"], "ready");
-    assert!(metrics(&s).await.contains("botwatch_data_lost 0"));
+    assert!(s.metrics().await.contains("botwatch_data_lost 0"));
 
     let _: () = redis_cmd(
         &s,
@@ -198,7 +187,7 @@ async fn data_lost_survives_restarts_until_an_operator_clears_it() {
         "{record:?}"
     );
     assert_eq!(readiness(&s, 200).await["status"], "ready");
-    assert!(metrics(&s).await.contains("botwatch_data_lost 0"));
+    assert!(s.metrics().await.contains("botwatch_data_lost 0"));
     counted(&s, 15).await;
     let kept = s.stop_keeping().await;
     let s = TestServer::start_with(Backend::Redis, Some(kept), |_| {}).await;

@@ -98,3 +98,28 @@ pub async fn serve(storage: &Storage, env: &[(&str, &str)]) -> Running {
     let base = listening_on(&mut child).await;
     Running { child, base }
 }
+
+/// A request with `token`; the status and the JSON answer (null when not JSON).
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all use it"
+)]
+pub async fn call(
+    token: &str,
+    method: reqwest::Method,
+    url: String,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        r = r.json(&body);
+    }
+    let answer = r.send().await.expect("request");
+    let status = answer.status().as_u16();
+    (
+        status,
+        answer.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
