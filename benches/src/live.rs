@@ -74,6 +74,15 @@ struct Args {
     /// Rounds: each measures botwatch and every peer once.
     #[arg(long, default_value_t = 1)]
     repeats: usize,
+    /// How long the clients sit idle before the server's memory is read: allocators
+    /// give what the connections' set-up used back to the system after a delay
+    /// (mimalloc: 1 s), so a read taken sooner counts it as the connections'.
+    #[arg(long, default_value_t = 500)]
+    settle_ms: u64,
+    /// Also measure the kernel's floor for each size and rate: one thread writing a
+    /// frame of this many bytes to every client's loopback socket (0: not measured).
+    #[arg(long, default_value_t = 0)]
+    floor_bytes: usize,
 }
 
 /// What is measured.
@@ -332,6 +341,98 @@ async fn connect(
     Ok(ws)
 }
 
+/// CPU ticks (utime + stime) of the calling thread.
+fn thread_ticks() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+    // The name (in parentheses) may hold spaces: the fields after it are fixed.
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+}
+
+/// The most clients the floor measures (it holds both ends of every socket).
+const FLOOR_MAX_CLIENTS: usize = 9_000;
+
+/// The least CPU any hub spends per delivery when every delivery is its own write, as
+/// at light load: one thread writes a WebSocket text frame of `bytes` to each of
+/// `clients` loopback sockets, `rate` times a second, for `seconds`. On loopback the
+/// receiving side's TCP work is charged to the writer, as it is to a server. Returns
+/// µs of that thread's CPU per write.
+async fn write_floor(
+    clients: usize,
+    rate: u64,
+    seconds: u64,
+    per_address: usize,
+    bytes: usize,
+) -> Result<f64> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let mut writers = Vec::with_capacity(clients);
+    let mut readers = Vec::with_capacity(clients);
+    for n in 0..clients {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind((source_address(n, per_address), 0).into())?;
+        let (client, accepted) = tokio::join!(
+            socket.connect((std::net::Ipv4Addr::LOCALHOST, port).into()),
+            listener.accept()
+        );
+        let (mut client, (server, _)) = (client?, accepted?);
+        server.set_nodelay(true)?;
+        let server = server.into_std()?;
+        server.set_nonblocking(false)?;
+        writers.push(server);
+        readers.push(tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut got = 0u64;
+            while let Ok(n) = client.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+            }
+            got
+        }));
+    }
+    // A text frame as a server sends it: unmasked, a 16-bit length past 125 bytes.
+    let mut frame = vec![0x81u8];
+    if bytes <= 125 {
+        frame.push(bytes as u8);
+    } else {
+        frame.push(126);
+        frame.extend_from_slice(&(bytes.min(65_535) as u16).to_be_bytes());
+    }
+    frame.resize(frame.len() + bytes.min(65_535), b'x');
+    let rounds = rate * seconds;
+    let frame_len = frame.len() as u64;
+    let ticks = tokio::task::spawn_blocking(move || -> Result<u64> {
+        use std::io::Write;
+        let start = Instant::now();
+        let before = thread_ticks()?;
+        for round in 0..rounds {
+            for w in &mut writers {
+                w.write_all(&frame)?;
+            }
+            let due = start + Duration::from_secs_f64((round + 1) as f64 / rate as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        Ok(thread_ticks()? - before)
+    })
+    .await??;
+    let mut received = 0;
+    for r in readers {
+        received += r.await?;
+    }
+    if received != frame_len * rounds * clients as u64 {
+        bail!(
+            "the floor's readers got {received} bytes, not {}",
+            frame_len * rounds * clients as u64
+        );
+    }
+    // 100 ticks per second.
+    Ok(ticks as f64 * 10_000.0 / (rounds * clients as u64) as f64)
+}
+
 /// The source address of client `n`: 127.0.0.1 for the first `per_address`, then .2, …
 fn source_address(n: usize, per_address: usize) -> std::net::Ipv4Addr {
     let k = (n / per_address.max(1)).min(253) as u8;
@@ -507,7 +608,7 @@ async fn measure(
             sockets.push(ws?);
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
     let (_, rss_idle) = cpu_and_rss(pid)?;
     let idle_bytes = (rss_idle.saturating_sub(rss_before)) as f64 / (clients + stuck) as f64;
     // The stuck ones: held open, never read, until the measurement ends.
@@ -709,6 +810,37 @@ async fn main() -> Result<()> {
                         None => saturation.push((round, clients, target, r.deliveries_per_s)),
                     }
                 }
+            }
+        }
+    }
+    if args.floor_bytes > 0 {
+        println!(
+            "\n# the floor: one thread, one write(2) of a {}-byte frame per client and event",
+            args.floor_bytes
+        );
+        println!("| clients | events/s | writes/s | CPU µs per write |");
+        println!("|---:|---:|---:|---:|");
+        for clients in args.clients.split(',') {
+            let clients: usize = clients.trim().parse().context("--clients")?;
+            if clients > FLOOR_MAX_CLIENTS {
+                // Both ends of every socket live in this process: 2 descriptors each,
+                // and a process holds about 20,000 here.
+                println!("| {clients} | | | not measured: more than {FLOOR_MAX_CLIENTS} clients |");
+                continue;
+            }
+            for &rate in &rates {
+                let us = write_floor(
+                    clients,
+                    rate,
+                    args.seconds,
+                    args.clients_per_address,
+                    args.floor_bytes,
+                )
+                .await?;
+                println!(
+                    "| {clients} | {rate} | {} | {us:.1} |",
+                    clients as u64 * rate
+                );
             }
         }
     }

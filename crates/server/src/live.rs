@@ -46,6 +46,9 @@ use crate::users::UserItem;
 
 /// Frames a client may send: at most this many bytes each.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
+/// The read buffer a connection starts with: a client sends small frames (subscribe,
+/// unsubscribe, pong), and a larger one grows it while it is read.
+const CLIENT_READ_BUFFER: usize = 256;
 /// A frame the socket does not take within this time closes the connection (1013).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -385,20 +388,21 @@ pub async fn upgrade(
         ));
     };
     Ok(ws
-        // Small buffers: an idle connection holds a few KiB, not axum's 2 × 128 KiB.
-        .read_buffer_size(1024)
+        // Small buffers: an idle connection holds hundreds of bytes, not axum's 2 × 128 KiB.
+        .read_buffer_size(CLIENT_READ_BUFFER)
         .write_buffer_size(WRITE_BATCH_BYTES)
         .max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
-        .on_upgrade(move |socket| {
-            async move {
-                let metrics = state.metrics.clone();
-                metrics.live_connections.inc();
-                Connection::new(state, principal, socket).run().await;
-                metrics.live_connections.dec();
-                drop(slot);
+        // What the connection needs waits in one box: axum's upgrade task keeps what the
+        // callback captured for as long as the connection lasts.
+        .on_upgrade({
+            let parts = Box::new((state, principal, slot));
+            move |socket| {
+                let (state, principal, slot) = *parts;
+                Connection::new(state, principal, socket, slot)
+                    .run()
+                    .instrument(info_span!("live.connection"))
             }
-            .instrument(info_span!("live.connection"))
         }))
 }
 
@@ -421,6 +425,10 @@ struct Subscription {
 /// What a subscription's ring gave: a frame, or word that the connection fell behind.
 type RingItem = (u64, Result<Arc<Frame>, BroadcastStreamRecvError>);
 
+/// One live connection. It lives in a box, and its task's future holds only that box,
+/// the `select!` of its idle wait and boxes of whatever it is doing: an idle connection
+/// is a few hundred bytes of task, not the room of its largest step (the budget is 8 KB
+/// per idle connection in all, buffers included; BENCHMARKS.md → Live hub).
 struct Connection {
     state: AppState,
     principal: Principal,
@@ -428,6 +436,14 @@ struct Connection {
     subs: HashMap<u64, Subscription>,
     frames: StreamMap<u64, BroadcastStream<Arc<Frame>>>,
     next_id: u64,
+    /// This connection's place among the node's live connections.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.state.metrics.live_connections.dec();
+    }
 }
 
 enum Step {
@@ -436,15 +452,22 @@ enum Step {
 }
 
 impl Connection {
-    fn new(state: AppState, principal: Principal, socket: WebSocket) -> Connection {
-        Connection {
+    fn new(
+        state: AppState,
+        principal: Principal,
+        socket: WebSocket,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Box<Connection> {
+        state.metrics.live_connections.inc();
+        Box::new(Connection {
             state,
             principal,
             socket,
             subs: HashMap::new(),
             frames: StreamMap::new(),
             next_id: 0,
-        }
+            _slot: slot,
+        })
     }
 
     /// Ends the subscription named `name`, if there is one.
@@ -454,7 +477,7 @@ impl Connection {
         self.subs.remove(&id)
     }
 
-    async fn run(mut self) {
+    async fn run(mut self: Box<Self>) {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.reset();
         let mut heard = tokio::time::Instant::now();
@@ -474,17 +497,19 @@ impl Connection {
                 incoming = self.socket.recv() => match incoming {
                     Some(Ok(frame)) => {
                         heard = tokio::time::Instant::now();
-                        self.on_client_frame(frame).await
+                        Box::pin(self.on_client_frame(frame)).await
                     }
                     _ => Step::Close(None),
                 },
                 Some(item) = self.frames.next(), if !self.frames.is_empty() => {
-                    self.forward(item).await
+                    // Boxed, like every step below: an allocation per wake (tens of ns,
+                    // beside a write of microseconds) keeps the idle task small.
+                    Box::pin(self.forward(item)).await
                 }
                 _ = stop.cancelled() => Step::Close(Some(close(1001, "the server is stopping"))),
                 _ = async { session_check.as_mut()?.tick().await; Some(()) }, if session_check.is_some() => {
                     let digest = session.as_deref().unwrap_or_default();
-                    match self.state.auth.live_session(digest).await {
+                    match Box::pin(self.state.auth.live_session(digest)).await {
                         Ok(Some(_)) => Step::Go,
                         Ok(None) => Step::Close(Some(close(1008, "the session has ended"))),
                         // The accounts storage not answering is not the user's doing.
@@ -495,16 +520,16 @@ impl Connection {
                     if heard.elapsed() > PONG_TIMEOUT {
                         Step::Close(Some(close(1001, "no pong")))
                     } else {
-                        self.send(WsMessage::Ping(Default::default())).await
+                        Box::pin(self.send(WsMessage::Ping(Default::default()))).await
                     }
                 }
             };
             if let Step::Close(frame) = step {
                 if let Some(frame) = frame {
-                    let _ = tokio::time::timeout(
+                    let _ = Box::pin(tokio::time::timeout(
                         Duration::from_secs(1),
                         self.socket.send(WsMessage::Close(Some(frame))),
-                    )
+                    ))
                     .await;
                 }
                 return;
@@ -825,5 +850,25 @@ fn close(code: u16, reason: &str) -> CloseFrame {
     CloseFrame {
         code,
         reason: Utf8Bytes::from(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns (a future, never made here).
+    fn returned_size<A, R>(_: impl FnOnce(A) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every live connection's task holds its future for as long as it lasts: steps
+    /// that are boxed (a subscription's start, a forward, a client frame) must stay
+    /// boxed, or each idle connection carries the room of the largest (2.7 KB before
+    /// they were).
+    #[test]
+    fn an_idle_connection_holds_a_small_future() {
+        let run = returned_size(|c: Box<Connection>| c.run());
+        assert!(run <= 640, "Connection::run's future is {run} bytes");
     }
 }

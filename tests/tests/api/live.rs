@@ -492,6 +492,43 @@ async fn a_stuck_client_never_holds_up_the_others(backend: Backend) {
     s.stop().await;
 }
 
+/// `botwatch_live_connections` counts the connections open now: one up when a client
+/// connects, one down when it goes (the count lives with the connection's state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connections_gauge_follows_clients_in_and_out() {
+    let s = TestServer::start(Backend::Embedded).await;
+    let open = |metrics: String| {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix("botwatch_live_connections ")?
+                .trim()
+                .parse::<i64>()
+                .ok()
+        })
+    };
+    let mut first = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
+    let mut second = connect(&s, Some(ADMIN_TOKEN), None).await.expect("connect");
+    for ws in [&mut first, &mut second] {
+        send(
+            ws,
+            json!({"op": "subscribe", "topic": "bot/helpdesk/dialog/u1"}),
+        )
+        .await;
+        assert_eq!(next(ws).await["kind"], "snapshot");
+    }
+    assert_eq!(open(s.metrics().await), Some(2));
+    first.close(None).await.expect("close");
+    super::until_true_async("one connection left", || async {
+        open(s.metrics().await) == Some(1)
+    })
+    .await;
+    drop(second);
+    super::until_true_async("no connection left", || async {
+        open(s.metrics().await) == Some(0)
+    })
+    .await;
+    s.stop().await;
+}
+
 mod embedded {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stuck_client_never_holds_up_the_others() {
