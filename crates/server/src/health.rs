@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::AppState;
 
 /// The process is up.
-#[utoipa::path(get, operation_id = "health_healthz", path = "/healthz", tag = "health", responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, operation_id = "health_healthz", path = "/healthz", tag = "health", responses((status = 200, description = "The process is up: `{\"status\":\"ok\"}`", body = Object)))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }

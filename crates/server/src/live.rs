@@ -351,6 +351,24 @@ pub fn on_applied(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, events: &[E
     }
 }
 
+/// A WebSocket upgrade, or the API's JSON error for a request that is not one (axum's
+/// own refusal is plain text): `400 not_a_websocket_upgrade`, or 405 / 426 as axum finds.
+pub struct Upgrade(pub WebSocketUpgrade);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map(Upgrade)
+            .map_err(|r| ApiError::new(r.status(), "not_a_websocket_upgrade", r.body_text()))
+    }
+}
+
 /// Refuses a browser's WebSocket upgrade from another origin than the server's own
 /// (or one of `--allowed-origin`); programs send no Origin.
 pub(crate) fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -377,7 +395,7 @@ pub async fn upgrade(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    Upgrade(ws): Upgrade,
 ) -> Result<Response, ApiError> {
     check_origin(&state, &headers)?;
     let Ok(slot) = state.live_slots.clone().try_acquire_owned() else {

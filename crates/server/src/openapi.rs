@@ -121,6 +121,7 @@ impl Modify for SecurityFromRoutes {
             let Some(operation) = operation else {
                 continue;
             };
+            say_what_the_guard_refuses(operation);
             if route.access == Access::Public {
                 operation.security = Some(Vec::new());
                 continue;
@@ -145,6 +146,53 @@ impl Modify for SecurityFromRoutes {
                     .to_string(),
             );
         }
+    }
+}
+
+/// Every `{bot}` in a path is a bot slug, and the guard answers 400 `bad_parameter` for
+/// one that is not, 404 for a bot that does not exist where one must; every operation
+/// with parameters or a body may answer 400 for values it cannot take. The document says
+/// so on each operation (schemathesis holds the server to it).
+fn say_what_the_guard_refuses(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let mut takes_input = operation.request_body.is_some();
+    let mut has_bot = false;
+    for parameter in operation.parameters.iter_mut().flatten() {
+        takes_input = true;
+        if parameter.name == "bot" && parameter.parameter_in == ParameterIn::Path {
+            has_bot = true;
+            parameter.schema = Some(RefOr::T(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[a-z0-9][a-z0-9_-]{0,63}$"))
+                    .into(),
+            ));
+        }
+    }
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let responses = &mut operation.responses.responses;
+    if takes_input && !responses.contains_key("400") {
+        responses.insert(
+            "400".into(),
+            error("A parameter or the body is not one this operation takes"),
+        );
+    }
+    if has_bot && !responses.contains_key("404") {
+        responses.insert("404".into(), error("No such bot, or no such item of it"));
     }
 }
 

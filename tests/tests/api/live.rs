@@ -92,6 +92,13 @@ async fn refusals_at_the_upgrade(backend: Backend) {
         .await
         .expect_err("foreign origin");
     assert_eq!(status_of(foreign), 403);
+    // A request that is no upgrade gets the API's JSON error, like every refusal.
+    let (status, body) = s.get("/api/v1/live").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("not_a_websocket_upgrade")),
+        "{body}"
+    );
     // An origin on the allow-list may connect; others still may not.
     let listed = TestServer::start_with(backend, None, |c| {
         c.allowed_origins = vec!["https://dash.example.com".to_owned()];

@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket};
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use botwatch_event::{Event, Mode};
@@ -175,7 +175,7 @@ pub async fn live(
     Path(bot): Path<String>,
     Query(query): Query<ChatQuery>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    crate::live::Upgrade(ws): crate::live::Upgrade,
 ) -> Result<Response, ApiError> {
     enabled(&state, &bot).await?;
     crate::live::check_origin(&state, &headers)?;
