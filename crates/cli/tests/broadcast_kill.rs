@@ -73,11 +73,7 @@ async fn start_telegram() -> (String, Telegram) {
     let app = axum::Router::new()
         .route("/{token}/{method}", axum::routing::post(bot_api))
         .with_state(t.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = common::serve_stand_in(app).await;
     (url, t)
 }
 

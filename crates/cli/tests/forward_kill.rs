@@ -63,11 +63,7 @@ async fn a_batch_in_flight_at_a_kill_is_not_sent_again() {
     let app = axum::Router::new()
         .route("/mp/collect", axum::routing::post(collect))
         .with_state(ga.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let ga_url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let ga_url = common::serve_stand_in(app).await;
 
     let storage = Storage::Embedded(tempfile::tempdir().expect("dir"));
     let env = [

@@ -114,11 +114,7 @@ async fn stand_in() -> (String, StandIn) {
         .route("/import", axum::routing::post(collect))
         .route("/debug/mp/collect", axum::routing::post(validate))
         .with_state(s.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = super::serve_stand_in(app).await;
     (url, s)
 }
 

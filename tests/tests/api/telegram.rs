@@ -38,11 +38,7 @@ async fn bot_webhook(failing: Arc<Mutex<bool>>) -> (String, Seen) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/bot", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("{}/bot", super::serve_stand_in(app).await);
     (url, seen)
 }
 

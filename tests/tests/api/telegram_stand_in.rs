@@ -44,11 +44,7 @@ impl StandIn {
         let app = axum::Router::new()
             .route("/{bot_token}/{method}", post(answer).get(answer))
             .with_state(stand_in.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = super::serve_stand_in(app).await;
         (url, stand_in)
     }
 

@@ -31,11 +31,7 @@ pub(super) async fn stand_in_bot() -> (String, Calls) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("{}/hook", super::serve_stand_in(app).await);
     (url, calls)
 }
 

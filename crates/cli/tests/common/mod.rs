@@ -123,3 +123,18 @@ pub async fn call(
         answer.json().await.unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// Serves a stand-in (Telegram, a bot's webhook, GA, Mixpanel) on a free port of
+/// 127.0.0.1 for the rest of the test; returns its base address.
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all use it"
+)]
+pub async fn serve_stand_in(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
