@@ -556,6 +556,10 @@ struct Row {
     p50_ms: f64,
     p99_ms: f64,
     p999_ms: f64,
+    /// Per event, its first client's latency (median over events).
+    first_ms: f64,
+    /// Per event, its last client's latency (median and worst over events).
+    last_ms: (f64, f64),
     completion_s: f64,
     delivered_pct: f64,
     server_us: f64,
@@ -622,6 +626,9 @@ async fn measure(
         let (delivered, last_delivery) = (delivered.clone(), last_delivery.clone());
         readers.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            // (sent, received) of each delivery: per event, when its first and last
+            // client had it.
+            let mut times = Vec::with_capacity(events as usize);
             let mut got = 0u64;
             while got < events {
                 let frame = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
@@ -639,12 +646,16 @@ async fn measure(
                 // tool stays cheap: no JSON tree per frame).
                 if let Some(sent) = sent_at(frame.as_str()) {
                     let _ = h.record(received.saturating_sub(sent) / 1000);
+                    times.push((sent, received));
                     got += 1;
                     delivered.fetch_add(1, Ordering::Relaxed);
                     last_delivery.fetch_max(received, Ordering::Relaxed);
                 }
             }
-            h
+            // The socket goes back with the figures: every client stays connected until
+            // the last one is done, so a server does not tear down the finished ones
+            // while it still writes to the others.
+            (h, times, ws)
         }));
     }
 
@@ -676,11 +687,41 @@ async fn measure(
         sent??;
     }
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut per_event: std::collections::HashMap<u64, (u64, u64)> = Default::default();
+    let mut finished = Vec::with_capacity(readers.len());
     for r in readers {
-        all.add(r.await?)?;
+        let (h, times, ws) = r.await?;
+        finished.push(ws);
+        all.add(h)?;
+        for (sent, received) in times {
+            let e = per_event.entry(sent).or_insert((received, received));
+            e.0 = e.0.min(received);
+            e.1 = e.1.max(received);
+        }
     }
+    // Per event: its first client's latency (the way in: ingest, log, aggregator, hub)
+    // and its last client's (the fan-out and the clients' reading on top).
+    let ms = |ns: u64| ns as f64 / 1e6;
+    if std::env::var_os("LIVE_BENCH_EVENTS").is_some() {
+        let mut each: Vec<_> = per_event.iter().collect();
+        each.sort();
+        for (s, (f, l)) in each {
+            eprintln!(
+                "event at {:.3} s: first {:.1} ms, last {:.1} ms",
+                ms(s - started_ns) / 1e3,
+                ms(f - s),
+                ms(l - s)
+            );
+        }
+    }
+    let mut first: Vec<f64> = per_event.iter().map(|(s, (f, _))| ms(f - s)).collect();
+    let mut last: Vec<f64> = per_event.iter().map(|(s, (_, l))| ms(l - s)).collect();
+    first.sort_by(f64::total_cmp);
+    last.sort_by(f64::total_cmp);
+    let median = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(0.0);
     let (server_after, _) = cpu_and_rss(pid)?;
     let tool_after = cpu_and_rss(std::process::id())?.0;
+    drop(finished);
     let deliveries = delivered.load(Ordering::Relaxed);
     let expected = events * clients as u64;
     let per = |ticks: u64| ticks as f64 * 10_000.0 / deliveries.max(1) as f64;
@@ -721,6 +762,8 @@ async fn measure(
         p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
         p999_ms: all.value_at_quantile(0.999) as f64 / 1000.0,
+        first_ms: median(&first),
+        last_ms: (median(&last), last.last().copied().unwrap_or(0.0)),
         completion_s,
         delivered_pct: deliveries as f64 * 100.0 / expected.max(1) as f64,
         server_us: per(server_after - server_before),
@@ -743,9 +786,9 @@ async fn main() -> Result<()> {
         args.rate, args.seconds
     );
     println!(
-        "| server | clients | stuck | stuck became | events/s | deliveries/s | p50 ms | p99 ms | p999 ms | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
+        "| server | clients | stuck | stuck became | events/s | deliveries/s | p50 ms | p99 ms | p999 ms | first client ms | last client ms (median · worst) | completion s | delivered % | server µs/delivery | tool µs/delivery | server bytes/idle connection | load avg |"
     );
-    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let stucks: Vec<usize> = args
         .stuck
         .split(',')
@@ -781,7 +824,7 @@ async fn main() -> Result<()> {
                     }
                     let r = measure(&args, target, (clients, stuck), rate).await?;
                     println!(
-                        "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
+                        "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} · {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {} |",
                         r.target.name(),
                         r.clients,
                         r.stuck,
@@ -791,6 +834,9 @@ async fn main() -> Result<()> {
                         r.p50_ms,
                         r.p99_ms,
                         r.p999_ms,
+                        r.first_ms,
+                        r.last_ms.0,
+                        r.last_ms.1,
                         r.completion_s,
                         r.delivered_pct,
                         r.server_us,

@@ -6,10 +6,12 @@
 //! day buckets, sent whole after each batch), `bot/{bot}/stats` (whole buckets: the
 //! hours of each day a batch touched, the days and weeks from its earliest day to its
 //! latest), `bot/{bot}/dialogs` (a dialog that moved, with its preview) and
-//! `bot/{bot}/dialog/{user}` (each message with the dialog's figures). A subscription starts with a snapshot, or with the deltas missed
-//! since `since` when the topic's history still has them; a connection that falls
-//! behind the topic's ring gets a fresh snapshot (never a silent gap); one whose socket
-//! does not take a frame within [`SEND_TIMEOUT`] is closed with 1013.
+//! `bot/{bot}/dialog/{user}` (each message with the dialog's figures). A subscription
+//! starts with a snapshot, or with the deltas missed since `since` when the topic's
+//! history still has them. The hub's fan-out threads write each delta to the sockets
+//! themselves ([`socket`]); a connection that falls more than [`socket::MAX_WAITING`]
+//! frames behind gets a fresh snapshot of each subscription (never a silent gap); one
+//! whose socket takes nothing for [`SEND_TIMEOUT`] is closed with 1013.
 //!
 //! Deltas are made on the aggregator's thread after each batch ([`on_applied`]), and a
 //! subscription attaches inside an aggregator query, so a snapshot stands exactly at
@@ -21,20 +23,21 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use botwatch_aggregator::{Aggregator, BotFigures, BucketSize, UserFilter, UserSort, UsersQuery};
 use botwatch_event::{Event, EventKind};
-use botwatch_live::{Frame, Hub, frame_text};
+use botwatch_live::{Frame, Hub, Member};
 use botwatch_log::EventLog;
 use chrono::{NaiveDate, Utc};
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio_stream::StreamMap;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::protocol::{
+    CloseFrame, Message as WsMessage, Role, WebSocketConfig, WebSocketContext,
+    frame::coding::CloseCode,
+};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::AppState;
@@ -43,6 +46,9 @@ use crate::error::ApiError;
 use crate::figures::{BucketItem, DialogItem, Preview, TopItem};
 use crate::history::Message;
 use crate::users::UserItem;
+
+mod socket;
+use socket::{LiveSocket, RawUpgrade};
 
 /// Frames a client may send: at most this many bytes each.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
@@ -58,12 +64,6 @@ const SESSION_CHECK_EVERY: Duration = Duration::from_secs(1);
 const PONG_TIMEOUT: Duration = Duration::from_secs(60);
 /// Dialogs in the dialogs topic's snapshot; messages in a dialog's.
 const SNAPSHOT_ROWS: usize = 50;
-/// Frames already waiting that one write may carry: a burst becomes one syscall, and
-/// a connection with a long backlog still lets its neighbours run between writes.
-const COALESCE_FRAMES: usize = 64;
-/// Bytes the socket buffers before it writes on its own (frames are written when the
-/// connection has nothing more waiting, or past this).
-const WRITE_BATCH_BYTES: usize = 32 * 1024;
 
 /// A topic a client may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -395,7 +395,7 @@ pub async fn upgrade(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    Upgrade(ws): Upgrade,
+    upgrade: RawUpgrade,
 ) -> Result<Response, ApiError> {
     check_origin(&state, &headers)?;
     let Ok(slot) = state.live_slots.clone().try_acquire_owned() else {
@@ -405,23 +405,14 @@ pub async fn upgrade(
             "this node holds as many live connections as it may",
         ));
     };
-    Ok(ws
-        // Small buffers: an idle connection holds hundreds of bytes, not axum's 2 × 128 KiB.
-        .read_buffer_size(CLIENT_READ_BUFFER)
-        .write_buffer_size(WRITE_BATCH_BYTES)
-        .max_message_size(MAX_CLIENT_FRAME)
-        .max_frame_size(MAX_CLIENT_FRAME)
-        // What the connection needs waits in one box: axum's upgrade task keeps what the
-        // callback captured for as long as the connection lasts.
-        .on_upgrade({
-            let parts = Box::new((state, principal, slot));
-            move |socket| {
-                let (state, principal, slot) = *parts;
-                Connection::new(state, principal, socket, slot)
-                    .run()
-                    .instrument(info_span!("live.connection"))
-            }
-        }))
+    // What the connection needs waits in one box until the upgrade completes.
+    let parts = Box::new((state, principal, slot));
+    Ok(upgrade.on_upgrade(move |stream, read| {
+        let (state, principal, slot) = *parts;
+        Connection::new(state, principal, stream, read, slot)
+            .run()
+            .instrument(info_span!("live.connection"))
+    }))
 }
 
 #[derive(Deserialize)]
@@ -431,17 +422,12 @@ enum ClientFrame {
     Unsubscribe { topic: String },
 }
 
-/// One subscription of a connection (its frames wait in the connection's `frames`,
-/// under the same id).
+/// One subscription of a connection (where it stands is the socket's to know, under
+/// the same id).
 struct Subscription {
     name: String,
     topic: Topic,
-    /// The last sequence number sent on it.
-    sent: u64,
 }
-
-/// What a subscription's ring gave: a frame, or word that the connection fell behind.
-type RingItem = (u64, Result<Arc<Frame>, BroadcastStreamRecvError>);
 
 /// One live connection. It lives in a box, and its task's future holds only that box,
 /// the `select!` of its idle wait and boxes of whatever it is doing: an idle connection
@@ -450,16 +436,24 @@ type RingItem = (u64, Result<Arc<Frame>, BroadcastStreamRecvError>);
 struct Connection {
     state: AppState,
     principal: Principal,
-    socket: WebSocket,
+    /// Written by the hub's fan-out and by this connection; read here.
+    socket: Arc<LiveSocket>,
+    /// The WebSocket protocol's state: reads the client's frames, writes pongs, pings
+    /// and the close handshake (into the socket's queue).
+    protocol: WebSocketContext,
     subs: HashMap<u64, Subscription>,
-    frames: StreamMap<u64, BroadcastStream<Arc<Frame>>>,
     next_id: u64,
+    /// When the client was last heard from.
+    heard: tokio::time::Instant,
     /// This connection's place among the node's live connections.
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        for (id, sub) in self.subs.drain() {
+            self.state.hub.leave(&sub.name, self.socket.id(), id);
+        }
         self.state.metrics.live_connections.dec();
     }
 }
@@ -473,32 +467,52 @@ impl Connection {
     fn new(
         state: AppState,
         principal: Principal,
-        socket: WebSocket,
+        stream: tokio::net::TcpStream,
+        read: bytes::Bytes,
         slot: tokio::sync::OwnedSemaphorePermit,
     ) -> Box<Connection> {
         state.metrics.live_connections.inc();
+        let config = WebSocketConfig::default()
+            // Small buffers: an idle connection holds hundreds of bytes.
+            .read_buffer_size(CLIENT_READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(MAX_CLIENT_FRAME))
+            .max_frame_size(Some(MAX_CLIENT_FRAME));
         Box::new(Connection {
             state,
             principal,
-            socket,
+            socket: LiveSocket::new(stream),
+            protocol: WebSocketContext::from_partially_read(
+                read.to_vec(),
+                Role::Server,
+                Some(config),
+            ),
             subs: HashMap::new(),
-            frames: StreamMap::new(),
             next_id: 0,
+            heard: tokio::time::Instant::now(),
             _slot: slot,
         })
     }
 
     /// Ends the subscription named `name`, if there is one.
-    fn unsubscribe(&mut self, name: &str) -> Option<Subscription> {
-        let id = *self.subs.iter().find(|(_, s)| s.name == name)?.0;
-        self.frames.remove(&id);
-        self.subs.remove(&id)
+    fn unsubscribe(&mut self, name: &str) {
+        let Some(id) = self
+            .subs
+            .iter()
+            .find(|(_, s)| s.name == name)
+            .map(|(id, _)| *id)
+        else {
+            return;
+        };
+        if let Some(sub) = self.subs.remove(&id) {
+            self.state.hub.leave(&sub.name, self.socket.id(), id);
+        }
+        self.socket.end(id);
     }
 
     async fn run(mut self: Box<Self>) {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.reset();
-        let mut heard = tokio::time::Instant::now();
         let stop = self.state.live_stop.clone();
         // A connection made with a session lasts as long as the session: logout, expiry,
         // a password or role change or the user's removal close it within a second.
@@ -510,20 +524,16 @@ impl Connection {
         let mut session_check = session
             .is_some()
             .then(|| tokio::time::interval(SESSION_CHECK_EVERY));
+        let socket = self.socket.clone();
         loop {
             let step = tokio::select! {
-                incoming = self.socket.recv() => match incoming {
-                    Some(Ok(frame)) => {
-                        heard = tokio::time::Instant::now();
-                        Box::pin(self.on_client_frame(frame)).await
-                    }
-                    _ => Step::Close(None),
-                },
-                Some(item) = self.frames.next(), if !self.frames.is_empty() => {
+                readable = socket.readable() => match readable {
                     // Boxed, like every step below: an allocation per wake (tens of ns,
-                    // beside a write of microseconds) keeps the idle task small.
-                    Box::pin(self.forward(item)).await
-                }
+                    // beside a read of microseconds) keeps the idle task small.
+                    Ok(()) => Box::pin(self.read_client()).await,
+                    Err(_) => Step::Close(None),
+                },
+                _ = socket.wake.notified() => Box::pin(self.catch_up()).await,
                 _ = stop.cancelled() => Step::Close(Some(close(1001, "the server is stopping"))),
                 _ = async { session_check.as_mut()?.tick().await; Some(()) }, if session_check.is_some() => {
                     let digest = session.as_deref().unwrap_or_default();
@@ -535,32 +545,93 @@ impl Connection {
                     }
                 }
                 _ = ping.tick() => {
-                    if heard.elapsed() > PONG_TIMEOUT {
+                    if self.heard.elapsed() > PONG_TIMEOUT {
                         Step::Close(Some(close(1001, "no pong")))
                     } else {
-                        Box::pin(self.send(WsMessage::Ping(Default::default()))).await
+                        self.control(WsMessage::Ping(Default::default()))
                     }
                 }
             };
             if let Step::Close(frame) = step {
+                // The close frame (ours, or tungstenite's answer to the client's) and
+                // whatever waits before it get a second to go out.
                 if let Some(frame) = frame {
-                    let _ = Box::pin(tokio::time::timeout(
-                        Duration::from_secs(1),
-                        self.socket.send(WsMessage::Close(Some(frame))),
-                    ))
-                    .await;
+                    let _ = self.protocol.close(&mut socket.io(), Some(frame));
                 }
+                let _ = self.protocol.flush(&mut socket.io());
+                let _ =
+                    Box::pin(tokio::time::timeout(Duration::from_secs(1), socket.drain())).await;
                 return;
             }
         }
     }
 
-    async fn send(&mut self, message: WsMessage) -> Step {
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(message)).await {
-            Ok(Ok(())) => Step::Go,
-            Ok(Err(_)) => Step::Close(None),
-            Err(_) => self.too_slow(),
+    /// Writes a control frame (a ping) through the protocol's state.
+    fn control(&mut self, message: WsMessage) -> Step {
+        let io = &mut self.socket.io();
+        match self
+            .protocol
+            .write(io, message)
+            .and_then(|()| self.protocol.flush(io))
+        {
+            Ok(()) => Step::Go,
+            Err(_) => Step::Close(None),
         }
+    }
+
+    /// Reads every frame the client has sent so far.
+    async fn read_client(&mut self) -> Step {
+        loop {
+            let read = self.protocol.read(&mut self.socket.io());
+            match read {
+                Ok(message) => {
+                    self.heard = tokio::time::Instant::now();
+                    if let Step::Close(c) = self.on_client_frame(message).await {
+                        return Step::Close(c);
+                    }
+                }
+                Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Step::Go;
+                }
+                Err(WsError::Capacity(e)) => {
+                    debug!(error = %e, "client frame too large");
+                    return Step::Close(Some(close(1009, "frames are at most 64 KiB")));
+                }
+                Err(e) => {
+                    debug!(error = %e, "the client's side ended");
+                    return Step::Close(None);
+                }
+            }
+        }
+    }
+
+    /// Writes what waits for the socket; a socket that fell behind has its
+    /// subscriptions started again, each with a fresh snapshot (never a gap).
+    async fn catch_up(&mut self) -> Step {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.drain()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Step::Close(None),
+            Err(_) => return self.too_slow(),
+        }
+        if !self.socket.take_behind() {
+            return Step::Go;
+        }
+        debug!("live socket fell behind; resyncing");
+        let subs: Vec<Subscription> = self
+            .subs
+            .values()
+            .map(|s| Subscription {
+                name: s.name.clone(),
+                topic: s.topic.clone(),
+            })
+            .collect();
+        for sub in subs {
+            self.state.metrics.live_resyncs.inc();
+            if let Step::Close(c) = Box::pin(self.start(sub.name, sub.topic, None)).await {
+                return Step::Close(c);
+            }
+        }
+        Step::Go
     }
 
     /// A client that reads nothing: it never holds anyone else up, and is let go.
@@ -569,25 +640,19 @@ impl Connection {
         Step::Close(Some(close(1013, "too slow: reconnect and resume")))
     }
 
-    async fn send_text(&mut self, text: bytes::Bytes) -> Step {
-        // Frames are JSON made by serde_json: UTF-8 (checked, never copied).
-        match Utf8Bytes::try_from(text) {
-            Ok(text) => self.send(WsMessage::Text(text)).await,
-            Err(_) => Step::Go,
-        }
-    }
-
-    async fn error(&mut self, topic: &str, error: &str) -> Step {
-        let text = frame_text(topic, 0, "error", &serde_json::json!({ "error": error }));
-        self.send_text(text).await
+    fn error(&mut self, topic: &str, error: &str) -> Step {
+        let frame = Frame::new(topic, 0, "error", &serde_json::json!({ "error": error }));
+        self.socket.send(frame.wire().clone());
+        Step::Go
     }
 
     async fn on_client_frame(&mut self, frame: WsMessage) -> Step {
         let text = match frame {
             WsMessage::Text(t) => t,
+            // tungstenite has queued its answer; the connection ends once it is out.
             WsMessage::Close(_) => return Step::Close(None),
-            WsMessage::Ping(_) | WsMessage::Pong(_) => return Step::Go,
-            WsMessage::Binary(_) => return self.error("", "text_frames_only").await,
+            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => return Step::Go,
+            WsMessage::Binary(_) => return self.error("", "text_frames_only"),
         };
         match serde_json::from_str::<ClientFrame>(text.as_str()) {
             Ok(ClientFrame::Subscribe { topic, since }) => self.subscribe(topic, since).await,
@@ -597,7 +662,7 @@ impl Connection {
             }
             Err(e) => {
                 debug!(error = %e, "unreadable client frame");
-                self.error("", "bad_frame").await
+                self.error("", "bad_frame")
             }
         }
     }
@@ -605,121 +670,65 @@ impl Connection {
     async fn subscribe(&mut self, name: String, since: Option<u64>) -> Step {
         let topic = match Topic::parse(&name) {
             Ok(topic) => topic,
-            Err(error) => return self.error(&name, error).await,
+            Err(error) => return self.error(&name, error),
         };
         // Authorisation on every subscribe, not only at the upgrade.
         if !self.principal.may_read(topic.bot()) {
-            return self.error(&name, "forbidden").await;
+            return self.error(&name, "forbidden");
         }
         // Boxed: a subscription's start is the largest state of the connection's
         // future, and every idle connection would carry its room otherwise.
         Box::pin(self.start(name, topic, since)).await
     }
 
-    /// Attaches to the topic and sends what the client needs to be in step: the missed
-    /// deltas, or a snapshot.
+    /// Joins the topic and sends what the client needs to be in step: the missed
+    /// deltas, or a snapshot; the deltas after them follow from the hub's fan-out.
     async fn start(&mut self, name: String, topic: Topic, since: Option<u64>) -> Step {
+        // One subscription per topic: a new subscribe starts it again.
+        self.unsubscribe(&name);
+        self.next_id += 1;
+        let id = self.next_id;
+        self.socket.starting(id);
+        self.subs.insert(
+            id,
+            Subscription {
+                name: name.clone(),
+                topic: topic.clone(),
+            },
+        );
         let hub = self.state.hub.clone();
+        let member: Arc<dyn botwatch_live::Member> = self.socket.clone();
         let (topic_name, t) = (name.clone(), topic.clone());
-        let attached = self
+        let joined = self
             .state
             .aggregator
             .query(move |a| {
-                let attach = hub.attach(&topic_name, since);
-                let data = attach.missed.is_none().then(|| snapshot_figures(a, &t));
-                (attach, data)
+                let joined = hub.join(&topic_name, since, member, id);
+                let data = joined.missed.is_none().then(|| snapshot_figures(a, &t));
+                (joined, data)
             })
             .await;
-        let Ok((attach, data)) = attached else {
+        let Ok((joined, data)) = joined else {
             return Step::Close(Some(close(1012, "the server is stopping")));
         };
-        let mut sent = attach.seq;
-        match (attach.missed, data) {
-            (Some(missed), _) => {
-                for frame in missed {
-                    sent = frame.seq;
-                    if let Step::Close(c) = self.send_text(frame.text.clone()).await {
-                        return Step::Close(c);
-                    }
-                }
-            }
+        let lead = match (joined.missed, data) {
+            (Some(missed), _) => missed.iter().map(|f| f.wire().clone()).collect(),
             (None, Some(figures)) => {
                 let log = self.state.log.clone();
                 let data = match complete_snapshot(&log, &topic, figures).await {
                     Ok(data) => data,
                     Err(e) => {
                         warn!(error = %e, topic = name, "cannot read a snapshot's messages");
-                        return self.error(&name, "storage_unavailable").await;
+                        self.unsubscribe(&name);
+                        return self.error(&name, "storage_unavailable");
                     }
                 };
-                let text = frame_text(&name, attach.seq, "snapshot", &data);
-                if let Step::Close(c) = self.send_text(text).await {
-                    return Step::Close(c);
-                }
+                let snapshot = Frame::new(&name, joined.seq, "snapshot", &data);
+                vec![snapshot.wire().clone()]
             }
-            (None, None) => {}
-        }
-        self.unsubscribe(&name);
-        self.next_id += 1;
-        self.subs
-            .insert(self.next_id, Subscription { name, topic, sent });
-        self.frames
-            .insert(self.next_id, BroadcastStream::new(attach.frames));
-        Step::Go
-    }
-
-    /// Sends a frame of a subscription and every frame already waiting behind it (up to
-    /// [`COALESCE_FRAMES`]) in one write; a subscription whose ring left it behind is
-    /// started again with a snapshot.
-    async fn forward(&mut self, first: RingItem) -> Step {
-        let mut behind = Vec::new();
-        let mut item = Some(first);
-        let mut taken = 0;
-        let fed = tokio::time::timeout(SEND_TIMEOUT, async {
-            while let Some((id, frame)) = item.take() {
-                taken += 1;
-                match frame {
-                    // A subscription found behind waits for its snapshot: what its ring
-                    // gives after the gap must not go out before it.
-                    Ok(_) if behind.contains(&id) => {}
-                    Ok(frame) => {
-                        if let Some(sub) = self.subs.get_mut(&id)
-                            // Not already sent as a missed delta.
-                            && frame.seq > sub.sent
-                        {
-                            sub.sent = frame.seq;
-                            if let Ok(text) = Utf8Bytes::try_from(frame.text.clone()) {
-                                self.socket.feed(WsMessage::Text(text)).await?;
-                            }
-                        }
-                    }
-                    Err(BroadcastStreamRecvError::Lagged(skipped)) => {
-                        debug!(skipped, "subscriber lagged; resyncing");
-                        behind.push(id);
-                    }
-                }
-                if taken < COALESCE_FRAMES {
-                    item = self.frames.next().now_or_never().flatten();
-                }
-            }
-            self.socket.flush().await
-        })
-        .await;
-        match fed {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Step::Close(None),
-            Err(_) => return self.too_slow(),
-        }
-        for id in behind {
-            // Behind the ring: a fresh snapshot, not a gap.
-            self.state.metrics.live_resyncs.inc();
-            self.frames.remove(&id);
-            if let Some(sub) = self.subs.remove(&id)
-                && let Step::Close(c) = Box::pin(self.start(sub.name, sub.topic, None)).await
-            {
-                return Step::Close(c);
-            }
-        }
+            (None, None) => Vec::new(),
+        };
+        self.socket.go_live(id, joined.seq, lead);
         Step::Go
     }
 }
@@ -866,8 +875,8 @@ fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
 
 fn close(code: u16, reason: &str) -> CloseFrame {
     CloseFrame {
-        code,
-        reason: Utf8Bytes::from(reason),
+        code: CloseCode::from(code),
+        reason: reason.into(),
     }
 }
 

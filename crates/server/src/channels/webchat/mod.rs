@@ -251,7 +251,7 @@ impl Chat {
                 _ = stop.cancelled() => return,
                 frame = frames.recv() => match frame {
                     Ok(frame) => {
-                        if let Some(message) = message_of(&frame.text)
+                        if let Some(message) = message_of(&frame.text())
                             && socket.send(WsMessage::Text(json!({"message": message}).to_string().into())).await.is_err()
                         {
                             return;
