@@ -83,6 +83,9 @@ struct Args {
     /// frame of this many bytes to every client's loopback socket (0: not measured).
     #[arg(long, default_value_t = 0)]
     floor_bytes: usize,
+    /// Also print (to stderr) each event's first and last client's latency.
+    #[arg(long)]
+    per_event: bool,
 }
 
 /// What is measured.
