@@ -286,3 +286,83 @@ impl Drop for TestServer {
         self.shutdown.cancel();
     }
 }
+
+/// A Redis of the test's own, on a free port, with an append-only file: killed,
+/// paused and started again under a running server.
+pub struct PrivateRedis {
+    pub port: u16,
+    /// `always` or `everysec`.
+    appendfsync: &'static str,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start(appendfsync: &'static str) -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut redis = PrivateRedis {
+            port,
+            appendfsync,
+            dir: tempfile::tempdir().expect("dir"),
+            child: None,
+        };
+        redis.spawn().await;
+        redis
+    }
+
+    /// Starts it (again, on the same port and files).
+    pub async fn spawn(&mut self) {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", self.appendfsync])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed for the tests (see README)");
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9`.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("kill redis");
+            child.wait().await.expect("wait");
+        }
+    }
+
+    /// Sends it a signal (`STOP`, `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("a running redis-server");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}

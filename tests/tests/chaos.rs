@@ -17,3 +17,6 @@ pub fn report(case: &str, runs: usize, events: u64, lost: u64, doubled: u64, rec
 }
 #[path = "chaos/live.rs"]
 mod live;
+
+#[path = "chaos/redis_faults.rs"]
+mod redis_faults;

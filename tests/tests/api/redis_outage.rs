@@ -2,77 +2,10 @@
 //! again under a running server: `/readyz` and ingest say 503 meanwhile, promptly, and
 //! everything works again after the restart without restarting botwatch.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use botwatch_tests::{Backend, TestServer};
+use botwatch_tests::{Backend, PrivateRedis, TestServer};
 use serde_json::json;
-use tokio::process::{Child, Command};
-
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    async fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut redis = PrivateRedis {
-            port,
-            dir: tempfile::tempdir().expect("dir"),
-            child: None,
-        };
-        redis.spawn().await;
-        redis
-    }
-
-    async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server must be installed for the tests (see README)");
-        self.child = Some(child);
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.start_kill().expect("kill redis");
-            child.wait().await.expect("wait");
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
 
 fn event(id: &str) -> String {
     json!({"id": id, "bot": "outage", "type": "message", "direction": "in",
@@ -98,7 +31,7 @@ async fn until_readyz(s: &TestServer, status: u16, within: Duration) -> Duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_is_survived_and_reported() {
-    let mut redis = PrivateRedis::start().await;
+    let mut redis = PrivateRedis::start("always").await;
     let s = TestServer::start_on(Backend::Redis, &redis.url()).await;
     let (status, _) = s.ingest(event("before")).await;
     assert_eq!(status, 202);
