@@ -274,7 +274,8 @@ impl TestServer {
                     .await
                     .unwrap_or_default();
                 if !keys.is_empty() {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut con).await;
+                    let _: Result<(), _> =
+                        redis::cmd("UNLINK").arg(keys).query_async(&mut con).await;
                 }
             }
         }
