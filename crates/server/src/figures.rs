@@ -1,7 +1,7 @@
 //! The figures the aggregator keeps: bots, statistics, top messages, one dialog.
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use botwatch_aggregator::{BucketSize, Mode, StatsBucket, UserFigures};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use crate::AppState;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 use crate::users::{hex, unhex};
 
 pub(crate) fn rfc3339(ms: i64) -> String {

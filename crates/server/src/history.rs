@@ -2,7 +2,7 @@
 //! first, read from the history index kept beside the log.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use std::collections::HashMap;
 
 use botwatch_event::{Attachment, Delivery, DeliveryState, Direction, Sender};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 200;

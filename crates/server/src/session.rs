@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Extension, Query, Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use botwatch_accounts::{AuditEntry, MAX_PASSWORD, digest};
@@ -13,7 +13,7 @@ use tracing::{info, instrument};
 use crate::AppState;
 use crate::auth::{COOKIE, Principal, cookie, csrf_of};
 use crate::client::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Login {

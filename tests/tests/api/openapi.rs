@@ -97,3 +97,24 @@ async fn the_openapi_document_describes_every_route_and_only_those() {
     }
     s.stop().await;
 }
+
+/// A query string the handlers cannot read (a parameter given twice) is refused like
+/// every other bad parameter: 400 with the API's JSON error, as the document says, not
+/// the plain text of axum's `Query`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_query_string_gets_the_apis_json_error() {
+    let s = TestServer::start(Backend::Embedded).await;
+    for path in [
+        "/api/v1/audit?limit=1&limit=2",
+        "/api/v1/bots/shop/dialogs?mode=auto&mode=manual",
+        "/api/v1/bots/shop/stats?from=2026-01-01&to=2026-01-02&to=2026-01-03",
+    ] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_parameter")),
+            "{path}: {body}"
+        );
+    }
+    s.stop().await;
+}

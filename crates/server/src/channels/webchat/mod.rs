@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use botwatch_event::{Event, Mode};
@@ -33,7 +33,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{Channel, Outgoing, Undelivered};
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 use crate::history::Message;
 
 /// The provider name of web chat users.
