@@ -148,7 +148,13 @@ pub struct UserPatch {
     fields: Option<BTreeMap<String, Option<String>>>,
 }
 
-/// The role's key for a name given (`Some(None)`: no role); 400 for a role the bot
+/// A well-formed request that names what the bot does not have (yet): 409, as the
+/// request conflicts with what is stored, not with the API's rules.
+fn unknown(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, code, message)
+}
+
+/// The role's key for a name given (`Some(None)`: no role); 409 for a role the bot
 /// does not have.
 fn role_key(roles: &[LabelInfo], role: Option<Option<String>>) -> Result<Option<String>, ApiError> {
     Ok(match role {
@@ -156,7 +162,7 @@ fn role_key(roles: &[LabelInfo], role: Option<Option<String>>) -> Result<Option<
         Some(None) => Some(String::new()),
         Some(Some(name)) if name.is_empty() => Some(String::new()),
         Some(Some(name)) => Some(key_of(roles, &name).ok_or_else(|| {
-            bad(
+            unknown(
                 "unknown_role",
                 format!("the bot has no role {name:?}; create it first (POST …/roles)"),
             )
@@ -169,7 +175,7 @@ fn tag_keys(tags: &[LabelInfo], names: &[String]) -> Result<Vec<String>, ApiErro
         .iter()
         .map(|name| {
             key_of(tags, name).ok_or_else(|| {
-                bad(
+                unknown(
                     "unknown_tag",
                     format!("the bot has no tag {name:?}; create it first (POST …/tags)"),
                 )
@@ -187,7 +193,7 @@ fn checked(edit: UserEdit) -> Result<UserEdit, ApiError> {
 
 /// Edits one user; answers the profile as it now stands.
 #[instrument(name = "user.patch", skip(state, principal, bytes))]
-#[utoipa::path(patch, operation_id = "users_patch", path = "/api/v1/bots/{bot}/users/{user}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id")), request_body(content = crate::audience::UserPatch), responses((status = 200, body = crate::users::ProfileAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(patch, operation_id = "users_patch", path = "/api/v1/bots/{bot}/users/{user}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id")), request_body(content = crate::audience::UserPatch), responses((status = 200, body = crate::users::ProfileAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn patch_user(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -355,7 +361,7 @@ pub(crate) async fn chosen_users(
 
 /// Changes many users at once.
 #[instrument(name = "users.bulk", skip(state, principal, bytes))]
-#[utoipa::path(post, operation_id = "users_bulk", path = "/api/v1/bots/{bot}/users/bulk", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::audience::BulkRequest), responses((status = 200, body = crate::audience::BulkAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, operation_id = "users_bulk", path = "/api/v1/bots/{bot}/users/bulk", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::audience::BulkRequest), responses((status = 200, body = crate::audience::BulkAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn bulk(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

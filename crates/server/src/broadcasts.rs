@@ -163,7 +163,7 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
 
 /// Starts a broadcast.
 #[instrument(name = "broadcast.create", skip(state, principal, bytes))]
-#[utoipa::path(post, operation_id = "broadcasts_create", path = "/api/v1/bots/{bot}/broadcasts", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::broadcasts::BroadcastRequest), responses((status = 201, body = crate::broadcasts::BroadcastCreated), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, operation_id = "broadcasts_create", path = "/api/v1/bots/{bot}/broadcasts", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::broadcasts::BroadcastRequest), responses((status = 201, body = crate::broadcasts::BroadcastCreated), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -205,16 +205,11 @@ pub async fn create(
         Some(&id),
         (request.text.clone(), attachments.clone()),
     )?;
-    let users = crate::audience::chosen_users(&state, &bot, None, Some(filter)).await?;
-    if users.is_empty() {
-        return Err(bad(
-            "no_recipients",
-            "no user matches: nobody would receive this broadcast",
-        ));
-    }
-    let total = users.len() as u64;
-    // Checked first, so that nothing is stored for a broadcast the log would refuse.
-    let event = crate::outbox::checked_own(
+    // Checked before the recipients are chosen, so that what is wrong with the request
+    // itself (400, 413) comes before what the audience lacks (409), and so that
+    // nothing is stored for a broadcast the log would refuse. The count of recipients,
+    // set after, is a number the log takes whatever it is.
+    let mut event = crate::outbox::checked_own(
         &state,
         Event {
             text: sample.text,
@@ -222,7 +217,7 @@ pub async fn create(
             broadcast: Some(BroadcastInfo {
                 id: id.clone(),
                 state: BroadcastState::Queued,
-                total,
+                total: 0,
                 to: Some(
                     match request.to {
                         Audience::Subscribers => "subscribers",
@@ -242,6 +237,19 @@ pub async fn create(
             )
         },
     )?;
+    let users = crate::audience::chosen_users(&state, &bot, None, Some(filter)).await?;
+    if users.is_empty() {
+        // Well-formed, but the audience as it stands has nobody for it.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_recipients",
+            "no user matches: nobody would receive this broadcast",
+        ));
+    }
+    let total = users.len() as u64;
+    if let Some(info) = event.broadcast.as_mut() {
+        info.total = total;
+    }
     let ids: Vec<&str> = users.iter().map(|(id, _, _)| id.as_str()).collect();
     state
         .log

@@ -126,10 +126,15 @@ impl Modify for SecurityFromRoutes {
                 operation.security = Some(Vec::new());
                 continue;
             }
-            operation.security = Some(vec![
-                SecurityRequirement::new("bearer", Vec::<String>::new()),
-                SecurityRequirement::new("session", Vec::<String>::new()),
-            ]);
+            let session = SecurityRequirement::new("session", Vec::<String>::new());
+            operation.security = Some(if route.access == Access::Session {
+                vec![session]
+            } else {
+                vec![
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    session,
+                ]
+            });
             let needs = match route.access {
                 Access::Public => "nothing",
                 Access::Authenticated => "any valid credentials",
@@ -138,6 +143,7 @@ impl Modify for SecurityFromRoutes {
                 Access::Operate => "an operator or admin, or an admin token of the bot",
                 Access::Configure => "an admin, or an admin token of the bot",
                 Access::Accounts => "an admin",
+                Access::Session => "a dashboard user's session (the cookie), never a token",
             };
             let said = operation.description.take().unwrap_or_default();
             operation.description = Some(

@@ -135,17 +135,18 @@ pub async fn current(
 }
 
 #[instrument(name = "logout", skip_all)]
-#[utoipa::path(delete, operation_id = "session_logout", path = "/api/v1/session", tag = "accounts", responses((status = 204, description = "Logged out; the cookie is cleared"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, operation_id = "session_logout", path = "/api/v1/session", tag = "accounts", responses((status = 204, description = "Logged out; the cookie is cleared"), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody, description = "Not a session: tokens are revoked with `botwatch tokens remove`")))]
 pub async fn logout(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     client: Client,
 ) -> Result<Response, ApiError> {
+    // The route's rule (`Access::Session`) lets only sessions through.
     let Principal::User { name, session, .. } = &principal else {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "no_session",
-            "only a session logs out; tokens are revoked with `botwatch tokens remove`",
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only a session logs out",
         ));
     };
     state.auth.logout(session).await?;

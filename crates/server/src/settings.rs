@@ -313,12 +313,6 @@ fn merge_google_analytics(
             _ => return Err(ApiError::bad_parameter(&at, "unknown setting")),
         }
     }
-    if ga.active && (ga.measurement_id.is_none() || ga.api_secret.is_none()) {
-        return Err(ApiError::bad_parameter(
-            "integrations.google_analytics.active",
-            "needs measurement_id and api_secret",
-        ));
-    }
     Ok(())
 }
 
@@ -339,13 +333,54 @@ fn merge_mixpanel(
             _ => return Err(ApiError::bad_parameter(&at, "unknown setting")),
         }
     }
-    if mp.active && mp.token.is_none() {
-        return Err(ApiError::bad_parameter(
-            "integrations.mixpanel.active",
-            "needs token",
+    Ok(())
+}
+
+/// A setting that needs others `doc` lacks, and what it needs: an active service its
+/// credentials, a webhook address the secret its calls are signed with.
+fn unmet_need(doc: &SettingsDoc) -> Option<(&'static str, &'static str)> {
+    let ga = &doc.integrations.google_analytics;
+    if ga.active && (ga.measurement_id.is_none() || ga.api_secret.is_none()) {
+        return Some((
+            "integrations.google_analytics.active",
+            "needs measurement_id and api_secret",
         ));
     }
-    Ok(())
+    let mp = &doc.integrations.mixpanel;
+    if mp.active && mp.token.is_none() {
+        return Some(("integrations.mixpanel.active", "needs token"));
+    }
+    if doc.webhook_url.is_some() && doc.webhook_secret.is_none() {
+        return Some((
+            "webhook_secret",
+            "is required with webhook_url: every call to the webhook is signed with it",
+        ));
+    }
+    None
+}
+
+/// Whether a PUT's `fields` lack what they need by themselves (a service turned on
+/// with its credential set to null, an address with a null secret): merged into a
+/// document that has everything, a need is still unmet. Otherwise an unmet need is
+/// the stored settings' ([`put`] answers 409 then, 400 for the body's own).
+fn fields_lack_a_need(fields: &Map<String, Value>, sealing: &Sealing) -> bool {
+    let present = || Some(String::from("present"));
+    let mut everything = SettingsDoc {
+        webhook_secret: present(),
+        integrations: Integrations {
+            google_analytics: GoogleAnalytics {
+                measurement_id: present(),
+                api_secret: present(),
+                active: false,
+            },
+            mixpanel: Mixpanel {
+                token: present(),
+                active: false,
+            },
+        },
+        ..SettingsDoc::default()
+    };
+    merge(&mut everything, fields.clone(), sealing).is_ok() && unmet_need(&everything).is_some()
 }
 
 /// `G-` and 4 to 20 upper-case letters or digits.
@@ -519,10 +554,14 @@ pub async fn put(
             bot: &bot,
         };
         merge(&mut doc, fields.clone(), &sealing)?;
-        if doc.webhook_url.is_some() && doc.webhook_secret.is_none() {
-            return Err(ApiError::bad_parameter(
-                "webhook_secret",
-                "is required with webhook_url: every call to the webhook is signed with it",
+        if let Some((field, need)) = unmet_need(&doc) {
+            if fields_lack_a_need(&fields, &sealing) {
+                return Err(ApiError::bad_parameter(field, need));
+            }
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "unmet_need",
+                format!("{field}: {need}; neither this request nor the stored settings give it"),
             ));
         }
         let json = serde_json::to_string(&doc).unwrap_or_default();
@@ -614,9 +653,9 @@ mod tests {
         );
         assert!(!again.integrations.google_analytics.active);
         // Active needs what the service needs; ids and names are checked.
-        assert!(
-            merged(serde_json::json!({"integrations": {"mixpanel": {"active": true}}})).is_err()
-        );
+        let active = merged(serde_json::json!({"integrations": {"mixpanel": {"active": true}}}))
+            .expect("a valid body");
+        assert!(unmet_need(&active).is_some());
         assert!(merged(serde_json::json!({"integrations": {"google_analytics": {"measurement_id": "UA-1"}}})).is_err());
         assert!(merged(serde_json::json!({"integrations": {"segment": {}}})).is_err());
         // Without a key, secrets are refused rather than stored in clear.

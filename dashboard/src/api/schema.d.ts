@@ -598,7 +598,7 @@ export interface paths {
         get: operations["session_current"];
         put?: never;
         post: operations["session_login"];
-        /** @description Who may call it: any valid credentials. */
+        /** @description Who may call it: a dashboard user's session (the cookie), never a token. */
         delete: operations["session_logout"];
         options?: never;
         head?: never;
@@ -1584,6 +1584,14 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3171,6 +3179,14 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     users_user: {
@@ -3280,6 +3296,14 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3561,14 +3585,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3577,6 +3593,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not a session: tokens are revoked with `botwatch tokens remove` */
             403: {
                 headers: {
                     [name: string]: unknown;
