@@ -164,10 +164,23 @@ pub async fn logout(
     Ok(response)
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Deserialize)]
 pub struct AuditQuery {
     limit: Option<String>,
+}
+
+/// Entries the audit log answers when the client does not say, and at most.
+const AUDIT_LIMIT: (usize, usize) = (100, 1000);
+
+impl utoipa::IntoParams for AuditQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![crate::openapi::rules::page_limit(
+            AUDIT_LIMIT.0,
+            AUDIT_LIMIT.1,
+        )]
+    }
 }
 
 /// `GET /api/v1/audit?limit=`: what operators and admins did, newest first.
@@ -176,7 +189,7 @@ pub async fn audit_log(
     State(state): State<AppState>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
-    let limit = ApiError::limit(query.limit.as_deref(), 100, 1000)?;
+    let limit = ApiError::limit(query.limit.as_deref(), AUDIT_LIMIT.0, AUDIT_LIMIT.1)?;
     Ok(Json(state.auth.accounts().audit_log(limit).await?))
 }
 

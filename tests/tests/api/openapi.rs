@@ -118,3 +118,30 @@ async fn an_unreadable_query_string_gets_the_apis_json_error() {
     }
     s.stop().await;
 }
+
+/// Every page size the document states is the server's: its maximum is taken, one more
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_page_limits_are_the_servers() {
+    let s = TestServer::start(Backend::Embedded).await;
+    let (_, doc) = s.get("/api/v1/openapi.json").await;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let Some(parameters) = item["get"]["parameters"].as_array() else {
+            continue;
+        };
+        let Some(limit) = parameters.iter().find(|p| p["name"] == "limit") else {
+            continue;
+        };
+        let max = limit["schema"]["maximum"].as_u64().expect("a maximum");
+        // A bot and a user that do not exist: the limit is read before they are looked up.
+        let path = path.replace("{bot}", "nobody").replace("{user}", "nobody");
+        let (taken, _) = s.get(&format!("{path}?limit={max}")).await;
+        assert_ne!(taken, 400, "{path}?limit={max}");
+        let (refused, _) = s.get(&format!("{path}?limit={}", max + 1)).await;
+        assert_eq!(refused, 400, "{path}?limit={}", max + 1);
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "audit, dialogs, messages, top messages, users");
+    s.stop().await;
+}

@@ -160,6 +160,7 @@ pub async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct ChatQuery {
     /// `wc-` and 32 hex digits, made by the page.
+    #[param(pattern = "^wc-[0-9a-fA-F]{32}$")]
     user: String,
     /// The name the user goes by (at most 64 characters).
     name: Option<String>,
@@ -167,7 +168,7 @@ pub struct ChatQuery {
 
 #[tracing::instrument(name = "webchat.live", skip(state, client, headers, ws, query))]
 #[utoipa::path(get, operation_id = "webchat_live", path = "/chat/{bot}/live", tag = "webchat",
-    params(("bot" = String, Path, description = "The bot (a slug)"), ChatQuery),
+    params(("bot" = String, Path, description = "The bot (a slug)"), ChatQuery, crate::openapi::rules::UpgradeHeaders),
     responses((status = 101, description = "The chat's WebSocket"), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn live(
     State(state): State<AppState>,
