@@ -3,7 +3,7 @@
 // PATCH), the bulk request, the broadcast request. Pure: unit-tested in tests/.
 
 import { type Params, withParams } from './api/http';
-import type { Audience, BroadcastRequest, BulkRequest, BulkSet, Card, ProfileAnswer, UserItem, UserPatch } from './api/types';
+import type { Audience, BroadcastRequest, BulkRequest, Card, ProfileAnswer, UserItem, UserPatch } from './api/types';
 
 export type UserSort = 'last' | 'messages' | 'sessions' | 'name';
 export type SortOrder = 'asc' | 'desc';
@@ -208,16 +208,17 @@ export type BulkAction =
   | { kind: 'add_tag'; tag: string }
   | { kind: 'remove_tag'; tag: string };
 
+/** `POST …/users/bulk`: either `ids` or `filter`, and one change (the type says both). */
 export function bulkBody(target: BulkTarget, action: BulkAction): BulkRequest {
-  const who: BulkRequest = 'ids' in target ? { ids: [...target.ids] } : { filter: filterBody(target.filter) as BulkRequest['filter'] };
-  const set = (s: BulkSet): BulkRequest => ({ ...who, set: s });
+  const who: { ids: string[] } | { filter: NonNullable<BulkRequest['filter']> } =
+    'ids' in target ? { ids: [...target.ids] } : { filter: filterBody(target.filter) as NonNullable<BulkRequest['filter']> };
   switch (action.kind) {
     case 'role':
-      return set({ role: action.role || null });
+      return { ...who, set: { role: action.role || null } };
     case 'subscriber':
-      return set({ subscriber: action.on });
+      return { ...who, set: { subscriber: action.on } };
     case 'auto_mode':
-      return set({ auto_mode: action.on });
+      return { ...who, set: { auto_mode: action.on } };
     case 'add_tag':
       return { ...who, add_tags: [action.tag] };
     case 'remove_tag':
@@ -242,14 +243,13 @@ export function recipientsUrl(bot: string, to: Audience, f: BroadcastFilters): s
   return usersUrl(bot, asAudienceFilters(f, to), { limit: 1 });
 }
 
-/** `POST …/broadcasts`: the filter only when one is chosen; the text only when written. */
+/** `POST …/broadcasts`: the filter only when one is chosen; the text only when written
+ *  (without a card it goes as it is: the server says that a message needs one). */
 export function broadcastBody(to: Audience, f: BroadcastFilters, text: string, card: Card | null): BroadcastRequest {
-  const body: BroadcastRequest = { to };
-  const filter = filterBody({ ...NO_FILTERS, ...f });
-  if (Object.keys(filter).length) body.filter = filter as BroadcastRequest['filter'];
-  if (text.trim()) body.text = text;
-  if (card) body.card = card;
-  return body;
+  const chosen = filterBody({ ...NO_FILTERS, ...f });
+  const who = Object.keys(chosen).length ? { to, filter: chosen as BroadcastRequest['filter'] } : { to };
+  if (!card) return { ...who, text };
+  return text.trim() ? { ...who, text, card } : { ...who, card };
 }
 
 /** What a broadcast has handled of its recipients. */

@@ -697,7 +697,7 @@ async fn settings_shape_the_figures(backend: Backend) {
         (json!({"session_timeout_secs": 0}), "session_timeout_secs"),
         (json!({"webhook_url": "javascript:alert(1)"}), "webhook_url"),
         (
-            json!({"webhook_url": "https://example.org"}),
+            json!({"webhook_url": "https://example.org", "webhook_secret": null}),
             "webhook_secret",
         ),
         (json!({"channels": {"viber": {}}}), "channels.viber"),
@@ -709,6 +709,26 @@ async fn settings_shape_the_figures(backend: Backend) {
             "{e}"
         );
     }
+    // A setting that needs another: the request's own fault when it takes that away
+    // itself (400), the stored settings' when neither has it (409).
+    let (status, e) = s
+        .put(
+            "/api/v1/bots/helpdesk/settings",
+            json!({"integrations": {"mixpanel": {"active": true, "token": null}}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = s
+        .put(
+            "/api/v1/bots/helpdesk/settings",
+            json!({"integrations": {"mixpanel": {"active": true}}}),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (409, Some("unmet_need")),
+        "{e}"
+    );
     assert_eq!(s.get("/api/v1/bots/nobody/settings").await.0, 404);
 
     // Analytics secrets: sealed with the embedded store's key file; a Redis deployment
@@ -740,7 +760,11 @@ async fn settings_shape_the_figures(backend: Backend) {
             json!({"integrations": {"mixpanel": {"active": true}}}),
         )
         .await;
-    assert_eq!(status, 400, "{e}");
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (409, Some("unmet_need")),
+        "{e}"
+    );
     s.stop().await;
 }
 

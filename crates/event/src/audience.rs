@@ -13,6 +13,9 @@ pub const FIELD_VALUE_CHARS: std::ops::RangeInclusive<usize> = 0..=1024;
 pub const MAX_FIELDS: usize = 50;
 /// Tags added or removed by one edit.
 pub const MAX_TAGS_PER_EDIT: usize = 100;
+/// Characters of the name and the gender an operator sets over the channels'.
+pub const PROFILE_NAME_CHARS: usize = 256;
+pub const PROFILE_GENDER_CHARS: usize = 32;
 
 fn chars(s: &str) -> usize {
     s.chars().count()
@@ -50,17 +53,23 @@ impl UserEdit {
     pub fn problem(&self) -> Option<(String, String)> {
         let field = |f: &str, r: String| Some((f.to_owned(), r));
         if let Some(name) = &self.name
-            && chars(name) > 256
+            && chars(name) > PROFILE_NAME_CHARS
         {
             return field(
                 "name",
-                format!("has {} characters; at most 256", chars(name)),
+                format!(
+                    "has {} characters; at most {PROFILE_NAME_CHARS}",
+                    chars(name)
+                ),
             );
         }
         if let Some(gender) = &self.gender
-            && chars(gender) > 32
+            && chars(gender) > PROFILE_GENDER_CHARS
         {
-            return field("gender", "has more than 32 characters".to_owned());
+            return field(
+                "gender",
+                format!("has more than {PROFILE_GENDER_CHARS} characters"),
+            );
         }
         for (f, v) in [("name", &self.name), ("gender", &self.gender)] {
             if v.as_deref()

@@ -16,6 +16,7 @@ pub use model::{
     DeliveryState, Direction, Event, EventKind, Label, LabelOf, Media, Mode, Sender, UserEdit,
     UserInfo,
 };
+pub use validate::schema;
 pub use validate::{
     BatchError, FieldError, Limits, Problem, is_slug, parse_batch, parse_event, parse_event_value,
     parse_event_with_id,

@@ -31,6 +31,7 @@ impl Checked for BroadcastInfo {
 }
 
 mod fast;
+pub mod schema;
 
 /// The limits of API.md → Event, version 1.
 #[derive(Debug, Clone)]

@@ -130,10 +130,10 @@ fn some_or_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 pub struct UserPatch {
     /// Stands over the name channels send; empty or null: theirs again.
     #[serde(default, deserialize_with = "some_or_null")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = profile_name)]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "some_or_null")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = profile_gender)]
     gender: Option<Option<String>>,
     /// A role's name (one of `GET …/roles`); null or empty: no role.
     #[serde(default, deserialize_with = "some_or_null")]
@@ -144,11 +144,55 @@ pub struct UserPatch {
     subscriber: Option<bool>,
     auto_mode: Option<bool>,
     /// Information fields (phone, email, custom ones) to set; null or empty removes one.
-    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    #[schema(schema_with = information_fields)]
     fields: Option<BTreeMap<String, Option<String>>>,
 }
 
-/// The role's key for a name given (`Some(None)`: no role); 400 for a role the bot
+/// Text an operator sets over a channel's, as `UserEdit::problem` takes it: at most
+/// `max` characters and no control character; null or empty gives the channels' back.
+fn profile_text(max: usize) -> utoipa::openapi::schema::ObjectBuilder {
+    use botwatch_event::schema::CONTROL;
+    crate::openapi::rules::or_null(
+        crate::openapi::rules::text(&(0..=max)).pattern(Some(format!("^[^{CONTROL}]*$"))),
+    )
+}
+
+fn profile_name() -> utoipa::openapi::schema::ObjectBuilder {
+    profile_text(botwatch_event::audience::PROFILE_NAME_CHARS)
+}
+
+fn profile_gender() -> utoipa::openapi::schema::ObjectBuilder {
+    profile_text(botwatch_event::audience::PROFILE_GENDER_CHARS)
+}
+
+/// `fields` of a patch, as `UserEdit::problem` takes them: names like a label's, values
+/// of up to 1,024 characters without control characters (a line break is allowed), at
+/// most 50 (counted with the user's own, which a schema cannot see).
+fn information_fields() -> utoipa::openapi::schema::ObjectBuilder {
+    use crate::openapi::rules::{name, or_null, text};
+    use botwatch_event::audience::{FIELD_NAME_CHARS, FIELD_VALUE_CHARS, MAX_FIELDS};
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder};
+    let value = or_null(
+        text(&FIELD_VALUE_CHARS).pattern(Some(r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$")),
+    );
+    or_null(
+        ObjectBuilder::new()
+            .property_names(Some(name(
+                *FIELD_NAME_CHARS.start(),
+                *FIELD_NAME_CHARS.end(),
+            )))
+            .additional_properties(Some(AdditionalProperties::RefOr(value.into())))
+            .max_properties(Some(MAX_FIELDS)),
+    )
+}
+
+/// A well-formed request that names what the bot does not have (yet): 409, as the
+/// request conflicts with what is stored, not with the API's rules.
+fn unknown(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, code, message)
+}
+
+/// The role's key for a name given (`Some(None)`: no role); 409 for a role the bot
 /// does not have.
 fn role_key(roles: &[LabelInfo], role: Option<Option<String>>) -> Result<Option<String>, ApiError> {
     Ok(match role {
@@ -156,7 +200,7 @@ fn role_key(roles: &[LabelInfo], role: Option<Option<String>>) -> Result<Option<
         Some(None) => Some(String::new()),
         Some(Some(name)) if name.is_empty() => Some(String::new()),
         Some(Some(name)) => Some(key_of(roles, &name).ok_or_else(|| {
-            bad(
+            unknown(
                 "unknown_role",
                 format!("the bot has no role {name:?}; create it first (POST …/roles)"),
             )
@@ -169,7 +213,7 @@ fn tag_keys(tags: &[LabelInfo], names: &[String]) -> Result<Vec<String>, ApiErro
         .iter()
         .map(|name| {
             key_of(tags, name).ok_or_else(|| {
-                bad(
+                unknown(
                     "unknown_tag",
                     format!("the bot has no tag {name:?}; create it first (POST …/tags)"),
                 )
@@ -187,7 +231,7 @@ fn checked(edit: UserEdit) -> Result<UserEdit, ApiError> {
 
 /// Edits one user; answers the profile as it now stands.
 #[instrument(name = "user.patch", skip(state, principal, bytes))]
-#[utoipa::path(patch, operation_id = "users_patch", path = "/api/v1/bots/{bot}/users/{user}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id")), request_body(content = crate::audience::UserPatch), responses((status = 200, body = crate::users::ProfileAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(patch, operation_id = "users_patch", path = "/api/v1/bots/{bot}/users/{user}", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id")), request_body(content = crate::audience::UserPatch), responses((status = 200, body = crate::users::ProfileAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn patch_user(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -295,14 +339,13 @@ pub async fn patch_user(
 }
 
 /// `POST …/users/bulk`: which users, and what to change.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
     /// These users (unknown ids are passed over)…
     ids: Option<Vec<String>>,
     /// …or every user this filter lets through (the users table's filters: each a
     /// value or a list of values).
-    #[schema(value_type = Option<BTreeMap<String, serde_json::Value>>)]
     filter: Option<serde_json::Value>,
     #[serde(default)]
     set: BulkSet,
@@ -311,6 +354,100 @@ pub struct BulkRequest {
     add_tags: Vec<String>,
     #[serde(default)]
     remove_tags: Vec<String>,
+}
+
+impl utoipa::PartialSchema for BulkRequest {
+    /// Its members; then either `ids` or `filter`, and something to change (`set` with a
+    /// role, or a Subscriber flag or a mode, or tags to add or remove).
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use crate::openapi::rules::{given, or_null};
+        use utoipa::openapi::schema::{
+            AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder,
+            OneOfBuilder, SchemaType, Type,
+        };
+        let names = || {
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::String))
+                .max_items(Some(botwatch_event::audience::MAX_TAGS_PER_EDIT))
+        };
+        let members = ObjectBuilder::new()
+            .property(
+                "ids",
+                ArrayBuilder::new()
+                    .schema_type(utoipa::openapi::schema::SchemaType::Array(vec![
+                        Type::Array,
+                        Type::Null,
+                    ]))
+                    .items(ObjectBuilder::new().schema_type(Type::String))
+                    .max_items(Some(MAX_BULK_IDS))
+                    .description(Some(
+                        "These users (ids the bot does not have are passed over)…",
+                    )),
+            )
+            .property(
+                "filter",
+                or_null(crate::users::filter_schema())
+                    .description(Some("…or every user this filter lets through")),
+            )
+            .property("set", utoipa::openapi::Ref::from_schema_name("BulkSet"))
+            .property(
+                "add_tags",
+                names().description(Some(
+                    "Tags' names (each one the bot has: 409 otherwise), none also in remove_tags",
+                )),
+            )
+            .property("remove_tags", names().description(Some("Tags' names")))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let null = || ObjectBuilder::new().schema_type(Type::Null);
+        let whom = OneOfBuilder::new()
+            .item(given("ids").property("filter", null()))
+            .item(given("filter").property("ids", null()));
+        let any = || ObjectBuilder::new().schema_type(SchemaType::AnyValue);
+        let set = ObjectBuilder::new()
+            .property(
+                "set",
+                AnyOfBuilder::new()
+                    .item(
+                        ObjectBuilder::new()
+                            .property("role", any())
+                            .required("role"),
+                    )
+                    .item(given("subscriber"))
+                    .item(given("auto_mode")),
+            )
+            .required("set");
+        let some_tags = |member: &str| {
+            ObjectBuilder::new()
+                .property(
+                    member,
+                    ArrayBuilder::new()
+                        .items(ObjectBuilder::new().schema_type(Type::String))
+                        .min_items(Some(1)),
+                )
+                .required(member)
+        };
+        let change = AnyOfBuilder::new()
+            .item(set)
+            .item(some_tags("add_tags"))
+            .item(some_tags("remove_tags"));
+        AllOfBuilder::new()
+            .item(members)
+            .item(whom)
+            .item(change)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for BulkRequest {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("BulkSet".to_owned(), BulkSet::schema()));
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -355,7 +492,7 @@ pub(crate) async fn chosen_users(
 
 /// Changes many users at once.
 #[instrument(name = "users.bulk", skip(state, principal, bytes))]
-#[utoipa::path(post, operation_id = "users_bulk", path = "/api/v1/bots/{bot}/users/bulk", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::audience::BulkRequest), responses((status = 200, body = crate::audience::BulkAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, operation_id = "users_bulk", path = "/api/v1/bots/{bot}/users/bulk", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::audience::BulkRequest), responses((status = 200, body = crate::audience::BulkAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn bulk(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -477,7 +614,14 @@ pub struct LabelItem {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelRequest {
+    #[schema(schema_with = label_name)]
     name: String,
+}
+
+/// A role's or tag's name as [`check_name`] takes it.
+fn label_name() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::rules::name(*LABEL_NAME_CHARS.start(), *LABEL_NAME_CHARS.end())
+        .description(Some("No white space at either end, no control characters"))
 }
 
 async fn list(state: &AppState, bot: &str, of: LabelOf) -> Result<Vec<LabelItem>, ApiError> {

@@ -63,15 +63,18 @@ pub enum Access {
     Configure,
     /// Manage users and tokens, read the audit log.
     Accounts,
+    /// End one's own dashboard session: only the session cookie has one (tokens are
+    /// revoked with `botwatch tokens remove`).
+    Session,
 }
 
 impl Principal {
     /// Whether this principal has `access` to `bot` (or, with `None`, to some bot).
     pub fn may(&self, access: Access, bot: Option<&str>) -> bool {
         match self {
-            Principal::AdminToken => true,
+            Principal::AdminToken => access != Access::Session,
             Principal::User { role, .. } => match access {
-                Access::Public | Access::Authenticated | Access::Read => true,
+                Access::Public | Access::Authenticated | Access::Read | Access::Session => true,
                 Access::Operate => *role >= Role::Operator,
                 Access::Ingest | Access::Configure | Access::Accounts => *role == Role::Admin,
             },
@@ -85,7 +88,7 @@ impl Principal {
                         Access::Ingest => matches!(scope, Scope::Ingest | Scope::Admin),
                         Access::Read => matches!(scope, Scope::Read | Scope::Admin),
                         Access::Operate | Access::Configure => *scope == Scope::Admin,
-                        Access::Accounts => false,
+                        Access::Accounts | Access::Session => false,
                     }
             }
         }
@@ -440,9 +443,13 @@ pub async fn guard(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            match bot {
-                Some(bot) => format!("no {rule:?} access to bot {bot:?}").to_lowercase(),
-                None => format!("no {rule:?} access").to_lowercase(),
+            match (bot, rule) {
+                (_, Access::Session) => {
+                    "only a session logs out; tokens are revoked with `botwatch tokens remove`"
+                        .to_owned()
+                }
+                (Some(bot), _) => format!("no {rule:?} access to bot {bot:?}").to_lowercase(),
+                (None, _) => format!("no {rule:?} access").to_lowercase(),
             },
         ));
     }
@@ -478,6 +485,10 @@ mod tests {
         assert!(!token(Scope::Read).may(Access::Read, Some("other")));
         assert!(token(Scope::Admin).may(Access::Configure, Some("shop")));
         assert!(!token(Scope::Admin).may(Access::Accounts, None));
+        // Only a session logs out.
+        assert!(user(Role::Viewer).may(Access::Session, None));
+        assert!(!token(Scope::Admin).may(Access::Session, None));
+        assert!(!Principal::AdminToken.may(Access::Session, None));
     }
 
     #[test]

@@ -70,15 +70,77 @@ pub enum Audience {
     All,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastRequest {
     to: Audience,
     /// The users table's filters (`{"tag":["VIP"],"provider":"telegram"}`).
-    #[schema(value_type = Option<std::collections::BTreeMap<String, Value>>)]
     filter: Option<Value>,
     text: Option<String>,
     card: Option<botwatch_event::Card>,
+}
+
+impl utoipa::PartialSchema for BroadcastRequest {
+    /// Who (`to`, `filter`) and what (as an operator's message); a broadcast to
+    /// subscribers cannot filter for non-subscribers.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use crate::openapi::rules::{or_null, with_keyword, word};
+        use utoipa::openapi::schema::{
+            AdditionalProperties, AllOfBuilder, AnyOfBuilder, ObjectBuilder, SchemaType, Type,
+        };
+        let members = ObjectBuilder::new()
+            .property("to", utoipa::openapi::Ref::from_schema_name("Audience"))
+            .required("to")
+            .property("filter", or_null(crate::users::filter_schema()))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let non_subscribers = json!({"anyOf": [
+            {"enum": [false, "false"]},
+            {"type": "array", "contains": {"enum": [false, "false"]}}
+        ]});
+        let subscribers_only = AnyOfBuilder::new()
+            .item(ObjectBuilder::new().property("to", word(&["all"])))
+            .item(ObjectBuilder::new().property(
+                "filter",
+                AnyOfBuilder::new()
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .item(ObjectBuilder::new().property(
+                        "subscriber",
+                        with_keyword(
+                            ObjectBuilder::new().schema_type(SchemaType::AnyValue),
+                            "not",
+                            non_subscribers,
+                        ),
+                    )),
+            ))
+            .description(Some(
+                "To subscribers: the filter's subscriber is not false, nor false among a list of values",
+            ));
+        AllOfBuilder::new()
+            .item(crate::outbox::message_members(members))
+            .item(crate::outbox::message_content())
+            .item(subscribers_only)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for BroadcastRequest {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        for (name, schema) in [
+            (Audience::name(), Audience::schema()),
+            (
+                botwatch_event::schema::OperatorCard::name(),
+                botwatch_event::schema::OperatorCard::schema(),
+            ),
+        ] {
+            schemas.push((name.into_owned(), schema));
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -163,7 +225,7 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
 
 /// Starts a broadcast.
 #[instrument(name = "broadcast.create", skip(state, principal, bytes))]
-#[utoipa::path(post, operation_id = "broadcasts_create", path = "/api/v1/bots/{bot}/broadcasts", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::broadcasts::BroadcastRequest), responses((status = 201, body = crate::broadcasts::BroadcastCreated), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, operation_id = "broadcasts_create", path = "/api/v1/bots/{bot}/broadcasts", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::broadcasts::BroadcastRequest), responses((status = 201, body = crate::broadcasts::BroadcastCreated), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -205,16 +267,11 @@ pub async fn create(
         Some(&id),
         (request.text.clone(), attachments.clone()),
     )?;
-    let users = crate::audience::chosen_users(&state, &bot, None, Some(filter)).await?;
-    if users.is_empty() {
-        return Err(bad(
-            "no_recipients",
-            "no user matches: nobody would receive this broadcast",
-        ));
-    }
-    let total = users.len() as u64;
-    // Checked first, so that nothing is stored for a broadcast the log would refuse.
-    let event = crate::outbox::checked_own(
+    // Checked before the recipients are chosen, so that what is wrong with the request
+    // itself (400, 413) comes before what the audience lacks (409), and so that
+    // nothing is stored for a broadcast the log would refuse. The count of recipients,
+    // set after, is a number the log takes whatever it is.
+    let mut event = crate::outbox::checked_own(
         &state,
         Event {
             text: sample.text,
@@ -222,7 +279,7 @@ pub async fn create(
             broadcast: Some(BroadcastInfo {
                 id: id.clone(),
                 state: BroadcastState::Queued,
-                total,
+                total: 0,
                 to: Some(
                     match request.to {
                         Audience::Subscribers => "subscribers",
@@ -242,6 +299,19 @@ pub async fn create(
             )
         },
     )?;
+    let users = crate::audience::chosen_users(&state, &bot, None, Some(filter)).await?;
+    if users.is_empty() {
+        // Well-formed, but the audience as it stands has nobody for it.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_recipients",
+            "no user matches: nobody would receive this broadcast",
+        ));
+    }
+    let total = users.len() as u64;
+    if let Some(info) = event.broadcast.as_mut() {
+        info.total = total;
+    }
     let ids: Vec<&str> = users.iter().map(|(id, _, _)| id.as_str()).collect();
     state
         .log

@@ -153,6 +153,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// axum's `Query`, refused the way the API refuses everything (JSON, `invalid_parameter`)
+/// instead of with axum's plain text: a query string serde cannot read, such as a
+/// parameter given twice.
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(query)| Query(query))
+            .map_err(|r| ApiError::new(r.status(), "invalid_parameter", r.body_text()))
+    }
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }

@@ -1,7 +1,7 @@
 //! The figures the aggregator keeps: bots, statistics, top messages, one dialog.
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use botwatch_aggregator::{BucketSize, Mode, StatsBucket, UserFigures};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use crate::AppState;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 use crate::users::{hex, unhex};
 
 pub(crate) fn rfc3339(ms: i64) -> String {
@@ -122,12 +122,53 @@ pub async fn bots(
     ))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct StatsQuery {
     from: Option<String>,
     to: Option<String>,
     bucket: Option<String>,
+}
+
+/// The bucket sizes and the most days a range may span in each.
+const BUCKETS: [(&str, BucketSize, i64); 3] = [
+    ("hour", BucketSize::Hour, 31),
+    ("day", BucketSize::Day, 400),
+    ("week", BucketSize::Week, 5 * 366),
+];
+
+impl utoipa::IntoParams for StatsQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use crate::openapi::rules::{date, parameter, word};
+        use utoipa::openapi::path::ParameterIn::Query;
+        let spans: Vec<String> = BUCKETS
+            .iter()
+            .map(|(name, _, days)| format!("{name}: {days}"))
+            .collect();
+        let names: Vec<&str> = BUCKETS.iter().map(|(name, _, _)| *name).collect();
+        vec![
+            parameter(
+                Query,
+                "from",
+                true,
+                "The first day, in the bot's zone",
+                date(),
+            ),
+            parameter(
+                Query,
+                "to",
+                true,
+                &format!(
+                    "The last day (inclusive), not before `from`; the range spans at most \
+                     so many days per bucket size ({})",
+                    spans.join(", ")
+                ),
+                date(),
+            ),
+            parameter(Query, "bucket", false, "day when absent", word(&names)),
+        ]
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -177,16 +218,12 @@ pub async fn stats(
         ));
     };
     let (from, to) = (date("from", from)?, date("to", to)?);
-    let (size, max_days) = match query.bucket.as_deref().unwrap_or("day") {
-        "hour" => (BucketSize::Hour, 31),
-        "day" => (BucketSize::Day, 400),
-        "week" => (BucketSize::Week, 5 * 366),
-        _ => {
-            return Err(ApiError::bad_parameter(
-                "bucket",
-                "expected hour, day or week",
-            ));
-        }
+    let bucket = query.bucket.as_deref().unwrap_or("day");
+    let Some(&(_, size, max_days)) = BUCKETS.iter().find(|(name, _, _)| *name == bucket) else {
+        return Err(ApiError::bad_parameter(
+            "bucket",
+            "expected hour, day or week",
+        ));
     };
     let days = (to - from).num_days() + 1;
     if days < 1 {
@@ -216,12 +253,40 @@ pub async fn stats(
     answer.map(Json).ok_or_else(|| no_bot(&missing))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct TopQuery {
     from: Option<String>,
     to: Option<String>,
     limit: Option<String>,
+}
+
+/// Messages `top-messages` lists when the client does not say, and at most.
+const TOP_LIMIT: (usize, usize) = (20, 100);
+
+impl utoipa::IntoParams for TopQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use crate::openapi::rules::{date, page_limit, parameter};
+        use utoipa::openapi::path::ParameterIn::Query;
+        vec![
+            parameter(
+                Query,
+                "from",
+                false,
+                "The first day, in the bot's zone; 29 days before `to` when absent",
+                date(),
+            ),
+            parameter(
+                Query,
+                "to",
+                false,
+                "The last day (inclusive), not before `from`; today when absent",
+                date(),
+            ),
+            page_limit(TOP_LIMIT.0, TOP_LIMIT.1),
+        ]
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -247,7 +312,7 @@ pub async fn top_messages(
     Path(bot): Path<String>,
     Query(query): Query<TopQuery>,
 ) -> Result<Json<Vec<TopItem>>, ApiError> {
-    let limit = ApiError::limit(query.limit.as_deref(), 20, 100)?;
+    let limit = ApiError::limit(query.limit.as_deref(), TOP_LIMIT.0, TOP_LIMIT.1)?;
     let from = query.from.as_deref().map(|d| date("from", d)).transpose()?;
     let to = query.to.as_deref().map(|d| date("to", d)).transpose()?;
     if let (Some(from), Some(to)) = (from, to)
@@ -343,12 +408,42 @@ impl From<UserFigures> for DialogAnswer {
     }
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct DialogsQuery {
     mode: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+}
+
+/// Dialogs a page lists when the client does not say, and at most.
+const DIALOGS_LIMIT: (usize, usize) = (50, 200);
+
+impl utoipa::IntoParams for DialogsQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use crate::openapi::rules::{
+            UTF8_HEX, cursor, empty_means_absent, page_limit, parameter, word,
+        };
+        use utoipa::openapi::path::ParameterIn::Query;
+        vec![
+            empty_means_absent(parameter(
+                Query,
+                "mode",
+                false,
+                "Only dialogs in this mode; all when absent or empty",
+                word(&["auto", "manual"]),
+            )),
+            page_limit(DIALOGS_LIMIT.0, DIALOGS_LIMIT.1),
+            // `encode_cursor`: the last message's time in milliseconds, a dot, the user's
+            // id in hex.
+            cursor(
+                "cursor",
+                "Where the previous page ended: its `next`, as it was given",
+                format!(r"^-?[0-9]{{1,18}}\.{UTF8_HEX}$"),
+            ),
+        ]
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -415,7 +510,7 @@ pub async fn dialogs(
 ) -> Result<Json<DialogsAnswer>, ApiError> {
     use botwatch_log::EventLog;
 
-    let limit = ApiError::limit(query.limit.as_deref(), 50, 200)?;
+    let limit = ApiError::limit(query.limit.as_deref(), DIALOGS_LIMIT.0, DIALOGS_LIMIT.1)?;
     let mode = match query.mode.as_deref() {
         None | Some("") => None,
         Some("auto") => Some(Mode::Auto),

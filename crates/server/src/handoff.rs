@@ -200,7 +200,7 @@ fn handoff_event(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HandoffRequest {
-    /// Why the bot hands off, shown to operators (at most 256 characters).
+    /// Why the bot hands off, shown to operators (its first 256 characters).
     #[serde(default)]
     reason: Option<String>,
 }
@@ -215,7 +215,7 @@ pub struct HandoffAnswer {
 #[instrument(name = "handoff.post", skip(state, principal, body))]
 #[utoipa::path(post, operation_id = "handoff_post", path = "/api/v1/bots/{bot}/dialogs/{user}/handoff", tag = "dialogs",
     params(("bot" = String, Path, description = "The bot (a slug)"), ("user" = String, Path, description = "The bot user's id")),
-    request_body(content = crate::handoff::HandoffRequest),
+    request_body(content = crate::handoff::HandoffRequest, description = "Optional: no body is no reason"),
     responses((status = 202, body = crate::handoff::HandoffAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn post(
     State(state): State<AppState>,

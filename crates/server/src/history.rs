@@ -2,7 +2,7 @@
 //! first, read from the history index kept beside the log.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use std::collections::HashMap;
 
 use botwatch_event::{Attachment, Delivery, DeliveryState, Direction, Sender};
@@ -11,16 +11,32 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 200;
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct HistoryQuery {
     before: Option<String>,
     limit: Option<String>,
+}
+
+impl utoipa::IntoParams for HistoryQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use crate::openapi::rules::{cursor, page_limit};
+        vec![
+            // `HistoryCursor`: the event time in milliseconds, `_`, the log position.
+            cursor(
+                "before",
+                "Where the previous page ended: its `next`, as it was given",
+                r"^-?[0-9]{1,18}_[0-9]{1,19}-[0-9]{1,19}$".to_owned(),
+            ),
+            page_limit(DEFAULT_LIMIT, MAX_LIMIT),
+        ]
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

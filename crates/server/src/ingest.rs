@@ -31,7 +31,7 @@ pub struct DialogMode {
 }
 
 #[instrument(name = "ingest", skip_all, fields(events, stored, duplicates))]
-#[utoipa::path(post, operation_id = "ingest_ingest", path = "/api/v1/events", tag = "ingest", request_body(content = Vec<botwatch_event::Event>, description = "One event or an array of up to 1,000 (4 MiB); `id` and `ts` may be left out"), responses((status = 202, body = crate::ingest::IngestAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 408, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, operation_id = "ingest_ingest", path = "/api/v1/events", tag = "ingest", request_body(content = botwatch_event::schema::IngestBody, description = "One event or an array of up to 1,000 (4 MiB); `id` and `ts` may be left out"), responses((status = 202, body = crate::ingest::IngestAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 408, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn ingest(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -390,7 +390,7 @@ pub(crate) fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), 
 
 /// `GET /api/v1/live`: authenticated at the upgrade by the guard (a bearer token or the
 /// session cookie); a browser's upgrade from a foreign Origin is refused.
-#[utoipa::path(get, operation_id = "live_upgrade", path = "/api/v1/live", tag = "live", responses((status = 101, description = "WebSocket: see the live protocol in the README"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, operation_id = "live_upgrade", path = "/api/v1/live", tag = "live", params(crate::openapi::rules::UpgradeHeaders), responses((status = 101, description = "WebSocket: see the live protocol in the README"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn upgrade(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -24,7 +24,6 @@ use crate::ingest::DialogMode;
 #[serde(deny_unknown_fields)]
 pub struct ModeRequest {
     /// `auto` (the bot answers) or `manual` (an operator does; the bot must not).
-    #[schema(value_type = String)]
     mode: Mode,
 }
 

@@ -2,6 +2,8 @@
 //! handlers' annotations (utoipa). Who may call each operation comes from the route
 //! table, the same one the guard enforces, so the document cannot disagree with it.
 
+pub(crate) mod rules;
+
 use std::sync::OnceLock;
 
 use axum::http::header;
@@ -85,9 +87,31 @@ use crate::{
         broadcasts::BroadcastsSnapshot,
         broadcasts::BroadcastDelta,
     )),
-    modifiers(&SecurityFromRoutes)
+    modifiers(&SecurityFromRoutes, &OptionalBodies)
 )]
 struct ApiDoc;
+
+/// Operations that take a body or go without one. utoipa makes a body optional only
+/// by making its schema nullable, and a `null` body is not the same as none.
+const OPTIONAL_BODIES: [&str; 1] = ["/api/v1/bots/{bot}/dialogs/{user}/handoff"];
+
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, doc: &mut Document) {
+        for path in OPTIONAL_BODIES {
+            let body = doc
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.request_body.as_mut());
+            if let Some(body) = body {
+                body.required = Some(utoipa::openapi::Required::False);
+            }
+        }
+    }
+}
 
 /// Adds the two ways to authenticate and, on every operation, who may call it.
 struct SecurityFromRoutes;
@@ -126,10 +150,15 @@ impl Modify for SecurityFromRoutes {
                 operation.security = Some(Vec::new());
                 continue;
             }
-            operation.security = Some(vec![
-                SecurityRequirement::new("bearer", Vec::<String>::new()),
-                SecurityRequirement::new("session", Vec::<String>::new()),
-            ]);
+            let session = SecurityRequirement::new("session", Vec::<String>::new());
+            operation.security = Some(if route.access == Access::Session {
+                vec![session]
+            } else {
+                vec![
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    session,
+                ]
+            });
             let needs = match route.access {
                 Access::Public => "nothing",
                 Access::Authenticated => "any valid credentials",
@@ -138,6 +167,7 @@ impl Modify for SecurityFromRoutes {
                 Access::Operate => "an operator or admin, or an admin token of the bot",
                 Access::Configure => "an admin, or an admin token of the bot",
                 Access::Accounts => "an admin",
+                Access::Session => "a dashboard user's session (the cookie), never a token",
             };
             let said = operation.description.take().unwrap_or_default();
             operation.description = Some(

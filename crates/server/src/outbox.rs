@@ -111,13 +111,84 @@ pub async fn send(
 }
 
 /// What an operator sends, as JSON (a file comes as multipart/form-data).
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorMessage {
     #[serde(default)]
     pub text: Option<String>,
     #[serde(default)]
     pub card: Option<botwatch_event::Card>,
+}
+
+impl utoipa::PartialSchema for OperatorMessage {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, AllOfBuilder, ObjectBuilder};
+        let members =
+            ObjectBuilder::new().additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        AllOfBuilder::new()
+            .item(message_members(members))
+            .item(message_content())
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for OperatorMessage {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((
+            botwatch_event::schema::OperatorCard::name().into_owned(),
+            botwatch_event::schema::OperatorCard::schema(),
+        ));
+    }
+}
+
+/// `text` and `card` of an operator's message (or a broadcast's), added to `members`.
+pub(crate) fn message_members(
+    members: utoipa::openapi::schema::ObjectBuilder,
+) -> utoipa::openapi::schema::ObjectBuilder {
+    use crate::openapi::rules::or_null;
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    let max_text = Limits::default().max_text_bytes;
+    members
+        .property(
+            "text",
+            or_null(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(max_text)),
+            )
+            .description(Some(format!("At most {max_text} bytes of UTF-8"))),
+        )
+        .property(
+            "card",
+            AnyOfBuilder::new()
+                .item(utoipa::openapi::Ref::from_schema_name("OperatorCard"))
+                .item(ObjectBuilder::new().schema_type(Type::Null)),
+        )
+}
+
+/// What [`message_event`] needs of an operator's message: text that is not all white
+/// space, or a card.
+pub(crate) fn message_content() -> utoipa::openapi::schema::AnyOfBuilder {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .property(
+                    "text",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(botwatch_event::schema::not_blank_pattern())),
+                )
+                .required("text"),
+        )
+        .item(crate::openapi::rules::given("card"))
+        .description(Some("Text that is not all white space, or a card"))
 }
 
 /// The message's text and attachments, from JSON or from a multipart upload (the file

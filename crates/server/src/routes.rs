@@ -58,7 +58,7 @@ pub(crate) fn table() -> Vec<(Route, MethodRouter<AppState>)> {
         route(M::GET, "/metrics", Public, health::metrics),
         route(M::POST, "/api/v1/session", Public, session::login),
         route(M::GET, "/api/v1/session", Authenticated, session::current),
-        route(M::DELETE, "/api/v1/session", Authenticated, session::logout),
+        route(M::DELETE, "/api/v1/session", Session, session::logout),
         route(M::POST, "/api/v1/events", Ingest, ingest::ingest),
         route(M::GET, "/api/v1/live", Authenticated, live::upgrade),
         route(M::GET, "/api/v1/bots", Authenticated, figures::bots),

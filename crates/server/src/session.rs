@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Extension, Query, Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use botwatch_accounts::{AuditEntry, MAX_PASSWORD, digest};
@@ -13,7 +13,7 @@ use tracing::{info, instrument};
 use crate::AppState;
 use crate::auth::{COOKIE, Principal, cookie, csrf_of};
 use crate::client::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Login {
@@ -135,17 +135,18 @@ pub async fn current(
 }
 
 #[instrument(name = "logout", skip_all)]
-#[utoipa::path(delete, operation_id = "session_logout", path = "/api/v1/session", tag = "accounts", responses((status = 204, description = "Logged out; the cookie is cleared"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, operation_id = "session_logout", path = "/api/v1/session", tag = "accounts", responses((status = 204, description = "Logged out; the cookie is cleared"), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody, description = "Not a session: tokens are revoked with `botwatch tokens remove`")))]
 pub async fn logout(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     client: Client,
 ) -> Result<Response, ApiError> {
+    // The route's rule (`Access::Session`) lets only sessions through.
     let Principal::User { name, session, .. } = &principal else {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "no_session",
-            "only a session logs out; tokens are revoked with `botwatch tokens remove`",
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only a session logs out",
         ));
     };
     state.auth.logout(session).await?;
@@ -163,10 +164,23 @@ pub async fn logout(
     Ok(response)
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Deserialize)]
 pub struct AuditQuery {
     limit: Option<String>,
+}
+
+/// Entries the audit log answers when the client does not say, and at most.
+const AUDIT_LIMIT: (usize, usize) = (100, 1000);
+
+impl utoipa::IntoParams for AuditQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![crate::openapi::rules::page_limit(
+            AUDIT_LIMIT.0,
+            AUDIT_LIMIT.1,
+        )]
+    }
 }
 
 /// `GET /api/v1/audit?limit=`: what operators and admins did, newest first.
@@ -175,7 +189,7 @@ pub async fn audit_log(
     State(state): State<AppState>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
-    let limit = ApiError::limit(query.limit.as_deref(), 100, 1000)?;
+    let limit = ApiError::limit(query.limit.as_deref(), AUDIT_LIMIT.0, AUDIT_LIMIT.1)?;
     Ok(Json(state.auth.accounts().audit_log(limit).await?))
 }
 

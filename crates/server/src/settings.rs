@@ -7,16 +7,37 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use botwatch_aggregator::BotSettings;
+use botwatch_event::schema::WHITE_SPACE;
 use botwatch_log::SettingsStore;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tracing::{info, instrument};
 
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::vault::{MASK, Vault};
+
+/// Characters of a bot's display name.
+const BOT_NAME_CHARS: usize = 128;
+/// Hand-off phrases, and characters of each once trimmed.
+const MAX_HANDOFF_PHRASES: usize = 50;
+const HANDOFF_PHRASE_CHARS: usize = 64;
+/// Characters of a secret (printable ASCII).
+const SECRET_CHARS: std::ops::RangeInclusive<usize> = 1..=256;
+/// Bytes of a webhook or forward address.
+const MAX_ADDRESS_BYTES: usize = 2048;
+/// [`is_measurement_id`].
+const MEASUREMENT_ID_PATTERN: &str = "^G-[A-Z0-9]{4,20}$";
+/// The addresses the document states for [`is_webhook_url`]: http(s), a host name
+/// (its last label starting with a letter, as a WHATWG parser would otherwise read
+/// the host as an IPv4 address), a port, then printable ASCII. The server takes more
+/// (IP addresses, other characters the parser encodes), never less.
+const ADDRESS_PATTERN: &str = concat!(
+    r"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*",
+    r"[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?::[0-9]{1,4})?(?:[/?#][!-~]*)?$"
+);
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30 * 60;
 pub const MIN_TIMEOUT_SECS: u64 = 60;
@@ -99,6 +120,171 @@ pub struct Mixpanel {
     pub token: Option<String>,
     pub active: bool,
 }
+
+/// The body of `PUT …/settings`: the fields to change, each as [`merge`] takes it.
+pub struct SettingsChange;
+
+impl utoipa::PartialSchema for SettingsChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use crate::openapi::rules::{or_null, with_keyword, word};
+        use utoipa::openapi::schema::{
+            AdditionalProperties, AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type,
+        };
+        let closed =
+            |o: ObjectBuilder| o.additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let flag = || ObjectBuilder::new().schema_type(Type::Boolean);
+        let address = || {
+            or_null(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(MAX_ADDRESS_BYTES))
+                    .pattern(Some(ADDRESS_PATTERN)),
+            )
+            .description(Some(
+                "An http:// or https:// address with a host name, or null (the document \
+                 states host names and printable ASCII; the server takes any address a \
+                 WHATWG URL parser does, of up to 2,048 bytes)",
+            ))
+        };
+        let secret = || {
+            AnyOfBuilder::new()
+                .item(ObjectBuilder::new().schema_type(Type::Null))
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(format!(
+                            "^[!-~]{{{},{}}}$",
+                            SECRET_CHARS.start(),
+                            SECRET_CHARS.end()
+                        ))),
+                )
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(format!("^{}", MASK.replace('*', r"\*")))),
+                )
+                .description(Some(
+                    "1 to 256 printable ASCII characters, sealed when stored; null clears \
+                     it; the masked value as answered keeps the stored one",
+                ))
+        };
+        // What refuses a setting turned on together with its own credential set to null.
+        let null_only = json!({"type": "null"});
+        let google_analytics = with_keyword(
+            closed(
+                ObjectBuilder::new()
+                    .property(
+                        "measurement_id",
+                        or_null(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .pattern(Some(MEASUREMENT_ID_PATTERN)),
+                        ),
+                    )
+                    .property("api_secret", secret())
+                    .property("active", flag()),
+            ),
+            "not",
+            json!({
+                "properties": {"active": {"const": true}},
+                "required": ["active"],
+                "anyOf": [
+                    {"properties": {"measurement_id": null_only.clone()}, "required": ["measurement_id"]},
+                    {"properties": {"api_secret": null_only.clone()}, "required": ["api_secret"]},
+                ],
+            }),
+        );
+        let mixpanel = with_keyword(
+            closed(
+                ObjectBuilder::new()
+                    .property("token", secret())
+                    .property("active", flag()),
+            ),
+            "not",
+            json!({
+                "properties": {"active": {"const": true}, "token": null_only.clone()},
+                "required": ["active", "token"],
+            }),
+        );
+        let telegram = closed(
+            ObjectBuilder::new()
+                .property("token", secret())
+                .property("webhook_secret", secret())
+                .property("forward_url", address()),
+        );
+        let phrase = ObjectBuilder::new().schema_type(Type::String).pattern(Some(format!(
+            r"^[{WHITE_SPACE}]*[^{WHITE_SPACE}](?:[\s\S]{{0,{}}}[^{WHITE_SPACE}])?[{WHITE_SPACE}]*$",
+            HANDOFF_PHRASE_CHARS - 2
+        )));
+        let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+        let change = closed(
+            ObjectBuilder::new()
+                .property(
+                    "name",
+                    or_null(crate::openapi::rules::text(&(1..=BOT_NAME_CHARS))),
+                )
+                .property(
+                    "timezone",
+                    word(&zones).description(Some("An IANA time zone name, as written there")),
+                )
+                .property(
+                    "session_timeout_secs",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(MIN_TIMEOUT_SECS))
+                        .maximum(Some(MAX_TIMEOUT_SECS))
+                        .description(Some("Written as an integer: 600, not 600.0")),
+                )
+                .property("webhook_url", address())
+                .property("webhook_secret", secret())
+                .property(
+                    "handoff_phrases",
+                    ArrayBuilder::new()
+                        .schema_type(SchemaType::Array(vec![Type::Array, Type::Null]))
+                        .items(phrase)
+                        .max_items(Some(MAX_HANDOFF_PHRASES))
+                        .description(Some(
+                        "Up to 50 phrases of 1 to 64 characters once trimmed; null: the defaults",
+                    )),
+                )
+                .property(
+                    "channels",
+                    closed(
+                        ObjectBuilder::new()
+                            .property("telegram", telegram)
+                            .property(
+                                "webchat",
+                                closed(ObjectBuilder::new().property("enabled", flag())),
+                            ),
+                    ),
+                )
+                .property(
+                    "integrations",
+                    closed(
+                        ObjectBuilder::new()
+                            .property("google_analytics", google_analytics)
+                            .property("mixpanel", mixpanel),
+                    ),
+                ),
+        );
+        with_keyword(
+            change,
+            "not",
+            json!({
+                "properties": {"webhook_url": {"type": "string"}, "webhook_secret": null_only.clone()},
+                "required": ["webhook_url", "webhook_secret"],
+            }),
+        )
+        .description(Some(
+            "The fields to change (any subset). A service turned on needs its credentials \
+             and a webhook address its secret, given here or stored: 409 when neither has \
+             them",
+        ))
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for SettingsChange {}
 
 pub(crate) const GA_SECRET: &str = "integrations.google_analytics.api_secret";
 pub(crate) const WEBHOOK_SECRET: &str = "webhook_secret";
@@ -183,7 +369,7 @@ impl Sealing<'_> {
             Value::Null => Ok(Some(None)),
             Value::String(s) if s.starts_with(MASK) => Ok(None),
             Value::String(s)
-                if (1..=256).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic()) =>
+                if SECRET_CHARS.contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic()) =>
             {
                 Ok(Some(Some(self.vault.seal(self.bot, field, &s)?)))
             }
@@ -313,12 +499,6 @@ fn merge_google_analytics(
             _ => return Err(ApiError::bad_parameter(&at, "unknown setting")),
         }
     }
-    if ga.active && (ga.measurement_id.is_none() || ga.api_secret.is_none()) {
-        return Err(ApiError::bad_parameter(
-            "integrations.google_analytics.active",
-            "needs measurement_id and api_secret",
-        ));
-    }
     Ok(())
 }
 
@@ -339,13 +519,54 @@ fn merge_mixpanel(
             _ => return Err(ApiError::bad_parameter(&at, "unknown setting")),
         }
     }
-    if mp.active && mp.token.is_none() {
-        return Err(ApiError::bad_parameter(
-            "integrations.mixpanel.active",
-            "needs token",
+    Ok(())
+}
+
+/// A setting that needs others `doc` lacks, and what it needs: an active service its
+/// credentials, a webhook address the secret its calls are signed with.
+fn unmet_need(doc: &SettingsDoc) -> Option<(&'static str, &'static str)> {
+    let ga = &doc.integrations.google_analytics;
+    if ga.active && (ga.measurement_id.is_none() || ga.api_secret.is_none()) {
+        return Some((
+            "integrations.google_analytics.active",
+            "needs measurement_id and api_secret",
         ));
     }
-    Ok(())
+    let mp = &doc.integrations.mixpanel;
+    if mp.active && mp.token.is_none() {
+        return Some(("integrations.mixpanel.active", "needs token"));
+    }
+    if doc.webhook_url.is_some() && doc.webhook_secret.is_none() {
+        return Some((
+            "webhook_secret",
+            "is required with webhook_url: every call to the webhook is signed with it",
+        ));
+    }
+    None
+}
+
+/// Whether a PUT's `fields` lack what they need by themselves (a service turned on
+/// with its credential set to null, an address with a null secret): merged into a
+/// document that has everything, a need is still unmet. Otherwise an unmet need is
+/// the stored settings' ([`put`] answers 409 then, 400 for the body's own).
+fn fields_lack_a_need(fields: &Map<String, Value>, sealing: &Sealing) -> bool {
+    let present = || Some(String::from("present"));
+    let mut everything = SettingsDoc {
+        webhook_secret: present(),
+        integrations: Integrations {
+            google_analytics: GoogleAnalytics {
+                measurement_id: present(),
+                api_secret: present(),
+                active: false,
+            },
+            mixpanel: Mixpanel {
+                token: present(),
+                active: false,
+            },
+        },
+        ..SettingsDoc::default()
+    };
+    merge(&mut everything, fields.clone(), sealing).is_ok() && unmet_need(&everything).is_some()
 }
 
 /// `G-` and 4 to 20 upper-case letters or digits.
@@ -360,7 +581,7 @@ fn is_measurement_id(id: &str) -> bool {
 
 /// An absolute http(s) address with a host.
 fn is_webhook_url(s: &str) -> bool {
-    s.len() <= 2048
+    s.len() <= MAX_ADDRESS_BYTES
         && reqwest::Url::parse(s)
             .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
@@ -388,10 +609,11 @@ fn merge(
             }
             ("handoff_phrases", Value::Null) => doc.handoff_phrases = None,
             ("handoff_phrases", Value::Array(items))
-                if items.len() <= 50
+                if items.len() <= MAX_HANDOFF_PHRASES
                     && items.iter().all(|p| {
-                        p.as_str()
-                            .is_some_and(|p| (1..=64).contains(&p.trim().chars().count()))
+                        p.as_str().is_some_and(|p| {
+                            (1..=HANDOFF_PHRASE_CHARS).contains(&p.trim().chars().count())
+                        })
                     }) =>
             {
                 doc.handoff_phrases = Some(
@@ -416,7 +638,7 @@ fn merge(
                 sealing,
             )?,
             ("name", Value::Null) => doc.name = None,
-            ("name", Value::String(s)) if (1..=128).contains(&s.chars().count()) => {
+            ("name", Value::String(s)) if (1..=BOT_NAME_CHARS).contains(&s.chars().count()) => {
                 doc.name = Some(s)
             }
             ("name", _) => {
@@ -493,7 +715,7 @@ const MAX_ATTEMPTS: usize = 20;
 /// Merges the fields given; creates the bot when it does not exist yet. Two PUTs at
 /// once both take effect: each merges into the document the other stored.
 #[instrument(name = "settings.put", skip(state, principal, body))]
-#[utoipa::path(put, operation_id = "settings_put", path = "/api/v1/bots/{bot}/settings", tag = "settings", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::settings::SettingsDoc, description = "The fields to change (any subset)"), responses((status = 200, body = crate::settings::SettingsDoc), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(put, operation_id = "settings_put", path = "/api/v1/bots/{bot}/settings", tag = "settings", params(("bot" = String, Path, description = "The bot (a slug)")), request_body(content = crate::settings::SettingsChange, description = "The fields to change (any subset)"), responses((status = 200, body = crate::settings::SettingsDoc), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -519,10 +741,14 @@ pub async fn put(
             bot: &bot,
         };
         merge(&mut doc, fields.clone(), &sealing)?;
-        if doc.webhook_url.is_some() && doc.webhook_secret.is_none() {
-            return Err(ApiError::bad_parameter(
-                "webhook_secret",
-                "is required with webhook_url: every call to the webhook is signed with it",
+        if let Some((field, need)) = unmet_need(&doc) {
+            if fields_lack_a_need(&fields, &sealing) {
+                return Err(ApiError::bad_parameter(field, need));
+            }
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "unmet_need",
+                format!("{field}: {need}; neither this request nor the stored settings give it"),
             ));
         }
         let json = serde_json::to_string(&doc).unwrap_or_default();
@@ -614,9 +840,9 @@ mod tests {
         );
         assert!(!again.integrations.google_analytics.active);
         // Active needs what the service needs; ids and names are checked.
-        assert!(
-            merged(serde_json::json!({"integrations": {"mixpanel": {"active": true}}})).is_err()
-        );
+        let active = merged(serde_json::json!({"integrations": {"mixpanel": {"active": true}}}))
+            .expect("a valid body");
+        assert!(unmet_need(&active).is_some());
         assert!(merged(serde_json::json!({"integrations": {"google_analytics": {"measurement_id": "UA-1"}}})).is_err());
         assert!(merged(serde_json::json!({"integrations": {"segment": {}}})).is_err());
         // Without a key, secrets are refused rather than stored in clear.

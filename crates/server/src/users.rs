@@ -9,6 +9,7 @@ use botwatch_aggregator::{
     CursorKey, Mode, UserCursor, UserFigures, UserFilter, UserSort, UsersQuery,
 };
 use serde::Serialize;
+use serde_json::json;
 use tracing::instrument;
 
 use crate::AppState;
@@ -148,6 +149,52 @@ fn decode_cursor(s: &str, sort: UserSort, descending: bool) -> Result<UserCursor
 /// The filter parameters of the users table (the rest are sort and paging).
 const FILTERS: [&str; 6] = ["search", "provider", "tag", "role", "subscriber", "mode"];
 
+/// [`filter_from_json`]'s filter, as the document states it: each of [`FILTERS`] a
+/// value, null, or a list of values (text or true/false); `subscriber` and `mode` take
+/// their parameters' words.
+pub(crate) fn filter_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    use crate::openapi::rules::word;
+    use utoipa::openapi::schema::{
+        AdditionalProperties, AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type,
+    };
+    use utoipa::openapi::{RefOr, Schema};
+    let values = |one: RefOr<Schema>| {
+        AnyOfBuilder::new()
+            .item(one.clone())
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .item(ArrayBuilder::new().items(one))
+    };
+    let any = || -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Array(vec![Type::String, Type::Boolean]))
+            .into()
+    };
+    let subscriber: RefOr<Schema> = ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Boolean]))
+        .enum_values(Some([
+            json!(true),
+            json!(false),
+            json!("true"),
+            json!("false"),
+            json!(""),
+        ]))
+        .into();
+    let mut filter = ObjectBuilder::new()
+        .description(Some(
+            "The users table's filters: each a value or a list of values (repeated, they OR)",
+        ))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for name in FILTERS {
+        let one = match name {
+            "subscriber" => subscriber.clone(),
+            "mode" => word(&["auto", "manual", ""]).into(),
+            _ => any(),
+        };
+        filter = filter.property(name, values(one));
+    }
+    filter
+}
+
 /// A filter given as JSON (bulk edits, broadcasts): `{"provider":"telegram"}` or
 /// `{"tag":["a","b"],"subscriber":true}`, the same names and rules as the users table's
 /// parameters.
@@ -186,6 +233,84 @@ pub(crate) fn filter_from_json(value: &serde_json::Value) -> Result<UserFilter, 
         }
     }
     Ok(parse_query(Some(&query.finish()))?.filter)
+}
+
+/// The users table's filters as the document states them ([`parse_query`] reads them).
+pub struct FilterParams;
+
+impl utoipa::IntoParams for FilterParams {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use crate::openapi::rules::{empty_means_absent, parameter, repeated, word};
+        use utoipa::openapi::path::ParameterIn::Query;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        vec![
+            parameter(
+                Query,
+                "search",
+                false,
+                "Any part of the name, any case",
+                text(),
+            ),
+            repeated("provider", "Repeat to OR", text()),
+            repeated("tag", "A tag's name; repeat to OR", text()),
+            repeated("role", "A role's name; repeat to OR", text()),
+            empty_means_absent(parameter(
+                Query,
+                "subscriber",
+                false,
+                "Only subscribers (true) or only the others (false)",
+                ObjectBuilder::new().schema_type(Type::Boolean),
+            )),
+            repeated("mode", "Repeat to OR", word(&["auto", "manual", ""])),
+        ]
+    }
+}
+
+/// The users table's filters, sort and paging.
+pub struct UsersParams;
+
+impl utoipa::IntoParams for UsersParams {
+    fn into_params(
+        parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use crate::openapi::rules::{
+            UTF8_HEX, cursor, empty_means_absent, page_limit, parameter, word,
+        };
+        use utoipa::openapi::path::ParameterIn::Query;
+        let mut params = FilterParams::into_params(parameter_in);
+        params.extend([
+            empty_means_absent(parameter(
+                Query,
+                "sort",
+                false,
+                "last when absent or empty",
+                word(&["last", "messages", "sessions", "name"]),
+            )),
+            empty_means_absent(parameter(
+                Query,
+                "order",
+                false,
+                "When absent or empty: asc for name, desc for the others",
+                word(&["asc", "desc"]),
+            )),
+            page_limit(DEFAULT_LIMIT, MAX_LIMIT),
+            // `encode_cursor`: sort, order, the row's key (a number, or for names text
+            // in hex) and the user's id in hex. It is taken only with the sort and order
+            // it was made for, which a schema cannot tie to those parameters.
+            cursor(
+                "cursor",
+                "Where the previous page ended: its `next`, as it was given, with the same \
+                 `sort` and `order`",
+                format!(
+                    r"^(?:name\.(?:asc|desc)\.t(?:[0-9a-fA-F]{{2}})*|(?:last|messages|sessions)\.(?:asc|desc)\.n-?[0-9]{{1,18}})\.{UTF8_HEX}$"
+                ),
+            ),
+        ]);
+        params
+    }
 }
 
 /// Reads the users table's parameters; repeated filter parameters OR together.
@@ -265,7 +390,7 @@ pub(crate) fn parse_query(raw: Option<&str>) -> Result<UsersQuery, ApiError> {
 /// &sort=&order=&limit=&cursor=`: a page of the users table, the total that match and
 /// the facet counts.
 #[instrument(name = "users", skip(state, raw))]
-#[utoipa::path(get, operation_id = "users_users", path = "/api/v1/bots/{bot}/users", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("search" = Option<String>, Query, description = "Any part of the name, any case"), ("provider" = Option<Vec<String>>, Query, description = "Repeat to OR"), ("tag" = Option<Vec<String>>, Query), ("role" = Option<Vec<String>>, Query), ("subscriber" = Option<bool>, Query), ("mode" = Option<Vec<String>>, Query, description = "auto or manual"), ("sort" = Option<String>, Query, description = "last, messages, sessions or name"), ("order" = Option<String>, Query, description = "asc or desc"), ("limit" = Option<u32>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::users::UsersAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, operation_id = "users_users", path = "/api/v1/bots/{bot}/users", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), crate::users::UsersParams), responses((status = 200, body = crate::users::UsersAnswer), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn users(
     State(state): State<AppState>,
     Path(bot): Path<String>,
@@ -393,7 +518,7 @@ fn csv_line(cells: &[String]) -> Result<Vec<u8>, csv::Error> {
 /// filters let through, as CSV (UTF-8 with a byte-order mark, for spreadsheets),
 /// streamed in chunks.
 #[instrument(name = "users.csv", skip(state, raw))]
-#[utoipa::path(get, operation_id = "users_csv", path = "/api/v1/bots/{bot}/users.csv", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), ("search" = Option<String>, Query), ("provider" = Option<Vec<String>>, Query), ("tag" = Option<Vec<String>>, Query), ("role" = Option<Vec<String>>, Query), ("subscriber" = Option<bool>, Query), ("mode" = Option<Vec<String>>, Query)), responses((status = 200, description = "The selection as CSV", content_type = "text/csv"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, operation_id = "users_csv", path = "/api/v1/bots/{bot}/users.csv", tag = "audience", params(("bot" = String, Path, description = "The bot (a slug)"), crate::users::FilterParams), responses((status = 200, description = "The selection as CSV", content_type = "text/csv"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn users_csv(
     State(state): State<AppState>,
     Path(bot): Path<String>,

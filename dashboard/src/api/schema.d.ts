@@ -598,7 +598,7 @@ export interface paths {
         get: operations["session_current"];
         put?: never;
         post: operations["session_login"];
-        /** @description Who may call it: any valid credentials. */
+        /** @description Who may call it: a dashboard user's session (the cookie), never a token. */
         delete: operations["session_logout"];
         options?: never;
         head?: never;
@@ -786,14 +786,6 @@ export interface components {
         });
         /** @enum {string} */
         Audience: "subscribers" | "all";
-        /** @description An operator's change to the audience. */
-        AudienceChange: (components["schemas"]["UserEdit"] & {
-            /** @enum {string} */
-            op: "edit";
-        }) | (components["schemas"]["Label"] & {
-            /** @enum {string} */
-            op: "label";
-        });
         /** @description One thing an operator or admin did. */
         AuditEntry: {
             /** @description What was done, e.g. `mode.switch`, `settings.update`, `user.add`. */
@@ -826,21 +818,6 @@ export interface components {
         BroadcastDelta: {
             broadcast: components["schemas"]["BroadcastItem"];
         };
-        /** @description A broadcast started or cancelled. */
-        BroadcastInfo: {
-            /** @description The account that started or cancelled it. */
-            by?: string | null;
-            filter?: string | null;
-            id: string;
-            state: components["schemas"]["BroadcastState"];
-            /** @description `subscribers` or `all`, and the filter, as the operator chose them. */
-            to?: string | null;
-            /**
-             * Format: int64
-             * @description Recipients chosen when it started.
-             */
-            total?: number;
-        };
         /** @description A broadcast and its progress. */
         BroadcastItem: {
             attachments: components["schemas"]["Attachment"][];
@@ -870,14 +847,31 @@ export interface components {
             total: number;
         };
         BroadcastRequest: {
-            card?: null | components["schemas"]["Card"];
-            /** @description The users table's filters (`{"tag":["VIP"],"provider":"telegram"}`). */
+            card?: components["schemas"]["OperatorCard"] | null;
+            /** @description The users table's filters: each a value or a list of values (repeated, they OR) */
             filter?: {
-                [key: string]: unknown;
+                mode?: ("auto" | "manual" | "") | null | ("auto" | "manual" | "")[];
+                provider?: (string | boolean) | null | (string | boolean)[];
+                role?: (string | boolean) | null | (string | boolean)[];
+                search?: (string | boolean) | null | (string | boolean)[];
+                subscriber?: (true | false | "true" | "false" | "") | null | (true | false | "true" | "false" | "")[];
+                tag?: (string | boolean) | null | (string | boolean)[];
             } | null;
+            /** @description At most 16384 bytes of UTF-8 */
             text?: string | null;
             to: components["schemas"]["Audience"];
-        };
+        } & ({
+            text: string;
+        } | {
+            card: unknown;
+        }) & ({
+            /** @enum {string} */
+            to?: "all";
+        } | {
+            filter?: null | {
+                subscriber?: unknown;
+            };
+        });
         /** @enum {string} */
         BroadcastState: "queued" | "running" | "done" | "cancelled";
         /**
@@ -909,22 +903,42 @@ export interface components {
              */
             updated: number;
         };
-        /** @description `POST …/users/bulk`: which users, and what to change. */
         BulkRequest: {
-            /** @description Tags' names. */
+            /** @description Tags' names (each one the bot has: 409 otherwise), none also in remove_tags */
             add_tags?: string[];
-            /**
-             * @description …or every user this filter lets through (the users table's filters: each a
-             *     value or a list of values).
-             */
+            /** @description …or every user this filter lets through */
             filter?: {
-                [key: string]: unknown;
+                mode?: ("auto" | "manual" | "") | null | ("auto" | "manual" | "")[];
+                provider?: (string | boolean) | null | (string | boolean)[];
+                role?: (string | boolean) | null | (string | boolean)[];
+                search?: (string | boolean) | null | (string | boolean)[];
+                subscriber?: (true | false | "true" | "false" | "") | null | (true | false | "true" | "false" | "")[];
+                tag?: (string | boolean) | null | (string | boolean)[];
             } | null;
-            /** @description These users (unknown ids are passed over)… */
+            /** @description These users (ids the bot does not have are passed over)… */
             ids?: string[] | null;
+            /** @description Tags' names */
             remove_tags?: string[];
             set?: components["schemas"]["BulkSet"];
-        };
+        } & ({
+            filter?: null;
+            ids: unknown;
+        } | {
+            filter: unknown;
+            ids?: null;
+        }) & ({
+            set: {
+                role: unknown;
+            } | {
+                subscriber: unknown;
+            } | {
+                auto_mode: unknown;
+            };
+        } | {
+            add_tags: string[];
+        } | {
+            remove_tags: string[];
+        });
         /** @description A change of many users, in the API's words (names, not keys). */
         BulkSet: {
             auto_mode?: boolean | null;
@@ -1026,30 +1040,6 @@ export interface components {
             error: string;
             message: string;
         };
-        /** @description One event in its canonical, validated form: what the log stores and readers get. */
-        Event: {
-            attachments?: components["schemas"]["Attachment"][];
-            audience?: null | components["schemas"]["AudienceChange"];
-            bot: string;
-            broadcast?: null | components["schemas"]["BroadcastInfo"];
-            delivery?: null | components["schemas"]["Delivery"];
-            direction?: null | components["schemas"]["Direction"];
-            /** @description Idempotency key, unique per bot: the same `(bot, id)` is counted once. */
-            id: string;
-            mode?: null | components["schemas"]["Mode"];
-            provider: string;
-            sender?: null | components["schemas"]["Sender"];
-            text?: string | null;
-            /**
-             * Format: date-time
-             * @description Event time, UTC, millisecond precision (RFC 3339); the time of receipt when absent.
-             */
-            ts: string;
-            type: components["schemas"]["EventKind"];
-            user: components["schemas"]["UserInfo"];
-        };
-        /** @enum {string} */
-        EventKind: "message" | "user" | "mode_changed" | "delivery" | "handoff" | "audience" | "broadcast";
         FacetsItem: {
             provider: {
                 [key: string]: number;
@@ -1088,7 +1078,7 @@ export interface components {
             flagged: boolean;
         };
         HandoffRequest: {
-            /** @description Why the bot hands off, shown to operators (at most 256 characters). */
+            /** @description Why the bot hands off, shown to operators (its first 256 characters). */
             reason?: string | null;
         };
         HandoffView: {
@@ -1112,6 +1102,93 @@ export interface components {
             dialogs: {
                 [key: string]: components["schemas"]["DialogMode"];
             };
+        };
+        IngestAttachment: {
+            mime?: string | null;
+            name?: string | null;
+            /** @description Bytes, written as an integer: 512, not 512.0 */
+            size?: number | null;
+            /** @enum {string} */
+            type: "file" | "image" | "audio" | "video";
+            /** @description http:// or https:// and a host; no white space or control characters; at most 2048 bytes of UTF-8 */
+            url: string;
+        } | {
+            buttons?: {
+                payload?: string | null;
+                title: string;
+                /** @description http:// or https:// and a host; no white space or control characters; at most 2048 bytes of UTF-8 */
+                url?: string | null;
+            }[] | null;
+            /** @description http:// or https:// and a host; no white space or control characters; at most 2048 bytes of UTF-8 */
+            image?: string | null;
+            subtitle?: string | null;
+            title: string;
+            /** @enum {string} */
+            type: "card";
+        };
+        /** @description One event, or an array of 1 to 1000 events; at most 65536 bytes per event and 4194304 bytes per request (413 beyond) */
+        IngestBody: components["schemas"]["IngestEvent"] | components["schemas"]["IngestEvent"][];
+        /** @description An event as bots and adapters send it */
+        IngestEvent: components["schemas"]["IngestMessage"] | components["schemas"]["IngestProfile"];
+        /** @description A message between a user and the bot */
+        IngestMessage: {
+            attachments?: components["schemas"]["IngestAttachment"][] | null;
+            bot: string;
+            /** @enum {string} */
+            direction: "in" | "out";
+            /** @description Idempotency key, unique per bot: the same (bot, id) is counted once; made by the server when absent */
+            id?: string | null;
+            /** @description The channel: telegram, web, … */
+            provider: string;
+            sender?: components["schemas"]["IngestSender"] | null;
+            /** @description At most 16384 bytes of UTF-8 */
+            text?: string | null;
+            /**
+             * Format: date-time
+             * @description RFC 3339, not before 1970-01-01T00:00:00Z and at most 5 minutes after the server receives it (a rule of the moment, which a schema cannot state); the time of receipt when absent
+             */
+            ts?: string | null;
+            /** @enum {string} */
+            type: "message";
+            user: components["schemas"]["IngestUser"];
+        };
+        /** @description A profile update: the fields of `user`, without a message */
+        IngestProfile: {
+            attachments?: unknown[] | null;
+            bot: string;
+            direction?: null;
+            /** @description Idempotency key, unique per bot: the same (bot, id) is counted once; made by the server when absent */
+            id?: string | null;
+            /** @description The channel: telegram, web, … */
+            provider: string;
+            sender?: null;
+            text?: null;
+            /**
+             * Format: date-time
+             * @description RFC 3339, not before 1970-01-01T00:00:00Z and at most 5 minutes after the server receives it (a rule of the moment, which a schema cannot state); the time of receipt when absent
+             */
+            ts?: string | null;
+            /** @enum {string} */
+            type: "user";
+            user: components["schemas"]["IngestUser"];
+        };
+        /** @description Who wrote an outbound message (on an inbound one it is checked, then dropped) */
+        IngestSender: {
+            /** @enum {string} */
+            kind: "bot";
+        } | {
+            id: string;
+            /** @enum {string} */
+            kind: "operator";
+        };
+        /** @description The bot's user the event is about */
+        IngestUser: {
+            /** @description http:// or https:// and a host; no white space or control characters; at most 2048 bytes of UTF-8 */
+            avatar?: string | null;
+            gender?: string | null;
+            id: string;
+            lang?: string | null;
+            name?: string | null;
         };
         /** @description One integration as Settings → Other shows it. */
         IntegrationStatus: {
@@ -1152,16 +1229,6 @@ export interface components {
             google_analytics: components["schemas"]["IntegrationStatus"];
             mixpanel: components["schemas"]["IntegrationStatus"];
         };
-        /**
-         * @description A role or a tag: per bot, named by operators, known by a key that never changes
-         *     (so a rename is one event, not one per user).
-         */
-        Label: {
-            key: string;
-            /** @description Absent: deleted. */
-            name?: string | null;
-            of: components["schemas"]["LabelOf"];
-        };
         /** @description A role or tag as the API shows it. */
         LabelItem: {
             name: string;
@@ -1171,9 +1238,8 @@ export interface components {
              */
             users: number;
         };
-        /** @enum {string} */
-        LabelOf: "role" | "tag";
         LabelRequest: {
+            /** @description No white space at either end, no control characters */
             name: string;
         };
         Login: {
@@ -1217,13 +1283,29 @@ export interface components {
         Mode: "auto" | "manual";
         ModeRequest: {
             /** @description `auto` (the bot answers) or `manual` (an operator does; the bot must not). */
-            mode: string;
+            mode: components["schemas"]["Mode"];
         };
-        /** @description What an operator sends, as JSON (a file comes as multipart/form-data). */
+        OperatorCard: {
+            buttons?: {
+                payload?: string | null;
+                title: string;
+                /** @description http:// or https:// and a host; no white space or control characters; at most 2048 bytes of UTF-8 */
+                url?: string | null;
+            }[];
+            /** @description http:// or https:// and a host; no white space or control characters; at most 2048 bytes of UTF-8 */
+            image?: string | null;
+            subtitle?: string | null;
+            title: string;
+        };
         OperatorMessage: {
-            card?: null | components["schemas"]["Card"];
+            card?: components["schemas"]["OperatorCard"] | null;
+            /** @description At most 16384 bytes of UTF-8 */
             text?: string | null;
-        };
+        } & ({
+            text: string;
+        } | {
+            card: unknown;
+        });
         /**
          * @description The overview of a bot as a dashboard's main page shows it: the first page of the
          *     users table (latest first), top messages and the charts' day buckets, all over the
@@ -1258,6 +1340,49 @@ export interface components {
             csrf?: string | null;
             role: string;
             user?: string | null;
+        };
+        /** @description The fields to change (any subset). A service turned on needs its credentials and a webhook address its secret, given here or stored: 409 when neither has them */
+        SettingsChange: {
+            channels?: {
+                telegram?: {
+                    /** @description An http:// or https:// address with a host name, or null (the document states host names and printable ASCII; the server takes any address a WHATWG URL parser does, of up to 2,048 bytes) */
+                    forward_url?: string | null;
+                    /** @description 1 to 256 printable ASCII characters, sealed when stored; null clears it; the masked value as answered keeps the stored one */
+                    token?: null | string;
+                    /** @description 1 to 256 printable ASCII characters, sealed when stored; null clears it; the masked value as answered keeps the stored one */
+                    webhook_secret?: null | string;
+                };
+                webchat?: {
+                    enabled?: boolean;
+                };
+            };
+            /** @description Up to 50 phrases of 1 to 64 characters once trimmed; null: the defaults */
+            handoff_phrases?: string[] | null;
+            integrations?: {
+                google_analytics?: {
+                    active?: boolean;
+                    /** @description 1 to 256 printable ASCII characters, sealed when stored; null clears it; the masked value as answered keeps the stored one */
+                    api_secret?: null | string;
+                    measurement_id?: string | null;
+                };
+                mixpanel?: {
+                    active?: boolean;
+                    /** @description 1 to 256 printable ASCII characters, sealed when stored; null clears it; the masked value as answered keeps the stored one */
+                    token?: null | string;
+                };
+            };
+            name?: string | null;
+            /** @description Written as an integer: 600, not 600.0 */
+            session_timeout_secs?: number;
+            /**
+             * @description An IANA time zone name, as written there
+             * @enum {string}
+             */
+            timezone?: "Africa/Abidjan" | "Africa/Accra" | "Africa/Addis_Ababa" | "Africa/Algiers" | "Africa/Asmara" | "Africa/Asmera" | "Africa/Bamako" | "Africa/Bangui" | "Africa/Banjul" | "Africa/Bissau" | "Africa/Blantyre" | "Africa/Brazzaville" | "Africa/Bujumbura" | "Africa/Cairo" | "Africa/Casablanca" | "Africa/Ceuta" | "Africa/Conakry" | "Africa/Dakar" | "Africa/Dar_es_Salaam" | "Africa/Djibouti" | "Africa/Douala" | "Africa/El_Aaiun" | "Africa/Freetown" | "Africa/Gaborone" | "Africa/Harare" | "Africa/Johannesburg" | "Africa/Juba" | "Africa/Kampala" | "Africa/Khartoum" | "Africa/Kigali" | "Africa/Kinshasa" | "Africa/Lagos" | "Africa/Libreville" | "Africa/Lome" | "Africa/Luanda" | "Africa/Lubumbashi" | "Africa/Lusaka" | "Africa/Malabo" | "Africa/Maputo" | "Africa/Maseru" | "Africa/Mbabane" | "Africa/Mogadishu" | "Africa/Monrovia" | "Africa/Nairobi" | "Africa/Ndjamena" | "Africa/Niamey" | "Africa/Nouakchott" | "Africa/Ouagadougou" | "Africa/Porto-Novo" | "Africa/Sao_Tome" | "Africa/Timbuktu" | "Africa/Tripoli" | "Africa/Tunis" | "Africa/Windhoek" | "America/Adak" | "America/Anchorage" | "America/Anguilla" | "America/Antigua" | "America/Araguaina" | "America/Argentina/Buenos_Aires" | "America/Argentina/Catamarca" | "America/Argentina/ComodRivadavia" | "America/Argentina/Cordoba" | "America/Argentina/Jujuy" | "America/Argentina/La_Rioja" | "America/Argentina/Mendoza" | "America/Argentina/Rio_Gallegos" | "America/Argentina/Salta" | "America/Argentina/San_Juan" | "America/Argentina/San_Luis" | "America/Argentina/Tucuman" | "America/Argentina/Ushuaia" | "America/Aruba" | "America/Asuncion" | "America/Atikokan" | "America/Atka" | "America/Bahia" | "America/Bahia_Banderas" | "America/Barbados" | "America/Belem" | "America/Belize" | "America/Blanc-Sablon" | "America/Boa_Vista" | "America/Bogota" | "America/Boise" | "America/Buenos_Aires" | "America/Cambridge_Bay" | "America/Campo_Grande" | "America/Cancun" | "America/Caracas" | "America/Catamarca" | "America/Cayenne" | "America/Cayman" | "America/Chicago" | "America/Chihuahua" | "America/Ciudad_Juarez" | "America/Coral_Harbour" | "America/Cordoba" | "America/Costa_Rica" | "America/Coyhaique" | "America/Creston" | "America/Cuiaba" | "America/Curacao" | "America/Danmarkshavn" | "America/Dawson" | "America/Dawson_Creek" | "America/Denver" | "America/Detroit" | "America/Dominica" | "America/Edmonton" | "America/Eirunepe" | "America/El_Salvador" | "America/Ensenada" | "America/Fort_Nelson" | "America/Fort_Wayne" | "America/Fortaleza" | "America/Glace_Bay" | "America/Godthab" | "America/Goose_Bay" | "America/Grand_Turk" | "America/Grenada" | "America/Guadeloupe" | "America/Guatemala" | "America/Guayaquil" | "America/Guyana" | "America/Halifax" | "America/Havana" | "America/Hermosillo" | "America/Indiana/Indianapolis" | "America/Indiana/Knox" | "America/Indiana/Marengo" | "America/Indiana/Petersburg" | "America/Indiana/Tell_City" | "America/Indiana/Vevay" | "America/Indiana/Vincennes" | "America/Indiana/Winamac" | "America/Indianapolis" | "America/Inuvik" | "America/Iqaluit" | "America/Jamaica" | "America/Jujuy" | "America/Juneau" | "America/Kentucky/Louisville" | "America/Kentucky/Monticello" | "America/Knox_IN" | "America/Kralendijk" | "America/La_Paz" | "America/Lima" | "America/Los_Angeles" | "America/Louisville" | "America/Lower_Princes" | "America/Maceio" | "America/Managua" | "America/Manaus" | "America/Marigot" | "America/Martinique" | "America/Matamoros" | "America/Mazatlan" | "America/Mendoza" | "America/Menominee" | "America/Merida" | "America/Metlakatla" | "America/Mexico_City" | "America/Miquelon" | "America/Moncton" | "America/Monterrey" | "America/Montevideo" | "America/Montreal" | "America/Montserrat" | "America/Nassau" | "America/New_York" | "America/Nipigon" | "America/Nome" | "America/Noronha" | "America/North_Dakota/Beulah" | "America/North_Dakota/Center" | "America/North_Dakota/New_Salem" | "America/Nuuk" | "America/Ojinaga" | "America/Panama" | "America/Pangnirtung" | "America/Paramaribo" | "America/Phoenix" | "America/Port-au-Prince" | "America/Port_of_Spain" | "America/Porto_Acre" | "America/Porto_Velho" | "America/Puerto_Rico" | "America/Punta_Arenas" | "America/Rainy_River" | "America/Rankin_Inlet" | "America/Recife" | "America/Regina" | "America/Resolute" | "America/Rio_Branco" | "America/Rosario" | "America/Santa_Isabel" | "America/Santarem" | "America/Santiago" | "America/Santo_Domingo" | "America/Sao_Paulo" | "America/Scoresbysund" | "America/Shiprock" | "America/Sitka" | "America/St_Barthelemy" | "America/St_Johns" | "America/St_Kitts" | "America/St_Lucia" | "America/St_Thomas" | "America/St_Vincent" | "America/Swift_Current" | "America/Tegucigalpa" | "America/Thule" | "America/Thunder_Bay" | "America/Tijuana" | "America/Toronto" | "America/Tortola" | "America/Vancouver" | "America/Virgin" | "America/Whitehorse" | "America/Winnipeg" | "America/Yakutat" | "America/Yellowknife" | "Antarctica/Casey" | "Antarctica/Davis" | "Antarctica/DumontDUrville" | "Antarctica/Macquarie" | "Antarctica/Mawson" | "Antarctica/McMurdo" | "Antarctica/Palmer" | "Antarctica/Rothera" | "Antarctica/South_Pole" | "Antarctica/Syowa" | "Antarctica/Troll" | "Antarctica/Vostok" | "Arctic/Longyearbyen" | "Asia/Aden" | "Asia/Almaty" | "Asia/Amman" | "Asia/Anadyr" | "Asia/Aqtau" | "Asia/Aqtobe" | "Asia/Ashgabat" | "Asia/Ashkhabad" | "Asia/Atyrau" | "Asia/Baghdad" | "Asia/Bahrain" | "Asia/Baku" | "Asia/Bangkok" | "Asia/Barnaul" | "Asia/Beirut" | "Asia/Bishkek" | "Asia/Brunei" | "Asia/Calcutta" | "Asia/Chita" | "Asia/Choibalsan" | "Asia/Chongqing" | "Asia/Chungking" | "Asia/Colombo" | "Asia/Dacca" | "Asia/Damascus" | "Asia/Dhaka" | "Asia/Dili" | "Asia/Dubai" | "Asia/Dushanbe" | "Asia/Famagusta" | "Asia/Gaza" | "Asia/Harbin" | "Asia/Hebron" | "Asia/Ho_Chi_Minh" | "Asia/Hong_Kong" | "Asia/Hovd" | "Asia/Irkutsk" | "Asia/Istanbul" | "Asia/Jakarta" | "Asia/Jayapura" | "Asia/Jerusalem" | "Asia/Kabul" | "Asia/Kamchatka" | "Asia/Karachi" | "Asia/Kashgar" | "Asia/Kathmandu" | "Asia/Katmandu" | "Asia/Khandyga" | "Asia/Kolkata" | "Asia/Krasnoyarsk" | "Asia/Kuala_Lumpur" | "Asia/Kuching" | "Asia/Kuwait" | "Asia/Macao" | "Asia/Macau" | "Asia/Magadan" | "Asia/Makassar" | "Asia/Manila" | "Asia/Muscat" | "Asia/Nicosia" | "Asia/Novokuznetsk" | "Asia/Novosibirsk" | "Asia/Omsk" | "Asia/Oral" | "Asia/Phnom_Penh" | "Asia/Pontianak" | "Asia/Pyongyang" | "Asia/Qatar" | "Asia/Qostanay" | "Asia/Qyzylorda" | "Asia/Rangoon" | "Asia/Riyadh" | "Asia/Saigon" | "Asia/Sakhalin" | "Asia/Samarkand" | "Asia/Seoul" | "Asia/Shanghai" | "Asia/Singapore" | "Asia/Srednekolymsk" | "Asia/Taipei" | "Asia/Tashkent" | "Asia/Tbilisi" | "Asia/Tehran" | "Asia/Tel_Aviv" | "Asia/Thimbu" | "Asia/Thimphu" | "Asia/Tokyo" | "Asia/Tomsk" | "Asia/Ujung_Pandang" | "Asia/Ulaanbaatar" | "Asia/Ulan_Bator" | "Asia/Urumqi" | "Asia/Ust-Nera" | "Asia/Vientiane" | "Asia/Vladivostok" | "Asia/Yakutsk" | "Asia/Yangon" | "Asia/Yekaterinburg" | "Asia/Yerevan" | "Atlantic/Azores" | "Atlantic/Bermuda" | "Atlantic/Canary" | "Atlantic/Cape_Verde" | "Atlantic/Faeroe" | "Atlantic/Faroe" | "Atlantic/Jan_Mayen" | "Atlantic/Madeira" | "Atlantic/Reykjavik" | "Atlantic/South_Georgia" | "Atlantic/St_Helena" | "Atlantic/Stanley" | "Australia/ACT" | "Australia/Adelaide" | "Australia/Brisbane" | "Australia/Broken_Hill" | "Australia/Canberra" | "Australia/Currie" | "Australia/Darwin" | "Australia/Eucla" | "Australia/Hobart" | "Australia/LHI" | "Australia/Lindeman" | "Australia/Lord_Howe" | "Australia/Melbourne" | "Australia/NSW" | "Australia/North" | "Australia/Perth" | "Australia/Queensland" | "Australia/South" | "Australia/Sydney" | "Australia/Tasmania" | "Australia/Victoria" | "Australia/West" | "Australia/Yancowinna" | "Brazil/Acre" | "Brazil/DeNoronha" | "Brazil/East" | "Brazil/West" | "CET" | "CST6CDT" | "Canada/Atlantic" | "Canada/Central" | "Canada/Eastern" | "Canada/Mountain" | "Canada/Newfoundland" | "Canada/Pacific" | "Canada/Saskatchewan" | "Canada/Yukon" | "Chile/Continental" | "Chile/EasterIsland" | "Cuba" | "EET" | "EST" | "EST5EDT" | "Egypt" | "Eire" | "Etc/GMT" | "Etc/GMT+0" | "Etc/GMT+1" | "Etc/GMT+10" | "Etc/GMT+11" | "Etc/GMT+12" | "Etc/GMT+2" | "Etc/GMT+3" | "Etc/GMT+4" | "Etc/GMT+5" | "Etc/GMT+6" | "Etc/GMT+7" | "Etc/GMT+8" | "Etc/GMT+9" | "Etc/GMT-0" | "Etc/GMT-1" | "Etc/GMT-10" | "Etc/GMT-11" | "Etc/GMT-12" | "Etc/GMT-13" | "Etc/GMT-14" | "Etc/GMT-2" | "Etc/GMT-3" | "Etc/GMT-4" | "Etc/GMT-5" | "Etc/GMT-6" | "Etc/GMT-7" | "Etc/GMT-8" | "Etc/GMT-9" | "Etc/GMT0" | "Etc/Greenwich" | "Etc/UCT" | "Etc/UTC" | "Etc/Universal" | "Etc/Zulu" | "Europe/Amsterdam" | "Europe/Andorra" | "Europe/Astrakhan" | "Europe/Athens" | "Europe/Belfast" | "Europe/Belgrade" | "Europe/Berlin" | "Europe/Bratislava" | "Europe/Brussels" | "Europe/Bucharest" | "Europe/Budapest" | "Europe/Busingen" | "Europe/Chisinau" | "Europe/Copenhagen" | "Europe/Dublin" | "Europe/Gibraltar" | "Europe/Guernsey" | "Europe/Helsinki" | "Europe/Isle_of_Man" | "Europe/Istanbul" | "Europe/Jersey" | "Europe/Kaliningrad" | "Europe/Kiev" | "Europe/Kirov" | "Europe/Kyiv" | "Europe/Lisbon" | "Europe/Ljubljana" | "Europe/London" | "Europe/Luxembourg" | "Europe/Madrid" | "Europe/Malta" | "Europe/Mariehamn" | "Europe/Minsk" | "Europe/Monaco" | "Europe/Moscow" | "Europe/Nicosia" | "Europe/Oslo" | "Europe/Paris" | "Europe/Podgorica" | "Europe/Prague" | "Europe/Riga" | "Europe/Rome" | "Europe/Samara" | "Europe/San_Marino" | "Europe/Sarajevo" | "Europe/Saratov" | "Europe/Simferopol" | "Europe/Skopje" | "Europe/Sofia" | "Europe/Stockholm" | "Europe/Tallinn" | "Europe/Tirane" | "Europe/Tiraspol" | "Europe/Ulyanovsk" | "Europe/Uzhgorod" | "Europe/Vaduz" | "Europe/Vatican" | "Europe/Vienna" | "Europe/Vilnius" | "Europe/Volgograd" | "Europe/Warsaw" | "Europe/Zagreb" | "Europe/Zaporozhye" | "Europe/Zurich" | "GB" | "GB-Eire" | "GMT" | "GMT+0" | "GMT-0" | "GMT0" | "Greenwich" | "HST" | "Hongkong" | "Iceland" | "Indian/Antananarivo" | "Indian/Chagos" | "Indian/Christmas" | "Indian/Cocos" | "Indian/Comoro" | "Indian/Kerguelen" | "Indian/Mahe" | "Indian/Maldives" | "Indian/Mauritius" | "Indian/Mayotte" | "Indian/Reunion" | "Iran" | "Israel" | "Jamaica" | "Japan" | "Kwajalein" | "Libya" | "MET" | "MST" | "MST7MDT" | "Mexico/BajaNorte" | "Mexico/BajaSur" | "Mexico/General" | "NZ" | "NZ-CHAT" | "Navajo" | "PRC" | "PST8PDT" | "Pacific/Apia" | "Pacific/Auckland" | "Pacific/Bougainville" | "Pacific/Chatham" | "Pacific/Chuuk" | "Pacific/Easter" | "Pacific/Efate" | "Pacific/Enderbury" | "Pacific/Fakaofo" | "Pacific/Fiji" | "Pacific/Funafuti" | "Pacific/Galapagos" | "Pacific/Gambier" | "Pacific/Guadalcanal" | "Pacific/Guam" | "Pacific/Honolulu" | "Pacific/Johnston" | "Pacific/Kanton" | "Pacific/Kiritimati" | "Pacific/Kosrae" | "Pacific/Kwajalein" | "Pacific/Majuro" | "Pacific/Marquesas" | "Pacific/Midway" | "Pacific/Nauru" | "Pacific/Niue" | "Pacific/Norfolk" | "Pacific/Noumea" | "Pacific/Pago_Pago" | "Pacific/Palau" | "Pacific/Pitcairn" | "Pacific/Pohnpei" | "Pacific/Ponape" | "Pacific/Port_Moresby" | "Pacific/Rarotonga" | "Pacific/Saipan" | "Pacific/Samoa" | "Pacific/Tahiti" | "Pacific/Tarawa" | "Pacific/Tongatapu" | "Pacific/Truk" | "Pacific/Wake" | "Pacific/Wallis" | "Pacific/Yap" | "Poland" | "Portugal" | "ROC" | "ROK" | "Singapore" | "Turkey" | "UCT" | "US/Alaska" | "US/Aleutian" | "US/Arizona" | "US/Central" | "US/East-Indiana" | "US/Eastern" | "US/Hawaii" | "US/Indiana-Starke" | "US/Michigan" | "US/Mountain" | "US/Pacific" | "US/Samoa" | "UTC" | "Universal" | "W-SU" | "WET" | "Zulu";
+            /** @description 1 to 256 printable ASCII characters, sealed when stored; null clears it; the masked value as answered keeps the stored one */
+            webhook_secret?: null | string;
+            /** @description An http:// or https:// address with a host name, or null (the document states host names and printable ASCII; the server takes any address a WHATWG URL parser does, of up to 2,048 bytes) */
+            webhook_url?: string | null;
         };
         /**
          * @description The stored settings of a bot. The API answers with the same shape, secrets masked
@@ -1323,30 +1448,6 @@ export interface components {
             count: number;
             text: string;
         };
-        /** @description What an operator set on one user; absent fields stay as they are. */
-        UserEdit: {
-            /** @description Tags' keys. */
-            add_tags?: string[];
-            /** @description Information fields (phone, e-mail, custom ones); an empty value removes one. */
-            fields?: {
-                [key: string]: string;
-            };
-            /** @description Stands over the gender channels send; empty: channels' again. */
-            gender?: string | null;
-            /** @description Stands over the name channels send; empty: channels' names again. */
-            name?: string | null;
-            remove_tags?: string[];
-            /** @description A role's key; empty: no role. */
-            role?: string | null;
-            subscriber?: boolean | null;
-        };
-        UserInfo: {
-            avatar?: string | null;
-            gender?: string | null;
-            id: string;
-            lang?: string | null;
-            name?: string | null;
-        };
         UserItem: {
             avatar?: string | null;
             /** @description Information fields operators keep (phone, email, custom ones). */
@@ -1372,12 +1473,10 @@ export interface components {
         /** @description `PATCH …/users/{user}`: every member present is set. */
         UserPatch: {
             auto_mode?: boolean | null;
-            /** @description Information fields (phone, email, custom ones) to set; null or empty removes one. */
             fields?: {
                 [key: string]: string | null;
             } | null;
             gender?: string | null;
-            /** @description Stands over the name channels send; empty or null: theirs again. */
             name?: string | null;
             /** @description A role's name (one of `GET …/roles`); null or empty: no role. */
             role?: string | null;
@@ -1411,7 +1510,8 @@ export interface operations {
     session_audit_log: {
         parameters: {
             query?: {
-                limit?: string;
+                /** @description Items per page, 1 to 1000; 100 when absent or empty */
+                limit?: number;
             };
             header?: never;
             path?: never;
@@ -1591,6 +1691,22 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     broadcasts_get: {
@@ -1710,8 +1826,11 @@ export interface operations {
     figures_dialogs: {
         parameters: {
             query?: {
-                mode?: string;
-                limit?: string;
+                /** @description Only dialogs in this mode; all when absent or empty */
+                mode?: "auto" | "manual";
+                /** @description Items per page, 1 to 200; 50 when absent or empty */
+                limit?: number;
+                /** @description Where the previous page ended: its `next`, as it was given */
                 cursor?: string;
             };
             header?: never;
@@ -1834,7 +1953,8 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description Optional: no body is no reason */
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["HandoffRequest"];
             };
@@ -1885,8 +2005,10 @@ export interface operations {
     history_messages: {
         parameters: {
             query?: {
+                /** @description Where the previous page ended: its `next`, as it was given */
                 before?: string;
-                limit?: string;
+                /** @description Items per page, 1 to 200; 50 when absent or empty */
+                limit?: number;
             };
             header?: never;
             path: {
@@ -2563,7 +2685,7 @@ export interface operations {
         /** @description The fields to change (any subset) */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SettingsDoc"];
+                "application/json": components["schemas"]["SettingsChange"];
             };
         };
         responses: {
@@ -2620,10 +2742,13 @@ export interface operations {
     };
     figures_stats: {
         parameters: {
-            query?: {
-                from?: string;
-                to?: string;
-                bucket?: string;
+            query: {
+                /** @description The first day, in the bot's zone */
+                from: string;
+                /** @description The last day (inclusive), not before `from`; the range spans at most so many days per bucket size (hour: 31, day: 400, week: 1830) */
+                to: string;
+                /** @description day when absent */
+                bucket?: "hour" | "day" | "week";
             };
             header?: never;
             path: {
@@ -2925,9 +3050,12 @@ export interface operations {
     figures_top_messages: {
         parameters: {
             query?: {
+                /** @description The first day, in the bot's zone; 29 days before `to` when absent */
                 from?: string;
+                /** @description The last day (inclusive), not before `from`; today when absent */
                 to?: string;
-                limit?: string;
+                /** @description Items per page, 1 to 100; 20 when absent or empty */
+                limit?: number;
             };
             header?: never;
             path: {
@@ -2988,17 +3116,21 @@ export interface operations {
                 search?: string;
                 /** @description Repeat to OR */
                 provider?: string[];
+                /** @description A tag's name; repeat to OR */
                 tag?: string[];
+                /** @description A role's name; repeat to OR */
                 role?: string[];
+                /** @description Only subscribers (true) or only the others (false) */
                 subscriber?: boolean;
-                /** @description auto or manual */
-                mode?: string[];
-                /** @description last, messages, sessions or name */
-                sort?: string;
-                /** @description asc or desc */
-                order?: string;
-                /** @description 1-200, default 50 */
+                /** @description Repeat to OR */
+                mode?: ("auto" | "manual" | "")[];
+                /** @description last when absent or empty */
+                sort?: "last" | "messages" | "sessions" | "name";
+                /** @description When absent or empty: asc for name, desc for the others */
+                order?: "asc" | "desc";
+                /** @description Items per page, 1 to 200; 50 when absent or empty */
                 limit?: number;
+                /** @description Where the previous page ended: its `next`, as it was given, with the same `sort` and `order` */
                 cursor?: string;
             };
             header?: never;
@@ -3056,12 +3188,18 @@ export interface operations {
     users_csv: {
         parameters: {
             query?: {
+                /** @description Any part of the name, any case */
                 search?: string;
+                /** @description Repeat to OR */
                 provider?: string[];
+                /** @description A tag's name; repeat to OR */
                 tag?: string[];
+                /** @description A role's name; repeat to OR */
                 role?: string[];
+                /** @description Only subscribers (true) or only the others (false) */
                 subscriber?: boolean;
-                mode?: string[];
+                /** @description Repeat to OR */
+                mode?: ("auto" | "manual" | "")[];
             };
             header?: never;
             path: {
@@ -3164,6 +3302,14 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3287,6 +3433,14 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     ingest_ingest: {
@@ -3299,7 +3453,7 @@ export interface operations {
         /** @description One event or an array of up to 1,000 (4 MiB); `id` and `ts` may be left out */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["Event"][];
+                "application/json": components["schemas"]["IngestBody"];
             };
         };
         responses: {
@@ -3404,7 +3558,16 @@ export interface operations {
     live_upgrade: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Holds `upgrade`, in any case (axum looks for the word anywhere in it) */
+                Connection: string;
+                /** @description `websocket` (any case) */
+                Upgrade: string;
+                /** @description The WebSocket protocol's version */
+                "Sec-WebSocket-Version": "13";
+                /** @description Any value: the answer's Sec-WebSocket-Accept is made from it */
+                "Sec-WebSocket-Key": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3561,14 +3724,6 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3577,6 +3732,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not a session: tokens are revoked with `botwatch tokens remove` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3906,7 +4062,16 @@ export interface operations {
                 /** @description The name the user goes by (at most 64 characters). */
                 name?: string;
             };
-            header?: never;
+            header: {
+                /** @description Holds `upgrade`, in any case (axum looks for the word anywhere in it) */
+                Connection: string;
+                /** @description `websocket` (any case) */
+                Upgrade: string;
+                /** @description The WebSocket protocol's version */
+                "Sec-WebSocket-Version": "13";
+                /** @description Any value: the answer's Sec-WebSocket-Accept is made from it */
+                "Sec-WebSocket-Key": string;
+            };
             path: {
                 /** @description The bot (a slug) */
                 bot: string;

@@ -186,18 +186,19 @@ async fn edits_are_events_bots_read_and_a_restart_keeps(backend: Backend) {
     label(&s, "roles", "admin").await;
     label(&s, "tags", "VIP").await;
 
-    // What a role or tag the bot does not have is refused, naming it.
+    // A role or tag the bot does not have is refused, naming it: 409, as the request
+    // is well-formed and only what is stored is missing.
     let (status, body) = s
         .patch("/api/v1/bots/crowd/users/t1", json!({"role": "owner"}))
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (400, Some("unknown_role"))
+        (409, Some("unknown_role"))
     );
     let (status, body) = s
         .patch("/api/v1/bots/crowd/users/t1", json!({"tags": ["Nope"]}))
         .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unknown_tag")));
+    assert_eq!((status, body["error"].as_str()), (409, Some("unknown_tag")));
     let (status, _) = s
         .patch("/api/v1/bots/crowd/users/t1", json!({"colour": "red"}))
         .await;
@@ -345,14 +346,24 @@ async fn bulk_edits_by_ids_and_by_filter(backend: Backend) {
             json!({"filter": {"colour": "red"}, "set": {"subscriber": true}}),
             "unknown filter",
         ),
-        (
-            json!({"ids": ["t1"], "set": {"role": "owner"}}),
-            "unknown role",
-        ),
-        (json!({"ids": ["t1"], "add_tags": ["Nope"]}), "unknown tag"),
     ] {
         let (status, answer) = s.post("/api/v1/bots/crowd/users/bulk", bad).await;
         assert_eq!(status, 400, "{why}: {answer}");
+    }
+    // Well-formed, but naming what the bot does not have: 409.
+    for (unknown, code) in [
+        (
+            json!({"ids": ["t1"], "set": {"role": "owner"}}),
+            "unknown_role",
+        ),
+        (json!({"ids": ["t1"], "add_tags": ["Nope"]}), "unknown_tag"),
+    ] {
+        let (status, answer) = s.post("/api/v1/bots/crowd/users/bulk", unknown).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (409, Some(code)),
+            "{answer}"
+        );
     }
     s.stop().await;
 }

@@ -69,7 +69,7 @@ async fn subscribers_get_it_once_manual_users_are_skipped_refusals_listed(backen
     let snapshot = next(&mut ws).await;
     assert_eq!(snapshot["data"], json!({"items": []}), "{snapshot}");
 
-    // Nobody matches: refused, nothing recorded.
+    // Nobody matches: refused (the audience as it stands has nobody), nothing recorded.
     let (status, body) = s
         .post(
             "/api/v1/bots/helpdesk/broadcasts",
@@ -78,7 +78,7 @@ async fn subscribers_get_it_once_manual_users_are_skipped_refusals_listed(backen
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (400, Some("no_recipients"))
+        (409, Some("no_recipients"))
     );
     let (status, _) = s
         .post("/api/v1/bots/helpdesk/broadcasts", json!({"to": "all"}))

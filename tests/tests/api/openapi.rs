@@ -97,3 +97,51 @@ async fn the_openapi_document_describes_every_route_and_only_those() {
     }
     s.stop().await;
 }
+
+/// A query string the handlers cannot read (a parameter given twice) is refused like
+/// every other bad parameter: 400 with the API's JSON error, as the document says, not
+/// the plain text of axum's `Query`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_query_string_gets_the_apis_json_error() {
+    let s = TestServer::start(Backend::Embedded).await;
+    for path in [
+        "/api/v1/audit?limit=1&limit=2",
+        "/api/v1/bots/shop/dialogs?mode=auto&mode=manual",
+        "/api/v1/bots/shop/stats?from=2026-01-01&to=2026-01-02&to=2026-01-03",
+    ] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_parameter")),
+            "{path}: {body}"
+        );
+    }
+    s.stop().await;
+}
+
+/// Every page size the document states is the server's: its maximum is taken, one more
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_page_limits_are_the_servers() {
+    let s = TestServer::start(Backend::Embedded).await;
+    let (_, doc) = s.get("/api/v1/openapi.json").await;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let Some(parameters) = item["get"]["parameters"].as_array() else {
+            continue;
+        };
+        let Some(limit) = parameters.iter().find(|p| p["name"] == "limit") else {
+            continue;
+        };
+        let max = limit["schema"]["maximum"].as_u64().expect("a maximum");
+        // A bot and a user that do not exist: the limit is read before they are looked up.
+        let path = path.replace("{bot}", "nobody").replace("{user}", "nobody");
+        let (taken, _) = s.get(&format!("{path}?limit={max}")).await;
+        assert_ne!(taken, 400, "{path}?limit={max}");
+        let (refused, _) = s.get(&format!("{path}?limit={}", max + 1)).await;
+        assert_eq!(refused, 400, "{path}?limit={}", max + 1);
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "audit, dialogs, messages, top messages, users");
+    s.stop().await;
+}

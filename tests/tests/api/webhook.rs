@@ -41,14 +41,27 @@ async fn a_mode_switch_reaches_the_bots_webhook_signed_and_retried() {
     let (url, calls) = stand_in_bot().await;
     const SECRET: &str = "a-webhook-secret-for-tests";
 
-    // A webhook is always signed: no address without a secret.
+    // A webhook is always signed: no address without a secret. Given with a null
+    // secret, the request itself is wrong (400); without one, what is stored has none
+    // either (409).
+    let (status, answer) = s
+        .put(
+            "/api/v1/bots/helpdesk/settings",
+            json!({"webhook_url": url, "webhook_secret": null}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
     let (status, answer) = s
         .put(
             "/api/v1/bots/helpdesk/settings",
             json!({"webhook_url": url}),
         )
         .await;
-    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("unmet_need")),
+        "{answer}"
+    );
     assert!(
         answer["message"]
             .as_str()

@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use botwatch_event::{Event, Mode};
@@ -33,7 +33,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{Channel, Outgoing, Undelivered};
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 use crate::history::Message;
 
 /// The provider name of web chat users.
@@ -160,6 +160,7 @@ pub async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct ChatQuery {
     /// `wc-` and 32 hex digits, made by the page.
+    #[param(pattern = "^wc-[0-9a-fA-F]{32}$")]
     user: String,
     /// The name the user goes by (at most 64 characters).
     name: Option<String>,
@@ -167,7 +168,7 @@ pub struct ChatQuery {
 
 #[tracing::instrument(name = "webchat.live", skip(state, client, headers, ws, query))]
 #[utoipa::path(get, operation_id = "webchat_live", path = "/chat/{bot}/live", tag = "webchat",
-    params(("bot" = String, Path, description = "The bot (a slug)"), ChatQuery),
+    params(("bot" = String, Path, description = "The bot (a slug)"), ChatQuery, crate::openapi::rules::UpgradeHeaders),
     responses((status = 101, description = "The chat's WebSocket"), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn live(
     State(state): State<AppState>,
