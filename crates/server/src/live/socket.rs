@@ -285,14 +285,13 @@ fn refused(status: StatusCode, why: &str) -> ApiError {
     ApiError::new(status, "not_a_websocket_upgrade", why.to_owned())
 }
 
-/// Whether a comma-separated header holds `token` (case-insensitive).
-fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|part| part.trim().eq_ignore_ascii_case(token))
-        })
-    })
+/// Whether header `name` holds `word` anywhere, in any case — as axum's own upgrade
+/// checks `Connection`, and as the OpenAPI document says (`openapi::rules`).
+fn header_holds(headers: &HeaderMap, name: header::HeaderName, word: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains(word))
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawUpgrade {
@@ -305,13 +304,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawUpgrade {
                 "a WebSocket upgrade is a GET",
             ));
         }
-        if !header_has(&parts.headers, header::CONNECTION, "upgrade") {
+        if !header_holds(&parts.headers, header::CONNECTION, "upgrade") {
             return Err(refused(
                 StatusCode::BAD_REQUEST,
                 "Connection header did not include 'upgrade'",
             ));
         }
-        if !header_has(&parts.headers, header::UPGRADE, "websocket") {
+        if !parts
+            .headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        {
             return Err(refused(
                 StatusCode::BAD_REQUEST,
                 "`Upgrade` header did not include 'websocket'",
