@@ -170,7 +170,15 @@ for i = 0, n - 1 do
     out[i + 1] = 0
   else
     t[id] = true
-    if next_ms > id_ms then id_ms, id_seq = next_ms, 0 else id_seq = id_seq + 1 end
+    if next_ms > id_ms then
+      id_ms, id_seq = next_ms, 0
+    elseif id_seq >= 9999999999 then
+      -- Readers take sequence numbers of up to ten digits (MAX_STREAM_SEQ): after an
+      -- adapter's id past them, the next millisecond, not an entry they dead-letter.
+      id_ms, id_seq = id_ms + 1, 0
+    else
+      id_seq = id_seq + 1
+    end
     local sid = string.format('%.0f-%.0f', id_ms, id_seq)
     if ARGV[b + 5] == '1' then
       -- botwatch's own kinds: sealed, so that no entry an adapter writes passes as one.

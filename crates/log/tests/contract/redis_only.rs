@@ -593,6 +593,36 @@ async fn an_id_beyond_what_the_index_orders_is_dead_lettered() {
     b.cleanup().await;
 }
 
+/// An adapter's entry whose sequence number is past what readers take, a moment ahead
+/// of the clock: botwatch's own next entries must not carry on its sequence (they
+/// would be dead-lettered after ingest acknowledged them), but start the next
+/// millisecond. Found by the chaos suite (`tests/tests/chaos/hostile.rs`).
+#[tokio::test]
+async fn ingest_after_an_id_past_the_readers_range_stays_within_it() {
+    let b = Redis::new();
+    let log = b.open().await;
+    let ahead_ms = chrono::Utc::now().timestamp_millis() + 5_000;
+    let json = r#"{"id":"odd","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"}}"#;
+    xadd_with_id(&b, &format!("{ahead_ms}-10000000000"), &[("event", json)]).await;
+    log.append(vec![
+        msg("b1", "u1", "after-1", at(0), "x"),
+        msg("b1", "u1", "after-2", at(1), "x"),
+    ])
+    .await
+    .expect("append");
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!(
+        (ids(&batch.entries), batch.dead_lettered),
+        (vec!["after-1", "after-2"], 1),
+        "what ingest acknowledged is read, the adapter's odd entry dead-lettered"
+    );
+    assert_eq!(
+        batch.entries[0].position.to_string(),
+        format!("{}-0", ahead_ms + 1)
+    );
+    b.cleanup().await;
+}
+
 async fn xadd_with_id(b: &Redis, id: &str, fields: &[(&str, &str)]) -> String {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(format!("{}events", b.config().prefix)).arg(id);
