@@ -225,6 +225,32 @@ async fn an_adapter_cannot_forge_botwatchs_mark() {
     b.cleanup().await;
 }
 
+/// A retry of an event botwatch stored, added by an adapter with an id of its own and
+/// botwatch's `at` mark written in: still counted once (its mark alone does not spare
+/// it the judging of its id), and that by every reader. Found by the chaos suite.
+#[tokio::test]
+async fn a_retry_with_botwatchs_mark_forged_counts_once() {
+    let b = Redis::new();
+    let log = b.open().await;
+    log.append(vec![msg("b1", "u1", "same", at(0), "via http")])
+        .await
+        .expect("append");
+    let json = r#"{"id":"same","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"},"text":"again"}"#;
+    let id = format!("{}-0", chrono::Utc::now().timestamp_millis() + 1_000);
+    xadd_with_id(&b, &id, &[("event", json), ("at", &id)]).await;
+    for reader in [&log, &b.open().await] {
+        let batch = reader.read(Position::START, 100, None).await.expect("read");
+        assert_eq!((ids(&batch.entries), batch.duplicates), (vec!["same"], 1));
+        // Read on from the forged entry alone, as a follower would.
+        let after = reader
+            .read(batch.entries[0].position, 100, None)
+            .await
+            .expect("read");
+        assert_eq!((ids(&after.entries), after.duplicates), (vec![], 1));
+    }
+    b.cleanup().await;
+}
+
 #[tokio::test]
 async fn adapter_entries_are_deduplicated_against_ingested_ones() {
     let b = Redis::new();
