@@ -183,7 +183,12 @@ fn hostile_request(rng: &mut Rng, n: u64) -> Request {
                 "й".repeat(len)
             };
             let body = changed(n, path, Some(json!(value)));
-            req("id over its limit", body.into_bytes(), invalid(0, field))
+            // So long that the event is over 64 KiB: refused for its size first.
+            let want = match body.len() > 64 * 1024 {
+                true => bad(413, "too_large", Some((0, ""))),
+                false => invalid(0, field),
+            };
+            req("id over its limit", body.into_bytes(), want)
         }
         4 => {
             let (path, field): (&[&str], &'static str) = *rng.pick(&[
