@@ -15,6 +15,70 @@ pub fn long() -> bool {
 pub fn report(case: &str, runs: usize, events: u64, lost: u64, doubled: u64, recovery: &str) {
     println!("| {case} | {runs} | {events} | {lost} | {doubled} | {recovery} |");
 }
+
+/// A small seeded generator (SplitMix64): the same seed makes the same trace or mix of
+/// inputs on every machine, so a failure is repeated by running the case again.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A number in `range`.
+    pub fn within(&mut self, range: std::ops::RangeInclusive<u64>) -> u64 {
+        range.start() + self.below(range.end() - range.start() + 1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// An index in `0..n`, small ones far more often (about Zipf's law), as users,
+    /// bots and phrases are used.
+    pub fn skewed(&mut self, n: usize) -> usize {
+        let u = ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64).max(1e-12);
+        ((n as f64 + 1.0).powf(u) - 1.0).floor().min(n as f64 - 1.0) as usize
+    }
+}
+
+/// `s` as one segment of a URL path (everything but unreserved characters escaped).
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[path = "chaos/trace.rs"]
+mod trace;
+
+#[path = "chaos/hostile.rs"]
+mod hostile;
+
 #[path = "chaos/live.rs"]
 mod live;
 

@@ -22,7 +22,8 @@
 //!
 //! Writes by botwatch go through one Lua script per batch (dedup claim, `XADD`,
 //! history index), so a retried event is never stored twice; its entries carry their
-//! own id in the field `at` and count when read without asking Redis again. Every
+//! own id in the field `at` and count when read without asking Redis again, within the
+//! range the first entry of each call names (`upto`) and seals. Every
 //! other entry (those adapters `XADD` themselves, or a copy of ours) is validated when
 //! read and judged by the admit script, which every reader runs on what it read: the
 //! first entry to claim an id owns it, the owner is recorded in Redis, so every reader
@@ -108,7 +109,8 @@ end
 /// bulk (an HMGET per window and bot, one HSET per bot, one ZADD per dialog), because
 /// each call from Lua costs about as much as the work it does. Each entry is added with
 /// an id the script picks (after the stream's last) and carries that id in its field
-/// `at`: readers count such entries without asking Redis again.
+/// `at`: readers count such entries without asking Redis again, within the range the
+/// call's first entry names in `upto` and seals (one SHA-1 per call, not per entry).
 const LUA_INGEST: &str = r#"
 local prefix, wsecs = ARGV[1], tonumber(ARGV[2])
 -- The deployment's seal secret (made at connect; put back from ARGV[3] if it went).
@@ -162,6 +164,8 @@ for bot, ids in pairs(bots) do
   end
 end
 local out, fresh, members = {}, {}, {}
+-- First the ids of the entries to write, so that the first can name the last.
+local first, last = nil, nil
 for i = 0, n - 1 do
   local b = 4 + i * 6
   local bot, id, hkey, member = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -170,17 +174,19 @@ for i = 0, n - 1 do
     out[i + 1] = 0
   else
     t[id] = true
-    if next_ms > id_ms then id_ms, id_seq = next_ms, 0 else id_seq = id_seq + 1 end
-    local sid = string.format('%.0f-%.0f', id_ms, id_seq)
-    if ARGV[b + 5] == '1' then
-      -- botwatch's own kinds: sealed, so that no entry an adapter writes passes as one.
-      local json = ARGV[b + 4]
-      redis.call('XADD', KEYS[1], sid, 'event', json, 'at', sid,
-        'seal', redis.sha1hex(secret .. sid .. json))
+    if next_ms > id_ms then
+      id_ms, id_seq = next_ms, 0
+    elseif id_seq >= 9999999999 then
+      -- Readers take sequence numbers of up to ten digits (MAX_STREAM_SEQ): after an
+      -- adapter's id past them, the next millisecond, not an entry they dead-letter.
+      id_ms, id_seq = id_ms + 1, 0
     else
-      redis.call('XADD', KEYS[1], sid, 'event', ARGV[b + 4], 'at', sid)
+      id_seq = id_seq + 1
     end
+    local sid = string.format('%.0f-%.0f', id_ms, id_seq)
     out[i + 1] = sid
+    if not first then first = i end
+    last = i
     local f = fresh[bot]
     if not f then f = {}; fresh[bot] = f end
     f[#f + 1] = id
@@ -190,6 +196,26 @@ for i = 0, n - 1 do
       if not m then m = {}; members[hkey] = m end
       m[#m + 1] = 0
       m[#m + 1] = member .. pad(sid)
+    end
+  end
+end
+for i = first or n, last or -1 do
+  local sid = out[i + 1]
+  if sid ~= 0 then
+    local b = 4 + i * 6
+    local json = ARGV[b + 4]
+    if i == first then
+      -- The first entry names the last (`upto`) and is sealed: readers count the
+      -- entries between that carry their own id in `at` without judging them, and no
+      -- adapter can make such a range (a sealed entry cannot be changed or copied).
+      redis.call('XADD', KEYS[1], sid, 'event', json, 'at', sid, 'upto', out[last + 1],
+        'seal', redis.sha1hex(secret .. sid .. json))
+    elseif ARGV[b + 5] == '1' then
+      -- botwatch's own kinds: sealed, so that no entry an adapter writes passes as one.
+      redis.call('XADD', KEYS[1], sid, 'event', json, 'at', sid,
+        'seal', redis.sha1hex(secret .. sid .. json))
+    else
+      redis.call('XADD', KEYS[1], sid, 'event', json, 'at', sid)
     end
   end
 end
@@ -592,7 +618,11 @@ impl RedisLog {
             .invoke_async(&mut self.con.clone())
             .await?;
         let since = since.parse().map_err(|_| protocol("seal:since"))?;
-        Ok(Seal { secret, since })
+        Ok(Seal {
+            secret,
+            since,
+            range: Mutex::default(),
+        })
     }
 
     /// An acknowledged event is as durable as Redis makes it: say so when Redis keeps
@@ -831,14 +861,29 @@ struct ReadAhead {
 }
 
 fn decode_entries(raw: Vec<RawEntry>, seal: &Seal) -> Vec<Fetched> {
-    raw.into_iter()
+    let mut range = seal.range.lock().map(|r| *r).unwrap_or_default();
+    let decoded = raw
+        .into_iter()
         .map(|(position, fields)| {
-            let d = decode_fields(position, fields.as_deref(), seal);
+            let fields = fields.as_deref();
+            let d = decode_fields(position, fields, seal);
+            if let Some(upto) = fields.and_then(|f| seal.range_from(position, f)) {
+                range = (position, upto);
+            }
+            // The mark counts only where botwatch's script vouches for it (an adapter
+            // may write one on an entry with an id of its own).
+            let vouched = position <= seal.since || (range.0 <= position && position <= range.1);
             let marked =
-                matches!(d, Decoded::Valid(_)) && written_by_ingest(position, fields.as_deref());
+                matches!(d, Decoded::Valid(_)) && vouched && written_by_ingest(position, fields);
             (position, d, marked)
         })
-        .collect()
+        .collect();
+    if let Ok(mut latest) = seal.range.lock()
+        && range.1 > latest.1
+    {
+        *latest = range;
+    }
+    decoded
 }
 
 /// `XREAD` without blocking, on a connection that answers at once.
@@ -936,6 +981,9 @@ impl RedisLog {
 struct Seal {
     secret: String,
     since: Position,
+    /// The latest range of entries the ingest script sealed (first, last) that a read
+    /// met, so that a read that begins inside it counts them too.
+    range: Mutex<(Position, Position)>,
 }
 
 impl Seal {
@@ -955,6 +1003,22 @@ impl Seal {
         h.update(raw);
         let want: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         want.as_bytes() == seal
+    }
+}
+
+impl Seal {
+    /// The last entry of the range the ingest script wrote in one call, when the entry
+    /// at `position` is that range's first (it names the last in `upto`) and sealed.
+    fn range_from(&self, position: Position, fields: &[Value]) -> Option<Position> {
+        let upto = std::str::from_utf8(field(fields, b"upto")?)
+            .ok()?
+            .parse::<Position>()
+            .ok()?;
+        let raw = field(fields, b"event")?;
+        (upto >= position
+            && field(fields, b"seal").is_some()
+            && self.verifies(position, fields, raw))
+        .then_some(upto)
     }
 }
 
@@ -1363,8 +1427,8 @@ impl EventLog for RedisLog {
         if following {
             self.read_ahead(next, count);
         }
-        // Entries the ingest script wrote (marked with their own id) count as they
-        // are: it claimed their ids and indexed them as it wrote them, so a batch of
+        // Entries the ingest script wrote (marked with their own id, within a range
+        // it sealed) count as they are: it claimed their ids and indexed them as it wrote them, so a batch of
         // only those needs nothing more from Redis. Any other entry is judged by the
         // admit script, in one round trip for the batch; the marked entries of such a
         // batch go along (without their history member), so that their claims stand

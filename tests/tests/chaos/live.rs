@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use super::{long, report};
+use super::{Rng, long, report};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -127,11 +127,8 @@ async fn reconnect_cycles(backend: Backend) {
     let mut seen: Vec<String> = Vec::new();
     let mut in_snapshot: BTreeSet<String> = BTreeSet::new();
     let mut reconnects = Vec::with_capacity(cycles);
-    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     for cycle in 0..cycles {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
         let started = Instant::now();
         let mut ws = connect(&s).await;
         for topic in [DIALOG, DIALOGS] {
@@ -147,7 +144,7 @@ async fn reconnect_cycles(backend: Backend) {
         // Until the first frame of each topic: how long a resume takes.
         let mut first = BTreeSet::new();
         // Follows for a short, varying while (0–30 ms after both topics answered).
-        let stay = Duration::from_millis(rng % 31);
+        let stay = Duration::from_millis(rng.below(31));
         let mut answered_at = None;
         loop {
             let wait = match answered_at {

@@ -11,7 +11,7 @@ use botwatch_tests::{ADMIN_TOKEN, Backend, PrivateRedis, TestServer};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{long, report};
+use super::{Rng, long, report};
 
 const WRITERS: usize = 4;
 const BATCH: u64 = 10;
@@ -141,14 +141,11 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_event() {
     let mut redis = PrivateRedis::start("everysec").await;
     let s = TestServer::start_on(Backend::Redis, &redis.url()).await;
     let writers = Writers::start(&s);
-    let mut rng = 0x2545_F491_4F6C_DD1D_u64;
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
     let mut recoveries = Vec::new();
     for _ in 0..kills {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
         // At a seeded moment 200–1,000 ms into the writers' stream.
-        tokio::time::sleep(Duration::from_millis(200 + rng % 800)).await;
+        tokio::time::sleep(Duration::from_millis(rng.within(200..=999))).await;
         redis.kill().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         redis.spawn().await;

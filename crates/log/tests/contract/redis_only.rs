@@ -225,6 +225,32 @@ async fn an_adapter_cannot_forge_botwatchs_mark() {
     b.cleanup().await;
 }
 
+/// A retry of an event botwatch stored, added by an adapter with an id of its own and
+/// botwatch's `at` mark written in: still counted once (its mark alone does not spare
+/// it the judging of its id), and that by every reader. Found by the chaos suite.
+#[tokio::test]
+async fn a_retry_with_botwatchs_mark_forged_counts_once() {
+    let b = Redis::new();
+    let log = b.open().await;
+    log.append(vec![msg("b1", "u1", "same", at(0), "via http")])
+        .await
+        .expect("append");
+    let json = r#"{"id":"same","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"},"text":"again"}"#;
+    let id = format!("{}-0", chrono::Utc::now().timestamp_millis() + 1_000);
+    xadd_with_id(&b, &id, &[("event", json), ("at", &id)]).await;
+    for reader in [&log, &b.open().await] {
+        let batch = reader.read(Position::START, 100, None).await.expect("read");
+        assert_eq!((ids(&batch.entries), batch.duplicates), (vec!["same"], 1));
+        // Read on from the forged entry alone, as a follower would.
+        let after = reader
+            .read(batch.entries[0].position, 100, None)
+            .await
+            .expect("read");
+        assert_eq!((ids(&after.entries), after.duplicates), (vec![], 1));
+    }
+    b.cleanup().await;
+}
+
 #[tokio::test]
 async fn adapter_entries_are_deduplicated_against_ingested_ones() {
     let b = Redis::new();
@@ -590,6 +616,36 @@ async fn an_id_beyond_what_the_index_orders_is_dead_lettered() {
     assert_eq!((batch.entries.len(), batch.dead_lettered), (0, 1));
     let dead = dead_letters(&b).await;
     assert!(dead[0].1.contains("out of range"), "{:?}", dead[0]);
+    b.cleanup().await;
+}
+
+/// An adapter's entry whose sequence number is past what readers take, a moment ahead
+/// of the clock: botwatch's own next entries must not carry on its sequence (they
+/// would be dead-lettered after ingest acknowledged them), but start the next
+/// millisecond. Found by the chaos suite (`tests/tests/chaos/hostile.rs`).
+#[tokio::test]
+async fn ingest_after_an_id_past_the_readers_range_stays_within_it() {
+    let b = Redis::new();
+    let log = b.open().await;
+    let ahead_ms = chrono::Utc::now().timestamp_millis() + 5_000;
+    let json = r#"{"id":"odd","bot":"b1","type":"message","direction":"in","provider":"web","user":{"id":"u1"}}"#;
+    xadd_with_id(&b, &format!("{ahead_ms}-10000000000"), &[("event", json)]).await;
+    log.append(vec![
+        msg("b1", "u1", "after-1", at(0), "x"),
+        msg("b1", "u1", "after-2", at(1), "x"),
+    ])
+    .await
+    .expect("append");
+    let batch = log.read(Position::START, 100, None).await.expect("read");
+    assert_eq!(
+        (ids(&batch.entries), batch.dead_lettered),
+        (vec!["after-1", "after-2"], 1),
+        "what ingest acknowledged is read, the adapter's odd entry dead-lettered"
+    );
+    assert_eq!(
+        batch.entries[0].position.to_string(),
+        format!("{}-0", ahead_ms + 1)
+    );
     b.cleanup().await;
 }
 
