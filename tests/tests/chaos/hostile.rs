@@ -17,6 +17,16 @@ use crate::{Rng, long, report, segment};
 
 const BOT: &str = "hostile";
 
+/// The fields a message must have (a path into the event, the name the answer gives).
+const REQUIRED: &[(&[&str], &str)] = &[
+    (&["bot"], "bot"),
+    (&["type"], "type"),
+    (&["provider"], "provider"),
+    (&["user"], "user"),
+    (&["user", "id"], "user.id"),
+    (&["direction"], "direction"),
+];
+
 /// A valid event of the bot, for `user`.
 fn valid(id: &str, user: &str, text: &str) -> Value {
     json!({"id": id, "bot": BOT, "type": "message", "direction": "in", "provider": "web",
@@ -191,14 +201,7 @@ fn hostile_request(rng: &mut Rng, n: u64) -> Request {
             req("id over its limit", body.into_bytes(), want)
         }
         4 => {
-            let (path, field): (&[&str], &'static str) = *rng.pick(&[
-                (&["bot"][..], "bot"),
-                (&["type"][..], "type"),
-                (&["provider"][..], "provider"),
-                (&["user"][..], "user"),
-                (&["user", "id"][..], "user.id"),
-                (&["direction"][..], "direction"),
-            ]);
+            let (path, field) = *rng.pick(REQUIRED);
             req(
                 "missing field",
                 changed(n, path, None).into_bytes(),
@@ -224,14 +227,7 @@ fn hostile_request(rng: &mut Rng, n: u64) -> Request {
             )
         }
         6 => {
-            let (path, field): (&[&str], &'static str) = *rng.pick(&[
-                (&["bot"][..], "bot"),
-                (&["type"][..], "type"),
-                (&["provider"][..], "provider"),
-                (&["user"][..], "user"),
-                (&["user", "id"][..], "user.id"),
-                (&["direction"][..], "direction"),
-            ]);
+            let (path, field) = *rng.pick(REQUIRED);
             req(
                 "null",
                 changed(n, path, Some(Value::Null)).into_bytes(),
