@@ -84,3 +84,6 @@ mod live;
 
 #[path = "chaos/redis_faults.rs"]
 mod redis_faults;
+
+#[path = "chaos/hostile_frames.rs"]
+mod hostile_frames;
