@@ -42,6 +42,8 @@ pub const DEFAULT_PHRASES: [&str; 10] = [
 ];
 /// How long a node uses a bot's phrases before reading its settings again.
 const PHRASES_FOR: Duration = Duration::from_secs(5);
+/// How long an ingest waits for a bot's phrases before it goes on with the last known.
+const PHRASES_READ_WAIT: Duration = Duration::from_millis(500);
 const REASON_CHARS: usize = 256;
 
 /// A bot's phrases, lower-cased, and when they were read.
@@ -53,16 +55,27 @@ pub struct Phrases(Mutex<HashMap<String, Read>>);
 
 impl Phrases {
     async fn of(&self, state: &AppState, bot: &str) -> Arc<Vec<String>> {
-        if let Some((at, phrases)) = self.lock().get(bot)
+        let known = self.lock().get(bot).cloned();
+        if let Some((at, phrases)) = &known
             && at.elapsed() < PHRASES_FOR
         {
             return phrases.clone();
         }
-        let phrases = match crate::channels::settings_of(state, bot).await {
-            Ok(doc) => Arc::new(phrases_of(doc.handoff_phrases.as_deref())),
-            Err(e) => {
-                warn!(error = %e, "cannot read the hand-off phrases; the defaults apply");
-                Arc::new(phrases_of(None))
+        // Briefly: the ingest that asks waits for this, and then for its own write; a
+        // storage that does not answer must cost it one timeout, not two.
+        let read =
+            tokio::time::timeout(PHRASES_READ_WAIT, crate::channels::settings_of(state, bot)).await;
+        let phrases = match read {
+            Ok(Ok(doc)) => Arc::new(phrases_of(doc.handoff_phrases.as_deref())),
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {PHRASES_READ_WAIT:?}"),
+                };
+                // The phrases read last stand until the storage answers again (for
+                // another `PHRASES_FOR`: one wait per bot and period, not per request).
+                warn!(error = %why, "cannot read the hand-off phrases; the last known (or the defaults) apply");
+                known.map_or_else(|| Arc::new(phrases_of(None)), |(_, phrases)| phrases)
             }
         };
         self.lock()
