@@ -102,7 +102,7 @@ describe('audience and broadcasts', () => {
 
   test('15. audience: a provider narrows the table, a Cyrillic search finds her, her edit moves the counts', { timeout: 45_000 }, async () => {
     // The refused edit at the end: the browser logs the 400.
-    const t = await openPage(browser, server, { allowFailedRequests: [{ path: `/api/v1/bots/${BOT}/users/${IVAN.id}`, status: 400 }] });
+    const t = await openPage(browser, server, { allowFailedRequests: [{ path: `/api/v1/bots/${BOT}/users/${IVAN.id}`, status: 409 }] });
     try {
       const { page } = t;
       await page.goto(`/bots/${BOT}/audience`);
@@ -307,7 +307,7 @@ describe('audience and broadcasts', () => {
   });
 
   test('17. broadcasts: a text to all users runs to its end, live; a long one is cancelled; no recipient is refused in words', { timeout: 45_000 }, async () => {
-    const t = await openPage(browser, server, { allowFailedRequests: [{ path: `/api/v1/bots/${BOT}/broadcasts`, status: 400 }] });
+    const t = await openPage(browser, server, { allowFailedRequests: [{ path: `/api/v1/bots/${BOT}/broadcasts`, status: 409 }] });
     try {
       const { page } = t;
       await page.goto(`/bots/${BOT}/broadcasts`);
