@@ -16,6 +16,30 @@ pub fn report(case: &str, runs: usize, events: u64, lost: u64, doubled: u64, rec
     println!("| {case} | {runs} | {events} | {lost} | {doubled} | {recovery} |");
 }
 
+/// A dashboard's WebSocket, as the chaos cases open it.
+pub type LiveSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to the server's `/api/v1/live` with the admin token.
+pub async fn connect(s: &botwatch_tests::TestServer) -> LiveSocket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/api/v1/live", s.addr)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        tokio_tungstenite::tungstenite::http::HeaderValue::from_str(&format!(
+            "Bearer {}",
+            botwatch_tests::ADMIN_TOKEN
+        ))
+        .expect("header"),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect")
+        .0
+}
+
 /// A small seeded generator (SplitMix64): the same seed makes the same trace or mix of
 /// inputs on every machine, so a failure is repeated by running the case again.
 pub struct Rng(u64);

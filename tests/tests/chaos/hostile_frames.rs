@@ -14,10 +14,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use super::{Rng, long, report};
+use super::{Rng, connect, long, report};
 
 const TOPIC: &str = "bot/helpdesk/dialog/u1";
 
@@ -244,22 +242,6 @@ async fn answer(tcp: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
     }
 }
 
-async fn dashboard(
-    s: &TestServer,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
-    let mut request = format!("ws://{}/api/v1/live", s.addr)
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {ADMIN_TOKEN}")).expect("header"),
-    );
-    tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect")
-        .0
-}
-
 fn message(n: u64) -> Value {
     json!({"id": format!("m{n}"), "bot": "helpdesk", "type": "message", "direction": "in",
            "provider": "telegram", "user": {"id": "u1"}, "text": format!("n{n}")})
@@ -281,7 +263,7 @@ async fn hostile_websocket_frames_are_refused_and_hurt_nobody() {
     assert_eq!(s.ingest(json!([message(0)]).to_string()).await.0, 202);
 
     // A dashboard follows the dialog all along.
-    let mut follower = dashboard(&s).await;
+    let mut follower = connect(&s).await;
     follower
         .send(Message::text(
             json!({"op": "subscribe", "topic": TOPIC}).to_string(),

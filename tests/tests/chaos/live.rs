@@ -10,30 +10,11 @@ use botwatch_tests::{ADMIN_TOKEN, Backend, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use super::{Rng, long, report};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use super::{LiveSocket as Socket, Rng, connect, long, report};
 
 const DIALOG: &str = "bot/helpdesk/dialog/u1";
 const DIALOGS: &str = "bot/helpdesk/dialogs";
-
-async fn connect(s: &TestServer) -> Socket {
-    let mut request = format!("ws://{}/api/v1/live", s.addr)
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {ADMIN_TOKEN}")).expect("header"),
-    );
-    tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect")
-        .0
-}
 
 /// The next JSON frame within `wait`, if one comes.
 async fn next_within(ws: &mut Socket, wait: Duration) -> Option<Value> {
