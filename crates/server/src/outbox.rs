@@ -151,19 +151,10 @@ impl utoipa::ToSchema for OperatorMessage {
 pub(crate) fn message_members(
     members: utoipa::openapi::schema::ObjectBuilder,
 ) -> utoipa::openapi::schema::ObjectBuilder {
-    use crate::openapi::rules::or_null;
     use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
     let max_text = Limits::default().max_text_bytes;
     members
-        .property(
-            "text",
-            or_null(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .max_length(Some(max_text)),
-            )
-            .description(Some(format!("At most {max_text} bytes of UTF-8"))),
-        )
+        .property("text", botwatch_event::schema::message_text(max_text))
         .property(
             "card",
             AnyOfBuilder::new()

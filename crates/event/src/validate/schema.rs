@@ -81,6 +81,17 @@ pub fn word(words: &[&str]) -> ObjectBuilder {
 }
 
 /// An http(s) address, as the validator takes it.
+/// A message's text: at most `max_text` bytes of UTF-8, or null (events, operator
+/// messages and broadcasts alike).
+pub fn message_text(max_text: usize) -> ObjectBuilder {
+    or_null(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(max_text)),
+    )
+    .description(Some(format!("At most {max_text} bytes of UTF-8")))
+}
+
 pub fn url() -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
@@ -227,15 +238,7 @@ fn message(limits: &Limits) -> Schema {
         .description(Some("A message between a user and the bot"))
         .property("direction", word(&["in", "out"]))
         .required("direction")
-        .property(
-            "text",
-            or_null(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .max_length(Some(max_text)),
-            )
-            .description(Some(format!("At most {max_text} bytes of UTF-8"))),
-        )
+        .property("text", message_text(max_text))
         .property(
             "attachments",
             ArrayBuilder::new()
