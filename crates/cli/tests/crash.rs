@@ -21,26 +21,44 @@ const BATCH: usize = 50;
 const BASE_SECS: i64 = 1_795_478_400;
 
 /// The chaos suite's long form (`CHAOS=long`, issue 10): 20 kills at seeded moments
-/// over a stream of about a million events, instead of 3 over a few thousand.
+/// of a 1,000,000-event ingest, instead of 3 over a few thousand.
 fn long() -> bool {
     std::env::var("CHAOS").is_ok_and(|v| v == "long")
 }
 
-/// When each round's kill lands, in ms after its first acknowledgement (seeded, so a
-/// failure can be replayed).
-fn kill_moments() -> Vec<u64> {
+/// When a round's kill lands.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// This long after the round's first acknowledgement.
+    After(Duration),
+    /// Once this many events in all have been acknowledged.
+    Acknowledged(usize),
+}
+
+/// The events the long form's ingest acknowledges in all (its last kill lands there).
+const LONG_EVENTS: usize = 1_000_000;
+
+/// When each round's kill lands (seeded, so a failure can be replayed): in the short
+/// form a few hundred ms into a round; in the long form at 20 random moments of a
+/// 1,000,000-event ingest, the last at its end.
+fn kill_moments() -> Vec<KillAt> {
     if !long() {
-        return vec![350, 120, 600];
+        return [350, 120, 600]
+            .map(|ms| KillAt::After(Duration::from_millis(ms)))
+            .to_vec();
     }
     let mut rng = 0x853C_49E6_748F_EA9B_u64;
-    (0..20)
+    let mut moments: Vec<usize> = (0..19)
         .map(|_| {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            1_000 + rng % 4_000
+            (rng % LONG_EVENTS as u64) as usize
         })
-        .collect()
+        .collect();
+    moments.sort_unstable();
+    moments.push(LONG_EVENTS);
+    moments.into_iter().map(KillAt::Acknowledged).collect()
 }
 
 async fn start(storage: &Storage) -> Running {
@@ -250,11 +268,11 @@ async fn figures_equal_a_recount(base: &str) {
 
 async fn kill_nine_loses_nothing_acknowledged(storage: Storage) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let kill_after_ms = kill_moments();
-    let kills = kill_after_ms.len();
+    let kill_moments = kill_moments();
+    let kills = kill_moments.len();
     let mut acknowledged_before = 0;
     let mut catch_up = Vec::new();
-    for (round, delay) in kill_after_ms.into_iter().enumerate() {
+    for (round, kill_at) in kill_moments.into_iter().enumerate() {
         let (mut server, took) = restart(&storage).await;
         if round > 0 {
             catch_up.push(took);
@@ -274,7 +292,19 @@ async fn kill_nine_loses_nothing_acknowledged(storage: Storage) {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+        match kill_at {
+            KillAt::After(delay) => tokio::time::sleep(delay).await,
+            KillAt::Acknowledged(n) => {
+                let waiting = std::time::Instant::now();
+                while ledger.lock().expect("ledger").acknowledged.len() < n {
+                    assert!(
+                        waiting.elapsed() < Duration::from_secs(600),
+                        "round {round}: {n} events not acknowledged in 10 minutes"
+                    );
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
         server.child.start_kill().expect("SIGKILL");
         server.child.wait().await.expect("wait");
         tokio::time::timeout(Duration::from_secs(30), writers)
