@@ -276,6 +276,21 @@ fn main() {
         report_p99(&format!("{label} [{total} match]"), || figures.users(&q));
     }
     report_p99("dialogs, first page", || figures.dialogs(None, 50, None));
+    // The physical floor beside the scans: one pass summing as many bytes as a scan
+    // reads per user (the 80-byte record and the 16-byte audience summary).
+    let records = vec![1u64; args.users as usize * 96 / 8];
+    report_p99(
+        &format!(
+            "floor: one pass over {:.1} MiB (96 bytes per user)",
+            (records.len() * 8) as f64 / 1_048_576.0
+        ),
+        || {
+            std::hint::black_box(&records)
+                .iter()
+                .fold(0u64, |a, &x| a.wrapping_add(x))
+        },
+    );
+    drop(records);
     let subscribers_tagged = UserFilter {
         tags: vec!["Tag 1".into()],
         subscriber: Some(true),

@@ -51,7 +51,23 @@ struct Args {
     /// Rows to run (comma-separated): rb, xadd, redis, embedded.
     #[arg(long, default_value = "rb,xadd,redis,embedded")]
     only: String,
+    /// Offered rates (events/s, comma-separated): measures each row at each fixed rate
+    /// for `--seconds` instead of at full speed (growth curves; see `rates`).
+    #[arg(long)]
+    rates: Option<String>,
+    /// Seconds per fixed-rate measurement.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Events per request in fixed-rate measurements.
+    #[arg(long, default_value_t = 100)]
+    rate_batch: usize,
+    /// The botwatch binary fixed-rate measurements start (`cargo build --release`).
+    #[arg(long, default_value = "target/release/botwatch")]
+    binary: std::path::PathBuf,
 }
+
+#[path = "ingest/rates.rs"]
+mod rates;
 
 #[derive(Debug, Clone)]
 struct Measurement {
@@ -79,6 +95,42 @@ fn main() -> Result<()> {
 async fn run(args: Args, redis_host: String) -> Result<()> {
     let rows: Vec<&str> = args.only.split(',').map(str::trim).collect();
     let sample = event_json(0, 0);
+    if let Some(rates) = &args.rates {
+        let rates = rates
+            .split(',')
+            .map(|r| {
+                r.trim()
+                    .parse::<u64>()
+                    .context("--rates: events per second")
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        if rates.contains(&0) {
+            bail!("--rates: a rate is at least 1 event per second");
+        }
+        println!(
+            "# ingest-bench --rates: {} s per rate, batches of {}, {} rounds; payload {} bytes",
+            args.seconds,
+            args.rate_batch,
+            args.repeats,
+            sample.len()
+        );
+        // Redis's own ceiling for the payload, before and after: the limit beside the curve.
+        let ceiling = |when: &str| -> Result<()> {
+            if rows.contains(&"rb") {
+                let m = redis_benchmark(&redis_host, args.events, 16, &sample)?;
+                println!(
+                    "redis-benchmark XADD, P16 ({when}): {:.0} events/s",
+                    m.events_per_sec
+                );
+            }
+            Ok(())
+        };
+        ceiling("before")?;
+        let measured = rates::run(&args, &rates, &rows).await?;
+        ceiling("after")?;
+        rates::print_table(&measured);
+        return Ok(());
+    }
     println!(
         "# ingest-bench: {} events per row, batches of {}, {} connections, {} rounds; payload {} bytes",
         args.events,
