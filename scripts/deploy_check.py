@@ -5,7 +5,10 @@ private redis-server with the compose's own command, two `botwatch serve` with t
 compose's environment, and Caddy with deploy/Caddyfile (only its upstreams pointed at
 the two local ports). Then requests through Caddy over HTTPS, and to each node directly.
 One PASS or FAIL line per check, a closing count, exit status 1 when any check failed.
-Every process it starts and its temporary directory go when it ends, however it ends.
+Every process it starts and its temporary directory go when it ends (on a signal too;
+killed outright, it takes its processes with it and leaves the directory). Linux only:
+its clients come from 127.0.0.2 and 127.0.0.3. DC_LOG_LINES=N shows more of each
+process's log after a failure (15 lines by default).
 """
 
 import argparse
@@ -26,15 +29,17 @@ import sys
 import tempfile
 import time
 
-import websockets
 import yaml
 from websockets.asyncio.client import connect as ws_connect
 
 BOT = "deploycheck"
-# Bounds of every wait: the whole check takes a few seconds when all is well.
+# Bounds of every wait; the whole check takes about 20 s when all is well (most of
+# it in the two checks that stop a node, which wait out Caddy's health checks).
 START_TIMEOUT = 20.0
 SEE_TIMEOUT = 10.0
-WHOLE_RUN_TIMEOUT = 120
+WHOLE_RUN_TIMEOUT = 90
+# The Caddy to run (scripts/deploy-check gives the one it installs).
+CADDY = os.environ.get("CADDY", "caddy")
 
 
 class Failed(Exception):
@@ -249,14 +254,39 @@ def check_caddy_service(compose):
     return "publishes 80, 443 and 443/udp; /data and /config in volumes; gets BOTWATCH_DOMAIN"
 
 
+def caddyfile_code(text):
+    """Each line of a Caddyfile split into its code and its comment (a # at the
+    start of a line or after a space begins one)."""
+    for line in text.splitlines(keepends=True):
+        m = re.search(r"(^|\s)#", line)
+        yield (line[: m.end() - 1], line[m.end() - 1 :]) if m else (line, "")
+
+
+def node_address(name):
+    return re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
+
+
+def check_caddy_version(compose):
+    """The Caddy run here is the one the compose deploys, so what the proxy does below
+    (a stopped node's requests sent to the other, ingest included) is what it does there."""
+    image = str(compose.service("caddy").get("image", ""))
+    tag = image.split(":", 1)[1] if ":" in image else "latest"
+    out = subprocess.run([CADDY, "version"], capture_output=True, text=True, timeout=10)
+    m = re.match(r"v?(\d+\.\d+\.\d+)", out.stdout.strip())
+    here = m.group(1) if m else out.stdout.strip()
+    if tag != here:
+        raise Failed(f"the compose runs {image}, this check Caddy {here} ({CADDY}): make them one version")
+    return f"{image}, and Caddy {here} here"
+
+
 def upstreams(compose, caddyfile_text):
-    """`service:port` of each node as the Caddyfile must name it."""
+    """`service:port` of each node as the Caddyfile must name it (once)."""
     env = compose.node_env(PROD_VARIABLES)
     port = env["BOTWATCH_LISTEN"].rsplit(":", 1)[1]
     out = {}
     for node in compose.nodes:
         name = f"{node}:{port}"
-        count = len(re.findall(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", caddyfile_text))
+        count = sum(len(node_address(name).findall(code)) for code, _ in caddyfile_code(caddyfile_text))
         if count != 1:
             raise Failed(f"the Caddyfile names {name} {count} times (once expected)")
         out[node] = name
@@ -272,7 +302,7 @@ def check_caddyfile(compose):
     names = upstreams(compose, text)
     # Caddy itself reads it, with the domain as production gives it.
     adapted = subprocess.run(
-        ["caddy", "adapt", "--adapter", "caddyfile", "--config", path],
+        [CADDY, "adapt", "--adapter", "caddyfile", "--config", path],
         capture_output=True,
         text=True,
         timeout=20,
@@ -299,7 +329,7 @@ class Processes:
         self.procs = {}
 
     def start(self, name, argv, env=None, cwd=None):
-        log = open(os.path.join(self.tmp, f"{name}.log"), "wb")
+        log = open(os.path.join(self.tmp, f"{name}.log"), "ab")  # a restart adds to it
         proc = subprocess.Popen(
             argv,
             env=env,
@@ -461,20 +491,27 @@ class Topology:
         env["BOTWATCH_TRUSTED_PROXIES"] = "127.0.0.1"
         return env
 
-    def start_nodes(self):
-        for node, port in zip(self.compose.nodes, self.node_ports):
-            cwd = os.path.join(self.tmp, node)  # anything it keeps on disk stays in tmp
-            os.makedirs(cwd)
-            proc = self.procs.start(node, [self.binary, "serve"], env=self.node_env(node), cwd=cwd)
-            wait_for(node, lambda: request(port, "GET", "/healthz").status == 200, START_TIMEOUT,
-                     [(node, proc)])
+    def start_node(self, node):
+        port = self.node_ports[self.compose.nodes.index(node)]
+        cwd = os.path.join(self.tmp, node)  # anything it keeps on disk stays in tmp
+        os.makedirs(cwd, exist_ok=True)
+        proc = self.procs.start(node, [self.binary, "serve"], env=self.node_env(node), cwd=cwd)
+        wait_for(node, lambda: request(port, "GET", "/healthz").status == 200, START_TIMEOUT,
+                 [(node, proc)])
 
     def caddyfile(self):
         with open(self.compose.caddyfile(), encoding="utf-8") as f:
             text = f.read()
-        for node, name in upstreams(self.compose, text).items():
-            port = self.node_ports[self.compose.nodes.index(node)]
-            text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", f"127.0.0.1:{port}", text)
+        local = {
+            name: f"127.0.0.1:{self.node_ports[self.compose.nodes.index(node)]}"
+            for node, name in upstreams(self.compose, text).items()
+        }
+        lines = []
+        for code, comment in caddyfile_code(text):
+            for name, address in local.items():
+                code = node_address(name).sub(address, code)
+            lines.append(code + comment)
+        text = "".join(lines)
         # Only where Caddy listens and what it may touch: loopback, a free port for
         # the http→https redirects, no admin endpoint, and its local CA's root kept
         # in its own data directory, never installed into this machine's trust store.
@@ -497,7 +534,7 @@ class Topology:
             env[d] = os.path.join(self.tmp, "caddy", d.lower())
             os.makedirs(env[d])
         env["BOTWATCH_DOMAIN"] = self.variables["BOTWATCH_DOMAIN"]
-        proc = self.procs.start("caddy", ["caddy", "run", "--adapter", "caddyfile", "--config", path], env=env)
+        proc = self.procs.start("caddy", [CADDY, "run", "--adapter", "caddyfile", "--config", path], env=env)
         root = os.path.join(env["XDG_DATA_HOME"], "caddy/pki/authorities/local/root.crt")
 
         def ready():
@@ -510,7 +547,8 @@ class Topology:
 
     def start(self):
         self.start_redis()
-        self.start_nodes()
+        for node in self.compose.nodes:
+            self.start_node(node)
         self.start_caddy()
         return (f"redis :{self.redis_port}, {', '.join(f'{n} :{p}' for n, p in zip(self.compose.nodes, self.node_ports))}, "
                 f"caddy https://localhost:{self.caddy_port}")
@@ -671,38 +709,78 @@ def check_forwarded(t):
             "straight to a node from 127.0.0.3 with a forged X-Forwarded-For: 127.0.0.3, not Secure")
 
 
-def check_node_down(t, run):
-    """One node killed outright: every request through Caddy is still answered (the
-    dead node refuses the connection, Caddy tries the other), ingest and reads alike,
-    and the survivor has what was ingested meanwhile."""
-    dead, alive = t.compose.nodes
-    t.procs.kill(dead)
-    killed = time.monotonic()
-    failures = []
-    ingested = set()
-    count = 0
-    # Ingest first: round robin sends one of the first two requests to the dead node
-    # before anything has marked it down, so a POST meets the refused connection. Then
-    # on past one active health check (5 s), to see both before and after it.
-    while time.monotonic() - killed < 6.0:
+def traffic(t, run, tag, seconds):
+    """Requests through Caddy for `seconds`: ingest first (round robin sends one of the
+    first two to each node, before anything can have marked one down), then mostly
+    /readyz with an ingest every fifth. Answers how many were sent, those that failed,
+    and the ids of the events ingested."""
+    start = time.monotonic()
+    failures, ingested, count = [], set(), 0
+    while time.monotonic() - start < seconds:
         count += 1
         if count <= 2 or count % 5 == 0:
-            event = {"id": f"{run}-down-{count}", "bot": BOT, "type": "message", "direction": "in",
-                     "provider": "web", "user": {"id": "after-kill"}, "text": f"after the kill {count}"}
+            event = {"id": f"{run}-{tag}-{count}", "bot": BOT, "type": "message", "direction": "in",
+                     "provider": "web", "user": {"id": tag}, "text": f"{tag} {count}"}
             r = t.https("POST", "/api/v1/events", event, t.admin())
             if r.status == 202:
                 ingested.add(event["id"])
             else:
-                failures.append(f"{time.monotonic() - killed:.1f} s: ingest {r.status}")
+                failures.append(f"{time.monotonic() - start:.1f} s: ingest {r.status} {r.body[:80]!r}")
         else:
             r = t.https("GET", "/readyz")
             if r.status != 200:
-                failures.append(f"{time.monotonic() - killed:.1f} s: /readyz {r.status}")
+                failures.append(f"{time.monotonic() - start:.1f} s: /readyz {r.status} {r.body[:80]!r}")
         time.sleep(0.05)
+    return count, failures, ingested
+
+
+def accepted_on(t, node):
+    """Events this node took through its own HTTP ingest (its /metrics)."""
+    text = expect(t.node(node, "GET", "/metrics"), 200, f"/metrics on {node}").body.decode()
+    m = re.search(r"^botwatch_events_accepted_total (\d+)", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def check_node_stopped(t, run):
+    """A node stopped as `docker compose stop` or a rolling upgrade stops it (SIGTERM):
+    no request through Caddy fails while it shuts down; started again, it gets requests
+    through Caddy again (it counts ingest it took itself)."""
+    node = t.compose.nodes[1]
+    t.procs.procs[node].terminate()
+    count, failures, _ = traffic(t, run, "stopped", 3.0)
+    code = t.procs.procs[node].wait(timeout=10)
+    started = time.monotonic()
+    t.start_node(node)
+
+    def takes_requests_again():
+        event = {"bot": BOT, "type": "message", "direction": "in", "provider": "web",
+                 "user": {"id": "restarted"}, "text": "again"}
+        expect(t.https("POST", "/api/v1/events", event, t.admin()), 202, "ingest through caddy")
+        return accepted_on(t, node) > 0
+
+    # Caddy left it out after its failed connection (fail_duration 10 s) and until an
+    # active health check (every 5 s) finds it up again.
+    wait_for(f"caddy sending {node} requests again", takes_requests_again, 20.0)
+    # Only now, so that the check after this one has both nodes whatever this found.
+    if failures:
+        raise Failed(f"{len(failures)} of {count} requests through caddy failed while {node} stopped: "
+                     + ", ".join(failures[:8]))
+    return (f"{node} stopped with SIGTERM (exit {code}): {count} requests through caddy meanwhile, none failed; "
+            f"started again, caddy sent it requests after {time.monotonic() - started:.1f} s")
+
+
+def check_node_killed(t, run):
+    """A node killed outright: every request through Caddy is still answered (the dead
+    node refuses the connection, Caddy tries the other), ingest and reads alike, and the
+    survivor has what was ingested meanwhile."""
+    dead, alive = t.compose.nodes
+    t.procs.kill(dead)
+    # On past one active health check (5 s), to see before and after it.
+    count, failures, ingested = traffic(t, run, "killed", 6.0)
     if failures:
         raise Failed(f"{len(failures)} of {count} requests through caddy failed after {dead} was killed: "
                      + ", ".join(failures[:8]))
-    wait_for(f"{alive} has what was ingested", lambda: ingested <= messages_seen(t, alive, "after-kill"), SEE_TIMEOUT)
+    wait_for(f"{alive} has what was ingested", lambda: ingested <= messages_seen(t, alive, "killed"), SEE_TIMEOUT)
     return (f"{dead} killed (SIGKILL): {count} requests through caddy in the next 6 s, "
             f"ingest first, none failed; {alive} has the {len(ingested)} events ingested meanwhile")
 
@@ -743,6 +821,7 @@ def main():
         raise SystemExit(f"deploy-check: stopped by signal {signum}")
 
     signal.signal(signal.SIGTERM, give_up)
+    signal.signal(signal.SIGHUP, give_up)
     def too_long(_signum, _frame):
         raise TimeoutError(f"the whole run took over {WHOLE_RUN_TIMEOUT} s")
 
@@ -757,6 +836,7 @@ def main():
     report.check("compose: network and trusted proxies", check_network, compose)
     report.check("compose: caddy service", check_caddy_service, compose)
     report.check("compose: Caddyfile", check_caddyfile, compose)
+    report.check("compose: caddy version", check_caddy_version, compose)
 
     tmp = tempfile.mkdtemp(prefix="botwatch-deploy-check-")
     topology = None
@@ -768,7 +848,8 @@ def main():
         ("live WebSocket through caddy, events from each node", lambda t: check_live(t, run)),
         ("redis: AOF on, events in it", lambda t: check_aof(t, run)),
         ("X-Forwarded-For/-Proto from caddy only", check_forwarded),
-        ("a node killed: caddy answers through the other", lambda t: check_node_down(t, run)),
+        ("a node stopped and started: no request lost", lambda t: check_node_stopped(t, run)),
+        ("a node killed: caddy answers through the other", lambda t: check_node_killed(t, run)),
     ]
     try:
         topology = Topology(compose, binary, tmp)
@@ -784,7 +865,7 @@ def main():
             topology.procs.stop_all()
             if report.failed:
                 for name in topology.procs.procs:
-                    tail = topology.procs.log(name, lines=15)
+                    tail = topology.procs.log(name, lines=int(os.environ.get("DC_LOG_LINES", "15")))
                     if tail:
                         print(f"--- {name}, last lines:\n{tail}", end="" if tail.endswith("\n") else "\n")
         shutil.rmtree(tmp, ignore_errors=True)
