@@ -420,7 +420,7 @@ def request(port, method, path, body=None, headers=None, tls=None, source="127.0
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     conn.sock = sock
     try:
-        data = json.dumps(body).encode() if body is not None else None
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         hdrs = {"Content-Type": "application/json"} if data is not None else {}
         hdrs.update(headers or {})
         conn.request(method, path, body=data, headers=hdrs)
@@ -709,6 +709,34 @@ def check_forwarded(t):
             "straight to a node from 127.0.0.3 with a forged X-Forwarded-For: 127.0.0.3, not Secure")
 
 
+def check_operator_file(t):
+    """An operator's file of the largest size botwatch takes (20 MiB), sent through
+    Caddy, is linked at BOTWATCH_PUBLIC_URL, and that link serves it through Caddy,
+    as each node does directly (the file is kept in Redis)."""
+    user = "user-0"
+    expect(t.https("PUT", f"/api/v1/bots/{BOT}/dialogs/{user}/mode", {"mode": "manual"}, t.admin()),
+           200, "switching the dialog to manual")
+    data = os.urandom(20 * 1024 * 1024)
+    boundary = secrets.token_hex(16)
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    headers = {**t.admin(), "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    sent = expect(t.https("POST", f"/api/v1/bots/{BOT}/dialogs/{user}/messages", body, headers), 202,
+                  "a 20 MiB file through caddy").json()
+    urls = [a.get("url", "") for a in sent.get("attachments", [])]
+    base = t.node_env(t.compose.nodes[0])["BOTWATCH_PUBLIC_URL"]
+    if len(urls) != 1 or not urls[0].startswith(base + "/api/v1/files/"):
+        raise Failed(f"the file's address is {urls} (under {base}/api/v1/files/ expected)")
+    path = urls[0][len(base):]
+    got = {"caddy": expect(t.https("GET", path), 200, f"{urls[0]} through caddy").body}
+    for node in t.compose.nodes:
+        got[node] = expect(t.node(node, "GET", path), 200, f"{path} on {node}").body
+    wrong = [where for where, b in got.items() if b != data]
+    if wrong:
+        raise Failed(f"the file differs from what was sent at: {', '.join(wrong)}")
+    return f"20 MiB sent through caddy (202), linked at {base}/api/v1/files/…; the same bytes from that link through caddy and from each node"
+
+
 def traffic(t, run, tag, seconds):
     """Requests through Caddy for `seconds`: ingest first (round robin sends one of the
     first two to each node, before anything can have marked one down), then mostly
@@ -848,6 +876,7 @@ def main():
         ("live WebSocket through caddy, events from each node", lambda t: check_live(t, run)),
         ("redis: AOF on, events in it", lambda t: check_aof(t, run)),
         ("X-Forwarded-For/-Proto from caddy only", check_forwarded),
+        ("an operator's 20 MiB file through caddy, at BOTWATCH_PUBLIC_URL", check_operator_file),
         ("a node stopped and started: no request lost", lambda t: check_node_stopped(t, run)),
         ("a node killed: caddy answers through the other", lambda t: check_node_killed(t, run)),
     ]
