@@ -53,7 +53,9 @@ class MissingVariable(Exception):
     pass
 
 
-INTERPOLATION = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))")
+INTERPOLATION = re.compile(
+    r"\$(?:(?P<dollar>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 def interpolate(text, variables):
@@ -115,7 +117,11 @@ class Compose:
     def caddyfile(self):
         """The host path of the file the caddy service mounts as /etc/caddy/Caddyfile."""
         for volume in self.service("caddy").get("volumes") or []:
-            parts = volume.split(":") if isinstance(volume, str) else [volume.get("source"), volume.get("target")]
+            parts = (
+                volume.split(":")
+                if isinstance(volume, str)
+                else [volume.get("source"), volume.get("target")]
+            )
             if len(parts) >= 2 and parts[1] == "/etc/caddy/Caddyfile":
                 return os.path.normpath(os.path.join(self.dir, parts[0]))
         raise Failed("the caddy service mounts nothing at /etc/caddy/Caddyfile")
@@ -170,7 +176,10 @@ def check_services(compose):
         raise Failed(f"the nodes' environments differ: {envs[0]} / {envs[1]}")
     for n in compose.nodes:
         dep = compose.services[n].get("depends_on") or {}
-        if not isinstance(dep, dict) or (dep.get("redis") or {}).get("condition") != "service_healthy":
+        if (
+            not isinstance(dep, dict)
+            or (dep.get("redis") or {}).get("condition") != "service_healthy"
+        ):
             raise Failed(f"{n} does not wait for redis to be healthy")
     if "healthcheck" not in redis:
         raise Failed("redis has no healthcheck (the nodes wait for it)")
@@ -204,7 +213,10 @@ def check_variables(compose, known):
         except MissingVariable:
             continue
         raise Failed(f"the nodes start without {name}")
-    return f"{len(names)} names, each read by botwatch serve; it refuses to start without the admin token, secret key or domain"
+    return (
+        f"{len(names)} names, each read by botwatch serve; "
+        "it refuses to start without the admin token, secret key or domain"
+    )
 
 
 def check_redis_command(compose):
@@ -215,7 +227,9 @@ def check_redis_command(compose):
     wanted = {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"}
     wrong = {k: f.get(k) for k, v in wanted.items() if f.get(k) != v}
     if wrong:
-        raise Failed(f"redis-server {' '.join(map(str, command[1:]))}: expected {wanted}, got {wrong}")
+        raise Failed(
+            f"redis-server {' '.join(map(str, command[1:]))}: expected {wanted}, got {wrong}"
+        )
     return " ".join(repr(a) if a == "" else str(a) for a in command)
 
 
@@ -225,8 +239,10 @@ def check_network(compose):
     and not always inside 172.16.0.0/12 (its defaults include 192.168.0.0/16)."""
     env = compose.node_env(PROD_VARIABLES)
     trusted = [ipaddress.ip_network(t.strip()) for t in env["BOTWATCH_TRUSTED_PROXIES"].split(",")]
-    net = ((compose.doc.get("networks") or {}).get("default") or {})
-    subnets = [c.get("subnet") for c in ((net.get("ipam") or {}).get("config") or []) if c.get("subnet")]
+    net = (compose.doc.get("networks") or {}).get("default") or {}
+    subnets = [
+        c.get("subnet") for c in ((net.get("ipam") or {}).get("config") or []) if c.get("subnet")
+    ]
     if not subnets:
         raise Failed(
             "the default network has no fixed subnet: Docker may give it addresses outside "
@@ -235,8 +251,13 @@ def check_network(compose):
     for subnet in subnets:
         s = ipaddress.ip_network(subnet)
         if not any(s.version == t.version and s.subnet_of(t) for t in trusted):
-            raise Failed(f"network {s} is not within BOTWATCH_TRUSTED_PROXIES {env['BOTWATCH_TRUSTED_PROXIES']}")
-    return f"network {', '.join(subnets)}, trusted as the proxy's: {env['BOTWATCH_TRUSTED_PROXIES']}"
+            raise Failed(
+                f"network {s} is not within BOTWATCH_TRUSTED_PROXIES "
+                f"{env['BOTWATCH_TRUSTED_PROXIES']}"
+            )
+    return (
+        f"network {', '.join(subnets)}, trusted as the proxy's: {env['BOTWATCH_TRUSTED_PROXIES']}"
+    )
 
 
 def check_caddy_service(compose):
@@ -248,7 +269,9 @@ def check_caddy_service(compose):
     targets = {str(v).split(":")[1] for v in caddy.get("volumes") or [] if ":" in str(v)}
     for wanted in ("/data", "/config"):
         if wanted not in targets:
-            raise Failed(f"caddy keeps {wanted} in no volume (certificates and keys are lost on re-create)")
+            raise Failed(
+                f"caddy keeps {wanted} in no volume (certificates and keys are lost on re-create)"
+            )
     if "BOTWATCH_DOMAIN" not in environment_of(caddy, PROD_VARIABLES):
         raise Failed("caddy's environment has no BOTWATCH_DOMAIN (the Caddyfile's site address)")
     return "publishes 80, 443 and 443/udp; /data and /config in volumes; gets BOTWATCH_DOMAIN"
@@ -275,7 +298,9 @@ def check_caddy_version(compose):
     m = re.match(r"v?(\d+\.\d+\.\d+)", out.stdout.strip())
     here = m.group(1) if m else out.stdout.strip()
     if tag != here:
-        raise Failed(f"the compose runs {image}, this check Caddy {here} ({CADDY}): make them one version")
+        raise Failed(
+            f"the compose runs {image}, this check Caddy {here} ({CADDY}): make them one version"
+        )
     return f"{image}, and Caddy {here} here"
 
 
@@ -286,7 +311,9 @@ def upstreams(compose, caddyfile_text):
     out = {}
     for node in compose.nodes:
         name = f"{node}:{port}"
-        count = sum(len(node_address(name).findall(code)) for code, _ in caddyfile_code(caddyfile_text))
+        count = sum(
+            len(node_address(name).findall(code)) for code, _ in caddyfile_code(caddyfile_text)
+        )
         if count != 1:
             raise Failed(f"the Caddyfile names {name} {count} times (once expected)")
         out[node] = name
@@ -310,7 +337,10 @@ def check_caddyfile(compose):
     )
     if adapted.returncode != 0:
         raise Failed(f"caddy adapt: {adapted.stderr.strip()[-400:]}")
-    return f"{os.path.relpath(path, compose.dir)} exists, caddy adapts it, upstreams {', '.join(names.values())}"
+    return (
+        f"{os.path.relpath(path, compose.dir)} exists, caddy adapts it, "
+        f"upstreams {', '.join(names.values())}"
+    )
 
 
 # --- processes --------------------------------------------------------------------
@@ -345,7 +375,9 @@ class Processes:
 
     def log(self, name, lines=30):
         try:
-            with open(os.path.join(self.tmp, f"{name}.log"), encoding="utf-8", errors="replace") as f:
+            with open(
+                os.path.join(self.tmp, f"{name}.log"), encoding="utf-8", errors="replace"
+            ) as f:
                 return "".join(f.readlines()[-lines:])
         except OSError:
             return ""
@@ -413,7 +445,9 @@ class Answer:
 def request(port, method, path, body=None, headers=None, tls=None, source="127.0.0.1", timeout=10):
     """One request to 127.0.0.1:port, from the loopback address `source`; with `tls`
     (an SSLContext) over HTTPS to the name localhost (SNI and certificate check)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+    sock = socket.create_connection(
+        ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
+    )
     host = "localhost" if tls else "127.0.0.1"
     if tls:
         sock = tls.wrap_socket(sock, server_hostname="localhost")
@@ -474,14 +508,30 @@ class Topology:
         command = [str(a) for a in self.compose.service("redis")["command"]]
         # Exactly the compose's arguments; then only where: a private port on
         # 127.0.0.1 and a directory of its own (never the Redis on 6379).
-        argv = [shutil.which("redis-server"), *command[1:], "--port", str(self.redis_port),
-                "--bind", "127.0.0.1", "--dir", self.redis_dir, "--daemonize", "no"]
+        argv = [
+            shutil.which("redis-server"),
+            *command[1:],
+            "--port",
+            str(self.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.redis_dir,
+            "--daemonize",
+            "no",
+        ]
         proc = self.procs.start("redis", argv)
-        wait_for("redis-server", lambda: self.redis_cli("ping").strip() == "PONG", START_TIMEOUT,
-                 [("redis-server", proc)])
+        wait_for(
+            "redis-server",
+            lambda: self.redis_cli("ping").strip() == "PONG",
+            START_TIMEOUT,
+            [("redis-server", proc)],
+        )
 
     def node_env(self, node):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BOTWATCH_") and k != "RUST_LOG"}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("BOTWATCH_") and k != "RUST_LOG"
+        }
         env.update(self.compose.node_env(self.variables))
         env["BOTWATCH_REDIS_URL"] = f"redis://127.0.0.1:{self.redis_port}"
         env["BOTWATCH_LISTEN"] = f"127.0.0.1:{self.node_ports[self.compose.nodes.index(node)]}"
@@ -496,8 +546,12 @@ class Topology:
         cwd = os.path.join(self.tmp, node)  # anything it keeps on disk stays in tmp
         os.makedirs(cwd, exist_ok=True)
         proc = self.procs.start(node, [self.binary, "serve"], env=self.node_env(node), cwd=cwd)
-        wait_for(node, lambda: request(port, "GET", "/healthz").status == 200, START_TIMEOUT,
-                 [(node, proc)])
+        wait_for(
+            node,
+            lambda: request(port, "GET", "/healthz").status == 200,
+            START_TIMEOUT,
+            [(node, proc)],
+        )
 
     def caddyfile(self):
         with open(self.compose.caddyfile(), encoding="utf-8") as f:
@@ -534,7 +588,9 @@ class Topology:
             env[d] = os.path.join(self.tmp, "caddy", d.lower())
             os.makedirs(env[d])
         env["BOTWATCH_DOMAIN"] = self.variables["BOTWATCH_DOMAIN"]
-        proc = self.procs.start("caddy", [CADDY, "run", "--adapter", "caddyfile", "--config", path], env=env)
+        proc = self.procs.start(
+            "caddy", [CADDY, "run", "--adapter", "caddyfile", "--config", path], env=env
+        )
         root = os.path.join(env["XDG_DATA_HOME"], "caddy/pki/authorities/local/root.crt")
 
         def ready():
@@ -550,8 +606,13 @@ class Topology:
         for node in self.compose.nodes:
             self.start_node(node)
         self.start_caddy()
-        return (f"redis :{self.redis_port}, {', '.join(f'{n} :{p}' for n, p in zip(self.compose.nodes, self.node_ports))}, "
-                f"caddy https://localhost:{self.caddy_port}")
+        return (
+            f"redis :{self.redis_port}, "
+            + "".join(
+                f"{n} :{p}, " for n, p in zip(self.compose.nodes, self.node_ports, strict=True)
+            )
+            + f"caddy https://localhost:{self.caddy_port}"
+        )
 
     def https(self, method, path, body=None, headers=None, source="127.0.0.1"):
         return request(self.caddy_port, method, path, body, headers, tls=self.tls, source=source)
@@ -578,25 +639,42 @@ def check_health(t):
 def check_metrics_internal(t):
     outside = t.https("GET", "/metrics")
     if outside.status != 404:
-        raise Failed(f"/metrics through caddy answers {outside.status} (404 expected: figures are per node, and not for the internet)")
+        raise Failed(
+            f"/metrics through caddy answers {outside.status} "
+            "(404 expected: figures are per node, and not for the internet)"
+        )
     for node in t.compose.nodes:
         expect(t.node(node, "GET", "/metrics"), 200, f"/metrics on {node}")
     return "404 through caddy, 200 on each node"
 
 
 def messages_seen(t, node, user):
-    answer = expect(t.node(node, "GET", f"/api/v1/bots/{BOT}/dialogs/{user}/messages?limit=100",
-                           headers=t.admin()), 200, f"history on {node}")
+    answer = expect(
+        t.node(
+            node, "GET", f"/api/v1/bots/{BOT}/dialogs/{user}/messages?limit=100", headers=t.admin()
+        ),
+        200,
+        f"history on {node}",
+    )
     return {m["id"] for m in answer.json()["items"]}
 
 
 def check_ingest(t, run):
     events = [
-        {"id": f"{run}-{i}", "bot": BOT, "type": "message", "direction": "in", "provider": "web",
-         "user": {"id": f"user-{i % 3}"}, "text": f"hello {i}"}
+        {
+            "id": f"{run}-{i}",
+            "bot": BOT,
+            "type": "message",
+            "direction": "in",
+            "provider": "web",
+            "user": {"id": f"user-{i % 3}"},
+            "text": f"hello {i}",
+        }
         for i in range(6)
     ]
-    answer = expect(t.https("POST", "/api/v1/events", events, t.admin()), 202, "ingest through caddy").json()
+    answer = expect(
+        t.https("POST", "/api/v1/events", events, t.admin()), 202, "ingest through caddy"
+    ).json()
     if answer.get("accepted") != len(events):
         raise Failed(f"ingest answered {answer}")
     want = {}
@@ -606,13 +684,15 @@ def check_ingest(t, run):
     for node in t.compose.nodes:
         start = time.monotonic()
 
-        def all_seen():
+        def all_seen(node=node):
             return all(ids <= messages_seen(t, node, user) for user, ids in want.items())
 
         wait_for(f"{node} sees the {len(events)} events", all_seen, SEE_TIMEOUT)
         waited[node] = time.monotonic() - start
     seen = ", ".join(f"{n} in {s * 1000:.0f} ms" for n, s in waited.items())
-    return f"{len(events)} events ingested through caddy (202), each read back from every node: {seen}"
+    return (
+        f"{len(events)} events ingested through caddy (202), each read back from every node: {seen}"
+    )
 
 
 async def live_sees_both_nodes(t, run):
@@ -636,10 +716,22 @@ async def live_sees_both_nodes(t, run):
         users = {}
         for node in t.compose.nodes:
             user = f"live-{node}"
-            event = {"id": f"{run}-live-{node}", "bot": BOT, "type": "message", "direction": "in",
-                     "provider": "web", "user": {"id": user}, "text": f"through {node}"}
+            event = {
+                "id": f"{run}-live-{node}",
+                "bot": BOT,
+                "type": "message",
+                "direction": "in",
+                "provider": "web",
+                "user": {"id": user},
+                "text": f"through {node}",
+            }
             loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(None, lambda: t.node(node, "POST", "/api/v1/events", event, t.admin()))
+            answer = await loop.run_in_executor(
+                None,
+                lambda node=node, event=event: t.node(
+                    node, "POST", "/api/v1/events", event, t.admin()
+                ),
+            )
             expect(answer, 202, f"ingest on {node}")
             users[user] = node
         seen = set()
@@ -651,7 +743,10 @@ async def live_sees_both_nodes(t, run):
             frame = json.loads(await asyncio.wait_for(ws.recv(), left))
             if frame.get("topic") == topic and frame.get("kind") == "delta":
                 seen |= {u for u in users if u in json.dumps(frame.get("data"))}
-        return f"subscribed to {topic} through caddy (Origin https://localhost:{t.caddy_port}); deltas for events ingested on " + " and on ".join(users.values()) + " directly"
+        return (
+            f"subscribed to {topic} through caddy (Origin https://localhost:{t.caddy_port}); "
+            "deltas for events ingested on " + " and on ".join(users.values()) + " directly"
+        )
 
 
 def check_live(t, run):
@@ -659,7 +754,8 @@ def check_live(t, run):
 
 
 def check_aof(t, run):
-    conf = dict(zip(*[iter(t.redis_cli("config", "get", "append*").split())] * 2))
+    words = t.redis_cli("config", "get", "append*").split()
+    conf = dict(zip(words[::2], words[1::2], strict=True))
     if conf.get("appendonly") != "yes" or conf.get("appendfsync") != "everysec":
         raise Failed(f"redis CONFIG GET append*: {conf}")
     aof_dir = os.path.join(t.redis_dir, "appendonlydir")
@@ -676,8 +772,11 @@ def check_aof(t, run):
     for node in t.compose.nodes:
         if "appendonly no" in t.procs.log(node, lines=10_000):
             raise Failed(f"{node} warns that Redis runs without AOF")
-    return (f"appendonly yes, appendfsync everysec, {len(os.listdir(aof_dir))} files in appendonlydir, "
-            f"the ingested events written there (seen {on_disk_after * 1000:.0f} ms after looking), no node warns")
+    return (
+        f"appendonly yes, appendfsync everysec, {len(os.listdir(aof_dir))} files in appendonlydir, "
+        f"the ingested events written there (seen {on_disk_after * 1000:.0f} ms after looking), "
+        "no node warns"
+    )
 
 
 def check_forwarded(t):
@@ -688,25 +787,49 @@ def check_forwarded(t):
     password = secrets.token_hex(12)
     env = t.node_env(t.compose.nodes[0])
     env["BOTWATCH_PASSWORD"] = password
-    add = subprocess.run([t.binary, "users", "add", "checker", "--role", "viewer"], env=env,
-                         capture_output=True, text=True, timeout=30, cwd=t.tmp)
+    add = subprocess.run(
+        [t.binary, "users", "add", "checker", "--role", "viewer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=t.tmp,
+    )
     if add.returncode != 0:
         raise Failed(f"botwatch users add: {add.stderr.strip()[-300:]}")
     login = {"username": "checker", "password": password}
-    via_caddy = expect(t.https("POST", "/api/v1/session", login, source="127.0.0.2"), 200, "login through caddy")
-    direct = expect(t.node(t.compose.nodes[1], "POST", "/api/v1/session", login,
-                           headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"},
-                           source="127.0.0.3"), 200, "login straight to a node")
-    audit = expect(t.https("GET", "/api/v1/audit?limit=50", headers=t.admin()), 200, "audit log").json()
+    via_caddy = expect(
+        t.https("POST", "/api/v1/session", login, source="127.0.0.2"), 200, "login through caddy"
+    )
+    direct = expect(
+        t.node(
+            t.compose.nodes[1],
+            "POST",
+            "/api/v1/session",
+            login,
+            headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"},
+            source="127.0.0.3",
+        ),
+        200,
+        "login straight to a node",
+    )
+    audit = expect(
+        t.https("GET", "/api/v1/audit?limit=50", headers=t.admin()), 200, "audit log"
+    ).json()
     froms = [e["detail"].get("from") for e in audit if e.get("action") == "session.login"]
     if sorted(froms) != ["127.0.0.2", "127.0.0.3"]:
-        raise Failed(f"logins recorded from {froms} (127.0.0.2 through caddy and 127.0.0.3 straight expected)")
+        raise Failed(
+            f"logins recorded from {froms} "
+            "(127.0.0.2 through caddy and 127.0.0.3 straight expected)"
+        )
     secure_caddy = "Secure" in (via_caddy.headers.get("Set-Cookie") or "")
     secure_direct = "Secure" in (direct.headers.get("Set-Cookie") or "")
     if not secure_caddy or secure_direct:
         raise Failed(f"Secure cookie through caddy: {secure_caddy}, straight: {secure_direct}")
-    return ("login through caddy from 127.0.0.2 recorded from 127.0.0.2 with a Secure cookie; "
-            "straight to a node from 127.0.0.3 with a forged X-Forwarded-For: 127.0.0.3, not Secure")
+    return (
+        "login through caddy from 127.0.0.2 recorded from 127.0.0.2 with a Secure cookie; "
+        "straight to a node from 127.0.0.3 with a forged X-Forwarded-For: 127.0.0.3, not Secure"
+    )
 
 
 def check_operator_file(t):
@@ -714,27 +837,42 @@ def check_operator_file(t):
     Caddy, is linked at BOTWATCH_PUBLIC_URL, and that link serves it through Caddy,
     as each node does directly (the file is kept in Redis)."""
     user = "user-0"
-    expect(t.https("PUT", f"/api/v1/bots/{BOT}/dialogs/{user}/mode", {"mode": "manual"}, t.admin()),
-           200, "switching the dialog to manual")
+    expect(
+        t.https("PUT", f"/api/v1/bots/{BOT}/dialogs/{user}/mode", {"mode": "manual"}, t.admin()),
+        200,
+        "switching the dialog to manual",
+    )
     data = os.urandom(20 * 1024 * 1024)
     boundary = secrets.token_hex(16)
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     headers = {**t.admin(), "Content-Type": f"multipart/form-data; boundary={boundary}"}
-    sent = expect(t.https("POST", f"/api/v1/bots/{BOT}/dialogs/{user}/messages", body, headers), 202,
-                  "a 20 MiB file through caddy").json()
+    sent = expect(
+        t.https("POST", f"/api/v1/bots/{BOT}/dialogs/{user}/messages", body, headers),
+        202,
+        "a 20 MiB file through caddy",
+    ).json()
     urls = [a.get("url", "") for a in sent.get("attachments", [])]
     base = t.node_env(t.compose.nodes[0])["BOTWATCH_PUBLIC_URL"]
     if len(urls) != 1 or not urls[0].startswith(base + "/api/v1/files/"):
         raise Failed(f"the file's address is {urls} (under {base}/api/v1/files/ expected)")
-    path = urls[0][len(base):]
+    path = urls[0][len(base) :]
     got = {"caddy": expect(t.https("GET", path), 200, f"{urls[0]} through caddy").body}
     for node in t.compose.nodes:
         got[node] = expect(t.node(node, "GET", path), 200, f"{path} on {node}").body
     wrong = [where for where, b in got.items() if b != data]
     if wrong:
         raise Failed(f"the file differs from what was sent at: {', '.join(wrong)}")
-    return f"20 MiB sent through caddy (202), linked at {base}/api/v1/files/…; the same bytes from that link through caddy and from each node"
+    return (
+        f"20 MiB sent through caddy (202), linked at {base}/api/v1/files/…; "
+        "the same bytes from that link through caddy and from each node"
+    )
 
 
 def traffic(t, run, tag, seconds):
@@ -747,17 +885,28 @@ def traffic(t, run, tag, seconds):
     while time.monotonic() - start < seconds:
         count += 1
         if count <= 2 or count % 5 == 0:
-            event = {"id": f"{run}-{tag}-{count}", "bot": BOT, "type": "message", "direction": "in",
-                     "provider": "web", "user": {"id": tag}, "text": f"{tag} {count}"}
+            event = {
+                "id": f"{run}-{tag}-{count}",
+                "bot": BOT,
+                "type": "message",
+                "direction": "in",
+                "provider": "web",
+                "user": {"id": tag},
+                "text": f"{tag} {count}",
+            }
             r = t.https("POST", "/api/v1/events", event, t.admin())
             if r.status == 202:
                 ingested.add(event["id"])
             else:
-                failures.append(f"{time.monotonic() - start:.1f} s: ingest {r.status} {r.body[:80]!r}")
+                failures.append(
+                    f"{time.monotonic() - start:.1f} s: ingest {r.status} {r.body[:80]!r}"
+                )
         else:
             r = t.https("GET", "/readyz")
             if r.status != 200:
-                failures.append(f"{time.monotonic() - start:.1f} s: /readyz {r.status} {r.body[:80]!r}")
+                failures.append(
+                    f"{time.monotonic() - start:.1f} s: /readyz {r.status} {r.body[:80]!r}"
+                )
         time.sleep(0.05)
     return count, failures, ingested
 
@@ -781,8 +930,14 @@ def check_node_stopped(t, run):
     t.start_node(node)
 
     def takes_requests_again():
-        event = {"bot": BOT, "type": "message", "direction": "in", "provider": "web",
-                 "user": {"id": "restarted"}, "text": "again"}
+        event = {
+            "bot": BOT,
+            "type": "message",
+            "direction": "in",
+            "provider": "web",
+            "user": {"id": "restarted"},
+            "text": "again",
+        }
         expect(t.https("POST", "/api/v1/events", event, t.admin()), 202, "ingest through caddy")
         return accepted_on(t, node) > 0
 
@@ -791,10 +946,15 @@ def check_node_stopped(t, run):
     wait_for(f"caddy sending {node} requests again", takes_requests_again, 20.0)
     # Only now, so that the check after this one has both nodes whatever this found.
     if failures:
-        raise Failed(f"{len(failures)} of {count} requests through caddy failed while {node} stopped: "
-                     + ", ".join(failures[:8]))
-    return (f"{node} stopped with SIGTERM (exit {code}): {count} requests through caddy meanwhile, none failed; "
-            f"started again, caddy sent it requests after {time.monotonic() - started:.1f} s")
+        raise Failed(
+            f"{len(failures)} of {count} requests through caddy failed while {node} stopped: "
+            + ", ".join(failures[:8])
+        )
+    return (
+        f"{node} stopped with SIGTERM (exit {code}): {count} requests through caddy meanwhile, "
+        "none failed; "
+        f"started again, caddy sent it requests after {time.monotonic() - started:.1f} s"
+    )
 
 
 def check_node_killed(t, run):
@@ -806,11 +966,19 @@ def check_node_killed(t, run):
     # On past one active health check (5 s), to see before and after it.
     count, failures, ingested = traffic(t, run, "killed", 6.0)
     if failures:
-        raise Failed(f"{len(failures)} of {count} requests through caddy failed after {dead} was killed: "
-                     + ", ".join(failures[:8]))
-    wait_for(f"{alive} has what was ingested", lambda: ingested <= messages_seen(t, alive, "killed"), SEE_TIMEOUT)
-    return (f"{dead} killed (SIGKILL): {count} requests through caddy in the next 6 s, "
-            f"ingest first, none failed; {alive} has the {len(ingested)} events ingested meanwhile")
+        raise Failed(
+            f"{len(failures)} of {count} requests through caddy failed after {dead} was killed: "
+            + ", ".join(failures[:8])
+        )
+    wait_for(
+        f"{alive} has what was ingested",
+        lambda: ingested <= messages_seen(t, alive, "killed"),
+        SEE_TIMEOUT,
+    )
+    return (
+        f"{dead} killed (SIGKILL): {count} requests through caddy in the next 6 s, "
+        f"ingest first, none failed; {alive} has the {len(ingested)} events ingested meanwhile"
+    )
 
 
 # --- main -------------------------------------------------------------------------
@@ -826,7 +994,10 @@ class Report:
             detail = fn(*args)
         except Exception as e:  # noqa: BLE001 - every failure is a FAIL line, with what was seen
             self.failed += 1
-            print(f"FAIL  {name}: {type(e).__name__ + ': ' if not isinstance(e, Failed) else ''}{e}", flush=True)
+            print(
+                f"FAIL  {name}: {type(e).__name__ + ': ' if not isinstance(e, Failed) else ''}{e}",
+                flush=True,
+            )
             return False
         self.passed += 1
         print(f"PASS  {name}" + (f": {detail}" if detail else ""), flush=True)
@@ -850,6 +1021,7 @@ def main():
 
     signal.signal(signal.SIGTERM, give_up)
     signal.signal(signal.SIGHUP, give_up)
+
     def too_long(_signum, _frame):
         raise TimeoutError(f"the whole run took over {WHOLE_RUN_TIMEOUT} s")
 
@@ -859,7 +1031,9 @@ def main():
     report = Report()
     compose = Compose(os.path.join(repo, args.compose))
     report.check("compose: services", check_services, compose)
-    report.check("compose: BOTWATCH_* names", lambda: check_variables(compose, known_variables(binary, repo)))
+    report.check(
+        "compose: BOTWATCH_* names", lambda: check_variables(compose, known_variables(binary, repo))
+    )
     report.check("compose: redis command (AOF)", check_redis_command, compose)
     report.check("compose: network and trusted proxies", check_network, compose)
     report.check("compose: caddy service", check_caddy_service, compose)
@@ -896,7 +1070,10 @@ def main():
                 for name in topology.procs.procs:
                     tail = topology.procs.log(name, lines=int(os.environ.get("DC_LOG_LINES", "15")))
                     if tail:
-                        print(f"--- {name}, last lines:\n{tail}", end="" if tail.endswith("\n") else "\n")
+                        print(
+                            f"--- {name}, last lines:\n{tail}",
+                            end="" if tail.endswith("\n") else "\n",
+                        )
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"deploy-check: {report.passed} passed, {report.failed} failed")
     return 1 if report.failed else 0
