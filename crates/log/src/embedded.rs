@@ -117,7 +117,7 @@ impl EmbeddedLog {
             .map_err(|e| LogError::Embedded(format!("cannot open {}: {e}", path.display())))?;
 
         // Make sure every table exists, and learn where the log ends.
-        let txn = db.begin_write()?;
+        let txn = begin_write(&db)?;
         let (head, count) = {
             let events = txn.open_table(EVENTS)?;
             txn.open_table(DEDUP)?;
@@ -292,13 +292,23 @@ impl DialogNumbers {
     }
 }
 
+/// A write transaction that records redb's allocator state with its commit
+/// (quick repair), so that opening the store after a crash or `kill -9` reads that state
+/// instead of walking the whole file to rebuild it: a restart after a crash takes about
+/// as long as a clean one at any size of the log (BENCHMARKS.md → Growth curves).
+fn begin_write(db: &Database) -> Result<redb::WriteTransaction, redb::TransactionError> {
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(true);
+    Ok(txn)
+}
+
 fn write_group(
     db: &Database,
     group: &[AppendRequest],
     mut head: Position,
     dialog_numbers: &mut DialogNumbers,
 ) -> Result<(Position, Vec<AppendReceipt>), LogError> {
-    let txn = db.begin_write()?;
+    let txn = begin_write(db)?;
     let mut receipts = Vec::with_capacity(group.len());
     {
         let mut events = txn.open_table(EVENTS)?;
@@ -491,7 +501,7 @@ impl EmbeddedLog {
 impl crate::IntegrityStore for EmbeddedLog {
     async fn ensure_epoch(&self) -> Result<(String, bool), LogError> {
         self.blocking(|db| {
-            let txn = db.begin_write()?;
+            let txn = begin_write(db)?;
             let made = {
                 let mut table = txn.open_table(INTEGRITY)?;
                 let stored = table.get("epoch")?.map(|v| v.value().to_owned());
@@ -546,7 +556,7 @@ impl crate::IntegrityStore for EmbeddedLog {
     async fn record_data_loss(&self, reason: &str) -> Result<DataLoss, LogError> {
         let record = DataLoss::new(reason, chrono::Utc::now());
         self.blocking(move |db| {
-            let txn = db.begin_write()?;
+            let txn = begin_write(db)?;
             let kept = {
                 let mut table = txn.open_table(INTEGRITY)?;
                 let stored = table
@@ -568,7 +578,7 @@ impl crate::IntegrityStore for EmbeddedLog {
 
     async fn clear_data_loss(&self) -> Result<Option<DataLoss>, LogError> {
         self.blocking(|db| {
-            let txn = db.begin_write()?;
+            let txn = begin_write(db)?;
             let removed = {
                 let mut table = txn.open_table(INTEGRITY)?;
                 let removed = table
@@ -632,7 +642,7 @@ impl crate::SettingsStore for EmbeddedLog {
         // A separate write transaction: redb serialises it with the writer thread's,
         // so the comparison and the write are one step.
         self.blocking(move |db| {
-            let txn = db.begin_write()?;
+            let txn = begin_write(db)?;
             {
                 let mut table = txn.open_table(SETTINGS)?;
                 let current = table.get(bot.as_str())?.map(|v| v.value().to_owned());
@@ -765,7 +775,7 @@ impl crate::ClaimStore for EmbeddedLog {
         let (key, owner) = (key.to_owned(), owner.to_owned());
         // Its own write transaction: redb serialises writers, so look and write are one.
         self.blocking(move |db| {
-            let txn = db.begin_write()?;
+            let txn = begin_write(db)?;
             let claim = {
                 let mut table = txn.open_table(CLAIMS)?;
                 let held = table.get(key.as_str())?.map(|v| v.value().to_owned());
@@ -792,7 +802,7 @@ impl crate::ClaimStore for EmbeddedLog {
         let (key, owner) = (key.to_owned(), owner.to_owned());
         self.blocking(move |db| {
             let now = chrono::Utc::now().timestamp_millis();
-            let txn = db.begin_write()?;
+            let txn = begin_write(db)?;
             let held = {
                 let mut table = txn.open_table(LEASES)?;
                 let free = match table.get(key.as_str())? {
@@ -832,7 +842,7 @@ impl crate::ProgressStore for EmbeddedLog {
     async fn put_progress(&self, key: &str, doc: &str) -> Result<(), LogError> {
         let (key, doc) = (key.to_owned(), doc.to_owned());
         self.blocking(move |db| {
-            let txn = db.begin_write()?;
+            let txn = begin_write(db)?;
             txn.open_table(PROGRESS)?
                 .insert(key.as_str(), doc.as_str())?;
             txn.commit()?;
@@ -846,7 +856,7 @@ impl crate::FileStore for EmbeddedLog {
     async fn put_file(&self, id: &str, file: &crate::StoredFile) -> Result<(), LogError> {
         let (id, meta, bytes) = (id.to_owned(), file.meta(), file.bytes.clone());
         self.blocking(move |db| {
-            let txn = db.begin_write()?;
+            let txn = begin_write(db)?;
             {
                 txn.open_table(FILE_DATA)?
                     .insert(id.as_str(), bytes.as_slice())?;
@@ -878,5 +888,48 @@ impl crate::FileStore for EmbeddedLog {
             Ok(crate::StoredFile::from_meta(&meta, bytes))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// What a crash leaves: the file as the last commit wrote it, never closed. Opening
+    /// it must not walk the whole file (redb's full repair, which grows with the log).
+    #[test]
+    fn a_store_left_by_a_crash_opens_without_a_full_repair() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("events.redb");
+        let db = Database::create(&path).expect("create");
+        for n in 0..3u64 {
+            let txn = begin_write(&db).expect("write");
+            {
+                let mut events = txn.open_table(EVENTS).expect("table");
+                events.insert((n, 0), &b"{}"[..]).expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        // Still open, as under a kill -9: the copy is what the disk holds.
+        let crashed = dir.path().join("crashed.redb");
+        std::fs::copy(&path, &crashed).expect("copy");
+        drop(db);
+
+        let repaired = Arc::new(AtomicBool::new(false));
+        let seen = repaired.clone();
+        let db = Database::builder()
+            .set_repair_callback(move |_| seen.store(true, Ordering::SeqCst))
+            .create(&crashed)
+            .expect("open after the crash");
+        assert!(
+            !repaired.load(Ordering::SeqCst),
+            "a full repair ran on open"
+        );
+        let txn = db.begin_read().expect("read");
+        let events = txn.open_table(EVENTS).expect("table");
+        assert_eq!(events.len().expect("len"), 3, "every commit is there");
     }
 }
