@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { LiveClient, type Socket } from '../src/live/client';
+import { dataLossText } from '../src/live/dataLoss';
 import type { Reducer } from '../src/live/topic';
 
 /** A socket the test drives: what the client sent, and frames pushed to it. */
@@ -68,6 +69,41 @@ describe('LiveClient', () => {
     last().frame('bot/a/overview', 3, 'snapshot', [1]);
     last().frame('bot/a/overview', 4, 'delta', 2);
     expect(seen).toEqual([[1], [1, 2]]);
+  });
+
+  it('shows the loss of data the storage suffered, from the snapshots until one says null', () => {
+    const whole: Reducer<unknown> = { snapshot: (d) => d, delta: (_s, d) => d };
+    const loss = { reason: "the storage's epoch is gone", at: '2026-11-27T10:00:00.000Z' };
+    client.start();
+    last().open();
+    client.subscribe('bot/a/overview', whole, () => {});
+    client.subscribe('bot/a/alerts', whole, () => {});
+    last().frame('bot/a/alerts', 1, 'snapshot', { items: [], data_loss: null });
+    expect(client.dataLoss.value).toBeNull();
+    // The server resyncs every subscription when it finds a loss.
+    last().frame('bot/a/alerts', 1, 'snapshot', { items: [], data_loss: loss });
+    expect(client.dataLoss.value).toEqual(loss);
+    expect(dataLossText(client.dataLoss.value!)).toBe(
+      "Storage lost data: the storage's epoch is gone. Figures may miss events; an operator runs botwatch data-loss clear.",
+    );
+    // A delta that does not say (a dialog moved) leaves it; a stale frame too.
+    last().frame('bot/a/alerts', 2, 'delta', { dialog: {} });
+    last().frame('bot/a/alerts', 1, 'delta', { data_loss: null });
+    expect(client.dataLoss.value).toEqual(loss);
+    // Overview frames are whole and say it each time.
+    last().frame('bot/a/overview', 5, 'snapshot', { users: [], top: [], days: [], data_loss: loss });
+    expect(client.dataLoss.value).toEqual(loss);
+    // Cleared by an operator: the next resync's snapshots say null.
+    last().frame('bot/a/overview', 6, 'snapshot', { users: [], top: [], days: [], data_loss: null });
+    expect(client.dataLoss.value).toBeNull();
+    // An error frame says nothing of it.
+    last().frame('bot/a/overview', 0, 'error', { error: 'storage_unavailable' });
+    expect(client.dataLoss.value).toBeNull();
+    // Signed out: forgotten.
+    last().frame('bot/a/alerts', 3, 'snapshot', { items: [], data_loss: loss });
+    expect(client.dataLoss.value).toEqual(loss);
+    client.stop();
+    expect(client.dataLoss.value).toBeNull();
   });
 
   it('asks once for what a gap missed, and shows nothing out of order meanwhile', () => {

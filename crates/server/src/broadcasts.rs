@@ -211,6 +211,9 @@ impl From<BroadcastFigures> for BroadcastItem {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct BroadcastsSnapshot {
     pub items: Vec<BroadcastItem>,
+    /// The loss of data the figures suffer from, until an operator clears it; null
+    /// when there is none.
+    pub data_loss: Option<crate::integrity::DataLossItem>,
 }
 
 /// `bot/{bot}/broadcasts` delta: one broadcast's progress.

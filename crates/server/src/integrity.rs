@@ -12,13 +12,14 @@
 //! counting new events: nothing is reset silently. Once the record is cleared, the
 //! nodes carry on from their figures under the storage's present epoch and position.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use botwatch_log::{
     AnyLog, DataLoss, EventLog, IntegrityStore, LogError, Position, SnapshotMeta, SnapshotStore,
     StorageConfig, Watch,
 };
+use serde::Serialize;
+use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::metrics::Metrics;
@@ -30,31 +31,65 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// recount or a stall, short enough that a node gone for good stops holding the stream.
 pub const STALE_AFTER: Duration = Duration::from_secs(3600);
 
-/// What `/readyz` must report beyond "the storage answers".
-#[derive(Debug, Default)]
+/// What `/readyz` must report beyond "the storage answers", and what the live
+/// dashboards are told: every live connection holds a receiver of `shown` and starts
+/// its subscriptions again, each with a fresh snapshot, when the loss shown changes.
+#[derive(Debug)]
 pub struct Integrity {
-    data_loss: Mutex<Option<DataLoss>>,
+    shown: watch::Sender<Option<DataLoss>>,
+}
+
+impl Default for Integrity {
+    fn default() -> Integrity {
+        Integrity {
+            shown: watch::Sender::new(None),
+        }
+    }
 }
 
 impl Integrity {
     /// The loss of data the figures suffer from, if any.
     pub fn data_loss(&self) -> Option<DataLoss> {
-        self.data_loss.lock().ok().and_then(|d| d.clone())
+        self.shown.borrow().clone()
+    }
+
+    /// Told of every change of [`data_loss`](Self::data_loss) from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Option<DataLoss>> {
+        self.shown.subscribe()
     }
 
     pub(crate) fn set(&self, record: DataLoss, metrics: &Metrics) {
-        if let Ok(mut d) = self.data_loss.lock() {
-            *d = Some(record);
-        }
+        // The same record again (every look while it stands) changes nothing.
+        self.shown.send_if_modified(|shown| {
+            let changed = shown.as_ref() != Some(&record);
+            *shown = Some(record);
+            changed
+        });
         metrics.data_lost.set(1);
     }
 
     fn clear(&self, metrics: &Metrics) {
-        if let Ok(mut d) = self.data_loss.lock() {
-            *d = None;
-        }
+        self.shown.send_if_modified(|shown| shown.take().is_some());
         metrics.data_lost.set(0);
         metrics.log_behind_snapshot.set(0);
+    }
+}
+
+/// A loss of data as the live snapshots show it (`data_loss`): null while there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DataLossItem {
+    /// What was found (`/readyz` shows the same).
+    pub reason: String,
+    /// When it was recorded (RFC 3339, UTC).
+    pub at: String,
+}
+
+impl DataLossItem {
+    pub fn of(loss: Option<&DataLoss>) -> Option<DataLossItem> {
+        loss.map(|l| DataLossItem {
+            reason: l.reason.clone(),
+            at: l.at.clone(),
+        })
     }
 }
 
@@ -344,6 +379,27 @@ mod tests {
         b.accept("e2".to_owned(), &watch("e2", 3, p(7), p(10)));
         assert_eq!(b.judge(&watch("e2", 3, p(7), p(10)), p(10)), None);
         assert!(b.judge(&watch("e2", 3, p(9), p(10)), p(10)).is_some());
+    }
+
+    #[test]
+    fn connections_are_told_when_the_loss_shown_changes_and_only_then() {
+        let (integrity, metrics) = (Integrity::default(), Metrics::new());
+        let mut told = integrity.subscribe();
+        let loss = DataLoss::new("the storage's epoch is gone", chrono::Utc::now());
+        integrity.set(loss.clone(), &metrics);
+        assert!(told.has_changed().expect("open"), "a loss found");
+        assert_eq!(*told.borrow_and_update(), Some(loss.clone()));
+        integrity.set(loss.clone(), &metrics);
+        assert!(!told.has_changed().expect("open"), "the same record again");
+        let again = DataLoss::new("the stream was made anew", chrono::Utc::now());
+        integrity.set(again.clone(), &metrics);
+        assert!(told.has_changed().expect("open"), "another record");
+        assert_eq!(*told.borrow_and_update(), Some(again));
+        integrity.clear(&metrics);
+        assert!(told.has_changed().expect("open"), "the record cleared");
+        assert_eq!(*told.borrow_and_update(), None);
+        integrity.clear(&metrics);
+        assert!(!told.has_changed().expect("open"), "nothing to clear");
     }
 
     #[test]

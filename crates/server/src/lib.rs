@@ -351,6 +351,7 @@ impl Server {
         {
             let (hub, stop) = (state.hub.clone(), state.live_stop.clone());
             let (aggregator, dirty) = (state.aggregator.clone(), state.live_dirty.clone());
+            let integrity = state.integrity.clone();
             tokio::spawn(async move {
                 let mut sweep = tokio::time::interval(Duration::from_secs(30));
                 let mut flush = tokio::time::interval(live::FLUSH_EVERY);
@@ -361,7 +362,8 @@ impl Server {
                         _ = sweep.tick() => hub.sweep(Duration::from_secs(300)),
                         _ = flush.tick() => {
                             let (hub, dirty) = (hub.clone(), dirty.clone());
-                            if aggregator.query(move |a| live::flush(&hub, &dirty, a)).await.is_err() {
+                            let loss = crate::integrity::DataLossItem::of(integrity.data_loss().as_ref());
+                            if aggregator.query(move |a| live::flush(&hub, &dirty, a, loss)).await.is_err() {
                                 return;
                             }
                         }

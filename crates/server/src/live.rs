@@ -30,14 +30,16 @@ use axum::response::Response;
 use botwatch_aggregator::{Aggregator, BotFigures, BucketSize, UserFilter, UserSort, UsersQuery};
 use botwatch_event::{Event, EventKind};
 use botwatch_live::{Frame, Hub, Member};
-use botwatch_log::EventLog;
+use botwatch_log::{DataLoss, EventLog};
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, Message as WsMessage, Role, WebSocketConfig, WebSocketContext,
     frame::coding::CloseCode,
 };
+use tokio_util::sync::ReusableBoxFuture;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::AppState;
@@ -45,6 +47,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::figures::{BucketItem, DialogItem, Preview, TopItem};
 use crate::history::Message;
+use crate::integrity::DataLossItem;
 use crate::users::UserItem;
 
 mod socket;
@@ -120,6 +123,10 @@ pub struct Overview {
     users: Vec<UserItem>,
     top: Vec<TopItem>,
     days: Vec<BucketItem>,
+    /// The loss of data the figures suffer from (they may miss events), until an
+    /// operator clears it; null when there is none. A change of it starts every
+    /// subscription again with a fresh snapshot.
+    data_loss: Option<DataLossItem>,
 }
 
 fn chart_range(f: &BotFigures) -> (NaiveDate, NaiveDate) {
@@ -127,7 +134,7 @@ fn chart_range(f: &BotFigures) -> (NaiveDate, NaiveDate) {
     (today - chrono::Duration::days(CHART_DAYS - 1), today)
 }
 
-fn overview(f: &BotFigures) -> Overview {
+fn overview(f: &BotFigures, data_loss: Option<DataLossItem>) -> Overview {
     let (from, to) = chart_range(f);
     let page = f.users(&UsersQuery {
         filter: UserFilter::default(),
@@ -144,6 +151,7 @@ fn overview(f: &BotFigures) -> Overview {
             .into_iter()
             .map(BucketItem::from)
             .collect(),
+        data_loss,
     }
 }
 
@@ -154,6 +162,9 @@ pub struct StatsFrame {
     hour: Vec<BucketItem>,
     day: Vec<BucketItem>,
     week: Vec<BucketItem>,
+    /// The loss of data the figures suffer from (they may miss events), until an
+    /// operator clears it; null when there is none.
+    data_loss: Option<DataLossItem>,
 }
 
 /// The statistics topic's buckets: hours of `hour_days`, days and weeks from `from` to
@@ -163,6 +174,7 @@ fn stats_frame(
     hour_days: &[NaiveDate],
     from: NaiveDate,
     to: NaiveDate,
+    data_loss: Option<DataLossItem>,
 ) -> StatsFrame {
     let buckets = |from, to, size| {
         f.stats(from, to, size)
@@ -178,6 +190,7 @@ fn stats_frame(
             .collect(),
         day: buckets(from, to, BucketSize::Day),
         week: buckets(from, to, BucketSize::Week),
+        data_loss,
     }
 }
 
@@ -195,9 +208,10 @@ impl Dirty {
     }
 }
 
-/// Sends the overview and statistics of the bots that changed since the last flush.
+/// Sends the overview and statistics of the bots that changed since the last flush,
+/// with the loss of data the node shows (`data_loss`: whole frames, each says it).
 /// Runs on the aggregator's thread (inside a query), like [`on_applied`].
-pub fn flush(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator) {
+pub fn flush(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator, data_loss: Option<DataLossItem>) {
     let changed = std::mem::take(&mut *dirty.lock());
     for (bot, days) in changed {
         let Some(f) = aggregator.bot(&bot) else {
@@ -205,7 +219,7 @@ pub fn flush(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator) {
         };
         let overview_topic = format!("bot/{bot}/overview");
         if hub.is_watched(&overview_topic) {
-            hub.publish(&overview_topic, &overview(f));
+            hub.publish(&overview_topic, &overview(f, data_loss.clone()));
         }
         let stats_topic = format!("bot/{bot}/stats");
         if hub.is_watched(&stats_topic)
@@ -216,7 +230,10 @@ pub fn flush(hub: &Hub, dirty: &Dirty, aggregator: &Aggregator) {
             // existing users of the days between).
             let first = first.max(last - chrono::Duration::days(366));
             let days: Vec<NaiveDate> = days.into_iter().collect();
-            hub.publish(&stats_topic, &stats_frame(f, &days, first, last));
+            hub.publish(
+                &stats_topic,
+                &stats_frame(f, &days, first, last, data_loss.clone()),
+            );
         }
     }
 }
@@ -525,6 +542,10 @@ impl Connection {
             .is_some()
             .then(|| tokio::time::interval(SESSION_CHECK_EVERY));
         let socket = self.socket.clone();
+        // A loss of data found, or its record cleared: every snapshot says so. The wait
+        // lives in a box that each change reuses: in the `select!` it would add its
+        // whole state to every idle connection's future.
+        let mut data_loss = ReusableBoxFuture::new(loss_changed(self.state.integrity.subscribe()));
         loop {
             let step = tokio::select! {
                 readable = socket.readable() => match readable {
@@ -534,6 +555,11 @@ impl Connection {
                     Err(_) => Step::Close(None),
                 },
                 _ = socket.wake.notified() => Box::pin(self.catch_up()).await,
+                told = &mut data_loss => {
+                    data_loss.set(loss_changed(told));
+                    debug!("the data loss shown changed; resyncing");
+                    Box::pin(self.resync()).await
+                }
                 _ = stop.cancelled() => Step::Close(Some(close(1001, "the server is stopping"))),
                 _ = async { session_check.as_mut()?.tick().await; Some(()) }, if session_check.is_some() => {
                     let digest = session.as_deref().unwrap_or_default();
@@ -617,6 +643,13 @@ impl Connection {
             return Step::Go;
         }
         debug!("live socket fell behind; resyncing");
+        self.resync().await
+    }
+
+    /// Starts every subscription again, each with a fresh snapshot at the topic's
+    /// present `seq` (what the client had is replaced, never continued with a gap): for
+    /// a socket that fell behind, and when the loss of data the node shows changes.
+    async fn resync(&mut self) -> Step {
         let subs: Vec<Subscription> = self
             .subs
             .values()
@@ -699,12 +732,17 @@ impl Connection {
         let hub = self.state.hub.clone();
         let member: Arc<dyn botwatch_live::Member> = self.socket.clone();
         let (topic_name, t) = (name.clone(), topic.clone());
+        let data_loss = DataLossItem::of(self.state.integrity.data_loss().as_ref());
+        let loss = data_loss.clone();
         let joined = self
             .state
             .aggregator
             .query(move |a| {
                 let joined = hub.join(&topic_name, since, member, id);
-                let data = joined.missed.is_none().then(|| snapshot_figures(a, &t));
+                let data = joined
+                    .missed
+                    .is_none()
+                    .then(|| snapshot_figures(a, &t, loss));
                 (joined, data)
             })
             .await;
@@ -715,7 +753,7 @@ impl Connection {
             (Some(missed), _) => missed.iter().map(|f| f.wire().clone()).collect(),
             (None, Some(figures)) => {
                 let log = self.state.log.clone();
-                let data = match complete_snapshot(&log, &topic, figures).await {
+                let data = match complete_snapshot(&log, &topic, figures, data_loss).await {
                     Ok(data) => data,
                     Err(e) => {
                         warn!(error = %e, topic = name, "cannot read a snapshot's messages");
@@ -733,6 +771,17 @@ impl Connection {
     }
 }
 
+/// Waits for the next change of the loss of data the node shows (`Integrity`), and
+/// hands the receiver back for the next wait; never ends once nothing can change it.
+async fn loss_changed(
+    mut told: watch::Receiver<Option<DataLoss>>,
+) -> watch::Receiver<Option<DataLoss>> {
+    if told.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    told
+}
+
 /// `bot/{bot}/dialog/{user}` snapshot: the dialog (none before its first message) and
 /// its latest messages, newest first.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -742,6 +791,9 @@ pub struct DialogSnapshot {
     /// `before` for the older messages (`GET …/dialogs/{user}/messages`); null when
     /// these are all.
     next: Option<String>,
+    /// The loss of data the figures suffer from, until an operator clears it; null
+    /// when there is none.
+    data_loss: Option<DataLossItem>,
 }
 
 /// `bot/{bot}/dialog/{user}` delta: one message and the dialog's figures after it (a
@@ -766,12 +818,18 @@ pub struct DeliveryDelta {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AlertsSnapshot {
     items: Vec<DialogItem>,
+    /// The loss of data the figures suffer from, until an operator clears it; null
+    /// when there is none.
+    data_loss: Option<DataLossItem>,
 }
 
 /// `bot/{bot}/dialogs` snapshot: the latest dialogs, latest first.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DialogsSnapshot {
     items: Vec<DialogItem>,
+    /// The loss of data the figures suffer from, until an operator clears it; null
+    /// when there is none.
+    data_loss: Option<DataLossItem>,
 }
 
 /// `bot/{bot}/dialogs` delta: a dialog that changed, with its latest message when the
@@ -786,6 +844,7 @@ async fn complete_snapshot(
     log: &botwatch_log::AnyLog,
     topic: &Topic,
     figures: SnapshotFigures,
+    data_loss: Option<DataLossItem>,
 ) -> Result<serde_json::Value, botwatch_log::LogError> {
     match (topic, figures) {
         (Topic::Dialog { bot, user }, SnapshotFigures::Dialog(f)) => {
@@ -800,13 +859,14 @@ async fn complete_snapshot(
                 dialog: f.map(|f| DialogItem::new(*f, None)),
                 messages,
                 next,
+                data_loss,
             })
             .unwrap_or_default())
         }
         (_, SnapshotFigures::Whole(data)) => Ok(data),
         (Topic::Alerts { .. }, SnapshotFigures::Dialogs(rows)) => {
             let items = rows.into_iter().map(|f| DialogItem::new(f, None)).collect();
-            Ok(serde_json::to_value(AlertsSnapshot { items }).unwrap_or_default())
+            Ok(serde_json::to_value(AlertsSnapshot { items, data_loss }).unwrap_or_default())
         }
         (Topic::Dialogs { bot }, SnapshotFigures::Dialogs(rows)) => {
             let mut items = Vec::with_capacity(rows.len());
@@ -815,7 +875,7 @@ async fn complete_snapshot(
                 let preview = latest.entries.first().map(|e| Preview::of(&e.event));
                 items.push(DialogItem::new(f, preview));
             }
-            Ok(serde_json::to_value(DialogsSnapshot { items }).unwrap_or_default())
+            Ok(serde_json::to_value(DialogsSnapshot { items, data_loss }).unwrap_or_default())
         }
         _ => Ok(serde_json::Value::Null),
     }
@@ -829,21 +889,26 @@ enum SnapshotFigures {
     Whole(serde_json::Value),
 }
 
-fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
+fn snapshot_figures(
+    a: &Aggregator,
+    topic: &Topic,
+    data_loss: Option<DataLossItem>,
+) -> SnapshotFigures {
     match topic {
         Topic::Dialog { bot, user } => {
             SnapshotFigures::Dialog(a.bot(bot).and_then(|f| f.user(user)).map(Box::new))
         }
         Topic::Overview { bot } => SnapshotFigures::Whole(
             a.bot(bot)
-                .map(|f| serde_json::to_value(overview(f)).unwrap_or_default())
+                .map(|f| serde_json::to_value(overview(f, data_loss)).unwrap_or_default())
                 .unwrap_or_default(),
         ),
         Topic::Stats { bot } => SnapshotFigures::Whole(
             a.bot(bot)
                 .map(|f| {
                     let (from, to) = chart_range(f);
-                    serde_json::to_value(stats_frame(f, &[to], from, to)).unwrap_or_default()
+                    serde_json::to_value(stats_frame(f, &[to], from, to, data_loss))
+                        .unwrap_or_default()
                 })
                 .unwrap_or_default(),
         ),
@@ -858,6 +923,7 @@ fn snapshot_figures(a: &Aggregator, topic: &Topic) -> SnapshotFigures {
                     .bot(bot)
                     .map(|f| f.broadcasts().into_iter().map(Into::into).collect())
                     .unwrap_or_default(),
+                data_loss,
             })
             .unwrap_or_default(),
         ),
@@ -897,5 +963,8 @@ mod tests {
     fn an_idle_connection_holds_a_small_future() {
         let run = returned_size(|c: Box<Connection>| c.run());
         assert!(run <= 640, "Connection::run's future is {run} bytes");
+        // The wait for a change of the loss of data shown, boxed beside it.
+        let wait = returned_size(loss_changed);
+        assert!(wait <= 160, "the data-loss wait is {wait} bytes");
     }
 }

@@ -766,6 +766,7 @@ export interface components {
          *     `handoff` null) answered.
          */
         AlertsSnapshot: {
+            data_loss?: null | components["schemas"]["DataLossItem"];
             items: components["schemas"]["DialogItem"][];
         };
         Attachment: (components["schemas"]["Media"] & {
@@ -879,6 +880,7 @@ export interface components {
          *     [`BroadcastDelta`]s.
          */
         BroadcastsSnapshot: {
+            data_loss?: null | components["schemas"]["DataLossItem"];
             items: components["schemas"]["BroadcastItem"][];
         };
         BucketItem: {
@@ -962,6 +964,13 @@ export interface components {
             telegram?: components["schemas"]["TelegramChannel"];
             webchat?: components["schemas"]["WebChatSettings"];
         };
+        /** @description A loss of data as the live snapshots show it (`data_loss`): null while there is none. */
+        DataLossItem: {
+            /** @description When it was recorded (RFC 3339, UTC). */
+            at: string;
+            /** @description What was found (`/readyz` shows the same). */
+            reason: string;
+        };
         /** @description Where an operator message is on its way to the user. */
         Delivery: {
             /** @description The broadcast this message is part of. */
@@ -1009,6 +1018,7 @@ export interface components {
          *     its latest messages, newest first.
          */
         DialogSnapshot: {
+            data_loss?: null | components["schemas"]["DataLossItem"];
             dialog?: null | components["schemas"]["DialogItem"];
             messages: components["schemas"]["Message"][];
             /**
@@ -1030,6 +1040,7 @@ export interface components {
         };
         /** @description `bot/{bot}/dialogs` snapshot: the latest dialogs, latest first. */
         DialogsSnapshot: {
+            data_loss?: null | components["schemas"]["DataLossItem"];
             items: components["schemas"]["DialogItem"][];
         };
         /** @enum {string} */
@@ -1312,6 +1323,7 @@ export interface components {
          *     last [`CHART_DAYS`] days of the bot's zone.
          */
         Overview: {
+            data_loss?: null | components["schemas"]["DataLossItem"];
             days: components["schemas"]["BucketItem"][];
             top: components["schemas"]["TopItem"][];
             users: components["schemas"]["UserItem"][];
@@ -1411,6 +1423,7 @@ export interface components {
         };
         /** @description Statistics buckets, whole (not increments: a client replaces what it has). */
         StatsFrame: {
+            data_loss?: null | components["schemas"]["DataLossItem"];
             day: components["schemas"]["BucketItem"][];
             hour: components["schemas"]["BucketItem"][];
             tz: string;

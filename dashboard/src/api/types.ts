@@ -28,6 +28,7 @@ export type DialogsSnapshot = S['DialogsSnapshot'];
 export type AlertsSnapshot = S['AlertsSnapshot'];
 export type DialogDelta = S['DialogDelta'];
 export type DialogSnapshot = S['DialogSnapshot'];
+export type DataLossItem = S['DataLossItem'];
 export type MessageDelta = S['MessageDelta'];
 export type DeliveryDelta = S['DeliveryDelta'];
 export type OperatorMessage = S['OperatorMessage'];

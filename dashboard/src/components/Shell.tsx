@@ -8,7 +8,7 @@ import type { DialogItem } from '../api/types';
 import { displayName } from '../format';
 import { alertsReducer } from '../live/reducers';
 import { bots, leftInManual, logOut, notice, refreshBots, session, switchMode, useTopic } from '../state';
-import { ConnectionBadge, ErrorLine, HandRaised, Link } from './bits';
+import { ConnectionBadge, DataLossBanner, ErrorLine, HandRaised, Link } from './bits';
 
 export function Shell({ bot, children }: { bot: string | null; children: ComponentChildren }) {
   const r = route.value;
@@ -73,6 +73,7 @@ export function Shell({ bot, children }: { bot: string | null; children: Compone
           Log out
         </button>
       </header>
+      {bot !== null && <DataLossBanner />}
       <ManualReminder />
       {bot !== null && <WaitingForHuman bot={bot} />}
       {notice.value && (

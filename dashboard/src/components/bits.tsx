@@ -5,6 +5,7 @@ import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { displayName, initials, safeUrl } from '../format';
 import { navigate } from '../router';
+import { CLEAR_COMMAND } from '../live/dataLoss';
 import { live } from '../state';
 
 export function Avatar({ user, size = 36 }: { user: { id: string; name?: string | null; avatar?: string | null }; size?: number }) {
@@ -104,6 +105,19 @@ export function ConnectionBadge() {
       <span class="dot" aria-hidden="true" />
       {STATES[state]}
     </span>
+  );
+}
+
+/** The storage lost data behind the server's back: said on every page of a bot until
+ *  an operator clears it (the live snapshots carry it; gone with the next one that
+ *  says null). Its text is `dataLossText`'s. */
+export function DataLossBanner() {
+  const loss = live.dataLoss.value;
+  if (!loss) return null;
+  return (
+    <div class="notice data-loss" role="alert" data-since={loss.at}>
+      <strong>Storage lost data:</strong> {loss.reason}. Figures may miss events; an operator runs <code>{CLEAR_COMMAND}</code>.
+    </div>
   );
 }
 

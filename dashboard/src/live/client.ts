@@ -3,6 +3,8 @@
 // resubscribe, and the connection's state for the header to show.
 
 import { signal } from '@preact/signals';
+import type { DataLossItem } from '../api/types';
+import { dataLossIn } from './dataLoss';
 import { type Frame, type Reducer, TopicState } from './topic';
 
 export type ConnectionState = 'connecting' | 'live' | 'reconnecting' | 'offline';
@@ -44,6 +46,9 @@ const RETRY_TOPIC_MS = 2_000;
 
 export class LiveClient {
   readonly state = signal<ConnectionState>('connecting');
+  /** The loss of data the server shows (the storage's, not one bot's), as the latest
+   *  snapshot or whole frame applied says; null when none. */
+  readonly dataLoss = signal<DataLossItem | null>(null);
   private socket: Socket | null = null;
   private readonly subs = new Map<string, Subscription<unknown>>();
   private attempts = 0;
@@ -66,6 +71,7 @@ export class LiveClient {
     this.socket?.close(1000, 'bye');
     this.socket = null;
     this.state.value = 'offline';
+    this.dataLoss.value = null;
   }
 
   /** Follows a topic; the listener gets the state after each change (at once when
@@ -148,10 +154,13 @@ export class LiveClient {
     }
     if (!sub) return;
     switch (sub.topic.apply(frame)) {
-      case 'applied':
+      case 'applied': {
         sub.resyncing = false;
+        const loss = dataLossIn(frame);
+        if (loss !== undefined && JSON.stringify(loss) !== JSON.stringify(this.dataLoss.value)) this.dataLoss.value = loss;
         for (const l of sub.listeners) l(sub.topic.state, sub.topic.snapshots);
         break;
+      }
       case 'gap':
         if (!sub.resyncing) this.resubscribe(frame.topic, sub);
         break;

@@ -1,7 +1,7 @@
 // The wall board: the main page's figures without the frame, large enough to read on
 // a 1080p screen across a room. Live like the main page.
 
-import { Avatar, ConnectionBadge, Link, ProviderIcon } from '../components/bits';
+import { Avatar, ConnectionBadge, DataLossBanner, Link, ProviderIcon } from '../components/bits';
 import { displayName, formatWhen } from '../format';
 import { href } from '../router';
 import { useZone } from '../state';
@@ -28,6 +28,7 @@ export function BoardPage({ bot }: { bot: string }) {
           Leave the wall board
         </Link>
       </header>
+      <DataLossBanner />
       <main id="main">
         <dl class="figures">
           {figures.map(([label, value]) => (

@@ -67,7 +67,11 @@ async fn subscribers_get_it_once_manual_users_are_skipped_refusals_listed(backen
     )
     .await;
     let snapshot = next(&mut ws).await;
-    assert_eq!(snapshot["data"], json!({"items": []}), "{snapshot}");
+    assert_eq!(
+        snapshot["data"],
+        json!({"items": [], "data_loss": null}),
+        "{snapshot}"
+    );
 
     // Nobody matches: refused (the audience as it stands has nobody), nothing recorded.
     let (status, body) = s

@@ -5,6 +5,7 @@
 //! once: nothing acknowledged is lost, nothing retried is doubled, and botwatch was
 //! never restarted.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use botwatch_tests::{ADMIN_TOKEN, Backend, PrivateRedis, TestServer};
@@ -224,4 +225,244 @@ async fn redis_paused_gets_prompt_refusals_and_nothing_doubled() {
     assert_eq!(counted, sent.acknowledged, "every acknowledged event, once");
     s.stop().await;
     redis.kill().await;
+}
+
+/// What a dashboard saw of one topic while Redis was emptied under it.
+#[derive(Default)]
+struct Watched {
+    /// The last `seq` applied (a snapshot's, or a delta's).
+    seq: Option<u64>,
+    /// The `data_loss` of each snapshot, in order.
+    snapshots: Vec<Value>,
+    /// Deltas since the last snapshot.
+    deltas_since: u64,
+}
+
+impl Watched {
+    /// Applies a frame: a delta carries exactly the next `seq`, a snapshot never one
+    /// before what the client has (it replaces it).
+    fn apply(&mut self, topic: &str, frame: &Value) {
+        let seq = frame["seq"].as_u64().expect("seq");
+        match frame["kind"].as_str() {
+            Some("snapshot") => {
+                if let Some(last) = self.seq {
+                    assert!(seq >= last, "{topic}: a snapshot at {seq} after {last}");
+                }
+                self.snapshots.push(frame["data"]["data_loss"].clone());
+                self.deltas_since = 0;
+            }
+            Some("delta") => {
+                let last = self.seq.expect("a delta before any snapshot");
+                assert_eq!(
+                    seq,
+                    last + 1,
+                    "{topic}: after {last} came {seq} (a gap or a repeat)"
+                );
+                self.deltas_since += 1;
+            }
+            other => panic!("{topic}: unexpected frame {other:?}: {frame}"),
+        }
+        self.seq = Some(seq);
+    }
+
+    /// Whether the latest snapshot shows a loss (`Some(true)`), none (`Some(false)`).
+    fn shows_loss(&self) -> Option<bool> {
+        self.snapshots.last().map(|loss| !loss.is_null())
+    }
+}
+
+/// Reads the dashboard's frames into `watched` until `done` holds; how long it took.
+async fn watch_until(
+    ws: &mut super::LiveSocket,
+    watched: &mut HashMap<String, Watched>,
+    what: &str,
+    done: impl Fn(&HashMap<String, Watched>) -> bool,
+) -> Duration {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !done(watched) {
+        let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("waited 15 s for {what}"),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                serde_json::from_str::<Value>(t.as_str()).expect("JSON")
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("the connection ended under the dashboard: {other:?}"),
+        };
+        let topic = frame["topic"].as_str().expect("topic").to_owned();
+        watched
+            .entry(topic.clone())
+            .or_default()
+            .apply(&topic, &frame);
+    }
+    started.elapsed()
+}
+
+/// The messages the figures count once they stop changing (what was acknowledged but
+/// emptied from Redis before the follower read it is never counted: `counted` would
+/// wait for it in vain).
+async fn settled(s: &TestServer) -> u64 {
+    let total = || async {
+        let (_, page) = s.get(&format!("/api/v1/bots/{BOT}/users?limit=200")).await;
+        page["items"]
+            .as_array()
+            .map(|users| {
+                users
+                    .iter()
+                    .filter_map(|u| u["messages"].as_u64())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    let mut last = total().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = total().await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Polls `/readyz` until it answers `status`; its answer and how long that took.
+async fn until_readiness(s: &TestServer, status: u16) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let (got, body) = s.get("/readyz").await;
+        if got == status {
+            return (body, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "/readyz still {got} {body} after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_emptied_is_reported_and_every_dashboard_resyncs() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    // A Redis of its own: FLUSHALL empties all of it.
+    let mut store = PrivateRedis::start("everysec").await;
+    let s = TestServer::start_on(Backend::Redis, &store.url()).await;
+    let writers = Writers::start(&s);
+    // The bot and the followed dialog exist before the dashboard subscribes.
+    let dialog = format!("bot/{BOT}/dialog/u0");
+    let topics = [
+        format!("bot/{BOT}/overview"),
+        format!("bot/{BOT}/dialogs"),
+        dialog.clone(),
+    ];
+    let started = Instant::now();
+    while s.get(&format!("/api/v1/bots/{BOT}/dialogs/u0")).await.0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no dialog u0");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ws = super::connect(&s).await;
+    for topic in &topics {
+        let subscribe = json!({"op": "subscribe", "topic": topic});
+        ws.send(Message::text(subscribe.to_string()))
+            .await
+            .expect("subscribe");
+    }
+    let mut watched = HashMap::new();
+    let all = |check: fn(&Watched) -> bool| {
+        let topics = topics.clone();
+        move |w: &HashMap<String, Watched>| topics.iter().all(|t| w.get(t).is_some_and(check))
+    };
+    watch_until(
+        &mut ws,
+        &mut watched,
+        "the first snapshots and deltas",
+        all(|w| w.shows_loss() == Some(false) && w.deltas_since > 0),
+    )
+    .await;
+
+    // Emptied behind the service's back.
+    let mut con = redis::Client::open(store.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the private Redis");
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut con)
+        .await
+        .expect("FLUSHALL");
+    let flushed = Instant::now();
+    let (ready, _) = until_readiness(&s, 503).await;
+    let reported = flushed.elapsed();
+    assert_eq!(ready["status"], "data_lost", "{ready}");
+    // Every subscription starts again with a snapshot saying so; new events still
+    // reach the dashboard after it.
+    watch_until(
+        &mut ws,
+        &mut watched,
+        "snapshots with data_loss and deltas after them",
+        all(|w| w.shows_loss() == Some(true) && w.deltas_since > 0),
+    )
+    .await;
+    let resynced = flushed.elapsed();
+    for topic in &topics {
+        let loss = watched[topic].snapshots.last().expect("a snapshot");
+        assert!(
+            loss["reason"].as_str().is_some_and(|r| !r.is_empty()) && loss["at"].is_string(),
+            "{topic}: data_loss {loss}"
+        );
+    }
+
+    // The operator accepts the loss: every subscription again, with data_loss null.
+    let cleared = botwatch_server::clear_data_loss(&s.storage())
+        .await
+        .expect("clear");
+    assert!(cleared.record.is_some(), "a record to clear");
+    let clearing = Instant::now();
+    let (ready, _) = until_readiness(&s, 200).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let since_loss: HashMap<String, usize> = watched
+        .iter()
+        .map(|(t, w)| (t.clone(), w.snapshots.len()))
+        .collect();
+    watch_until(
+        &mut ws,
+        &mut watched,
+        "snapshots without data_loss and deltas after them",
+        all(|w| w.shows_loss() == Some(false) && w.deltas_since > 0),
+    )
+    .await;
+    let cleared_in = clearing.elapsed();
+    for topic in &topics {
+        assert!(
+            watched[topic].snapshots.len() > since_loss[topic],
+            "{topic}: a fresh snapshot after the clearing"
+        );
+    }
+    drop(ws);
+    let sent = writers.finish().await;
+    let counted = settled(&s).await;
+    let resyncs: usize = watched.values().map(|w| w.snapshots.len() - 1).sum();
+    report(
+        "Redis emptied (FLUSHALL) under a dashboard (overview, dialogs, a dialog)",
+        1,
+        sent.acknowledged,
+        sent.acknowledged.saturating_sub(counted),
+        counted.saturating_sub(sent.acknowledged),
+        &format!(
+            "/readyz 503 data_lost after {}; every subscription resynced with data_loss after \
+             {}; cleared: ready and resynced with null after {}; {resyncs} resyncs, no seq gap \
+             or repeat",
+            ms(reported),
+            ms(resynced),
+            ms(cleared_in)
+        ),
+    );
+    // Nothing counted twice; what was acknowledged but not yet read when Redis was
+    // emptied is lost with it (that is the loss reported), the rest is counted.
+    assert!(counted <= sent.acknowledged, "nothing doubled");
+    s.stop().await;
+    store.kill().await;
 }

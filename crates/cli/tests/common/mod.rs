@@ -74,6 +74,35 @@ pub struct Running {
     reason = "each test binary compiles this module; not all use it"
 )]
 pub async fn serve(storage: &Storage, env: &[(&str, &str)]) -> Running {
+    match storage {
+        Storage::Embedded(dir) => {
+            let mut cmd = command(env);
+            cmd.arg("--data").arg(dir.path());
+            spawn(cmd).await
+        }
+        Storage::Redis { prefix } => serve_on_redis("redis://127.0.0.1:6379", prefix, env).await,
+    }
+}
+
+/// [`serve`] on the Redis at `url` (a test's own: `botwatch_tests::PrivateRedis`).
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all use it"
+)]
+pub async fn serve_on_redis(url: &str, prefix: &str, env: &[(&str, &str)]) -> Running {
+    let mut cmd = command(env);
+    cmd.arg("--redis")
+        .arg(url)
+        .arg("--redis-prefix")
+        .arg(prefix);
+    spawn(cmd).await
+}
+
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all use it"
+)]
+fn command(env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_botwatch"));
     cmd.arg("serve")
         .arg("--listen")
@@ -85,17 +114,14 @@ pub async fn serve(storage: &Storage, env: &[(&str, &str)]) -> Running {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
-    match storage {
-        Storage::Embedded(dir) => {
-            cmd.arg("--data").arg(dir.path());
-        }
-        Storage::Redis { prefix } => {
-            cmd.arg("--redis")
-                .arg("redis://127.0.0.1:6379")
-                .arg("--redis-prefix")
-                .arg(prefix);
-        }
-    }
+    cmd
+}
+
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not all use it"
+)]
+async fn spawn(mut cmd: Command) -> Running {
     let mut child = cmd.spawn().expect("start botwatch serve");
     let base = listening_on(&mut child).await;
     Running { child, base }
