@@ -166,6 +166,9 @@ type Job = (Arc<Frame>, MemberList);
 struct TopicState {
     seq: u64,
     history: VecDeque<Arc<Frame>>,
+    /// What every frame up to here says no longer holds (see [`Hub::forget_history`]):
+    /// a resume from here or before gets a snapshot.
+    forgotten_at: Option<u64>,
     /// Members by fan-out thread. Shared with the jobs in flight: a join or leave
     /// while one is under way copies the list, otherwise it changes in place.
     members: Vec<MemberList>,
@@ -312,6 +315,7 @@ impl Hub {
                     state: Mutex::new(TopicState {
                         seq: first_seq(),
                         history: VecDeque::new(),
+                        forgotten_at: None,
                         members: (0..self.fanout.len().max(1))
                             .map(|_| Arc::new(Vec::new()))
                             .collect(),
@@ -361,6 +365,9 @@ impl Hub {
         let since = since?;
         if since > state.seq {
             return None; // a sequence this node never reached (another node's)
+        }
+        if state.forgotten_at.is_some_and(|at| since <= at) {
+            return None; // what the client has is stale, deltas or not
         }
         let oldest = state.history.front().map_or(state.seq + 1, |f| f.seq);
         (since + 1 >= oldest).then(|| {
@@ -457,6 +464,17 @@ impl Hub {
         });
     }
 
+    /// Every topic's history is stale (what the node shows changed beside its deltas: a
+    /// loss of data found or cleared): a client resuming from any `seq` up to now gets
+    /// a snapshot, not the deltas it missed.
+    pub fn forget_history(&self) {
+        for topic in self.topics().values() {
+            let mut state = topic.lock();
+            state.history.clear();
+            state.forgotten_at = Some(state.seq);
+        }
+    }
+
     /// Topics and subscriptions, for metrics.
     pub fn counts(&self) -> (usize, usize) {
         let topics = self.topics();
@@ -482,6 +500,34 @@ mod tests {
         let a = hub.attach("bot/a/dialogs", None);
         assert!(a.missed.is_none());
         assert_eq!(hub.publish("bot/a/dialogs", &1), Some(a.seq + 1));
+    }
+
+    #[test]
+    fn after_the_history_is_forgotten_every_resume_up_to_then_gets_a_snapshot() {
+        let hub = Hub::new(HubConfig::default());
+        let topic = "bot/a/overview";
+        let base = hub.attach(topic, None).seq;
+        let _keep = hub.attach(topic, None);
+        for n in 0..3 {
+            hub.publish(topic, &n);
+        }
+        assert_eq!(
+            hub.attach(topic, Some(base + 1)).missed.map(|m| m.len()),
+            Some(2)
+        );
+        hub.forget_history();
+        for since in [base + 1, base + 3] {
+            assert!(
+                hub.attach(topic, Some(since)).missed.is_none(),
+                "from {since}: a snapshot"
+            );
+        }
+        hub.publish(topic, &3);
+        assert_eq!(
+            seqs(&hub.attach(topic, Some(base + 4)).missed.expect("after")),
+            [] as [u64; 0]
+        );
+        assert!(hub.attach(topic, Some(base + 3)).missed.is_none());
     }
 
     #[test]

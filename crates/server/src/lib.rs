@@ -347,11 +347,14 @@ impl Server {
         ));
 
         // Topics nobody has read for five minutes are forgotten; the whole-bot topics
-        // are sent when they changed, at most every `FLUSH_EVERY`.
+        // are sent when they changed, at most every `FLUSH_EVERY`. A loss of data found
+        // or cleared makes every topic's history stale: connected dashboards resync
+        // (their connections watch it too), and one resuming later gets a snapshot.
         {
             let (hub, stop) = (state.hub.clone(), state.live_stop.clone());
             let (aggregator, dirty) = (state.aggregator.clone(), state.live_dirty.clone());
             let integrity = state.integrity.clone();
+            let mut loss_shown = integrity.subscribe();
             tokio::spawn(async move {
                 let mut sweep = tokio::time::interval(Duration::from_secs(30));
                 let mut flush = tokio::time::interval(live::FLUSH_EVERY);
@@ -360,6 +363,10 @@ impl Server {
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = sweep.tick() => hub.sweep(Duration::from_secs(300)),
+                        changed = loss_shown.changed() => match changed {
+                            Ok(()) => hub.forget_history(),
+                            Err(_) => return,
+                        },
                         _ = flush.tick() => {
                             let (hub, dirty) = (hub.clone(), dirty.clone());
                             let loss = crate::integrity::DataLossItem::of(integrity.data_loss().as_ref());

@@ -383,6 +383,36 @@ async fn redis_emptied_is_reported_and_every_dashboard_resyncs() {
     )
     .await;
 
+    // A second dashboard follows a quiet dialog (nothing new in it, so a resume would
+    // miss no delta), then is away while Redis is emptied.
+    let quiet = format!("bot/{BOT}/dialog/quiet");
+    let one = json!({"id": "quiet-1", "bot": BOT, "type": "message", "direction": "in",
+                     "provider": "web", "user": {"id": "quiet"}, "text": "hello"});
+    assert_eq!(s.ingest(one.to_string()).await.0, 202);
+    let started = Instant::now();
+    while s.get(&format!("/api/v1/bots/{BOT}/dialogs/quiet")).await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no dialog quiet"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut away = super::connect(&s).await;
+    let subscribe = json!({"op": "subscribe", "topic": quiet});
+    away.send(Message::text(subscribe.to_string()))
+        .await
+        .expect("subscribe");
+    let mut away_watched = HashMap::new();
+    watch_until(
+        &mut away,
+        &mut away_watched,
+        "the away dashboard's snapshot",
+        |w| w.get(&quiet).is_some_and(|w| w.shows_loss() == Some(false)),
+    )
+    .await;
+    let away_seq = away_watched[&quiet].seq.expect("a seq");
+    drop(away);
+
     // Emptied behind the service's back.
     let mut con = redis::Client::open(store.url())
         .expect("url")
@@ -414,6 +444,28 @@ async fn redis_emptied_is_reported_and_every_dashboard_resyncs() {
             "{topic}: data_loss {loss}"
         );
     }
+    // The dashboard that was away resumes from where it was: it gets a snapshot saying
+    // so, not the deltas it missed (what it shows is stale, deltas or not).
+    let mut back = super::connect(&s).await;
+    let resume = json!({"op": "subscribe", "topic": quiet, "since": away_seq});
+    back.send(Message::text(resume.to_string()))
+        .await
+        .expect("resume");
+    let mut back_watched = HashMap::new();
+    watch_until(
+        &mut back,
+        &mut back_watched,
+        "the resumed dashboard's first frame",
+        |w| w.contains_key(&quiet),
+    )
+    .await;
+    let first = &back_watched[&quiet];
+    assert_eq!(
+        (first.snapshots.len(), first.shows_loss()),
+        (1, Some(true)),
+        "a resume after the loss starts with a snapshot showing it"
+    );
+    drop(back);
 
     // The operator accepts the loss: every subscription again, with data_loss null.
     let cleared = botwatch_server::clear_data_loss(&s.storage())
@@ -454,7 +506,7 @@ async fn redis_emptied_is_reported_and_every_dashboard_resyncs() {
         &format!(
             "/readyz 503 data_lost after {}; every subscription resynced with data_loss after \
              {}; cleared: ready and resynced with null after {}; {resyncs} resyncs, no seq gap \
-             or repeat",
+             or repeat; a dashboard away during the flush resumed with a snapshot showing it",
             ms(reported),
             ms(resynced),
             ms(cleared_in)
