@@ -17,6 +17,8 @@ mod arena;
 mod audience;
 mod bot;
 mod broadcasts;
+#[doc(hidden)]
+pub mod fuzzing;
 mod names;
 mod outbox;
 mod sessions;

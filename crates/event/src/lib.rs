@@ -8,6 +8,8 @@
 //! millisecond precision), so every reader sees exactly what was acknowledged.
 
 pub mod audience;
+#[doc(hidden)]
+pub mod fuzzing;
 mod model;
 mod validate;
 

@@ -30,7 +30,7 @@ impl Checked for BroadcastInfo {
     }
 }
 
-mod fast;
+pub(crate) mod fast;
 pub mod schema;
 
 /// The limits of API.md → Event, version 1.
@@ -289,7 +289,7 @@ pub fn parse_event_value(
     })
 }
 
-fn parse_event_value_with_id(
+pub(crate) fn parse_event_value_with_id(
     value: Value,
     index: usize,
     now: DateTime<Utc>,

@@ -350,7 +350,7 @@ fn write_group(
     Ok((head, receipts))
 }
 
-fn decode(position: Position, bytes: &[u8]) -> Result<LogEntry, LogError> {
+pub(crate) fn decode(position: Position, bytes: &[u8]) -> Result<LogEntry, LogError> {
     let event = serde_json::from_slice(bytes).map_err(|e| LogError::Corrupt {
         position: position.to_string(),
         reason: e.to_string(),

@@ -12,6 +12,8 @@
 
 mod embedded;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod integrity;
 mod position;
 mod redis_streams;
@@ -273,7 +275,7 @@ impl StoredFile {
         format!("{}\n{}", self.mime, self.name)
     }
 
-    fn from_meta(meta: &str, bytes: Vec<u8>) -> Option<StoredFile> {
+    pub(crate) fn from_meta(meta: &str, bytes: Vec<u8>) -> Option<StoredFile> {
         let (mime, name) = meta.split_once('\n')?;
         Some(StoredFile {
             name: name.to_owned(),

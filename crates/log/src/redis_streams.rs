@@ -703,14 +703,19 @@ fn member(user: &str, ts_ms: i64, p: Position) -> String {
 }
 
 /// The event time and position at the end of a history member.
-fn parse_member_tail(member: &str, user: &str) -> Option<(i64, Position)> {
+pub(crate) fn parse_member_tail(member: &str, user: &str) -> Option<(i64, Position)> {
     let tail = member.get(dialog_prefix(user).len()..)?;
     if tail.len() != 40 {
         return None;
     }
+    // `get`, not indexing: a member that is not botwatch's may hold any UTF-8, and a
+    // character across a field's edge is not a member of ours (found by fuzzing).
     Some((
-        tail[..15].parse().ok()?,
-        Position::new(tail[15..30].parse().ok()?, tail[30..].parse().ok()?),
+        tail.get(..15)?.parse().ok()?,
+        Position::new(
+            tail.get(15..30)?.parse().ok()?,
+            tail.get(30..)?.parse().ok()?,
+        ),
     ))
 }
 
@@ -729,7 +734,7 @@ fn time_of(p: Position) -> DateTime<Utc> {
 }
 
 /// What a stream entry holds, decided the same way by every reader.
-enum Decoded {
+pub(crate) enum Decoded {
     /// A valid event; whether it counts is decided by who owns its id.
     Valid(Box<Event>),
     /// Not a valid event: the reason, for the dead-letter stream.
@@ -766,7 +771,7 @@ fn read_limits(own: bool) -> Limits {
 /// Decodes and validates one stream entry. Missing `id` and `ts` are taken from the
 /// stream id, and validation uses the entry's own append time as "now", so the
 /// answer never depends on when or where it is read.
-fn decode_fields(position: Position, fields: Option<&[Value]>, seal: &Seal) -> Decoded {
+pub(crate) fn decode_fields(position: Position, fields: Option<&[Value]>, seal: &Seal) -> Decoded {
     let invalid = |reason: String| Decoded::Invalid(reason);
     if position.ms > MAX_STREAM_MS || position.seq > MAX_STREAM_SEQ {
         return invalid("the stream id is out of range: add entries with XADD … *".to_owned());
@@ -796,7 +801,7 @@ fn decode_fields(position: Position, fields: Option<&[Value]>, seal: &Seal) -> D
     }
 }
 
-fn bulk_str(v: &Value) -> Option<&str> {
+pub(crate) fn bulk_str(v: &Value) -> Option<&str> {
     match v {
         Value::BulkString(b) => std::str::from_utf8(b).ok(),
         Value::SimpleString(s) => Some(s),
@@ -810,9 +815,9 @@ fn protocol(what: &str) -> LogError {
 
 /// Entries of an `XREAD` reply for one stream: (position, fields or None when nil).
 /// A stream entry as read: its position and its fields (`None` when nil).
-type RawEntry = (Position, Option<Vec<Value>>);
+pub(crate) type RawEntry = (Position, Option<Vec<Value>>);
 
-fn xread_entries(reply: Value) -> Result<Vec<RawEntry>, LogError> {
+pub(crate) fn xread_entries(reply: Value) -> Result<Vec<RawEntry>, LogError> {
     let streams = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(s) => s,
@@ -851,7 +856,7 @@ fn xread_entries(reply: Value) -> Result<Vec<RawEntry>, LogError> {
 
 /// A stream entry read and decoded: its position, what it holds, and whether the
 /// ingest script wrote it (marked with its own id).
-type Fetched = (Position, Decoded, bool);
+pub(crate) type Fetched = (Position, Decoded, bool);
 
 /// A batch being read ahead: the entries after `after`, at most `count`.
 struct ReadAhead {
@@ -860,7 +865,7 @@ struct ReadAhead {
     task: tokio::task::JoinHandle<Result<Vec<Fetched>, LogError>>,
 }
 
-fn decode_entries(raw: Vec<RawEntry>, seal: &Seal) -> Vec<Fetched> {
+pub(crate) fn decode_entries(raw: Vec<RawEntry>, seal: &Seal) -> Vec<Fetched> {
     let mut range = seal.range.lock().map(|r| *r).unwrap_or_default();
     let decoded = raw
         .into_iter()
@@ -978,12 +983,12 @@ impl RedisLog {
 /// sealing began (`{prefix}seal:since`, when a deployment first ran with it) are taken
 /// on their mark alone: no entry can be added behind the stream's last id.
 #[derive(Debug, Default)]
-struct Seal {
-    secret: String,
-    since: Position,
+pub(crate) struct Seal {
+    pub(crate) secret: String,
+    pub(crate) since: Position,
     /// The latest range of entries the ingest script sealed (first, last) that a read
     /// met, so that a read that begins inside it counts them too.
-    range: Mutex<(Position, Position)>,
+    pub(crate) range: Mutex<(Position, Position)>,
 }
 
 impl Seal {
@@ -1176,7 +1181,7 @@ impl crate::SnapshotStore for RedisLog {
     }
 }
 
-fn parse_position(v: &Value, what: &str) -> Result<Position, LogError> {
+pub(crate) fn parse_position(v: &Value, what: &str) -> Result<Position, LogError> {
     bulk_str(v)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| protocol(what))
@@ -1700,6 +1705,21 @@ mod tests {
             parse_member_tail(&d, "u1"),
             Some((1_001, Position::new(1_732_612_345_000, 0)))
         );
+    }
+
+    #[test]
+    fn a_member_with_a_character_across_a_fields_edge_is_unreadable_not_a_panic() {
+        // The fuzzer's find (fuzz/ redis_reply): 40 bytes after the dialog, with a
+        // two-byte character over the end of the position's milliseconds.
+        let member = "00045532000000000001000001795688*1\t\",\u{783}\r\n0000002";
+        assert_eq!(member.len(), 48);
+        assert_eq!(parse_member_tail(member, "5532"), None);
+        for at in 0..=38 {
+            let mut tail = "0".repeat(38);
+            tail.insert(at, 'é');
+            let member = format!("{}{tail}", dialog_prefix("u1"));
+            assert_eq!(parse_member_tail(&member, "u1"), None, "{member}");
+        }
     }
 
     #[test]

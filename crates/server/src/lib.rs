@@ -13,6 +13,8 @@ mod error;
 mod figures;
 mod follower;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handoff;
 mod health;
 mod history;

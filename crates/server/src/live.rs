@@ -70,7 +70,7 @@ const SNAPSHOT_ROWS: usize = 50;
 
 /// A topic a client may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Topic {
+pub(crate) enum Topic {
     Overview { bot: String },
     Stats { bot: String },
     Dialogs { bot: String },
@@ -80,7 +80,7 @@ enum Topic {
 }
 
 impl Topic {
-    fn parse(name: &str) -> Result<Topic, &'static str> {
+    pub(crate) fn parse(name: &str) -> Result<Topic, &'static str> {
         let rest = name.strip_prefix("bot/").ok_or("unknown_topic")?;
         let (bot, what) = rest.split_once('/').ok_or("unknown_topic")?;
         let bot = bot.to_owned();
@@ -432,9 +432,21 @@ pub async fn upgrade(
     }))
 }
 
+/// The protocol's state that reads a client's frames, `read` the bytes of them that
+/// came with the upgrade request.
+pub(crate) fn client_protocol(read: Vec<u8>) -> WebSocketContext {
+    let config = WebSocketConfig::default()
+        // Small buffers: an idle connection holds hundreds of bytes.
+        .read_buffer_size(CLIENT_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_CLIENT_FRAME))
+        .max_frame_size(Some(MAX_CLIENT_FRAME));
+    WebSocketContext::from_partially_read(read, Role::Server, Some(config))
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-enum ClientFrame {
+pub(crate) enum ClientFrame {
     Subscribe { topic: String, since: Option<u64> },
     Unsubscribe { topic: String },
 }
@@ -489,21 +501,11 @@ impl Connection {
         slot: tokio::sync::OwnedSemaphorePermit,
     ) -> Box<Connection> {
         state.metrics.live_connections.inc();
-        let config = WebSocketConfig::default()
-            // Small buffers: an idle connection holds hundreds of bytes.
-            .read_buffer_size(CLIENT_READ_BUFFER)
-            .write_buffer_size(0)
-            .max_message_size(Some(MAX_CLIENT_FRAME))
-            .max_frame_size(Some(MAX_CLIENT_FRAME));
         Box::new(Connection {
             state,
             principal,
             socket: LiveSocket::new(stream),
-            protocol: WebSocketContext::from_partially_read(
-                read.to_vec(),
-                Role::Server,
-                Some(config),
-            ),
+            protocol: client_protocol(read.to_vec()),
             subs: HashMap::new(),
             next_id: 0,
             heard: tokio::time::Instant::now(),

@@ -249,44 +249,36 @@ async fn updates(
         .min(50);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     for round in 0..REFETCHES {
-        let Ok(mut parsed) = serde_json::from_slice::<Value>(&answer) else {
+        let Some(Updates {
+            mut parsed,
+            events,
+            users,
+            last_id,
+        }) = read_updates(&answer, bot, files, &state.limits)
+        else {
             return Ok(answer);
         };
-        let Some(items) = parsed.get_mut("result").and_then(Value::as_array_mut) else {
-            return Ok(answer);
-        };
-        if items.is_empty() {
-            return Ok(answer);
-        }
-        let mut events = Vec::new();
-        let mut users = Vec::new();
-        let mut last_id = i64::MIN;
-        for item in items.iter() {
-            if let Ok(update) = serde_json::from_value::<Update>(item.clone()) {
-                last_id = last_id.max(update.update_id);
-                events.extend(update.to_event(bot, files, &state.limits));
-                users.push(update.user_id());
-            } else {
-                users.push(None);
-            }
-        }
         if !events.is_empty() {
             let asking = crate::handoff::askers(state, &events).await;
             state.log.append(events).await.map_err(|e| e.to_string())?;
             crate::handoff::flag_soon(state, asking);
         }
         let manual = manual_users(state, bot, &users).await?;
-        let mut i = 0;
-        items.retain(|_| {
-            let keep = !manual[i];
-            i += 1;
-            keep
-        });
+        let mut left = 0;
+        if let Some(items) = parsed.get_mut("result").and_then(Value::as_array_mut) {
+            let mut i = 0;
+            items.retain(|_| {
+                let keep = !manual[i];
+                i += 1;
+                keep
+            });
+            left = items.len();
+        }
         let removed = manual.iter().filter(|m| **m).count();
         if removed > 0 {
             info!(removed, "Manual users' updates kept from the bot");
         }
-        if !items.is_empty() || removed == 0 {
+        if left > 0 || removed == 0 {
             return Ok(Bytes::from(serde_json::to_vec(&parsed).unwrap_or_default()));
         }
         // Everything was removed: ask again past them, with the bot's other parameters
@@ -314,6 +306,49 @@ async fn updates(
     }
     // Still nothing for the bot: an empty answer, and it polls again.
     Ok(Bytes::from_static(br#"{"ok":true,"result":[]}"#))
+}
+
+/// What a `getUpdates` answer holds: the answer parsed, the events its updates make,
+/// each item's user (`None` for an item that is no update, or names nobody), and the
+/// greatest update id.
+pub(crate) struct Updates {
+    pub(crate) parsed: Value,
+    pub(crate) events: Vec<Event>,
+    pub(crate) users: Vec<Option<String>>,
+    pub(crate) last_id: i64,
+}
+
+/// Reads a `getUpdates` answer; `None` when it holds no updates (it goes to the bot as
+/// it came).
+pub(crate) fn read_updates(
+    answer: &[u8],
+    bot: &str,
+    files: &str,
+    limits: &botwatch_event::Limits,
+) -> Option<Updates> {
+    let parsed = serde_json::from_slice::<Value>(answer).ok()?;
+    let items = parsed.get("result").and_then(Value::as_array)?;
+    if items.is_empty() {
+        return None;
+    }
+    let mut events = Vec::new();
+    let mut users = Vec::new();
+    let mut last_id = i64::MIN;
+    for item in items {
+        if let Ok(update) = serde_json::from_value::<Update>(item.clone()) {
+            last_id = last_id.max(update.update_id);
+            events.extend(update.to_event(bot, files, limits));
+            users.push(update.user_id());
+        } else {
+            users.push(None);
+        }
+    }
+    Some(Updates {
+        parsed,
+        events,
+        users,
+        last_id,
+    })
 }
 
 /// For each update's user, whether the dialog is in Manual (one query); an update
