@@ -66,6 +66,7 @@ struct Args {
     binary: std::path::PathBuf,
 }
 
+mod process;
 #[path = "ingest/rates.rs"]
 mod rates;
 

@@ -18,11 +18,13 @@
 //! aggregator), for botwatch ingest → log → aggregator → hub → client.
 //! Everything stays on 127.0.0.1.
 
+mod process;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,6 +33,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use process::{ServerProcess, cpu_and_rss};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -123,29 +126,6 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// utime + stime of a process, in clock ticks (100 per second here), and its RSS.
-fn cpu_and_rss(pid: u32) -> Result<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').context("stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    let rss_pages = fields[21].parse::<u64>()?;
-    Ok((ticks, rss_pages * 4096))
-}
-
-struct ServerProcess {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn start_soketi() -> Result<ServerProcess> {
@@ -255,32 +235,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 async fn start_server(args: &Args, port: u16) -> Result<ServerProcess> {
-    let dir = tempfile::tempdir()?;
-    let child = Command::new(&args.binary)
-        .arg("serve")
-        .arg("--data")
-        .arg(dir.path())
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("BOTWATCH_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("start {}", args.binary.display()))?;
-    let server = ServerProcess { child, _dir: dir };
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        let ready = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            return Ok(server);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("botwatch did not become ready on port {port}")
+    process::serve(&args.binary, port, TOKEN, &[]).await
 }
 
 fn event(n: u64, sent_ns: u64) -> Value {

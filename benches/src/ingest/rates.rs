@@ -13,14 +13,14 @@
 //!
 //! Redis's CPU time comes from `INFO cpu`; the load client's time is in neither.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 
+use super::process::{ServerProcess, cpu_and_rss, serve};
 use super::{Args, event_json};
 
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -248,67 +248,24 @@ async fn adapter_at(args: &Args, rate: u64, round: usize) -> Result<RateRow> {
     })
 }
 
-struct ServerProcess {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// utime + stime of a process in seconds (100 clock ticks per second here), and its
-/// resident memory in MiB.
-fn cpu_and_rss(pid: u32) -> Result<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').context("stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    let rss_pages = fields[21].parse::<u64>()?;
-    Ok((ticks as f64 / 100.0, (rss_pages * 4096) as f64 / 1048576.0))
-}
-
 async fn start_server(args: &Args, prefix: Option<&str>) -> Result<(ServerProcess, u16)> {
-    let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut command = Command::new(&args.binary);
-    command
-        .arg("serve")
-        .arg("--data")
-        .arg(dir.path())
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("BOTWATCH_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(prefix) = prefix {
-        command
-            .env("BOTWATCH_REDIS_URL", &args.redis_url)
-            .env("BOTWATCH_REDIS_PREFIX", prefix);
-    }
-    let child = command
-        .spawn()
-        .with_context(|| format!("start {} (cargo build --release)", args.binary.display()))?;
-    let server = ServerProcess { child, _dir: dir };
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        let ready = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await;
-        if ready.is_ok_and(|r| r.status().is_success()) {
-            return Ok((server, port));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("botwatch did not become ready on port {port}")
+    let env = match prefix {
+        Some(prefix) => vec![
+            ("BOTWATCH_REDIS_URL", args.redis_url.as_str()),
+            ("BOTWATCH_REDIS_PREFIX", prefix),
+        ],
+        None => Vec::new(),
+    };
+    Ok((serve(&args.binary, port, TOKEN, &env).await?, port))
+}
+
+/// CPU seconds and resident MiB of a process.
+fn cpu_seconds_and_rss_mib(pid: u32) -> Result<(f64, f64)> {
+    let (ticks, rss) = cpu_and_rss(pid)?;
+    Ok((ticks as f64 / 100.0, rss as f64 / 1_048_576.0))
 }
 
 async fn http_at(args: &Args, rate: u64, round: usize, on_redis: bool) -> Result<RateRow> {
@@ -322,7 +279,7 @@ async fn http_at(args: &Args, rate: u64, round: usize, on_redis: bool) -> Result
         .pool_max_idle_per_host(256)
         .build()?;
     let url = format!("http://127.0.0.1:{port}/api/v1/events");
-    let (cpu_before, _) = cpu_and_rss(pid)?;
+    let (cpu_before, _) = cpu_seconds_and_rss_mib(pid)?;
     let redis_before = redis_cpu(&mut info).await?;
     let wall = Instant::now();
     let (achieved, h, failed) = paced(rate, args.rate_batch, bodies, move |events| {
@@ -343,7 +300,7 @@ async fn http_at(args: &Args, rate: u64, round: usize, on_redis: bool) -> Result
     })
     .await?;
     let seconds = wall.elapsed().as_secs_f64();
-    let (cpu_after, rss) = cpu_and_rss(pid)?;
+    let (cpu_after, rss) = cpu_seconds_and_rss_mib(pid)?;
     let redis_cores = (redis_cpu(&mut info).await? - redis_before) / seconds;
     drop(server);
     if on_redis {
