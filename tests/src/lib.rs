@@ -367,3 +367,54 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }
+
+/// What resending one ingest until it was acknowledged took, as an adapter does it:
+/// a 503 or no answer is tried again after 50 ms with the same body (and ids).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Resent {
+    /// Answers that were 503 `storage_unavailable`.
+    pub refused: u64,
+    /// Requests that got no answer (a connection cut, a client timeout).
+    pub unanswered: u64,
+    /// The longest wait for any answer.
+    pub slowest: std::time::Duration,
+}
+
+impl Resent {
+    /// Adds up what two runs of resending took.
+    pub fn add(&mut self, other: Resent) {
+        self.refused += other.refused;
+        self.unanswered += other.unanswered;
+        self.slowest = self.slowest.max(other.slowest);
+    }
+}
+
+/// Posts the JSON `body` to `url` with `token` until it is answered 202; panics on any
+/// other answer than 202 or 503 (a refusal the test did not mean).
+pub async fn ingest_until_accepted(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &str,
+) -> Resent {
+    let mut resent = Resent::default();
+    loop {
+        let started = std::time::Instant::now();
+        let answer = client
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await;
+        resent.slowest = resent.slowest.max(started.elapsed());
+        match answer.map(|r| r.status().as_u16()) {
+            Ok(202) => return resent,
+            Ok(503) => resent.refused += 1,
+            Ok(other) => panic!("ingest answered {other}"),
+            Err(_) => resent.unanswered += 1,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use botwatch_tests::PrivateRedis;
+use botwatch_tests::{PrivateRedis, Resent, ingest_until_accepted};
 use serde_json::{Value, json};
 
 mod common;
@@ -75,9 +75,7 @@ fn within(samples: &Samples, from: Duration, to: Duration) -> Vec<u64> {
 #[derive(Default)]
 struct Sent {
     acknowledged: BTreeSet<String>,
-    refused: u64,
-    unanswered: u64,
-    slowest: Duration,
+    resent: Resent,
 }
 
 /// Sends batches until told to stop, each until it is acknowledged, as an adapter
@@ -99,25 +97,8 @@ async fn write(base: String, w: usize, stop: tokio_util::sync::CancellationToken
             })
             .collect();
         let body = Value::Array(batch).to_string();
-        loop {
-            let started = Instant::now();
-            let answer = client
-                .post(&url)
-                .bearer_auth(TOKEN)
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await;
-            sent.slowest = sent.slowest.max(started.elapsed());
-            match answer.map(|r| r.status().as_u16()) {
-                Ok(202) => break,
-                Ok(503) => sent.refused += 1,
-                Ok(other) => panic!("ingest answered {other}"),
-                Err(_) => sent.unanswered += 1,
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        sent.resent
+            .add(ingest_until_accepted(&client, &url, TOKEN, &body).await);
         sent.acknowledged.extend(ids);
     }
     sent
@@ -238,9 +219,7 @@ async fn redis_paused_keeps_server_memory_bounded() {
     for writer in writers {
         let s = writer.await.expect("writer");
         sent.acknowledged.extend(s.acknowledged);
-        sent.refused += s.refused;
-        sent.unanswered += s.unanswered;
-        sent.slowest = sent.slowest.max(s.slowest);
+        sent.resent.add(s.resent);
     }
     sampling.cancel();
     sampler.await.expect("sampler");
@@ -277,9 +256,9 @@ async fn redis_paused_keeps_server_memory_bounded() {
             mib(peak),
             mib(after),
             recovery.as_secs_f64() * 1e3,
-            sent.slowest.as_secs_f64(),
-            sent.refused,
-            sent.unanswered,
+            sent.resent.slowest.as_secs_f64(),
+            sent.resent.refused,
+            sent.resent.unanswered,
         );
     }
     for &(seconds, _, before, peak, ..) in &rows {
@@ -290,14 +269,17 @@ async fn redis_paused_keeps_server_memory_bounded() {
             mib(before)
         );
     }
-    assert!(sent.refused > 0, "ingest refused while Redis was paused");
-    assert_eq!(sent.unanswered, 0, "every request answered");
+    assert!(
+        sent.resent.refused > 0,
+        "ingest refused while Redis was paused"
+    );
+    assert_eq!(sent.resent.unanswered, 0, "every request answered");
     // Promptly: within Redis's response timeout (2 s) and a margin, as the in-process
     // pause case asserts.
     assert!(
-        sent.slowest < Duration::from_secs(3),
+        sent.resent.slowest < Duration::from_secs(3),
         "answers come promptly (slowest {:?})",
-        sent.slowest
+        sent.resent.slowest
     );
     assert_eq!(lost, 0, "every acknowledged event stored");
     assert_eq!(twice, 0, "no event stored twice");

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use botwatch_tests::{ADMIN_TOKEN, Backend, PrivateRedis, TestServer};
+use botwatch_tests::{
+    ADMIN_TOKEN, Backend, PrivateRedis, Resent, TestServer, ingest_until_accepted,
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -22,12 +24,7 @@ const BOT: &str = "faults";
 #[derive(Default)]
 struct Sent {
     acknowledged: u64,
-    /// Answers that were 503 `storage_unavailable`.
-    refused: u64,
-    /// Requests that got no answer (a connection cut, a client timeout).
-    unanswered: u64,
-    /// The longest wait for any answer.
-    slowest: Duration,
+    resent: Resent,
 }
 
 /// Sends batches of user `u{w}` until told to stop; each until acknowledged.
@@ -43,24 +40,9 @@ async fn write(client: reqwest::Client, url: String, w: usize, stop: Cancellatio
                        "text": "x"})
             })
             .collect();
-        loop {
-            let started = Instant::now();
-            let answer = client
-                .post(&url)
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&batch)
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await;
-            sent.slowest = sent.slowest.max(started.elapsed());
-            match answer.map(|r| r.status().as_u16()) {
-                Ok(202) => break,
-                Ok(503) => sent.refused += 1,
-                Ok(other) => panic!("ingest answered {other}"),
-                Err(_) => sent.unanswered += 1,
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let body = Value::Array(batch).to_string();
+        sent.resent
+            .add(ingest_until_accepted(&client, &url, ADMIN_TOKEN, &body).await);
         sent.acknowledged += BATCH;
     }
     sent
@@ -93,9 +75,7 @@ impl Writers {
         for task in self.tasks {
             let sent = task.await.expect("writer");
             all.acknowledged += sent.acknowledged;
-            all.refused += sent.refused;
-            all.unanswered += sent.unanswered;
-            all.slowest = all.slowest.max(sent.slowest);
+            all.resent.add(sent.resent);
         }
         all
     }
@@ -166,8 +146,8 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_event() {
             "ready again after {} (median), {} (worst); {} refusals, {} unanswered",
             ms(recoveries[recoveries.len() / 2]),
             ms(recoveries[recoveries.len() - 1]),
-            sent.refused,
-            sent.unanswered
+            sent.resent.refused,
+            sent.resent.unanswered
         ),
     );
     assert_eq!(counted, sent.acknowledged, "every acknowledged event, once");
@@ -208,19 +188,22 @@ async fn redis_paused_gets_prompt_refusals_and_nothing_doubled() {
                 .map(|d| ms(*d))
                 .collect::<Vec<_>>()
                 .join(", "),
-            ms(sent.slowest),
-            sent.refused,
-            sent.unanswered
+            ms(sent.resent.slowest),
+            sent.resent.refused,
+            sent.resent.unanswered
         ),
     );
-    assert!(sent.refused > 0, "ingest refused while Redis was paused");
-    assert_eq!(sent.unanswered, 0, "every request answered");
+    assert!(
+        sent.resent.refused > 0,
+        "ingest refused while Redis was paused"
+    );
+    assert_eq!(sent.resent.unanswered, 0, "every request answered");
     // Promptly: within Redis's response timeout (2 s) and a margin, not after a hang
     // nor after several timeouts in a row.
     assert!(
-        sent.slowest < Duration::from_secs(3),
+        sent.resent.slowest < Duration::from_secs(3),
         "answers come promptly (slowest {:?}), not after a hang",
-        sent.slowest
+        sent.resent.slowest
     );
     assert_eq!(counted, sent.acknowledged, "every acknowledged event, once");
     s.stop().await;
