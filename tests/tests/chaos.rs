@@ -97,6 +97,39 @@ pub fn segment(s: &str) -> String {
     out
 }
 
+/// What the client knows of one topic.
+#[derive(Default)]
+pub struct Followed {
+    /// The last `seq` applied (a snapshot's, or a delta's).
+    pub seq: Option<u64>,
+    pub snapshots: u64,
+    pub deltas: u64,
+}
+
+impl Followed {
+    /// Applies a frame: a delta must carry exactly the next `seq`.
+    pub fn apply(&mut self, topic: &str, frame: &serde_json::Value) {
+        let seq = frame["seq"].as_u64().expect("seq");
+        match frame["kind"].as_str() {
+            Some("snapshot") => {
+                self.snapshots += 1;
+                self.seq = Some(seq);
+            }
+            Some("delta") => {
+                let last = self.seq.expect("a delta before any snapshot");
+                assert_eq!(
+                    seq,
+                    last + 1,
+                    "{topic}: after {last} came {seq} (a gap or a repeat)"
+                );
+                self.deltas += 1;
+                self.seq = Some(seq);
+            }
+            other => panic!("{topic}: unexpected frame {other:?}: {frame}"),
+        }
+    }
+}
+
 #[path = "chaos/trace.rs"]
 mod trace;
 

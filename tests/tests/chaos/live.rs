@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{LiveSocket as Socket, Rng, connect, long, report};
+use super::{Followed, LiveSocket as Socket, Rng, connect, long, report};
 
 const DIALOG: &str = "bot/helpdesk/dialog/u1";
 const DIALOGS: &str = "bot/helpdesk/dialogs";
@@ -27,39 +27,6 @@ async fn next_within(ws: &mut Socket, wait: Duration) -> Option<Value> {
             }
             Ok(Some(Ok(_))) => continue,
             Ok(other) => panic!("the connection ended under the client: {other:?}"),
-        }
-    }
-}
-
-/// What the client knows of one topic.
-#[derive(Default)]
-struct Followed {
-    /// The last `seq` applied (a snapshot's, or a delta's).
-    seq: Option<u64>,
-    snapshots: u64,
-    deltas: u64,
-}
-
-impl Followed {
-    /// Applies a frame: a delta must carry exactly the next `seq`.
-    fn apply(&mut self, topic: &str, frame: &Value) {
-        let seq = frame["seq"].as_u64().expect("seq");
-        match frame["kind"].as_str() {
-            Some("snapshot") => {
-                self.snapshots += 1;
-                self.seq = Some(seq);
-            }
-            Some("delta") => {
-                let last = self.seq.expect("a delta before any snapshot");
-                assert_eq!(
-                    seq,
-                    last + 1,
-                    "{topic}: after {last} came {seq} (a gap or a repeat)"
-                );
-                self.deltas += 1;
-                self.seq = Some(seq);
-            }
-            other => panic!("{topic}: unexpected frame {other:?}: {frame}"),
         }
     }
 }

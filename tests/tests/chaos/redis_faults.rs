@@ -14,7 +14,7 @@ use botwatch_tests::{
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{Rng, long, report};
+use super::{Followed, Rng, long, report};
 
 const WRITERS: usize = 4;
 const BATCH: u64 = 10;
@@ -213,8 +213,8 @@ async fn redis_paused_gets_prompt_refusals_and_nothing_doubled() {
 /// What a dashboard saw of one topic while Redis was emptied under it.
 #[derive(Default)]
 struct Watched {
-    /// The last `seq` applied (a snapshot's, or a delta's).
-    seq: Option<u64>,
+    /// Its `seq`, checked frame by frame.
+    followed: Followed,
     /// The `data_loss` of each snapshot, in order.
     snapshots: Vec<Value>,
     /// Deltas since the last snapshot.
@@ -222,30 +222,21 @@ struct Watched {
 }
 
 impl Watched {
-    /// Applies a frame: a delta carries exactly the next `seq`, a snapshot never one
-    /// before what the client has (it replaces it).
+    /// Applies a frame: a delta carries exactly the next `seq` (`Followed`), a snapshot
+    /// never one before what the client has (it replaces it).
     fn apply(&mut self, topic: &str, frame: &Value) {
-        let seq = frame["seq"].as_u64().expect("seq");
-        match frame["kind"].as_str() {
-            Some("snapshot") => {
-                if let Some(last) = self.seq {
-                    assert!(seq >= last, "{topic}: a snapshot at {seq} after {last}");
-                }
-                self.snapshots.push(frame["data"]["data_loss"].clone());
-                self.deltas_since = 0;
+        let before = self.followed.seq;
+        self.followed.apply(topic, frame);
+        if frame["kind"] == "snapshot" {
+            let seq = self.followed.seq.expect("seq");
+            if let Some(last) = before {
+                assert!(seq >= last, "{topic}: a snapshot at {seq} after {last}");
             }
-            Some("delta") => {
-                let last = self.seq.expect("a delta before any snapshot");
-                assert_eq!(
-                    seq,
-                    last + 1,
-                    "{topic}: after {last} came {seq} (a gap or a repeat)"
-                );
-                self.deltas_since += 1;
-            }
-            other => panic!("{topic}: unexpected frame {other:?}: {frame}"),
+            self.snapshots.push(frame["data"]["data_loss"].clone());
+            self.deltas_since = 0;
+        } else {
+            self.deltas_since += 1;
         }
-        self.seq = Some(seq);
     }
 
     /// Whether the latest snapshot shows a loss (`Some(true)`), none (`Some(false)`).
@@ -393,7 +384,7 @@ async fn redis_emptied_is_reported_and_every_dashboard_resyncs() {
         |w| w.get(&quiet).is_some_and(|w| w.shows_loss() == Some(false)),
     )
     .await;
-    let away_seq = away_watched[&quiet].seq.expect("a seq");
+    let away_seq = away_watched[&quiet].followed.seq.expect("a seq");
     drop(away);
 
     // Emptied behind the service's back.
