@@ -381,6 +381,19 @@ pub struct Resent {
 }
 
 impl Resent {
+    /// What a Redis pause must look like to adapters: ingests refused (503), every one
+    /// answered, and promptly: within Redis's response timeout (2 s) and a margin, not
+    /// after a hang nor after several timeouts in a row.
+    pub fn assert_refused_promptly(&self) {
+        assert!(self.refused > 0, "ingest refused while Redis was paused");
+        assert_eq!(self.unanswered, 0, "every request answered");
+        assert!(
+            self.slowest < std::time::Duration::from_secs(3),
+            "answers come promptly (slowest {:?}), not after a hang",
+            self.slowest
+        );
+    }
+
     /// Adds up what two runs of resending took.
     pub fn add(&mut self, other: Resent) {
         self.refused += other.refused;
